@@ -1,0 +1,40 @@
+# The two commands a new user needs: `make demo` and `make test`. Everything else is here for them.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# The CPU build of PyTorch by default; override, e.g. TORCH_SPEC='torch==2.13.0+cu128'.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: all venv demo test proto clean tools
+
+all: venv
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH_SPEC)"
+	$(PIP) install --quiet -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Debian's prometheus package gives promtool and the server for the dashboard tests; unpacked, never started as a service.
+$(VENV)/.tools: $(VENV)/.installed
+	bash tests/tools/install-prometheus.sh $(VENV)/tools
+	touch $@
+
+tools: $(VENV)/.tools
+
+demo: venv
+	$(VENV)/bin/ganworks demo
+
+test: venv tools
+	$(PY) tests/run_tests.py $(PYTEST_ARGS)
+
+proto: venv
+	$(PY) proto/generate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

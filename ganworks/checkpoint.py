@@ -1,0 +1,228 @@
+"""The snapshot format and publish protocol: the contract between the trainer and the services.
+
+    runs/<run>/checkpoints/<step:09d>/generator.safetensors
+    runs/<run>/checkpoints/<step:09d>/manifest.json
+    runs/<run>/checkpoints/<step:09d>/samples.png        (optional)
+    runs/<run>/LATEST                                    (written last: the newest complete step)
+
+Publishing is atomic by order: weights, samples, manifest, then LATEST. A reader follows LATEST or
+complete manifests only and verifies the weights' sha256 before building the model. No pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import time
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ObjectNotFoundError
+from ganworks.models import build_generator
+from ganworks.store import ArtifactStore
+
+FORMAT_VERSION = 1
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+
+
+def check_run_id(run: str) -> str:
+    if not isinstance(run, str) or not _RUN_ID.match(run) or ".." in run:
+        raise ConfigError(f"invalid run id {run!r}: 1–128 characters of letters, digits, '.', '_', '-', starting with a letter or digit")
+    return run
+
+
+def run_prefix(run: str) -> str:
+    return f"runs/{check_run_id(run)}"
+
+
+def snapshot_prefix(run: str, step: int) -> str:
+    return f"{run_prefix(run)}/checkpoints/{step:09d}"
+
+
+def latest_key(run: str) -> str:
+    return f"{run_prefix(run)}/LATEST"
+
+
+@dataclasses.dataclass
+class Manifest:
+    """What a snapshot is: enough to rebuild and verify the generator from the store alone."""
+
+    run: str
+    step: int
+    architecture: str
+    architecture_params: dict[str, Any]
+    image_size: int
+    channels: int
+    num_classes: int
+    latent_dim: int
+    sha256: str
+    images_seen: int = 0
+    created_at: float = dataclasses.field(default_factory=time.time)
+    dataset_id: str = ""
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "manifest.json") -> "Manifest":
+        if not isinstance(data, dict):
+            raise CheckpointFormatError(f"{where} is not a JSON object")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise CheckpointFormatError(
+                f"{where} has format_version {version!r}; this ganworks reads version {FORMAT_VERSION}. "
+                f"Upgrade ganworks to read newer snapshots, or re-publish with this version"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = required - set(data)
+        if missing:
+            raise CheckpointFormatError(f"{where} misses fields {sorted(missing)}")
+        try:
+            manifest = cls(**{k: v for k, v in data.items() if k in names})
+            manifest.step, manifest.image_size, manifest.channels = int(manifest.step), int(manifest.image_size), int(manifest.channels)
+            manifest.num_classes, manifest.latent_dim = int(manifest.num_classes), int(manifest.latent_dim)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointFormatError(f"{where} has a field of the wrong type: {exc}") from None
+        return manifest
+
+
+@dataclasses.dataclass
+class Snapshot:
+    manifest: Manifest
+    generator: torch.nn.Module
+
+
+def _state_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    return save_safetensors(tensors, metadata={"format": "pt"})
+
+
+def publish_snapshot(
+    store: ArtifactStore,
+    *,
+    run: str,
+    step: int,
+    generator_state: dict[str, torch.Tensor],
+    architecture: str,
+    architecture_params: dict[str, Any],
+    images_seen: int = 0,
+    dataset_id: str = "",
+    metrics: dict[str, float] | None = None,
+    samples_png: bytes | None = None,
+    _stop_after: str | None = None,
+) -> Manifest:
+    """Publishes a generator snapshot: weights, samples, manifest, then LATEST (only if step is newer).
+
+    `_stop_after` ("weights" or "manifest") is a test hook that simulates a publisher dying between steps.
+    """
+    if step < 0:
+        raise ConfigError(f"snapshot step must be >= 0, got {step}")
+    prefix = snapshot_prefix(run, step)
+    weights = _state_bytes(generator_state)
+    manifest = Manifest(
+        run=run,
+        step=step,
+        architecture=architecture,
+        architecture_params=dict(architecture_params),
+        image_size=int(architecture_params["image_size"]),
+        channels=int(architecture_params["channels"]),
+        num_classes=int(architecture_params.get("num_classes", 0)),
+        latent_dim=int(architecture_params["latent_dim"]),
+        sha256=hashlib.sha256(weights).hexdigest(),
+        images_seen=images_seen,
+        dataset_id=dataset_id,
+        metrics=dict(metrics or {}),
+    )
+    store.put_bytes(f"{prefix}/generator.safetensors", weights)
+    if _stop_after == "weights":
+        return manifest
+    if samples_png is not None:
+        store.put_bytes(f"{prefix}/samples.png", samples_png, "image/png")
+    store.put_json(f"{prefix}/manifest.json", manifest.to_json())
+    if _stop_after == "manifest":
+        return manifest
+    current = read_latest(store, run)
+    if current is None or step >= current:
+        store.put_bytes(latest_key(run), f"{step}\n".encode(), "text/plain")
+    return manifest
+
+
+def read_latest(store: ArtifactStore, run: str) -> int | None:
+    """The step LATEST names, or None if the run has published nothing yet."""
+    try:
+        raw = store.get_bytes(latest_key(run)).decode().strip()
+    except ObjectNotFoundError:
+        return None
+    if not raw.isdigit():
+        raise CheckpointFormatError(f"{store.url_for(latest_key(run))} holds {raw[:40]!r}, not a step number")
+    return int(raw)
+
+
+def list_snapshots(store: ArtifactStore, run: str) -> list[int]:
+    """Steps of the run's complete snapshots (with a manifest), oldest first."""
+    steps = []
+    for info in store.list(f"{run_prefix(run)}/checkpoints/"):
+        parts = info.key.split("/")
+        if len(parts) == 5 and parts[4] == "manifest.json" and parts[3].isdigit():
+            steps.append(int(parts[3]))
+    return sorted(set(steps))
+
+
+def list_runs(store: ArtifactStore) -> list[str]:
+    return sorted({info.key.split("/")[1] for info in store.list("runs/") if info.key.count("/") >= 2})
+
+
+def read_manifest(store: ArtifactStore, run: str, step: int) -> Manifest:
+    key = f"{snapshot_prefix(run, step)}/manifest.json"
+    try:
+        data = store.get_json(key)
+    except ObjectNotFoundError:
+        raise CheckpointError(f"run {run!r} has no complete snapshot at step {step} ({store.url_for(key)} is missing)") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointFormatError(f"{store.url_for(key)} is not valid JSON: {exc}") from None
+    return Manifest.from_json(data, store.url_for(key))
+
+
+def resolve_step(store: ArtifactStore, run: str, step: int | None = None) -> int:
+    """step itself, or the newest one LATEST names; CheckpointError if the run has none."""
+    if step:
+        return step
+    latest = read_latest(store, run)
+    if latest is None:
+        raise CheckpointError(f"run {run!r} has no published snapshot in {store.url} yet (no {latest_key(run)})")
+    return latest
+
+
+def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, device: str | torch.device = "cpu", on_verified: Callable[[Manifest], None] | None = None) -> Snapshot:
+    """Loads, verifies and rebuilds a generator from the store alone (latest when step is None)."""
+    step = resolve_step(store, run, step)
+    manifest = read_manifest(store, run, step)
+    weights_key = f"{snapshot_prefix(run, step)}/generator.safetensors"
+    try:
+        weights = store.get_bytes(weights_key)
+    except ObjectNotFoundError:
+        raise CheckpointError(f"{store.url_for(weights_key)} is missing although its manifest exists; re-publish step {step}") from None
+    digest = hashlib.sha256(weights).hexdigest()
+    if digest != manifest.sha256:
+        raise CheckpointIntegrityError(
+            f"sha256 of {store.url_for(weights_key)} is {digest}, manifest says {manifest.sha256}; "
+            "the upload was incomplete or the object was modified — the snapshot is refused"
+        )
+    if on_verified is not None:
+        on_verified(manifest)
+    generator = build_generator(manifest.architecture, **manifest.architecture_params)
+    try:
+        state = load_safetensors(weights)
+        generator.load_state_dict(state)
+    except Exception as exc:  # safetensors and torch raise several types for a mismatched file
+        raise CheckpointFormatError(f"{store.url_for(weights_key)} does not fit architecture {manifest.architecture!r} {manifest.architecture_params}: {exc}") from None
+    generator.to(device).eval().requires_grad_(False)
+    return Snapshot(manifest=manifest, generator=generator)

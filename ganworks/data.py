@@ -1,0 +1,214 @@
+"""Datasets: scikit-learn's digits, .npz files, image folders (class = subfolder), locally or from a store URL.
+
+Every dataset becomes uint8 N×H×W×C pixels with optional integer labels, and carries a stable id
+(a hash of its pixels, labels and preprocessing) that keys cached reference statistics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import pathlib
+import tempfile
+import urllib.parse
+import zipfile
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ganworks.errors import DatasetError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+SPLITS = ("all", "train", "test")
+TEST_FRACTION = 0.2
+
+
+@dataclasses.dataclass
+class ImageDataset:
+    images: np.ndarray  # uint8, N×H×W×C
+    labels: np.ndarray | None  # int64, N
+    num_classes: int
+    id: str
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[3])
+
+    def tensors(self) -> torch.Tensor:
+        """Images as float32 N×C×H×W in [-1, 1], the generator's output range."""
+        return torch.from_numpy(self.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def _resize(images: np.ndarray, size: int, source: str) -> np.ndarray:
+    if images.shape[1] == size and images.shape[2] == size:
+        return images
+    out = np.empty((len(images), size, size, images.shape[3]), dtype=np.uint8)
+    for i, img in enumerate(images):
+        pil = Image.fromarray(img[..., 0] if img.shape[2] == 1 else img)
+        resized = np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR))
+        out[i] = resized[..., None] if resized.ndim == 2 else resized
+    return out
+
+
+def _set_channels(images: np.ndarray, channels: int | None, source: str) -> np.ndarray:
+    if channels is None or images.shape[3] == channels:
+        return images
+    if channels == 3 and images.shape[3] == 1:
+        return np.repeat(images, 3, axis=3)
+    if channels == 1 and images.shape[3] == 3:
+        grey = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None]
+    raise DatasetError(f"{source}: cannot convert {images.shape[3]} channels to {channels}")
+
+
+def _split(n: int, split: str) -> np.ndarray:
+    """A fixed, seed-independent partition: the same images are held out in every run."""
+    order = np.random.RandomState(0).permutation(n)
+    cut = n - int(round(n * TEST_FRACTION))
+    return {"all": np.arange(n), "train": np.sort(order[:cut]), "test": np.sort(order[cut:])}[split]
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[..., None]
+    return images, bunch.target.astype(np.int64)
+
+
+def _npz(path: pathlib.Path, source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            key = next((k for k in ("images", "x", "arr_0") if k in data.files), None)
+            if key is None:
+                raise DatasetError(f"{source}: no 'images' array (found {data.files or 'nothing'}); save with np.savez(path, images=..., labels=...)")
+            images = data[key]
+            labels = data["labels"] if "labels" in data.files else (data["y"] if "y" in data.files else None)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"{source}: not a readable .npz file ({exc})") from None
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[3] not in (1, 3):
+        raise DatasetError(f"{source}: images must be N×H×W or N×H×W×C with C in (1, 3), got shape {tuple(images.shape)}")
+    if images.dtype != np.uint8:
+        raise DatasetError(f"{source}: images must be uint8 (0–255), got {images.dtype}; convert with (x * 255).round().astype('uint8')")
+    if images.shape[1] != images.shape[2]:
+        raise DatasetError(f"{source}: images must be square, got {images.shape[1]}×{images.shape[2]}")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
+            raise DatasetError(f"{source}: labels must be N integers for N={len(images)} images, got {labels.dtype} of shape {labels.shape}")
+        if len(labels) and labels.min() < 0:
+            raise DatasetError(f"{source}: labels must be >= 0, found {int(labels.min())}")
+        labels = labels.astype(np.int64)
+    return images, labels
+
+
+def _folder(root: pathlib.Path, size: int | None, channels: int | None, source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DatasetError(f"{source}: the folder has no files")
+    classes = sorted({p.parent.relative_to(root).as_posix() for p in files} - {"."})
+    if classes and any(p.parent == root for p in files):
+        loose = next(p for p in files if p.parent == root)
+        raise DatasetError(f"{source}: {loose.name} lies beside class subfolders; put every image in a class folder, or none")
+    mode = {1: "L", 3: "RGB"}.get(channels or 3)
+    pixels, labels = [], []
+    for path in files:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DatasetError(f"{source}: {path.relative_to(root)} is not an image (expected one of {sorted(IMAGE_SUFFIXES)})")
+        try:
+            with Image.open(path) as img:
+                img = img.convert(mode)
+                if size is not None and img.size != (size, size):
+                    img = img.resize((size, size), Image.Resampling.BILINEAR)
+                array = np.asarray(img)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DatasetError(f"{source}: {path.relative_to(root)} cannot be read as an image ({exc})") from None
+        if pixels and array.shape != pixels[0].shape:
+            raise DatasetError(f"{source}: {path.relative_to(root)} is {array.shape[1]}×{array.shape[0]}, others {pixels[0].shape[1]}×{pixels[0].shape[0]}; pass an image size to resize all")
+        pixels.append(array)
+        if classes:
+            labels.append(classes.index(path.parent.relative_to(root).as_posix()))
+    images = np.stack(pixels)
+    if images.ndim == 3:
+        images = images[..., None]
+    return images, (np.array(labels, dtype=np.int64) if classes else None)
+
+
+def _fetch(url: str, workdir: pathlib.Path) -> pathlib.Path:
+    """Downloads a dataset object (or every object under a prefix) from a store URL to workdir."""
+    from ganworks.store import open_store
+
+    parsed = urllib.parse.urlsplit(url)
+    store = open_store(f"{parsed.scheme}://{parsed.netloc}")
+    key = parsed.path.strip("/")
+    if key.endswith(".npz"):
+        dst = workdir / pathlib.PurePosixPath(key).name
+        store.get_file(key, dst)
+        return dst
+    objects = list(store.list(key + "/" if key else ""))
+    if not objects:
+        raise DatasetError(f"{url}: no such object or folder in the store")
+    for info in objects:
+        dst = workdir / info.key[len(key) :].lstrip("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        store.get_file(info.key, dst)
+    return workdir
+
+
+def dataset_id(name: str, images: np.ndarray, labels: np.ndarray | None, split: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(images).tobytes())
+    if labels is not None:
+        digest.update(np.ascontiguousarray(labels).tobytes())
+    digest.update(f"{images.shape}|{split}".encode())
+    _, h, w, c = images.shape
+    return f"{name}-{h}x{w}x{c}-{split}-{digest.hexdigest()[:12]}"
+
+
+def load_dataset(spec: str, image_size: int | None = None, channels: int | None = None, split: str = "all") -> ImageDataset:
+    """Loads `digits`, a .npz file, an image folder, or either from a store URL (file://, s3://)."""
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; use one of {SPLITS}")
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+        raise DatasetError(f"image size must be a positive integer, got {image_size!r}")
+    source = spec
+    with tempfile.TemporaryDirectory(prefix="ganworks-data-") as tmp:
+        if spec == "digits":
+            name, (images, labels) = "digits", _digits()
+        else:
+            if spec.startswith("s3://"):
+                path = _fetch(spec, pathlib.Path(tmp))
+            elif spec.startswith("file://"):
+                path = pathlib.Path(urllib.parse.unquote(urllib.parse.urlsplit(spec).path))
+            else:
+                path = pathlib.Path(spec).expanduser()
+            if not path.exists():
+                raise DatasetError(f"dataset {spec!r} not found: give 'digits', a .npz file, an image folder, or a store URL")
+            name = pathlib.PurePosixPath(spec.rstrip("/")).stem or "dataset"
+            if path.is_dir():
+                images, labels = _folder(path, image_size, channels, source)
+            elif path.suffix == ".npz":
+                images, labels = _npz(path, source)
+            else:
+                raise DatasetError(f"dataset {spec!r} is neither a .npz file nor a folder of images")
+    if len(images) == 0:
+        raise DatasetError(f"{source}: the dataset is empty")
+    images = _set_channels(images, channels, source)
+    if image_size is not None:
+        images = _resize(images, image_size, source)
+    index = _split(len(images), split)
+    images = np.ascontiguousarray(images[index])
+    labels = labels[index] if labels is not None else None
+    num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else 0
+    return ImageDataset(images=images, labels=labels, num_classes=num_classes, id=dataset_id(name, images, labels, split), source=source)

@@ -1,0 +1,24 @@
+"""Runs the test suite; unlike bare pytest, a run that collected no test fails (exit 5 is not a pass)."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main() -> int:
+    env = dict(os.environ)
+    tools = os.path.join(ROOT, ".venv", "tools", "bin")
+    if os.path.isdir(tools):
+        env["PATH"] = tools + os.pathsep + env.get("PATH", "")
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    code = subprocess.call([sys.executable, "-m", "pytest", "-m", "not soak", *sys.argv[1:]], cwd=ROOT, env=env)
+    if code == 5:
+        print("error: pytest collected no tests — that is a failure, not a pass", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
