@@ -62,16 +62,22 @@ class S3Endpoint:
                 self.process.kill()
                 self.process.wait()
 
+    enforce_auth: bool = False
+
     def start(self) -> None:
         """(Re)starts the moto server on the same port; its objects are in memory, so a restart empties it."""
-        self.process = _spawn(self.port)
+        self.process = _spawn(self.port, self.enforce_auth)
         _wait_ready(self.port, self.process)
 
 
-def _spawn(port: int) -> subprocess.Popen:
+def _spawn(port: int, enforce_auth: bool = False) -> subprocess.Popen:
     exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
     cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
-    return subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ)
+    if enforce_auth:
+        # moto then checks every request's access key against its IAM users (there are none): all are refused.
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
+    return subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -87,7 +93,8 @@ def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 30.0) -> 
     raise RuntimeError(f"moto_server did not answer on port {port} within {timeout}s")
 
 
-def start_s3() -> S3Endpoint:
+def start_s3(enforce_auth: bool = False) -> S3Endpoint:
+    """The test endpoint; enforce_auth gives a moto server that refuses every credential (moto only)."""
     external = os.environ.get("GANWORKS_TEST_S3_ENDPOINT")
     if external:
         secure = external.startswith("https://")
@@ -98,6 +105,6 @@ def start_s3() -> S3Endpoint:
             secure=secure,
         )
     port = free_port()
-    endpoint = S3Endpoint(endpoint=f"127.0.0.1:{port}", access_key="testing-key", secret_key="testing-secret", port=port)
+    endpoint = S3Endpoint(endpoint=f"127.0.0.1:{port}", access_key="testing-key", secret_key="testing-secret", port=port, enforce_auth=enforce_auth)
     endpoint.start()
     return endpoint

@@ -10,7 +10,7 @@ import pathlib
 import posixpath
 from typing import Any, BinaryIO, ContextManager, Iterator
 
-from ganworks.errors import ConfigError
+from ganworks.errors import StoreConfigError
 
 CHUNK = 1 << 20
 
@@ -26,10 +26,10 @@ class ObjectInfo:
 def check_key(key: str) -> str:
     """Rejects keys that could escape the store's root or are empty."""
     if not key or key.startswith("/") or "\\" in key:
-        raise ConfigError(f"invalid store key {key!r}: use a relative path like 'runs/<run>/LATEST'")
+        raise StoreConfigError(f"invalid store key {key!r}: use a relative path like 'runs/<run>/LATEST'")
     norm = posixpath.normpath(key)
     if norm.startswith("..") or norm != key.rstrip("/") or norm == ".":
-        raise ConfigError(f"invalid store key {key!r}: no '.', '..' or empty path segments")
+        raise StoreConfigError(f"invalid store key {key!r}: no '.', '..' or empty path segments")
     return norm
 
 

@@ -21,7 +21,8 @@ T = TypeVar("T")
 
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AllAccessDisabled"}
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed", "XMinioServerNotInitialized"}
-# Multipart above this size; parts of this size are the most a transfer holds in memory.
+# Multipart above this size; parts of this size are the most a transfer holds in memory. Parts go one at a
+# time: minio's parallel uploader reads ahead into an unbounded queue, which can hold a whole large file.
 PART_SIZE = 8 * 1024 * 1024
 
 
@@ -99,7 +100,7 @@ class S3Store(ArtifactStore):
 
     def put_file(self, key: str, path: str | pathlib.Path, content_type: str = "application/octet-stream") -> ObjectInfo:
         name = self._key(key)
-        self._call("upload", lambda: self.client.fput_object(self.bucket, name, str(path), content_type=content_type, part_size=PART_SIZE), key)
+        self._call("upload", lambda: self.client.fput_object(self.bucket, name, str(path), content_type=content_type, part_size=PART_SIZE, num_parallel_uploads=1), key)
         return self.stat(key)
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectInfo:

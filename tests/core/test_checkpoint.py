@@ -1,0 +1,122 @@
+"""The snapshot format and publish protocol: what a reader may see, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ganworks.checkpoint import list_snapshots, load_snapshot, publish_snapshot, read_latest, snapshot_prefix
+from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError
+from ganworks.models import build_generator
+
+PARAMS = {"image_size": 16, "channels": 1, "latent_dim": 8, "num_classes": 3, "width": 8}
+
+
+def _publish(store, step: int, seed: int = 0, **kwargs):
+    torch.manual_seed(seed)
+    generator = build_generator("dcgan", **PARAMS)
+    publish_snapshot(store, run="r1", step=step, generator_state=generator.state_dict(), architecture="dcgan", architecture_params=PARAMS, images_seen=step * 64, **kwargs)
+    return generator
+
+
+def test_a_generator_rebuilt_from_the_manifest_alone_reproduces_the_published_one(store):
+    original = _publish(store, 100).eval()
+    z, labels = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+
+    snapshot = load_snapshot(store, "r1")
+
+    assert snapshot.manifest.step == 100 and snapshot.manifest.images_seen == 6400
+    assert torch.equal(snapshot.generator(z, labels), original(z, labels))
+    assert snapshot.generator(z, labels).shape == (4, 1, 16, 16)
+
+
+def test_latest_names_the_newest_step_and_an_older_publish_does_not_move_it_back(store):
+    _publish(store, 200)
+    _publish(store, 100)
+
+    assert read_latest(store, "r1") == 200
+    assert list_snapshots(store, "r1") == [100, 200]
+
+
+def test_a_publish_interrupted_after_the_weights_leaves_latest_on_the_previous_snapshot(store):
+    _publish(store, 100)
+
+    _publish(store, 200, seed=1, _stop_after="weights")
+
+    assert read_latest(store, "r1") == 100
+    assert list_snapshots(store, "r1") == [100]
+    assert load_snapshot(store, "r1").manifest.step == 100
+
+
+def test_a_publish_interrupted_before_latest_serves_the_previous_snapshot_to_latest_readers(store):
+    _publish(store, 100)
+
+    _publish(store, 200, seed=1, _stop_after="manifest")
+
+    assert load_snapshot(store, "r1").manifest.step == 100
+
+
+def test_weights_modified_after_publishing_are_refused_with_the_integrity_error(store):
+    _publish(store, 100)
+    key = f"{snapshot_prefix('r1', 100)}/generator.safetensors"
+    data = bytearray(store.get_bytes(key))
+    data[-1] ^= 0xFF
+    store.put_bytes(key, bytes(data))
+
+    with pytest.raises(CheckpointIntegrityError, match="sha256 of .*generator.safetensors"):
+        load_snapshot(store, "r1", 100)
+
+
+def test_a_manifest_of_an_unknown_format_version_is_refused_with_what_to_do(store):
+    _publish(store, 100)
+    key = f"{snapshot_prefix('r1', 100)}/manifest.json"
+    manifest = store.get_json(key)
+    manifest["format_version"] = 99
+    store.put_json(key, manifest)
+
+    with pytest.raises(CheckpointFormatError, match="format_version 99.*Upgrade ganworks"):
+        load_snapshot(store, "r1")
+
+
+def test_a_manifest_that_is_not_json_is_a_format_error(store):
+    _publish(store, 100)
+    store.put_bytes(f"{snapshot_prefix('r1', 100)}/manifest.json", b"{not json")
+
+    with pytest.raises(CheckpointFormatError, match="not valid JSON"):
+        load_snapshot(store, "r1")
+
+
+def test_a_run_without_snapshots_says_so(store):
+    with pytest.raises(CheckpointError, match="no published snapshot"):
+        load_snapshot(store, "nothing-here")
+
+
+def test_manifest_records_what_the_services_need(store):
+    _publish(store, 100, dataset_id="digits-16x16x1-train-abc", samples_png=b"\x89PNG", metrics={"fid": 1.5})
+
+    manifest = store.get_json(f"{snapshot_prefix('r1', 100)}/manifest.json")
+
+    assert {k: manifest[k] for k in ("image_size", "channels", "num_classes", "latent_dim", "step", "dataset_id", "format_version")} == {
+        "image_size": 16, "channels": 1, "num_classes": 3, "latent_dim": 8, "step": 100, "dataset_id": "digits-16x16x1-train-abc", "format_version": 1,
+    }
+    assert len(manifest["sha256"]) == 64 and manifest["metrics"] == {"fid": 1.5}
+    assert store.exists(f"{snapshot_prefix('r1', 100)}/samples.png")
+
+
+@pytest.mark.parametrize("run", ["", "../x", "a/b", "-lead", "x" * 200])
+def test_invalid_run_ids_are_refused(store, run):
+    with pytest.raises(ConfigError, match="invalid run id"):
+        read_latest(store, run)
+
+
+def test_snapshot_files_contain_no_pickle(local_store):
+    _publish(local_store, 100)
+    prefix = local_store.root / snapshot_prefix("r1", 100)
+
+    weights = (prefix / "generator.safetensors").read_bytes()
+    header_len = int.from_bytes(weights[:8], "little")
+
+    json.loads(weights[8 : 8 + header_len])  # a safetensors header is JSON, the rest raw tensor bytes
+    json.loads((prefix / "manifest.json").read_text())
