@@ -2,6 +2,7 @@
 # Unpacks Debian's prometheus package (prometheus + promtool) into DIR without starting any service.
 set -euo pipefail
 dest=${1:?usage: install-prometheus.sh DIR}
+mkdir -p "$dest" && dest=$(cd "$dest" && pwd)
 if [ -x "$dest/bin/promtool" ] && [ -x "$dest/bin/prometheus" ]; then exit 0; fi
 mkdir -p "$dest/bin"
 found_prom=$(command -v prometheus || true)
