@@ -1,0 +1,129 @@
+"""`ganworks demo`: train, publish, serve and evaluate for a few minutes, then show what came out."""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import pathlib
+import time
+
+import grpc
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ganworks.api import generator_pb2, generator_pb2_grpc
+from ganworks.images import grid_png
+from ganworks.system.local import LocalSystem, store_env_from_args, SystemOptions
+from ganworks.system.up import add_system_flags, options_from_args, print_addresses
+
+DEMO = SystemOptions(steps=900, snapshot_every=300, num_workers=2)
+TABLE_METRICS = ("fid", "kid_mean", "precision", "recall", "density", "coverage", "mode_coverage_classes", "memorization_rate")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_system_flags(parser, DEMO)
+    parser.add_argument("--steps", type=int, default=DEMO.steps, help=f"training steps (default {DEMO.steps}, a few minutes on 2 CPU cores)")
+    parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds (default 900)")
+
+
+def sample_grid(address: str, run: str, num_classes: int, per_class: int = 8) -> tuple[np.ndarray, int]:
+    """Asks the generator like a backend would: one call, uint8 pixels; a column per class when conditional."""
+    rows = num_classes or 8
+    labels = [c for _ in range(per_class) for c in range(num_classes)] if num_classes else []
+    request = generator_pb2.GenerateRequest(model=run, num_samples=rows * per_class, seed=2026, class_labels=labels, output_format=generator_pb2.OUTPUT_FORMAT_UINT8)
+    with grpc.insecure_channel(address) as channel:
+        response = generator_pb2_grpc.GeneratorStub(channel).Generate(request, timeout=60)
+    h, w, c = response.shape
+    pixels = np.stack([np.frombuffer(image.data, dtype=np.uint8).reshape(h, w, c) for image in response.images])
+    return pixels, response.version
+
+
+def measure_latency(address: str, run: str, calls: int = 200, concurrency: int = 8) -> dict[str, float]:
+    """Single-sample calls from concurrent clients, as backends make them: p50/p99 in ms and throughput."""
+    with grpc.insecure_channel(address) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+
+        def one(i: int) -> float:
+            started = time.perf_counter()
+            stub.Generate(generator_pb2.GenerateRequest(model=run, num_samples=1, seed=i, output_format=generator_pb2.OUTPUT_FORMAT_PNG), timeout=30)
+            return time.perf_counter() - started
+
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            latencies = np.array(list(pool.map(one, range(calls))))
+        elapsed = time.perf_counter() - started
+    return {"calls": calls, "concurrency": concurrency, "p50_ms": float(np.percentile(latencies, 50) * 1e3), "p99_ms": float(np.percentile(latencies, 99) * 1e3), "requests_per_s": calls / elapsed}
+
+
+def train_with_progress(console: Console, system: LocalSystem, deadline: float) -> None:
+    columns = (TextColumn("training"), BarColumn(), TextColumn("step {task.completed:.0f}/{task.total:.0f}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("train", total=system.options.steps, info="starting Ray…")
+        while system.trainer_running:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the demo ran out of time while training; see the trainer log")
+            system.check_alive()
+            status = system.status()
+            info = f"{status.images_per_second or 0:.0f} img/s · snapshot {status.latest_snapshot if status.latest_snapshot is not None else '–'}"
+            if status.latest_fid is not None:
+                info += f" · FID {status.latest_fid:.3g}"
+            progress.update(task, completed=status.step or 0, info=info)
+            time.sleep(1)
+        progress.update(task, completed=system.options.steps)
+    code = system.processes["trainer"].exit_code()
+    if code != 0:
+        raise RuntimeError(f"the trainer exited with {code}; its log ends:\n{system.processes['trainer'].log_tail(30)}")
+
+
+def summary_table(reports: dict[int, dict], extractor: str) -> Table:
+    table = Table(title=f"quality of each snapshot (features: {extractor})")
+    table.add_column("step", justify="right")
+    shown = [m for m in TABLE_METRICS if any(m in r.get("metrics", {}) for r in reports.values())]
+    for name in shown:
+        table.add_column(name, justify="right")
+    for step, report in sorted(reports.items()):
+        metrics = report.get("metrics", {})
+        table.add_row(str(step), *(f"{metrics[m]:.4g}" if m in metrics else "–" for m in shown))
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    options = options_from_args(args, steps=args.steps)
+    system = LocalSystem(options, env=store_env_from_args(args))
+    deadline = time.monotonic() + args.timeout
+    started = time.monotonic()
+    try:
+        with console.status("starting Ray and the trainer, fitting the evaluator's digits classifier, starting the services…"):
+            system.start()
+        print_addresses(console, system)
+        train_with_progress(console, system, deadline)
+        store = system.store()
+        from ganworks.checkpoint import read_latest, read_manifest
+
+        latest = read_latest(store, options.run)
+        manifest = read_manifest(store, options.run, latest)
+        with console.status(f"waiting for the evaluator to report snapshot {latest}…"):
+            report = system.wait_for_evaluation(latest, max(30.0, deadline - time.monotonic()))
+        with console.status("calling the generator over gRPC like a backend…"):
+            pixels, version = sample_grid(system.generator_address, options.run, manifest.num_classes)
+            latency = measure_latency(system.generator_address, options.run)
+        grid_path = system.workdir / "samples.png"
+        grid_path.write_bytes(grid_png(pixels, columns=manifest.num_classes or None, scale=2))
+        reports = system.reports()
+        report_path = system.write_json("report.json", {"run": options.run, "store": options.store, "latest_step": latest, "served_version": version, "evaluation": report, "evaluations": {str(k): v for k, v in reports.items()}, "serving": latency, "seconds": time.monotonic() - started})
+    finally:
+        system.stop()
+    console.print(summary_table(reports, report.get("extractor", "?")))
+    serving = Table(title="serving (single-sample gRPC calls, 8 concurrent clients)")
+    for col in ("calls", "p50 ms", "p99 ms", "req/s"):
+        serving.add_column(col, justify="right")
+    serving.add_row(str(latency["calls"]), f"{latency['p50_ms']:.1f}", f"{latency['p99_ms']:.1f}", f"{latency['requests_per_s']:.0f}")
+    console.print(serving)
+    console.print(f"sample grid (snapshot {version}, a column per class): [bold]{grid_path}[/]")
+    console.print(f"evaluation report: [bold]{report_path}[/]")
+    console.print(f"snapshots and reports in the store: {options.store}  (list them: ganworks runs --store {options.store})")
+    console.print(f"done in {time.monotonic() - started:.0f}s")
+    return 0

@@ -1,0 +1,234 @@
+"""The whole system as separate processes on loopback: Ray trainer, generator service, evaluator service, one store."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import time
+from typing import Any
+
+from ganworks.system.processes import ServiceProcess, free_port, ganworks_command, wait_for_grpc_health, wait_for_http
+from ganworks.system.status import RateMeter, scrape, total
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SystemOptions:
+    store: str = "./ganworks-store"
+    run: str = "digits-demo"
+    dataset: str = "digits"
+    image_size: int = 32
+    conditional: bool = True
+    num_workers: int = 2
+    steps: int = 100_000
+    snapshot_every: int = 200
+    batch_size: int = 64
+    eval_samples: int = 2000
+    workdir: str = "./ganworks-demo"
+    generator_port: int = 0
+    evaluator_port: int = 0
+    trainer_metrics_port: int = 0
+    generator_metrics_port: int = 0
+    evaluator_metrics_port: int = 0
+    extra_train_args: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass
+class Status:
+    step: float | None = None
+    images_per_second: float | None = None
+    latest_snapshot: int | None = None
+    latest_fid: float | None = None
+    evaluated_step: float | None = None
+    generator_qps: float = 0.0
+    trainer_running: bool = False
+
+
+class LocalSystem:
+    """Starts, watches and stops the processes; the same code serves `up`, `demo` and the end-to-end tests."""
+
+    def __init__(self, options: SystemOptions, env: dict[str, str] | None = None):
+        self.options = options
+        self.env = dict(env or {})
+        self.workdir = pathlib.Path(options.workdir).resolve()
+        self.logs = self.workdir / "logs"
+        self.ports = {
+            name: getattr(options, name) or free_port()
+            for name in ("generator_port", "evaluator_port", "trainer_metrics_port", "generator_metrics_port", "evaluator_metrics_port")
+        }
+        self.processes: dict[str, ServiceProcess] = {}
+        self._qps = RateMeter()
+
+    # -- addresses ----------------------------------------------------------------------------------------
+
+    @property
+    def generator_address(self) -> str:
+        return f"127.0.0.1:{self.ports['generator_port']}"
+
+    @property
+    def evaluator_address(self) -> str:
+        return f"127.0.0.1:{self.ports['evaluator_port']}"
+
+    def metrics_url(self, component: str) -> str:
+        return f"http://127.0.0.1:{self.ports[component + '_metrics_port']}/metrics"
+
+    def addresses(self) -> dict[str, str]:
+        return {
+            "store": self.options.store,
+            "generator gRPC": self.generator_address,
+            "evaluator gRPC": self.evaluator_address,
+            "trainer /metrics": self.metrics_url("trainer"),
+            "generator /metrics": self.metrics_url("generator"),
+            "evaluator /metrics": self.metrics_url("evaluator"),
+            "logs": str(self.logs),
+        }
+
+    # -- life cycle ---------------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, *args: str) -> ServiceProcess:
+        process = ServiceProcess(name, ganworks_command(*args), self.logs / f"{name}.log", env={"GANWORKS_STORE": self.options.store, **self.env})
+        self.processes[name] = process.start()
+        return process
+
+    def fit_extractor(self, timeout: float = 600) -> None:
+        """Trains the digits classifier extractor once per dataset (the evaluator reuses it from the store)."""
+        o = self.options
+        process = ServiceProcess("fit-extractor", ganworks_command("evaluator", "fit-extractor", "--dataset", o.dataset, "--image-size", str(o.image_size), "--store", o.store), self.logs / "fit-extractor.log", env=self.env)
+        process.start()
+        try:
+            code = process.process.wait(timeout)
+        finally:
+            process.stop()
+        if code != 0:
+            raise RuntimeError(f"fitting the evaluator's feature extractor failed ({code}):\n{process.log_tail()}")
+
+    def start_trainer(self) -> ServiceProcess:
+        o = self.options
+        args = [
+            "train", "--run", o.run, "--dataset", o.dataset, "--image-size", str(o.image_size), "--num-workers", str(o.num_workers),
+            "--steps", str(o.steps), "--snapshot-every", str(o.snapshot_every), "--batch-size", str(o.batch_size),
+            "--metrics-port", str(self.ports["trainer_metrics_port"]), "--store", o.store,
+        ]
+        if o.conditional:
+            args.append("--conditional")
+        return self._spawn("trainer", *args, *o.extra_train_args)
+
+    def start_generator(self) -> ServiceProcess:
+        process = self._spawn(
+            "generator", "generator", "serve", "--runs", self.options.run, "--port", str(self.ports["generator_port"]),
+            "--metrics-port", str(self.ports["generator_metrics_port"]), "--store", self.options.store,
+        )
+        wait_for_http(self.metrics_url("generator"), 60, process)
+        return process
+
+    def start_evaluator(self) -> ServiceProcess:
+        process = self._spawn(
+            "evaluator", "evaluator", "serve", "--port", str(self.ports["evaluator_port"]), "--metrics-port", str(self.ports["evaluator_metrics_port"]),
+            "--generator", self.generator_address, "--runs", self.options.run, "--continuous", "--num-samples", str(self.options.eval_samples),
+            "--store", self.options.store,
+        )
+        wait_for_grpc_health(self.evaluator_address, 60, process)
+        return process
+
+    def start(self, fit_extractor: bool = True) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            self.start_trainer()  # first: Ray takes the longest to come up
+            if fit_extractor:
+                self.fit_extractor()
+            self.start_generator()
+            self.start_evaluator()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, grace: float = 20.0) -> None:
+        """Trainer first (it checkpoints), then the evaluator, then the generator it reads from."""
+        for name in ("trainer", "evaluator", "generator"):
+            if name in self.processes:
+                self.processes[name].stop(grace)
+
+    def check_alive(self) -> None:
+        for name in ("generator", "evaluator"):
+            process = self.processes.get(name)
+            if process is not None and not process.running:
+                raise RuntimeError(f"the {name} exited with {process.exit_code()}; its log ({process.log_path}) ends:\n{process.log_tail()}")
+
+    @property
+    def trainer_running(self) -> bool:
+        return "trainer" in self.processes and self.processes["trainer"].running
+
+    # -- observing ----------------------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        trainer = scrape(self.metrics_url("trainer"))
+        evaluator = scrape(self.metrics_url("evaluator"))
+        generator = scrape(self.metrics_url("generator"))
+        return Status(
+            step=total(trainer, "ganworks_trainer_steps_total"),
+            images_per_second=total(trainer, "ganworks_trainer_images_per_second"),
+            latest_snapshot=self.latest_snapshot(),
+            latest_fid=total(evaluator, "ganworks_evaluator_fid"),
+            evaluated_step=total(evaluator, "ganworks_evaluator_evaluated_step"),
+            generator_qps=self._qps.update(total(generator, "ganworks_generator_requests_total")),
+            trainer_running=self.trainer_running,
+        )
+
+    def store(self):
+        from ganworks.settings import StoreSettings, load_settings
+        from ganworks.store import open_store
+
+        return open_store(self.options.store, settings=load_settings(StoreSettings, env={**os.environ, **self.env}))
+
+    def latest_snapshot(self) -> int | None:
+        from ganworks.checkpoint import read_latest
+
+        try:
+            return read_latest(self.store(), self.options.run)
+        except Exception:  # noqa: BLE001 - a status line must not die on a store hiccup
+            return None
+
+    def reports(self) -> dict[int, dict[str, Any]]:
+        """Evaluation reports in the store, by step (merging the metric sets of one step)."""
+        from ganworks.system.runs import evaluation_reports
+        from ganworks.checkpoint import list_snapshots
+
+        store = self.store()
+        found = {}
+        for step in list_snapshots(store, self.options.run):
+            merged: dict[str, Any] = {}
+            for report in evaluation_reports(store, self.options.run, step).values():
+                metrics = {**merged.get("metrics", {}), **report.get("metrics", {})}
+                merged = {**merged, **report, "metrics": metrics}
+            if merged:
+                found[step] = merged
+        return found
+
+    def wait_for_evaluation(self, step: int, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            report = self.reports().get(step)
+            if report:
+                return report
+            time.sleep(1.0)
+        raise TimeoutError(f"the evaluator did not report step {step} within {timeout:.0f}s; see {self.logs / 'evaluator.log'}")
+
+    def write_json(self, name: str, value: Any) -> pathlib.Path:
+        path = self.workdir / name
+        path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+        return path
+
+
+def store_env_from_args(args: Any) -> dict[str, str]:
+    """Store flags given to `up`/`demo`, as the environment their children read."""
+    env = {}
+    if getattr(args, "s3_endpoint", None):
+        env["GANWORKS_S3_ENDPOINT"] = args.s3_endpoint
+    if getattr(args, "s3_region", None):
+        env["GANWORKS_S3_REGION"] = args.s3_region
+    return env

@@ -1,0 +1,115 @@
+"""Supervises the system's processes on one machine: start, wait until healthy, stop in order, leave nothing behind."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import IO, Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ganworks_command(*args: str) -> list[str]:
+    """The `ganworks` command run by this same interpreter, so a venv need not be on PATH."""
+    return [sys.executable, "-m", "ganworks.cli", *args]
+
+
+@dataclasses.dataclass
+class ServiceProcess:
+    """One child process in its own process group (so a stop reaches everything it started)."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: pathlib.Path
+    env: dict[str, str] | None = None
+    process: subprocess.Popen | None = None
+    _log: IO | None = None
+
+    def start(self) -> "ServiceProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        env = {**os.environ, **(self.env or {})}
+        self.process = subprocess.Popen(list(self.argv), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def signal(self, sig: int) -> None:
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, grace: float = 15.0) -> int | None:
+        """SIGTERM to the group, then SIGKILL after grace; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.running:
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.process.wait(10)
+        # Children that outlived the leader (Ray's helpers, say) go too.
+        self.signal(signal.SIGKILL)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.process.returncode
+
+
+def wait_for_grpc_health(address: str, timeout: float, process: ServiceProcess | None = None, service: str = "") -> None:
+    """Waits until the server at address answers SERVING, or raises with the process's log tail."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process is not None and not process.running:
+                raise RuntimeError(f"{process.name} exited with {process.exit_code()} before it was healthy:\n{process.log_tail()}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.3)
+    raise TimeoutError(f"{address} was not SERVING within {timeout:.0f}s" + (f"; log:\n{process.log_tail()}" if process else ""))
+
+
+def wait_for_http(url: str, timeout: float, process: ServiceProcess | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and not process.running:
+            raise RuntimeError(f"{process.name} exited with {process.exit_code()}:\n{process.log_tail()}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
