@@ -1,0 +1,77 @@
+"""Registers a grpc.aio servicer so that a request that does not parse is INVALID_ARGUMENT, never UNKNOWN.
+
+The generated `add_*Servicer_to_server` functions decode requests before the servicer runs, and grpc
+reports a decode failure as UNKNOWN; here the decode failure reaches the method as a marker, which is
+answered with a status and a message a caller can act on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import grpc
+from google.protobuf import message as pb_message
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+
+
+@dataclasses.dataclass(frozen=True)
+class MalformedRequest:
+    """Stands in for a request whose bytes are not a valid message of the method's input type."""
+
+    type_name: str
+    reason: str
+
+
+def _tolerant(message_class: type) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except (pb_message.DecodeError, RuntimeWarning, ValueError) as exc:
+            return MalformedRequest(message_class.DESCRIPTOR.full_name, str(exc))
+
+    return deserialize
+
+
+def _message(request: MalformedRequest) -> str:
+    return f"the request is not a valid {request.type_name} message ({request.reason}); build it with the ganworks.v1 protos"
+
+
+def _guard_unary(behavior: Callable) -> Callable:
+    @functools.wraps(behavior)
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, MalformedRequest):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(request))
+        return await behavior(request, context)
+
+    return guarded
+
+
+def _guard_stream(behavior: Callable) -> Callable:
+    @functools.wraps(behavior)
+    async def guarded(request: Any, context: grpc.aio.ServicerContext):
+        if isinstance(request, MalformedRequest):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(request))
+        async for item in behavior(request, context):
+            yield item
+
+    return guarded
+
+
+def add_servicer(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor) -> None:
+    """Registers the unary-request methods of `service` implemented by `servicer` on `server`."""
+    handlers = {}
+    for method in service.methods:
+        if method.client_streaming:
+            raise NotImplementedError(f"{method.full_name}: client-streaming methods are not supported here")
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        behavior = getattr(servicer, method.name)
+        if method.server_streaming:
+            handler = grpc.unary_stream_rpc_method_handler(_guard_stream(behavior), request_deserializer=_tolerant(request_class), response_serializer=response_class.SerializeToString)
+        else:
+            handler = grpc.unary_unary_rpc_method_handler(_guard_unary(behavior), request_deserializer=_tolerant(request_class), response_serializer=response_class.SerializeToString)
+        handlers[method.name] = handler
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
