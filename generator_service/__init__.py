@@ -1,0 +1,1 @@
+"""The generator service: serves published GAN snapshots over a batching gRPC API."""

@@ -1,0 +1,52 @@
+"""Bearer-token auth for the generator's gRPC calls; health and reflection stay open for probes and tools."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Callable
+
+import grpc
+
+OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without `authorization: Bearer <token>` metadata with UNAUTHENTICATED."""
+
+    def __init__(self, token: str, on_refused: Callable[[str], None] = lambda method: None):
+        self._expected = f"Bearer {token}".encode()
+        self._on_refused = on_refused
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_METHOD_PREFIXES):
+            return handler
+        given = ""
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "authorization":
+                given = value if isinstance(value, str) else value.decode(errors="replace")
+        # Constant-time compare: the time to refuse must not reveal how much of the token was right.
+        if hmac.compare_digest(given.encode(), self._expected):
+            return handler
+        self._on_refused(method.rsplit("/", 1)[-1])
+        message = "missing or wrong token: send metadata 'authorization: Bearer <token>'" if given else "this server needs a token: send metadata 'authorization: Bearer <token>'"
+        return _refusing(handler, message)
+
+
+def _refusing(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+    async def refuse_unary(request, context):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    async def refuse_stream(request, context):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield  # unreachable: makes this an async generator, as a streaming handler must be
+
+    codec = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(refuse_unary, **codec)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, **codec)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(refuse_unary, **codec)
+    return grpc.stream_stream_rpc_method_handler(refuse_stream, **codec)

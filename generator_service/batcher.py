@@ -1,0 +1,238 @@
+"""DynamicBatcher: groups waiting requests into model calls of up to max_batch_size samples, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from generator_service.metrics import GeneratorMetrics
+from generator_service.models import LoadedModel
+from generator_service.sampling import sample_labels, sample_noise, truncate
+
+
+class QueueFullError(Exception):
+    """Admitting the request would exceed max_queue_size waiting samples."""
+
+
+class DeadlineExpiredError(Exception):
+    """The call's deadline passed before its samples were computed."""
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    """The samples of one call (or one streamed chunk): indices first_index .. first_index+num_samples-1."""
+
+    model: LoadedModel
+    num_samples: int
+    seed: int
+    output_kind: int
+    first_index: int = 0
+    labels: np.ndarray | None = None  # num_samples class labels, or None (drawn from the seed)
+    latents: np.ndarray | None = None  # num_samples × latent_dim, or None (drawn from the seed)
+    truncation: float = 1.0
+    deadline: float | None = None  # time.monotonic() after which computing is pointless
+    future: asyncio.Future = dataclasses.field(default=None)  # type: ignore[assignment]
+    images: np.ndarray | None = None
+    used_labels: np.ndarray | None = None
+    remaining: int = 0
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+
+@dataclasses.dataclass(eq=False)
+class _Part:
+    job: Job
+    start: int  # offset within the job
+    count: int
+    enqueued_at: float
+
+
+class DynamicBatcher:
+    """One bounded queue per (model, version, output kind); one worker per device runs the batches in turn."""
+
+    def __init__(self, *, max_batch_size: int, max_queue_delay: float, max_queue_size: int, metrics: GeneratorMetrics):
+        self.max_batch_size, self.max_queue_delay, self.max_queue_size = max_batch_size, max_queue_delay, max_queue_size
+        self.metrics = metrics
+        self._queues: dict[tuple[str, int, int], collections.deque[_Part]] = {}
+        self._waiting = 0
+        self._arrived = asyncio.Event()
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._workers: dict[str, asyncio.Task] = {}
+        self._busy = 0
+        metrics.queue_capacity.set(max_queue_size)
+        metrics.queue_depth.set(0)
+
+    # -- producers ----------------------------------------------------------------------------------------
+
+    def submit(self, jobs: list[Job]) -> None:
+        """Queues jobs, all or none; QueueFullError at once if their samples do not fit."""
+        total = sum(job.num_samples for job in jobs)
+        if self._waiting + total > self.max_queue_size:
+            raise QueueFullError(
+                f"server busy: {self._waiting} samples already waiting, room for {self.max_queue_size - self._waiting}, "
+                f"this call needs {total}; retry with backoff or ask for fewer samples"
+            )
+        now = time.monotonic()
+        loop = asyncio.get_running_loop()
+        for job in jobs:
+            job.future = loop.create_future()
+            job.remaining = job.num_samples
+            key = (job.model.run, job.model.step, job.output_kind)
+            self._queues.setdefault(key, collections.deque()).append(_Part(job, 0, job.num_samples, now))
+            self._ensure_worker(job.model.device)
+        self._waiting += total
+        self.metrics.queue_depth.set(self._waiting)
+        self._arrived.set()
+
+    async def run_on_device(self, device: torch.device, fn: Callable[[], Any]) -> Any:
+        """Runs fn in the device's executor, between batches (used to warm up new snapshots)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor(device), fn)
+
+    @property
+    def idle(self) -> bool:
+        return self._waiting == 0 and self._busy == 0
+
+    async def close(self) -> None:
+        for task in self._workers.values():
+            task.cancel()
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        for pool in self._executors.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- the device worker --------------------------------------------------------------------------------
+
+    def _executor(self, device: torch.device) -> ThreadPoolExecutor:
+        name = str(device)
+        if name not in self._executors:
+            # One thread per device: torch parallelises inside an op; two batches at once would only contend.
+            self._executors[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+        return self._executors[name]
+
+    def _ensure_worker(self, device: torch.device) -> None:
+        name = str(device)
+        if name not in self._workers:
+            self._workers[name] = asyncio.create_task(self._work(device), name=f"batcher-{name}")
+
+    def _oldest_key(self, device: torch.device) -> tuple | None:
+        best, best_time = None, None
+        for key, queue in list(self._queues.items()):
+            if not queue:
+                del self._queues[key]
+                continue
+            if queue[0].job.model.device == device and (best_time is None or queue[0].enqueued_at < best_time):
+                best, best_time = key, queue[0].enqueued_at
+        return best
+
+    async def _work(self, device: torch.device) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            key = self._oldest_key(device)
+            if key is None:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            queue = self._queues[key]
+            # The batch leaves when full or when its first request has waited max_queue_delay; while the
+            # device was busy, waiting requests piled up, so under load batches leave full and at once.
+            leave_at = queue[0].enqueued_at + self.max_queue_delay
+            while sum(p.count for p in queue) < self.max_batch_size and (left := leave_at - time.monotonic()) > 0:
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), left)
+                except asyncio.TimeoutError:
+                    break
+            parts = self._take(queue)
+            if not parts:
+                continue
+            self._busy += 1
+            try:
+                model = parts[0].job.model
+                images, labels = await loop.run_in_executor(self._executor(device), _compute, model, parts)
+                self._deliver(parts, images, labels)
+            except Exception as exc:  # noqa: BLE001 - a failing batch fails its calls, never the worker
+                for part in parts:
+                    _fail(part.job, exc)
+            finally:
+                self._busy -= 1
+
+    def _take(self, queue: collections.deque[_Part]) -> list[_Part]:
+        """Pops up to max_batch_size samples, splitting the last request if needed; drops dead calls first."""
+        parts, room, now = [], self.max_batch_size, time.monotonic()
+        while queue and room:
+            part = queue[0]
+            job = part.job
+            if job.future.done() or job.expired(now):
+                queue.popleft()
+                self._waiting -= part.count
+                if not job.future.done():
+                    job.future.set_exception(DeadlineExpiredError(f"deadline passed after {now - part.enqueued_at:.3f}s in the queue, before compute"))
+                continue
+            if part.count > room:
+                queue[0] = _Part(job, part.start + room, part.count - room, part.enqueued_at)
+                part = _Part(job, part.start, room, part.enqueued_at)
+            else:
+                queue.popleft()
+            parts.append(part)
+            room -= part.count
+            self._waiting -= part.count
+            self.metrics.queue_wait.observe(now - part.enqueued_at)
+        self.metrics.queue_depth.set(self._waiting)
+        if parts:
+            self.metrics.batch_size.observe(self.max_batch_size - room)
+        return parts
+
+    def _deliver(self, parts: list[_Part], images: np.ndarray, labels: np.ndarray | None) -> None:
+        offset = 0
+        for part in parts:
+            job = part.job
+            chunk = images[offset : offset + part.count]
+            chunk_labels = labels[offset : offset + part.count] if labels is not None else None
+            offset += part.count
+            if job.future.done():
+                continue
+            if job.images is None:
+                job.images = np.empty((job.num_samples, *images.shape[1:]), dtype=np.float32)
+                job.used_labels = np.full(job.num_samples, -1, dtype=np.int64)
+            job.images[part.start : part.start + part.count] = chunk
+            if chunk_labels is not None:
+                job.used_labels[part.start : part.start + part.count] = chunk_labels
+            job.remaining -= part.count
+            self.metrics.samples.labels(job.model.run).inc(part.count)
+            if job.remaining == 0:
+                job.future.set_result(job)
+
+
+def _fail(job: Job, exc: BaseException) -> None:
+    if not job.future.done():
+        job.future.set_exception(exc)
+
+
+def _compute(model: LoadedModel, parts: list[_Part]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Runs in the device thread: builds each sample's latent from (seed, index), then one forward pass."""
+    manifest = model.manifest
+    latents, labels = [], []
+    for part in parts:
+        job = part.job
+        if job.latents is not None:
+            z = job.latents[part.start : part.start + part.count]
+        else:
+            z = sample_noise(job.seed, job.first_index + part.start, part.count, manifest.latent_dim)
+        latents.append(truncate(z, job.truncation))
+        if manifest.num_classes:
+            if job.labels is not None:
+                labels.append(job.labels[part.start : part.start + part.count])
+            else:
+                labels.append(sample_labels(job.seed, job.first_index + part.start, part.count, manifest.num_classes))
+    z = torch.from_numpy(np.concatenate(latents)).to(model.device)
+    y = torch.from_numpy(np.concatenate(labels)).to(model.device) if labels else None
+    with torch.inference_mode():
+        out = model.generator(z, y) if y is not None else model.generator(z)
+    return out.float().cpu().numpy(), (y.cpu().numpy() if y is not None else None)

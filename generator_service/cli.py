@@ -1,0 +1,77 @@
+"""`ganworks generator serve`: runs the generator service until SIGTERM/SIGINT, then drains."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from ganworks.cli import CommandError, add_store_flags, open_store_from_args
+from ganworks.settings import load_settings
+from generator_service.settings import ENV_PREFIX, GeneratorSettings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    serve = sub.add_parser("serve", help="serve the snapshots of one or more runs over gRPC")
+    add_store_flags(serve)
+    serve.add_argument("--runs", help="comma-separated run ids to serve (env GANWORKS_GENERATOR_RUNS)")
+    serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="gRPC port, 0 picks a free one (default 50051)")
+    serve.add_argument("--metrics-port", type=int, help="/metrics port, 0 picks a free one, -1 turns it off (default 9311)")
+    serve.add_argument("--max-batch-size", type=int, help="most samples in one model call (default 64)")
+    serve.add_argument("--max-queue-delay-ms", type=float, help="longest wait for a batch to fill, from its first request (default 5)")
+    serve.add_argument("--max-queue-size", type=int, help="most samples waiting; more get RESOURCE_EXHAUSTED (default 1024)")
+    serve.add_argument("--max-samples-per-request", type=int, help="most samples one call may ask for (default 1024)")
+    serve.add_argument("--keep-versions", type=int, help="snapshots kept loaded per run for pinned calls (default 3)")
+    serve.add_argument("--poll-seconds", type=float, help="how often LATEST is checked (default 2)")
+    serve.add_argument("--device", help="auto, cpu, cuda, cuda:N (default auto)")
+    serve.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    serve.add_argument("--grace-seconds", type=float, help="time in-flight calls get to finish on SIGTERM (default 20)")
+    serve.add_argument("--auth-token-file", help="file holding the bearer token calls must send (env GANWORKS_GENERATOR_AUTH_TOKEN or _FILE)")
+    serve.add_argument("--tls-cert", help="PEM certificate chain file; with --tls-key turns TLS on")
+    serve.add_argument("--tls-key", help="PEM private key file")
+
+
+def _token(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        token = open(path, encoding="utf-8").read().strip()
+    except OSError as exc:
+        raise CommandError(f"--auth-token-file {path}: cannot read it ({exc.strerror})") from None
+    if not token:
+        raise CommandError(f"--auth-token-file {path} is empty")
+    return token
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action != "serve":
+        raise CommandError("say what to do: `ganworks generator serve --runs R --store URL` (see --help)")
+    overrides = {
+        "runs": [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None,
+        "host": args.host, "port": args.port, "metrics_port": args.metrics_port,
+        "max_batch_size": args.max_batch_size, "max_queue_delay_ms": args.max_queue_delay_ms, "max_queue_size": args.max_queue_size,
+        "max_samples_per_request": args.max_samples_per_request, "keep_versions": args.keep_versions, "poll_seconds": args.poll_seconds,
+        "device": args.device, "torch_threads": args.torch_threads, "grace_seconds": args.grace_seconds,
+        "auth_token": _token(args.auth_token_file), "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+    }
+    settings = load_settings(GeneratorSettings, overrides, prefix=ENV_PREFIX)
+    if not settings.runs:
+        raise CommandError("--runs is required: the run ids whose snapshots to serve (or env GANWORKS_GENERATOR_RUNS)")
+    store = open_store_from_args(args)
+    asyncio.run(_serve(settings, store))
+    return 0
+
+
+async def _serve(settings: GeneratorSettings, store) -> None:
+    from generator_service.server import GeneratorServer
+
+    server = GeneratorServer(settings, store)
+    await server.start()
+    print(f"ganworks generator listening on {settings.host}:{server.port} metrics_port={server.metrics_port}", flush=True)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stop_soon)
+    await server.wait_for_termination()
+    await server.stop_soon()

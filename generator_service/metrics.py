@@ -1,0 +1,26 @@
+"""The generator's Prometheus metrics, one registry per server instance (names shared with deploy/)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Milliseconds (a cached single sample) up to tens of seconds (a large request under load).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class GeneratorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("ganworks_generator_requests", "Calls answered, by method and gRPC status code", ["method", "code"], registry=r)
+        self.samples = Counter("ganworks_generator_samples", "Images generated", ["model"], registry=r)
+        self.latency = Histogram("ganworks_generator_request_latency_seconds", "Time from call start to answer", ["method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_wait = Histogram("ganworks_generator_queue_wait_seconds", "Time a request part waited before its batch ran", buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("ganworks_generator_batch_size", "Samples per model call", buckets=BATCH_BUCKETS, registry=r)
+        self.queue_depth = Gauge("ganworks_generator_queue_depth", "Samples waiting for a batch", registry=r)
+        self.queue_capacity = Gauge("ganworks_generator_queue_capacity", "Samples allowed to wait", registry=r)
+        self.inflight = Gauge("ganworks_generator_inflight_requests", "Calls being served", registry=r)
+        self.model_version = Gauge("ganworks_generator_model_version", "Step of the newest loaded snapshot", ["model"], registry=r)
+        self.model_loads = Counter("ganworks_generator_model_loads", "Snapshot loads by result", ["model", "result"], registry=r)
+        self.model_load_seconds = Histogram("ganworks_generator_model_load_seconds", "Time to fetch, verify, build and warm up a snapshot", buckets=LATENCY_BUCKETS, registry=r)

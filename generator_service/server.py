@@ -1,0 +1,171 @@
+"""GeneratorServer: builds the grpc.aio server (Generator, health, reflection, TLS, auth) and drains it on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+import time
+
+import grpc
+import torch
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from ganworks.api import generator_pb2 as pb
+from ganworks.api import generator_pb2_grpc as pb_grpc
+from ganworks.errors import ConfigError
+from ganworks.telemetry import pick_device, register_secrets, set_torch_threads
+from generator_service.auth import BearerTokenInterceptor
+from generator_service.batcher import DynamicBatcher
+from generator_service.encode import PngEncoder
+from generator_service.metrics import GeneratorMetrics
+from generator_service.models import LoadedModel, ModelManager
+from generator_service.servicer import GeneratorServicer
+from generator_service.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Generator"].full_name
+# Health names: "" and the service name answer readiness (every configured model loaded and warmed up),
+# "<service>/<model>" one model's readiness, "liveness" only that the process serves at all.
+LIVENESS = "liveness"
+MAX_REQUEST_BYTES = 16 * 2**20
+
+
+def grpc_options(settings: GeneratorSettings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", settings.max_message_mb * 2**20),
+        ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        # Clients reconnect now and then, so a Kubernetes Service spreads them over new replicas.
+        ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(settings.grace_seconds * 1000)),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class GeneratorServer:
+    """One generator service instance: its own gRPC server, batcher, models and metrics registry."""
+
+    def __init__(self, settings: GeneratorSettings, store, registry: CollectorRegistry | None = None):
+        if not settings.runs:
+            raise ConfigError("no runs to serve: pass --runs R1,R2 (env GANWORKS_GENERATOR_RUNS)")
+        self.settings, self.store = settings, store
+        self.metrics = GeneratorMetrics(registry)
+        self.device = pick_device(settings.device)
+        self.port = 0
+        self.metrics_port: int | None = None
+        self._http = None
+        self._stopping: asyncio.Task | None = None
+        self._ready_changed = asyncio.Event()
+
+    async def start(self) -> None:
+        """Binds the port and starts serving (not ready yet); snapshots load in the background."""
+        s = self.settings
+        if s.torch_threads:
+            set_torch_threads(s.torch_threads)
+        register_secrets([s.auth_token])
+        self.batcher = DynamicBatcher(max_batch_size=s.max_batch_size, max_queue_delay=s.max_queue_delay_ms / 1000, max_queue_size=s.max_queue_size, metrics=self.metrics)
+        self.encoder = PngEncoder(s.png_threads)
+        self.manager = ModelManager(
+            self.store, s.runs, device=self.device, keep_versions=s.keep_versions, poll_seconds=s.poll_seconds,
+            metrics=self.metrics, warm_up=self._warm_up, on_change=self._readiness_changed,
+        )
+        self.servicer = GeneratorServicer(s, self.manager, self.batcher, self.encoder, self.metrics)
+        interceptors = []
+        if s.auth_token:
+            interceptors.append(BearerTokenInterceptor(s.auth_token, on_refused=lambda m: self.metrics.requests.labels(m, "UNAUTHENTICATED").inc()))
+        self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(s))
+        pb_grpc.add_GeneratorServicer_to_server(self.servicer, self.server)
+        self.health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection([SERVICE_NAME, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
+        address = f"{s.host}:{s.port}"
+        if s.tls_cert:
+            key, cert = pathlib.Path(s.tls_key).read_bytes(), pathlib.Path(s.tls_cert).read_bytes()
+            self.port = self.server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+        else:
+            self.port = self.server.add_insecure_port(address)
+        if not self.port:
+            raise ConfigError(f"cannot listen on {address}: the port is taken or the host is not an address of this machine")
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+        await self._readiness()
+        await self.server.start()
+        if s.metrics_port >= 0:
+            self._http, _ = start_http_server(s.metrics_port, addr=s.host, registry=self.metrics.registry)
+            self.metrics_port = int(self._http.server_port)
+        log.info("generator serving %s on %s:%d (TLS %s, auth %s), /metrics on port %s", ",".join(s.runs), s.host, self.port, "on" if s.tls_cert else "off", "on" if s.auth_token else "off", self.metrics_port)
+        self._loader = asyncio.create_task(self.manager.start(), name="initial-load")
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.manager.ready():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"models {self.settings.runs} not loaded within {timeout}s")
+            self._ready_changed.clear()
+            try:
+                await asyncio.wait_for(self._ready_changed.wait(), min(left, 0.5))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _warm_up(self, model: LoadedModel) -> None:
+        """One full batch through the new snapshot in the device thread, so its first real call is not slow."""
+        m = model.manifest
+
+        def run() -> None:
+            z = torch.zeros(self.settings.max_batch_size, m.latent_dim, device=model.device)
+            labels = torch.zeros(self.settings.max_batch_size, dtype=torch.long, device=model.device) if m.num_classes else None
+            with torch.inference_mode():
+                out = model.generator(z, labels) if labels is not None else model.generator(z)
+            if not torch.isfinite(out).all():
+                raise ValueError("the snapshot produces NaN/inf images on zero latents")
+
+        await self.batcher.run_on_device(model.device, run)
+
+    def _readiness_changed(self) -> None:
+        asyncio.get_running_loop().create_task(self._readiness())
+
+    async def _readiness(self) -> None:
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        for run in self.settings.runs:
+            await self.health.set(f"{SERVICE_NAME}/{run}", serving if self.manager.ready(run) else not_serving)
+        ready = serving if self.manager.ready() else not_serving
+        await self.health.set("", ready)
+        await self.health.set(SERVICE_NAME, ready)
+        self._ready_changed.set()
+
+    def stop_soon(self) -> asyncio.Task:
+        """For signal handlers: starts the drain once; later signals return the same task."""
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self.stop())
+        return self._stopping
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: health NOT_SERVING, new calls UNAVAILABLE, in-flight calls get up to `grace` seconds to finish."""
+        grace = self.settings.grace_seconds if grace is None else grace
+        started = time.monotonic()
+        log.info("draining: %d calls in flight, up to %.1fs to finish", self.servicer.inflight, grace)
+        self.servicer.draining = True
+        await self.health.enter_graceful_shutdown()
+        try:
+            await asyncio.wait_for(self.servicer.idle.wait(), grace)
+        except asyncio.TimeoutError:
+            log.warning("grace period over with %d calls still in flight; they are cancelled", self.servicer.inflight)
+        await self.server.stop(max(0.0, grace - (time.monotonic() - started)))
+        self._loader.cancel()
+        await self.manager.stop()
+        await self.batcher.close()
+        self.encoder.close()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        log.info("stopped after %.2fs", time.monotonic() - started)
+
+    async def wait_for_termination(self) -> None:
+        await self.server.wait_for_termination()

@@ -1,0 +1,182 @@
+"""The Generator gRPC methods: validate, resolve the model, queue the samples, answer in the asked format."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+
+import grpc
+import numpy as np
+
+from ganworks.api import generator_pb2 as pb
+from ganworks.api import generator_pb2_grpc as pb_grpc
+from ganworks.errors import CheckpointError, StoreError
+from generator_service.batcher import DeadlineExpiredError, DynamicBatcher, Job, QueueFullError
+from generator_service.encode import PngEncoder, bytes_per_image, raw_images
+from generator_service.metrics import GeneratorMetrics
+from generator_service.models import LoadedModel, ModelManager, ModelNotReadyError, RefusedVersionError, UnknownModelError, UnknownVersionError
+from generator_service.settings import GeneratorSettings
+from generator_service.validation import ParsedRequest, RequestError, check_basics, check_for_model
+
+log = logging.getLogger(__name__)
+
+_ERROR_CODES = (
+    (UnknownModelError, grpc.StatusCode.NOT_FOUND),
+    (UnknownVersionError, grpc.StatusCode.NOT_FOUND),
+    (ModelNotReadyError, grpc.StatusCode.UNAVAILABLE),
+    (RefusedVersionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (QueueFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (DeadlineExpiredError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (StoreError, grpc.StatusCode.UNAVAILABLE),
+    (CheckpointError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
+class GeneratorServicer(pb_grpc.GeneratorServicer):
+    def __init__(self, settings: GeneratorSettings, manager: ModelManager, batcher: DynamicBatcher, encoder: PngEncoder, metrics: GeneratorMetrics):
+        self.settings, self.manager, self.batcher, self.encoder, self.metrics = settings, manager, batcher, encoder, metrics
+        self.max_message_bytes = settings.max_message_mb * 2**20
+        self.draining = False
+        self.inflight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    # -- bookkeeping shared by every method ---------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _serving(self, method: str, context: grpc.aio.ServicerContext):
+        started, code = time.perf_counter(), grpc.StatusCode.OK
+        self.inflight += 1
+        self.idle.clear()
+        self.metrics.inflight.inc()
+        try:
+            if self.draining:
+                raise RequestError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry, another replica will answer")
+            yield
+        except RequestError as exc:
+            code = exc.code
+            await context.abort(exc.code, exc.message)
+        except asyncio.CancelledError:
+            remaining = context.time_remaining()
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:  # noqa: BLE001 - typed errors become their status, the rest INTERNAL
+            for kind, mapped in _ERROR_CODES:
+                if isinstance(exc, kind):
+                    code = mapped
+                    await context.abort(mapped, str(exc))
+            code = grpc.StatusCode.INTERNAL
+            log.exception("%s failed", method)
+            await context.abort(code, f"internal error in {method}; the server log has the details")
+        finally:
+            self.metrics.requests.labels(method, code.name).inc()
+            self.metrics.latency.labels(method).observe(time.perf_counter() - started)
+            self.metrics.inflight.dec()
+            self.inflight -= 1
+            if self.inflight == 0:
+                self.idle.set()
+
+    async def _prepare(self, request: pb.GenerateRequest, context, max_message_bytes: int | None) -> tuple[LoadedModel, ParsedRequest, int, float | None]:
+        check_basics(request, self.settings.max_samples_per_request)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline had passed when it arrived; give it more time")
+        model = await self.manager.get(request.model, request.version)
+        parsed = check_for_model(request, model, max_message_bytes)
+        seed = request.seed if request.HasField("seed") else secrets.randbits(63)
+        deadline = time.monotonic() + remaining if remaining is not None else None
+        return model, parsed, seed, deadline
+
+    def _job(self, model, parsed: ParsedRequest, seed: int, deadline, start: int, count: int) -> Job:
+        return Job(
+            model=model,
+            num_samples=count,
+            seed=seed,
+            output_kind=parsed.output_format,
+            first_index=start,
+            labels=None if parsed.labels is None else parsed.labels[start : start + count],
+            latents=None if parsed.latents is None else parsed.latents[start : start + count],
+            truncation=parsed.truncation,
+            deadline=deadline,
+        )
+
+    async def _response(self, job: Job, parsed: ParsedRequest, seed: int) -> pb.GenerateResponse:
+        model = job.model
+        if parsed.output_format == pb.OUTPUT_FORMAT_PNG:
+            data = await self.encoder.encode(job.images)
+        else:
+            data = await asyncio.get_running_loop().run_in_executor(None, raw_images, job.images, parsed.output_format)
+        labels = job.used_labels if model.manifest.num_classes else np.full(job.num_samples, -1)
+        return pb.GenerateResponse(
+            model=model.run,
+            version=model.step,
+            output_format=parsed.output_format,
+            shape=[model.manifest.image_size, model.manifest.image_size, model.manifest.channels],
+            images=[pb.Image(data=d, class_label=int(label), index=job.first_index + i) for i, (d, label) in enumerate(zip(data, labels))],
+            seed=seed,
+        )
+
+    # -- the methods --------------------------------------------------------------------------------------
+
+    async def Generate(self, request, context):
+        async with self._serving("Generate", context):
+            model, parsed, seed, deadline = await self._prepare(request, context, self.max_message_bytes)
+            job = self._job(model, parsed, seed, deadline, 0, parsed.num_samples)
+            self.batcher.submit([job])
+            await job.future
+            return await self._response(job, parsed, seed)
+
+    async def GenerateStream(self, request, context):
+        async with self._serving("GenerateStream", context):
+            model, parsed, seed, deadline = await self._prepare(request, context, None)
+            m = model.manifest
+            fits = max(1, self.max_message_bytes // bytes_per_image(parsed.output_format, m.image_size, m.channels))
+            per_message = min(request.max_images_per_message or self.settings.stream_images_per_message, fits)
+            jobs = [self._job(model, parsed, seed, deadline, start, min(per_message, parsed.num_samples - start)) for start in range(0, parsed.num_samples, per_message)]
+            self.batcher.submit(jobs)
+            try:
+                for job in jobs:
+                    await job.future
+                    yield await self._response(job, parsed, seed)
+            finally:
+                for job in jobs:  # a caller that went away leaves nothing behind in the queue
+                    if not job.future.done():
+                        job.future.cancel()
+                    elif not job.future.cancelled():
+                        job.future.exception()
+
+    async def ListModels(self, request, context):
+        async with self._serving("ListModels", context):
+            models = [self._info(self.manager.current(run)) for run in self.manager.runs if self.manager.current(run) is not None]
+            return pb.ListModelsResponse(models=models)
+
+    async def DescribeModel(self, request, context):
+        async with self._serving("DescribeModel", context):
+            if not request.model:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "model is empty: set it to a run id (ListModels shows the served models)")
+            if request.version < 0:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"version must be 0 (newest) or a published step, got {request.version}")
+            return self._info(await self.manager.get(request.model, request.version))
+
+    def _info(self, model: LoadedModel) -> pb.ModelInfo:
+        m = model.manifest
+        return pb.ModelInfo(
+            model=m.run,
+            version=m.step,
+            architecture=m.architecture,
+            architecture_params_json=json.dumps(m.architecture_params, sort_keys=True),
+            image_size=m.image_size,
+            channels=m.channels,
+            num_classes=m.num_classes,
+            latent_dim=m.latent_dim,
+            images_seen=m.images_seen,
+            sha256=m.sha256,
+            created_at=m.created_at,
+            metrics={k: float(v) for k, v in m.metrics.items()},
+            loaded_versions=self.manager.loaded_versions(m.run),
+            dataset_id=m.dataset_id,
+        )
