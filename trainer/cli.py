@@ -1,0 +1,74 @@
+"""`ganworks train`: flags to TrainOptions, checks before start-up, then the Ray run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ganworks.cli import add_store_flags, store_overrides
+from ganworks.settings import StoreSettings, load_settings
+from ganworks.telemetry import register_secrets
+from trainer.config import ENV_PREFIX, LOSSES, TrainOptions
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", help="run id; the same id again resumes the run from its last checkpoint (default: run-<date>-<time>)")
+    data = parser.add_argument_group("data and model")
+    data.add_argument("--dataset", help="'digits', a .npz file, an image folder, or a store URL (default digits)")
+    data.add_argument("--split", choices=["train", "all"], help="which part of the dataset to train on (default train: 80%%, the rest is held out for evaluation)")
+    data.add_argument("--image-size", type=int, help="train at this square size (default 32)")
+    data.add_argument("--channels", type=int, choices=[1, 3], help="convert the images to this many channels (default: as they are)")
+    data.add_argument("--conditional", action="store_true", default=None, help="class-conditional G and D (the dataset needs labels)")
+    data.add_argument("--architecture", help="model architecture (default dcgan)")
+    data.add_argument("--width", type=int, help="channel width of the networks' outermost layers (default 32)")
+    data.add_argument("--latent-dim", type=int, help="size of z (default 64)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--loss", help=f"one of {', '.join(LOSSES)} (default hinge)")
+    opt.add_argument("--steps", type=int, help="train until this step (default 1500)")
+    opt.add_argument("--batch-size", type=int, help="global batch, split over the workers (default 64)")
+    opt.add_argument("--g-lr", type=float, help="generator learning rate (default 2e-4)")
+    opt.add_argument("--d-lr", type=float, help="discriminator learning rate (default 2e-4)")
+    opt.add_argument("--r1-gamma", type=float, help="R1 penalty weight; 0 turns it off (default 0)")
+    opt.add_argument("--r1-every", type=int, help="lazy R1: apply it every k steps (default 16)")
+    opt.add_argument("--gp-weight", type=float, help="gradient penalty weight for --loss wgan-gp (default 10)")
+    opt.add_argument("--ema-half-life-images", type=int, help="G_ema half-life in images (default 10000)")
+    opt.add_argument("--ema-rampup", type=float, help="cap the half-life at this fraction of the images seen; 0 = off (default 0.05)")
+    opt.add_argument("--seed", type=int, help="seed of weights, noise and data order (default 0)")
+    out = parser.add_argument_group("snapshots and checkpoints")
+    out.add_argument("--snapshot-every", type=int, help="publish G_ema every K steps (default 250)")
+    out.add_argument("--checkpoint-every", type=int, help="save Ray's resume state every K steps (default: with every snapshot)")
+    out.add_argument("--log-every", type=int, help="log and export metrics every K steps (default 10)")
+    cluster = parser.add_argument_group("cluster")
+    cluster.add_argument("--num-workers", type=int, help="data-parallel workers (default 2)")
+    cluster.add_argument("--cpus-per-worker", type=int, help="CPUs (and torch threads) per worker (default 1)")
+    cluster.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker, NCCL, bf16 mixed precision")
+    cluster.add_argument("--no-mixed-precision", dest="mixed_precision", action="store_const", const=False, help="full precision on GPUs too")
+    cluster.add_argument("--max-failures", type=int, help="restarts from the last checkpoint after a worker fails (default 3)")
+    cluster.add_argument("--ray-address", help="'local' starts a Ray cluster here; 'auto' or ray://host:10001 joins one (default: RAY_ADDRESS or local)")
+    cluster.add_argument("--metrics-port", type=int, help="Prometheus /metrics of rank 0; 0 picks a free port (env GANWORKS_TRAINER_METRICS_PORT; default 9310)")
+    parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    parser.add_argument("--dry-run", action="store_true", help="check the flags, store and dataset, print the plan, train nothing")
+    add_store_flags(parser)
+
+
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    fields = {f for f in TrainOptions.__dataclass_fields__}
+    overrides = {name: value for name, value in vars(args).items() if name in fields}
+    return load_settings(TrainOptions, overrides, prefix=ENV_PREFIX)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer import driver
+
+    options = options_from_args(args)
+    store_settings = load_settings(StoreSettings, store_overrides(args))
+    register_secrets([store_settings.s3_secret_key])
+    plan = driver.plan(options, store_settings)
+    if args.dry_run:
+        print(json.dumps(plan.run_json(), indent=2))
+        return 0
+    driver.connect_ray(plan.options)
+    outcome = driver.train(plan, show_progress=not args.no_progress)
+    print(json.dumps({"run": outcome.run, "step": outcome.step, "snapshots_published": outcome.published,
+                      "publish_failed": outcome.publish_failed, "seconds": round(outcome.seconds, 1), "store": plan.store.url}))
+    return 0

@@ -1,0 +1,81 @@
+"""Training options: one dataclass, from flags, then GANWORKS_TRAINER_* environment variables, then defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ganworks.errors import ConfigError
+
+LOSSES = ("hinge", "non-saturating", "wgan-gp")
+ENV_PREFIX = "GANWORKS_TRAINER_"
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """Everything a run is trained with; recorded in runs/<run>/run.json."""
+
+    run: str = ""
+    dataset: str = "digits"
+    split: str = "train"
+    image_size: int = 32
+    channels: int = 0  # 0 = as the dataset has them
+    conditional: bool = False
+    architecture: str = "dcgan"
+    width: int = 32
+    latent_dim: int = 64
+    loss: str = "hinge"
+    steps: int = 1500
+    batch_size: int = 64  # global: split evenly over the workers
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    beta1: float = 0.0
+    beta2: float = 0.99
+    r1_gamma: float = 0.0  # 0 = no R1 penalty
+    r1_every: int = 16  # lazy R1: the penalty every k D steps, scaled by k
+    gp_weight: float = 10.0  # wgan-gp only
+    ema_half_life_images: int = 10_000
+    ema_rampup: float = 0.05  # the half-life is at most this fraction of the images seen (0 = no ramp-up)
+    snapshot_every: int = 250
+    checkpoint_every: int = 0  # 0 = with every snapshot
+    log_every: int = 10
+    sample_grid_seed: int = 0
+    seed: int = 0
+    num_workers: int = 2
+    cpus_per_worker: int = 1
+    use_gpu: bool = False
+    mixed_precision: bool = True  # only ever used on a GPU
+    max_failures: int = 3
+    ray_address: str = "local"
+    metrics_port: int = 9310
+    publish_retry_seconds: float = 120.0
+
+    def validate(self) -> "TrainOptions":
+        """Checks what can be checked without the dataset or the cluster; messages name the flag."""
+        if self.loss not in LOSSES:
+            raise ConfigError(f"--loss {self.loss!r} is unknown; use one of {', '.join(LOSSES)}")
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "num_workers": self.num_workers, "snapshot_every": self.snapshot_every,
+                    "log_every": self.log_every, "width": self.width, "latent_dim": self.latent_dim, "cpus_per_worker": self.cpus_per_worker,
+                    "r1_every": self.r1_every, "image_size": self.image_size}
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        for name in ("checkpoint_every", "max_failures", "r1_gamma", "gp_weight", "ema_half_life_images", "ema_rampup", "metrics_port"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size % self.num_workers:
+            raise ConfigError(f"--batch-size {self.batch_size} (global) must be divisible by --num-workers {self.num_workers}")
+        if self.g_lr <= 0 or self.d_lr <= 0:
+            raise ConfigError("--g-lr and --d-lr must be positive")
+        if self.channels not in (0, 1, 3):
+            raise ConfigError(f"--channels must be 1, 3 or 0 (as the dataset has them), got {self.channels}")
+        if self.metrics_port > 65535:
+            raise ConfigError(f"--metrics-port {self.metrics_port} is not a port number")
+        return self
+
+    @property
+    def checkpoint_interval(self) -> int:
+        return self.checkpoint_every or self.snapshot_every
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,197 @@
+"""The Ray wiring: check everything before training starts, write run.json, run TorchTrainer, show progress."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import subprocess
+import tempfile
+import threading
+import time
+from typing import Any
+
+from ganworks import __version__
+from ganworks.checkpoint import check_run_id, run_prefix
+from ganworks.data import ImageDataset, load_dataset
+from ganworks.errors import ConfigError, GanworksError, ObjectNotFoundError
+from ganworks.models import get_architecture
+from ganworks.settings import StoreSettings
+from ganworks.store import ArtifactStore, open_store
+from trainer.config import TrainOptions
+
+log = logging.getLogger("trainer")
+FAULT_KILL_AT_STEP = "GANWORKS_TRAINER_FAULT_KILL_AT_STEP"
+FAULT_MARKER = "GANWORKS_TRAINER_FAULT_MARKER"
+
+
+class TrainingFailedError(GanworksError):
+    """The workers failed more often than --max-failures allows."""
+
+
+@dataclasses.dataclass
+class TrainPlan:
+    """A run checked against the store, the dataset and the architecture; nothing has been written yet."""
+
+    options: TrainOptions
+    store_settings: StoreSettings
+    store: ArtifactStore
+    dataset: ImageDataset
+    architecture_params: dict[str, Any]
+
+    def run_json(self) -> dict[str, Any]:
+        d = self.dataset
+        return {
+            "run": self.options.run,
+            "code_version": code_version(),
+            "options": self.options.to_json(),
+            "dataset": {"spec": self.options.dataset, "id": d.id, "image_size": d.image_size, "channels": d.channels, "num_classes": d.num_classes, "split": self.options.split},
+            "architecture": self.options.architecture,
+            "architecture_params": self.architecture_params,
+        }
+
+
+@dataclasses.dataclass
+class TrainOutcome:
+    run: str
+    step: int
+    published: list[int]
+    publish_failed: list[int]
+    metrics_port: int | None
+    seconds: float
+
+
+def code_version() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=pathlib.Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"ganworks {__version__}" + (f" ({commit})" if commit else "")
+
+
+def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
+    """Every check that needs no Ray cluster, cheapest first: a wrong flag fails in seconds, not after start-up."""
+    options.validate()
+    if not options.run:
+        options.run = time.strftime("run-%Y%m%d-%H%M%S")
+    check_run_id(options.run)
+    arch = get_architecture(options.architecture)
+    arch.validate({"image_size": options.image_size, "width": options.width, "latent_dim": options.latent_dim})
+    store = open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
+    dataset = load_dataset(options.dataset, image_size=options.image_size, channels=options.channels or None, split=options.split)
+    if options.conditional and dataset.labels is None:
+        raise ConfigError(f"--conditional needs a dataset with labels; {options.dataset!r} has none (an image folder gets them from class subfolders)")
+    per_worker = options.batch_size // options.num_workers
+    if len(dataset) // options.num_workers < per_worker:
+        raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(dataset)} training images allow with {options.num_workers} workers")
+    params = arch.validate({"image_size": options.image_size, "channels": dataset.channels, "num_classes": dataset.num_classes if options.conditional else 0,
+                            "width": options.width, "latent_dim": options.latent_dim})
+    _check_same_run(store, options.run, options.architecture, params, dataset.id)
+    return TrainPlan(options, store_settings, store, dataset, params)
+
+
+def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: dict[str, Any], dataset_id: str) -> None:
+    """Resuming is by run id; resuming with another model or dataset would load weights that do not fit."""
+    try:
+        before = store.get_json(f"{run_prefix(run)}/run.json")
+    except ObjectNotFoundError:
+        return
+    if before.get("architecture") != architecture or before.get("architecture_params") != params:
+        raise ConfigError(f"run {run!r} already exists in {store.url} with architecture {before.get('architecture')} {before.get('architecture_params')}; "
+                          f"resume it with the same model flags or choose a new --run")
+    if before.get("dataset", {}).get("id") != dataset_id:
+        raise ConfigError(f"run {run!r} already exists in {store.url} trained on dataset {before.get('dataset', {}).get('id')}, not {dataset_id}; choose a new --run")
+
+
+def connect_ray(options: TrainOptions) -> None:
+    """Joins the cluster at --ray-address, or starts a local one; then checks it has room for the workers."""
+    import ray
+
+    if not ray.is_initialized():
+        address = options.ray_address or os.environ.get("RAY_ADDRESS", "local")
+        if address == "local":
+            # A private, single-user cluster inside this process tree: token auth would only add set-up.
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING)
+        else:
+            try:
+                ray.init(address=address, logging_level=logging.WARNING)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ConfigError(f"--ray-address {address!r}: cannot join the Ray cluster ({exc}); use 'local' to start one here") from None
+    total = ray.cluster_resources().get("CPU", 0)
+    wanted = options.num_workers * options.cpus_per_worker
+    if wanted > total:
+        raise ConfigError(f"--num-workers {options.num_workers} × --cpus-per-worker {options.cpus_per_worker} needs {wanted} CPUs; "
+                          f"the Ray cluster has {total:g}. Lower --num-workers or add nodes")
+    if options.use_gpu and options.num_workers > ray.cluster_resources().get("GPU", 0):
+        raise ConfigError(f"--use-gpu with --num-workers {options.num_workers} needs that many GPUs; the cluster has {ray.cluster_resources().get('GPU', 0):g}")
+
+
+def _fault_hook(run: str) -> dict[str, Any] | None:
+    """Test-only: GANWORKS_TRAINER_FAULT_KILL_AT_STEP=N makes rank 1 exit hard at step N, once per marker file."""
+    raw = os.environ.get(FAULT_KILL_AT_STEP)
+    if not raw:
+        return None
+    marker = os.environ.get(FAULT_MARKER) or str(pathlib.Path(tempfile.gettempdir()) / f"ganworks-fault-{run}")
+    return {"kill_at_step": int(raw), "marker": marker}
+
+
+def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
+    """Writes run.json and trains on the connected Ray cluster until --steps; resumes the run if it has a checkpoint."""
+    import ray
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.util.queue import Queue
+
+    from trainer.loop import train_worker
+    from trainer.progress import ProgressView
+
+    opts = p.options
+    p.store.put_json(f"{run_prefix(opts.run)}/run.json", p.run_json())
+    fs, storage_path = p.store.pyarrow_filesystem(run_prefix(opts.run))
+    progress = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
+    config = {
+        "options": opts.to_json(),
+        "architecture_params": p.architecture_params,
+        "dataset": {"ref": ray.put((p.dataset.images, p.dataset.labels)), "id": p.dataset.id},
+        "store": {"url": p.store_settings.store, "settings": dataclasses.asdict(p.store_settings)},
+        "fault": _fault_hook(opts.run),
+        "progress": progress,
+    }
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=config,
+        torch_config=TorchConfig(backend="nccl" if opts.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=opts.num_workers, use_gpu=opts.use_gpu, resources_per_worker={"CPU": opts.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name="train_state",  # Ray keeps the run's checkpoints in runs/<run>/train_state/
+            storage_path=storage_path,
+            storage_filesystem=fs,
+            failure_config=ray.train.FailureConfig(max_failures=opts.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    view = ProgressView(progress, opts.run, opts.steps, enabled=show_progress)
+    watcher = threading.Thread(target=view.follow, name="train-progress", daemon=True)
+    started = time.monotonic()
+    watcher.start()
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        raise TrainingFailedError(f"run {opts.run!r} failed after {opts.max_failures} restarts: {_short(exc)}; "
+                                  f"run the same command again to resume from the last checkpoint") from None
+    finally:
+        view.stop()
+        watcher.join(10)
+        try:
+            progress.shutdown()
+        except Exception:  # noqa: BLE001 - the queue actor may be gone with a failed run
+            pass
+    step = int((result.metrics or {}).get("step", view.step))
+    return TrainOutcome(opts.run, step, view.published, view.failed, view.metrics_port, time.monotonic() - started)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1][:500] if text else type(exc).__name__

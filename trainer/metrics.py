@@ -1,0 +1,88 @@
+"""What rank 0 tells Prometheus (`ganworks_trainer_*` on --metrics-port) and the run folder (`stats.jsonl`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+log = logging.getLogger(__name__)
+
+
+class TrainerMetrics:
+    """The trainer's Prometheus metrics for one run, in their own registry."""
+
+    def __init__(self, run: str, registry: CollectorRegistry | None = None):
+        self.run = run
+        self.registry = registry or CollectorRegistry()
+        r, labels = self.registry, ["run"]
+        self.steps = Counter("ganworks_trainer_steps", "optimisation steps done (G and D each once)", labels, registry=r).labels(run)
+        self.images_seen = Counter("ganworks_trainer_images_seen", "real images shown to D over all workers", labels, registry=r).labels(run)
+        self.images_per_second = Gauge("ganworks_trainer_images_per_second", "training speed over the last logging interval", labels, registry=r).labels(run)
+        self.loss = Gauge("ganworks_trainer_loss", "mean loss over the last logging interval", ["run", "network"], registry=r)
+        self.d_output = Gauge("ganworks_trainer_d_output", "mean discriminator logit on real and on fake images", ["run", "kind"], registry=r)
+        self.grad_norm = Gauge("ganworks_trainer_grad_norm", "global gradient norm, after the all-reduce", ["run", "network"], registry=r)
+        self.last_snapshot_step = Gauge("ganworks_trainer_last_snapshot_step", "step of the newest snapshot published", labels, registry=r).labels(run)
+        self.last_snapshot_timestamp = Gauge("ganworks_trainer_last_snapshot_timestamp_seconds", "when the newest snapshot was published", labels, registry=r).labels(run)
+        self.snapshots_published = Counter("ganworks_trainer_snapshots_published", "snapshots published to the store", labels, registry=r).labels(run)
+        self.publish_failures = Counter("ganworks_trainer_publish_failures", "failed snapshot upload attempts (each retry counts)", labels, registry=r).labels(run)
+        self.nonfinite_steps = Counter("ganworks_trainer_nonfinite_steps", "updates skipped because a gradient was NaN or infinite", labels, registry=r).labels(run)
+
+    def serve(self, port: int) -> int | None:
+        """Serves /metrics; returns the bound port, or None (logged) if it cannot: training goes on without it."""
+        from ganworks.telemetry import start_metrics_server
+
+        try:
+            bound = start_metrics_server(port, registry=self.registry)
+        except OSError as exc:
+            log.warning("trainer metrics not served: port %d: %s (pass --metrics-port 0 to pick a free one)", port, exc.strerror)
+            return None
+        log.info("trainer metrics on http://0.0.0.0:%d/metrics", bound)
+        return bound
+
+    def record(self, stats: dict) -> None:
+        self.images_per_second.set(stats["images_per_second"])
+        self.loss.labels(self.run, "generator").set(stats["loss_g"])
+        self.loss.labels(self.run, "discriminator").set(stats["loss_d"])
+        self.d_output.labels(self.run, "real").set(stats["d_real"])
+        self.d_output.labels(self.run, "fake").set(stats["d_fake"])
+        self.grad_norm.labels(self.run, "generator").set(stats["grad_norm_g"])
+        self.grad_norm.labels(self.run, "discriminator").set(stats["grad_norm_d"])
+
+    def snapshot_published(self, step: int) -> None:
+        self.snapshots_published.inc()
+        self.last_snapshot_step.set(step)
+        self.last_snapshot_timestamp.set(time.time())
+
+
+class StatsLog:
+    """runs/<run>/stats.jsonl: one JSON line per logging interval, rewritten whole (object stores cannot append)."""
+
+    def __init__(self, store, run: str, resume_step: int):
+        self.key = f"runs/{run}/stats.jsonl"
+        self.lines: list[dict] = []
+        if resume_step > 0:
+            self.lines = [line for line in self._read(store) if line.get("step", 0) <= resume_step]
+
+    def _read(self, store) -> list[dict]:
+        from ganworks.errors import ObjectNotFoundError
+
+        try:
+            raw = store.get_bytes(self.key).decode()
+        except ObjectNotFoundError:
+            return []
+        lines = []
+        for text in raw.splitlines():
+            try:
+                lines.append(json.loads(text))
+            except json.JSONDecodeError:
+                continue  # a line torn by an old crash: the rest is still useful
+        return lines
+
+    def append(self, stats: dict) -> None:
+        self.lines.append(stats)
+
+    def encoded(self) -> bytes:
+        return "".join(json.dumps(line, sort_keys=True) + "\n" for line in self.lines).encode()

@@ -1,0 +1,60 @@
+"""The driver's console view of training: a rich progress bar fed by rank 0 through a Ray queue."""
+
+from __future__ import annotations
+
+import logging
+import queue as stdlib_queue
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+log = logging.getLogger("trainer")
+
+
+class ProgressView:
+    def __init__(self, progress_queue, run: str, total_steps: int, enabled: bool = True):
+        self.queue, self.run, self.total = progress_queue, run, total_steps
+        self.enabled = enabled
+        self.step = 0
+        self.metrics_port: int | None = None
+        self.published: list[int] = []
+        self.failed: list[int] = []
+        self._stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def follow(self) -> None:
+        console = Console(stderr=True)
+        bar = Progress(
+            TextColumn(f"[bold]{self.run}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, disable=not self.enabled, transient=False,
+        )
+        with bar:
+            task = bar.add_task("train", total=self.total, status="starting Ray workers…")
+            while True:
+                try:
+                    message = self.queue.get(timeout=0.5)
+                except (stdlib_queue.Empty, Exception):  # noqa: BLE001 - ray's Empty, or the queue actor gone
+                    if self._stopped:
+                        return
+                    continue
+                self._handle(message, bar, task)
+
+    def _handle(self, message: dict, bar: Progress, task) -> None:
+        event = message.get("event")
+        if event == "start":
+            self.metrics_port = message.get("metrics_port")
+            self.step = message["step"]
+            bar.update(task, completed=self.step, status=f"from step {self.step}" + (f", metrics on :{self.metrics_port}" if self.metrics_port else ""))
+            if not self.enabled:
+                log.info("run %s starts at step %d; metrics port %s", self.run, self.step, self.metrics_port)
+        elif event == "log":
+            self.step = message["step"]
+            status = (f"{message['images_per_second']:.0f} img/s  G {message['loss_g']:.3f}  D {message['loss_d']:.3f}"
+                      f"  D(x) {message['d_real']:+.2f}  D(G(z)) {message['d_fake']:+.2f}")
+            bar.update(task, completed=self.step, status=status)
+        elif event == "done":
+            self.step = message["step"]
+            self.published, self.failed = list(message["published"]), list(message["failed"])
+            bar.update(task, completed=self.step, status=f"done; published {len(self.published)} snapshots")

@@ -1,0 +1,124 @@
+"""Publishes G_ema snapshots from a background thread, so training never waits on the store; retries with backoff."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import Any, Callable
+
+import torch
+
+from ganworks.checkpoint import publish_snapshot
+from ganworks.errors import StoreAuthError, StoreError
+from ganworks.images import grid_png, to_uint8
+from ganworks.models import build_generator
+from ganworks.retry import retry_call
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SnapshotJob:
+    step: int
+    images_seen: int
+    generator_state: dict[str, torch.Tensor]  # a CPU copy: training goes on changing the live one
+    metrics: dict[str, float]
+    stats_jsonl: bytes | None = None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    # A refused credential will not get better by retrying; a flaky or restarting endpoint may.
+    return isinstance(exc, (StoreError, OSError)) and not isinstance(exc, StoreAuthError)
+
+
+class SampleGrid:
+    """Fixed latents (and one row per class when conditional), so grids of successive snapshots compare."""
+
+    def __init__(self, architecture: str, params: dict[str, Any], seed: int, per_row: int = 8):
+        self.architecture, self.params = architecture, params
+        gen = torch.Generator().manual_seed(seed)
+        classes = params.get("num_classes", 0)
+        count = classes * per_row if classes else per_row * per_row
+        self.z = torch.randn(count, params["latent_dim"], generator=gen)
+        self.labels = torch.arange(classes).repeat_interleave(per_row) if classes else None
+        self.columns = per_row
+
+    @torch.no_grad()
+    def render(self, state: dict[str, torch.Tensor]) -> bytes:
+        generator = build_generator(self.architecture, **self.params)
+        generator.load_state_dict(state)
+        images = generator.eval()(self.z, self.labels)
+        return grid_png(to_uint8(images), columns=self.columns, scale=2)
+
+
+class SnapshotPublisher:
+    """One background thread; a newer job replaces one still waiting, so a slow store costs snapshots, not speed."""
+
+    def __init__(self, open_store: Callable[[], Any], *, run: str, architecture: str, architecture_params: dict[str, Any], dataset_id: str,
+                 grid: SampleGrid, retry_seconds: float, on_published: Callable[[int], None] | None = None, on_failure: Callable[[], None] | None = None):
+        self._open_store = open_store
+        self.run, self.architecture, self.params, self.dataset_id = run, architecture, architecture_params, dataset_id
+        self.grid, self.retry_seconds = grid, retry_seconds
+        self._on_published = on_published or (lambda step: None)
+        self._on_failure = on_failure or (lambda: None)
+        self._pending: SnapshotJob | None = None
+        self._busy = False
+        self._closed = False
+        self._cond = threading.Condition()
+        self.published: list[int] = []
+        self.failed: list[int] = []
+        self._thread = threading.Thread(target=self._work, name="snapshot-publisher", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: SnapshotJob) -> None:
+        with self._cond:
+            if self._pending is not None:
+                log.warning("snapshot of step %d dropped: the store is slower than --snapshot-every; step %d replaces it", self._pending.step, job.step)
+            self._pending = job
+            self._cond.notify_all()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Publishes what is waiting, then stops; False if that did not finish within timeout."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _work(self) -> None:
+        store = None
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._pending is None:
+                    return
+                job, self._pending = self._pending, None
+            try:
+                store = store or self._open_store()
+                self._publish(store, job)
+            except Exception as exc:  # noqa: BLE001 - a lost snapshot must not stop training
+                self.failed.append(job.step)
+                log.error("snapshot of step %d not published after %.0fs of retries: %s", job.step, self.retry_seconds, exc)
+
+    def _publish(self, store, job: SnapshotJob) -> None:
+        samples = self.grid.render(job.generator_state)
+
+        def attempt() -> None:
+            try:
+                # Weights, samples, manifest, then LATEST: an attempt cut short leaves no manifest, so no
+                # reader sees a partial snapshot, and the next attempt writes every object again.
+                publish_snapshot(store, run=self.run, step=job.step, generator_state=job.generator_state, architecture=self.architecture,
+                                 architecture_params=self.params, images_seen=job.images_seen, dataset_id=self.dataset_id,
+                                 metrics=job.metrics, samples_png=samples)
+                if job.stats_jsonl is not None:
+                    store.put_bytes(f"runs/{self.run}/stats.jsonl", job.stats_jsonl, "application/x-ndjson")
+            except BaseException:
+                self._on_failure()
+                raise
+
+        retry_call(attempt, is_transient=_is_transient, total_seconds=self.retry_seconds, initial_delay=0.5, max_delay=10.0, what=f"publishing step {job.step}")
+        self.published.append(job.step)
+        self._on_published(job.step)
+        log.info("published snapshot step %d to %s", job.step, store.url_for(f"runs/{self.run}/checkpoints/{job.step:09d}/"))
