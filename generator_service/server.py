@@ -15,8 +15,8 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from ganworks.api import generator_pb2 as pb
-from ganworks.api import generator_pb2_grpc as pb_grpc
 from ganworks.errors import ConfigError
+from ganworks.rpc import add_servicer
 from ganworks.telemetry import pick_device, register_secrets, set_torch_threads
 from generator_service.auth import BearerTokenInterceptor
 from generator_service.batcher import DynamicBatcher
@@ -81,7 +81,8 @@ class GeneratorServer:
         if s.auth_token:
             interceptors.append(BearerTokenInterceptor(s.auth_token, on_refused=lambda m: self.metrics.requests.labels(m, "UNAUTHENTICATED").inc()))
         self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(s))
-        pb_grpc.add_GeneratorServicer_to_server(self.servicer, self.server)
+        # Not the generated add_…_to_server: a request that does not parse must be INVALID_ARGUMENT, not UNKNOWN.
+        add_servicer(self.server, self.servicer, pb.DESCRIPTOR.services_by_name["Generator"])
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection([SERVICE_NAME, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)

@@ -1,0 +1,92 @@
+"""Fixtures for the generator tests: small published snapshots and real servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import urllib.request
+
+import grpc
+import pytest
+import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ganworks.checkpoint import Manifest, publish_snapshot
+from ganworks.models import build_generator
+from generator_service.client import GeneratorClient
+from generator_service.server import GeneratorServer
+from generator_service.settings import GeneratorSettings
+
+SMALL = {"image_size": 16, "channels": 1, "latent_dim": 16, "width": 16}
+CONDITIONAL = {**SMALL, "num_classes": 10}
+
+
+def publish(store, run: str, step: int, params: dict = SMALL, weights_seed: int | None = None) -> Manifest:
+    """Publishes a randomly initialised DCGAN; different steps get different weights unless told otherwise."""
+    torch.manual_seed(step if weights_seed is None else weights_seed)
+    generator = build_generator("dcgan", **params)
+    return publish_snapshot(store, run=run, step=step, generator_state=generator.state_dict(), architecture="dcgan", architecture_params=params)
+
+
+class RunningServer:
+    """A GeneratorServer on its own event loop in a thread, so tests can use the blocking client."""
+
+    def __init__(self, settings: GeneratorSettings, store, wait_ready: bool = True):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.server = GeneratorServer(settings, store)
+        self.call(self.server.start())
+        if wait_ready:
+            self.call(self.server.wait_ready(60))
+        self.address = f"127.0.0.1:{self.server.port}"
+        self._stopped = False
+
+    def call(self, coro, timeout: float = 120):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def client(self, **kwargs) -> GeneratorClient:
+        return GeneratorClient(self.address, **kwargs)
+
+    def health(self, service: str = "") -> str:
+        with grpc.insecure_channel(self.address) as channel:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.server.metrics_port}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    def metric(self, name: str, **labels) -> float:
+        """The value of one sample on /metrics (0 when absent)."""
+        wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in self.metrics_text().splitlines():
+            key, _, value = line.rpartition(" ")
+            if key == (f"{name}{{{wanted}}}" if labels else name):
+                return float(value)
+        return 0.0
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.call(self.server.stop(grace=2))
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+
+@pytest.fixture
+def serve():
+    """serve(store, ["run"], **settings) -> a ready RunningServer; every server is stopped after the test."""
+    servers: list[RunningServer] = []
+
+    def start(store, runs: list[str], wait_ready: bool = True, **overrides) -> RunningServer:
+        values = {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "runs": runs, "poll_seconds": 0.2, "png_threads": 1, "grace_seconds": 2.0}
+        values.update(overrides)
+        server = RunningServer(GeneratorSettings(**values), store, wait_ready=wait_ready)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
