@@ -60,6 +60,7 @@ class TrainOutcome:
     publish_failed: list[int]
     metrics_port: int | None
     seconds: float
+    start_steps: list[int]  # the step each worker group started from: [0] fresh, [0, 40] after one restart
 
 
 def code_version() -> str:
@@ -189,7 +190,7 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
         except Exception:  # noqa: BLE001 - the queue actor may be gone with a failed run
             pass
     step = int((result.metrics or {}).get("step", view.step))
-    return TrainOutcome(opts.run, step, view.published, view.failed, view.metrics_port, time.monotonic() - started)
+    return TrainOutcome(opts.run, step, view.published, view.failed, view.metrics_port, time.monotonic() - started, view.start_steps)
 
 
 def _short(exc: BaseException) -> str:

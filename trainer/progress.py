@@ -19,6 +19,7 @@ class ProgressView:
         self.metrics_port: int | None = None
         self.published: list[int] = []
         self.failed: list[int] = []
+        self.start_steps: list[int] = []  # one per worker-group start: a restart after a failure adds one
         self._stopped = False
 
     def stop(self) -> None:
@@ -46,6 +47,7 @@ class ProgressView:
         if event == "start":
             self.metrics_port = message.get("metrics_port")
             self.step = message["step"]
+            self.start_steps.append(self.step)
             bar.update(task, completed=self.step, status=f"from step {self.step}" + (f", metrics on :{self.metrics_port}" if self.metrics_port else ""))
             if not self.enabled:
                 log.info("run %s starts at step %d; metrics port %s", self.run, self.step, self.metrics_port)
@@ -56,5 +58,6 @@ class ProgressView:
             bar.update(task, completed=self.step, status=status)
         elif event == "done":
             self.step = message["step"]
-            self.published, self.failed = list(message["published"]), list(message["failed"])
+            self.published += message["published"]
+            self.failed += message["failed"]
             bar.update(task, completed=self.step, status=f"done; published {len(self.published)} snapshots")

@@ -1,0 +1,74 @@
+"""A real Ray Train run on digits: snapshots, resume by run id, and recovery from a killed worker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ganworks.checkpoint import list_snapshots, load_snapshot, read_latest
+from ganworks.settings import StoreSettings
+from tests.trainer.helpers import train
+from trainer.driver import FAULT_KILL_AT_STEP, FAULT_MARKER
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def _stats_steps(store, run: str) -> list[int]:
+    return [json.loads(line)["step"] for line in store.get_bytes(f"runs/{run}/stats.jsonl").decode().splitlines()]
+
+
+def test_two_workers_publish_snapshots_that_rebuild_from_the_latest_manifest_alone(ray_cluster, local_store):
+    outcome = train(StoreSettings(store=local_store.url), "two-workers", steps=6, snapshot_every=3)
+
+    assert outcome.step == 6
+    assert list_snapshots(local_store, "two-workers") == [3, 6]
+    assert read_latest(local_store, "two-workers") == 6
+    snapshot = load_snapshot(local_store, "two-workers")  # verifies the sha256 against the manifest
+    labels = torch.arange(10)
+    images = snapshot.generator(torch.randn(10, snapshot.manifest.latent_dim), labels)
+    assert images.shape == (10, 1, 32, 32)
+    assert snapshot.manifest.images_seen == 6 * 16
+    assert local_store.exists("runs/two-workers/checkpoints/000000006/samples.png")
+    run_json = local_store.get_json("runs/two-workers/run.json")
+    assert run_json["dataset"]["split"] == "train" and run_json["dataset"]["num_classes"] == 10
+    assert run_json["dataset"]["id"] == snapshot.manifest.dataset_id
+    assert run_json["options"]["num_workers"] == 2 and run_json["architecture"] == "dcgan"
+    assert _stats_steps(local_store, "two-workers") == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_killed_worker_is_restarted_from_the_last_checkpoint_and_the_run_finishes(ray_cluster, local_store, tmp_path, monkeypatch):
+    marker = tmp_path / "fault-fired"
+    monkeypatch.setenv(FAULT_KILL_AT_STEP, "5")
+    monkeypatch.setenv(FAULT_MARKER, str(marker))
+
+    outcome = train(StoreSettings(store=local_store.url), "killed", steps=8, snapshot_every=3, max_failures=2)
+
+    assert marker.exists(), "the fault hook did not fire"
+    assert outcome.start_steps == [0, 3]  # the new worker group began at the step-3 checkpoint
+    assert outcome.step == 8
+    assert read_latest(local_store, "killed") == 8
+    assert list_snapshots(local_store, "killed")[-1] == 8
+    assert load_snapshot(local_store, "killed").manifest.images_seen == 8 * 16
+    steps = _stats_steps(local_store, "killed")
+    assert steps == sorted(steps) and steps[-1] == 8
+
+
+@pytest.mark.s3
+def test_a_run_started_again_on_s3_resumes_from_its_last_step(ray_cluster, s3):
+    settings = s3.store_settings(store=s3.new_bucket_url("train"))
+
+    first = train(settings, "resumed", steps=4, snapshot_every=2)
+    second = train(settings, "resumed", steps=7, snapshot_every=2)
+
+    from ganworks.store import open_store
+
+    store = open_store(settings=settings)
+    assert (first.step, second.step) == (4, 7)
+    assert second.start_steps == [4]
+    assert list_snapshots(store, "resumed") == [2, 4, 6, 7]
+    assert read_latest(store, "resumed") == 7
+    assert load_snapshot(store, "resumed").manifest.images_seen == 7 * 16
+    assert _stats_steps(store, "resumed") == list(range(1, 8))
+    assert any(info.key.startswith("runs/resumed/train_state/") for info in store.list("runs/resumed/train_state/"))
