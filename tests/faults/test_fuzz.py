@@ -1,0 +1,112 @@
+"""Fuzzing both services with generated protobuf requests and raw malformed bytes.
+
+What must hold: every answer is OK or a deliberate status (never INTERNAL, UNKNOWN, or a crash that
+leaves the caller UNAVAILABLE), and the servers stay healthy throughout.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ganworks.api import generator_pb2 as gpb
+from ganworks.api import generator_pb2_grpc
+from ganworks.store import open_store
+from tests.faults.harness import Generator, publish_tiny
+
+pytestmark = pytest.mark.slow
+
+FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS}
+FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+RAW = settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+int32 = st.integers(-(2**31), 2**31 - 1)
+small_or_any_int32 = st.one_of(st.integers(-3, 70), int32)
+floats = st.floats(width=32, allow_nan=True, allow_infinity=True)
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    store = open_store(str(root / "store"))
+    publish_tiny(store, "r", 100)
+    publish_tiny(store, "r", 200)
+    service = Generator(store.url, "r", root / "logs", extra=("--max-samples-per-request", "64")).start()
+    yield service
+    service.stop()
+
+
+def generate_requests():
+    return st.builds(
+        gpb.GenerateRequest,
+        model=st.sampled_from(["r", "", "nope", "r/../x", "ü" * 300]),
+        version=st.one_of(st.sampled_from([0, 100, 200, 300, -1]), st.integers(-(2**63), 2**63 - 1)),
+        num_samples=small_or_any_int32,
+        seed=st.one_of(st.none(), st.integers(0, 2**64 - 1)),
+        class_labels=st.lists(st.one_of(st.integers(-2, 12), int32), max_size=80),
+        truncation=st.one_of(st.none(), floats),
+        latents=st.lists(floats, max_size=600),
+        output_format=st.one_of(st.integers(0, 4), int32),
+        max_images_per_message=small_or_any_int32,
+    )
+
+
+def _code(call) -> grpc.StatusCode:
+    try:
+        result = call()
+        if hasattr(result, "__iter__") and not hasattr(result, "SerializeToString"):
+            for _ in result:
+                pass
+        return grpc.StatusCode.OK
+    except grpc.RpcError as exc:
+        return exc.code()
+
+
+def _assert_healthy(address: str) -> None:
+    with grpc.insecure_channel(address) as channel:
+        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
+    assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_generator_answers_thousands_of_fuzzed_requests_without_internal_errors_and_stays_healthy(generator):
+    seen: dict[str, int] = {}
+    with grpc.insecure_channel(generator.address) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+
+        @FUZZ
+        @given(request=generate_requests(), method=st.sampled_from(["Generate", "GenerateStream", "DescribeModel"]))
+        def fuzz(request, method):
+            if method == "DescribeModel":
+                code = _code(lambda: stub.DescribeModel(gpb.DescribeModelRequest(model=request.model, version=request.version), timeout=20))
+            else:
+                code = _code(lambda: getattr(stub, method)(request, timeout=20))
+            seen[code.name] = seen.get(code.name, 0) + 1
+            assert code not in FORBIDDEN, f"{method}({request}) -> {code}"
+
+        fuzz()
+    print("generator status codes:", seen)
+    assert generator.process.running
+    _assert_healthy(generator.address)
+    assert seen.get("OK", 0) > 0 and seen.get("INVALID_ARGUMENT", 0) > 0, "the fuzzer reached both valid and invalid requests"
+
+
+@pytest.mark.parametrize("method", ["/ganworks.v1.Generator/Generate", "/ganworks.v1.Generator/GenerateStream", "/ganworks.v1.Generator/DescribeModel"])
+def test_generator_answers_malformed_bytes_with_invalid_argument(generator, method):
+    seen: dict[str, int] = {}
+    with grpc.insecure_channel(generator.address) as channel:
+        factory = channel.unary_stream if method.endswith("Stream") else channel.unary_unary
+        call = factory(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+
+        @RAW
+        @given(payload=st.binary(max_size=300))
+        def fuzz(payload):
+            code = _code(lambda: call(payload, timeout=20))
+            seen[code.name] = seen.get(code.name, 0) + 1
+            assert code not in FORBIDDEN, f"{method} with {payload!r} -> {code}"
+
+        fuzz()
+    print(method, seen)
+    _assert_healthy(generator.address)
