@@ -21,11 +21,11 @@ SMALL = {"image_size": 16, "channels": 1, "latent_dim": 16, "width": 16}
 CONDITIONAL = {**SMALL, "num_classes": 10}
 
 
-def publish(store, run: str, step: int, params: dict = SMALL, weights_seed: int | None = None) -> Manifest:
+def publish(store, run: str, step: int, params: dict = SMALL, weights_seed: int | None = None, **kwargs) -> Manifest:
     """Publishes a randomly initialised DCGAN; different steps get different weights unless told otherwise."""
     torch.manual_seed(step if weights_seed is None else weights_seed)
     generator = build_generator("dcgan", **params)
-    return publish_snapshot(store, run=run, step=step, generator_state=generator.state_dict(), architecture="dcgan", architecture_params=params)
+    return publish_snapshot(store, run=run, step=step, generator_state=generator.state_dict(), architecture="dcgan", architecture_params=params, **kwargs)
 
 
 class RunningServer:
