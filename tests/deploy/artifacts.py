@@ -1,0 +1,102 @@
+"""Reads what deploy/ ships: dashboards, rules, rendered kustomize output, and the metric names they use."""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import re
+
+import yaml
+
+from tests.deploy.tools import DEPLOY, run_tool
+
+DASHBOARDS = DEPLOY / "monitoring" / "dashboards"
+RULES = DEPLOY / "monitoring" / "rules" / "ganworks.rules.yml"
+RULE_TESTS = sorted((DEPLOY / "monitoring" / "tests").glob("*.yml"))
+OVERLAYS = {"base": DEPLOY / "k8s" / "base", "dev": DEPLOY / "k8s" / "overlays" / "dev", "gpu": DEPLOY / "k8s" / "overlays" / "gpu"}
+METRIC_NAME = re.compile(r"\bganworks_[a-z0-9_]*[a-z0-9]\b")
+
+
+def dashboards() -> dict[str, dict]:
+    return {path.stem: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def panels(dashboard: dict) -> list[dict]:
+    found = []
+    for panel in dashboard.get("panels", []):
+        found.append(panel)
+        found.extend(panel.get("panels", []))  # panels folded into a row
+    return found
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    """(dashboard, panel title, PromQL) for every target of every panel."""
+    return [(name, panel["title"], target.get("expr", "")) for name, board in dashboards().items() for panel in panels(board) for target in panel.get("targets", [])]
+
+
+def concrete(expr: str, rate_interval: str = "1m") -> str:
+    """A dashboard query with Grafana's variables replaced, so Prometheus itself can run it."""
+    expr = expr.replace("$__rate_interval", rate_interval).replace("$__interval", rate_interval).replace("$__range", "1h")
+    return re.sub(r"\$\{?[a-z_]+\}?", ".*", expr)
+
+
+def rule_groups() -> list[dict]:
+    return yaml.safe_load(RULES.read_text())["groups"]
+
+
+def rules() -> list[dict]:
+    return [rule for group in rule_groups() for rule in group["rules"]]
+
+
+def alerts() -> list[dict]:
+    return [rule for rule in rules() if "alert" in rule]
+
+
+def recording_rules() -> list[dict]:
+    return [rule for rule in rules() if "record" in rule]
+
+
+def metric_names_used() -> dict[str, set[str]]:
+    """Every ganworks_* metric name written in deploy/'s YAML and JSON, with the files it appears in."""
+    used: dict[str, set[str]] = {}
+    for path in sorted(DEPLOY.rglob("*")):
+        if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
+            for name in METRIC_NAME.findall(path.read_text()):
+                used.setdefault(name, set()).add(str(path.relative_to(DEPLOY)))
+    return used
+
+
+@functools.lru_cache(maxsize=None)
+def rendered(overlay: str) -> tuple[dict, ...]:
+    """The objects `kubectl kustomize` renders for an overlay (or base)."""
+    result = run_tool("kubectl", "kustomize", str(OVERLAYS[overlay]))
+    assert result.returncode == 0, f"kubectl kustomize {OVERLAYS[overlay]} failed:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def of_kind(objects, kind: str) -> list[dict]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def named(objects, kind: str, name: str) -> dict:
+    matches = [obj for obj in objects if obj["kind"] == kind and obj["metadata"]["name"] == name]
+    assert matches, f"no {kind} named {name} in the rendered output"
+    return matches[0]
+
+
+def pod_templates(objects) -> list[tuple[str, dict]]:
+    """(owner description, pod template) for every workload, including the RayJob's head, workers and submitter."""
+    found = []
+    for obj in objects:
+        kind, name, spec = obj["kind"], obj["metadata"]["name"], obj.get("spec", {})
+        if kind in ("Deployment", "StatefulSet", "Job", "DaemonSet"):
+            found.append((f"{kind}/{name}", spec["template"]))
+        elif kind == "RayJob":
+            cluster = spec["rayClusterSpec"]
+            found.append((f"RayJob/{name} head", cluster["headGroupSpec"]["template"]))
+            for group in cluster["workerGroupSpecs"]:
+                found.append((f"RayJob/{name} workers {group['groupName']}", group["template"]))
+            if "submitterPodTemplate" in spec:
+                found.append((f"RayJob/{name} submitter", spec["submitterPodTemplate"]))
+    return found
