@@ -40,19 +40,21 @@ def test_two_workers_publish_snapshots_that_rebuild_from_the_latest_manifest_alo
 
 def test_a_killed_worker_is_restarted_from_the_last_checkpoint_and_the_run_finishes(ray_cluster, local_store, tmp_path, monkeypatch):
     marker = tmp_path / "fault-fired"
-    monkeypatch.setenv(FAULT_KILL_AT_STEP, "5")
+    monkeypatch.setenv(FAULT_KILL_AT_STEP, "8")
     monkeypatch.setenv(FAULT_MARKER, str(marker))
 
-    outcome = train(StoreSettings(store=local_store.url), "killed", steps=8, snapshot_every=3, max_failures=2)
+    outcome = train(StoreSettings(store=local_store.url), "killed", steps=10, snapshot_every=3, max_failures=2)
 
     assert marker.exists(), "the fault hook did not fire"
-    assert outcome.start_steps == [0, 3]  # the new worker group began at the step-3 checkpoint
-    assert outcome.step == 8
-    assert read_latest(local_store, "killed") == 8
-    assert list_snapshots(local_store, "killed")[-1] == 8
-    assert load_snapshot(local_store, "killed").manifest.images_seen == 8 * 16
+    # Ray registers a reported checkpoint on its next poll of the workers, so the restart begins at the
+    # step-6 checkpoint, or at step 3 when the failure came first; never from scratch.
+    assert len(outcome.start_steps) == 2 and outcome.start_steps[0] == 0 and outcome.start_steps[1] in (3, 6)
+    assert outcome.step == 10
+    assert read_latest(local_store, "killed") == 10
+    assert list_snapshots(local_store, "killed")[-1] == 10
+    assert load_snapshot(local_store, "killed").manifest.images_seen == 10 * 16
     steps = _stats_steps(local_store, "killed")
-    assert steps == sorted(steps) and steps[-1] == 8
+    assert steps == sorted(steps) and steps[-1] == 10
 
 
 @pytest.mark.s3
