@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import threading
 import urllib.request
 
@@ -90,3 +94,27 @@ def serve():
     yield start
     for server in servers:
         server.stop()
+
+
+def start_server_process(store_url: str, runs: str, *flags: str) -> tuple[subprocess.Popen, int, int | None]:
+    """Runs `ganworks generator serve` as a subprocess on free ports; returns it, its gRPC and its /metrics port."""
+    exe = os.path.join(os.path.dirname(sys.executable), "ganworks")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "ganworks.cli"]
+    process = subprocess.Popen(
+        [*cmd, "generator", "serve", "--runs", runs, "--store", store_url, "--host", "127.0.0.1", "--port", "0", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
+    line = process.stdout.readline()
+    match = re.search(r"listening on [\d.]+:(\d+) metrics_port=(\S+)", line)
+    if not match:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"`ganworks generator serve` did not start (said {line!r})")
+    return process, int(match.group(1)), (None if match.group(2) == "None" else int(match.group(2)))
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    process.stdout.close()

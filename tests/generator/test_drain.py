@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import time
 
 import grpc
@@ -15,25 +11,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ganworks.api import generator_pb2 as pb
 from ganworks.api import generator_pb2_grpc as pb_grpc
-from tests.generator.conftest import publish
+from tests.generator.conftest import publish, start_server_process, stop_process
 
 # Big enough that four calls of 256 samples keep the server busy for a few seconds on a CPU.
 SLOW = {"image_size": 64, "channels": 3, "latent_dim": 100, "width": 64}
-
-
-def _start_server(store_url: str, run: str) -> tuple[subprocess.Popen, str]:
-    exe = os.path.join(os.path.dirname(sys.executable), "ganworks")
-    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "ganworks.cli"]
-    process = subprocess.Popen(
-        [*cmd, "generator", "serve", "--runs", run, "--store", store_url, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--max-batch-size", "32", "--grace-seconds", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"},
-    )
-    line = process.stdout.readline()
-    match = re.search(r"listening on [\d.]+:(\d+)", line)
-    if not match:
-        process.kill()
-        raise AssertionError(f"server did not start: {line!r} {process.stderr.read()}")
-    return process, f"127.0.0.1:{match.group(1)}"
 
 
 def _health(channel, service: str = "") -> str:
@@ -50,7 +31,8 @@ def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(tmp_path):
 
     store_url = f"file://{tmp_path / 'store'}"
     publish(open_store(store_url), "r", 1, SLOW)
-    process, address = _start_server(store_url, "r")
+    process, port, _ = start_server_process(store_url, "r", "--metrics-port", "-1", "--max-batch-size", "32", "--grace-seconds", "60")
+    address = f"127.0.0.1:{port}"
     try:
         with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 2**20)]) as channel:
             deadline = time.monotonic() + 60
@@ -71,8 +53,4 @@ def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(tmp_path):
         assert [len(a.images) for a in answers] == [256] * 4
         assert process.wait(60) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        process.stdout.close()
-        process.stderr.close()
+        stop_process(process)
