@@ -103,6 +103,11 @@ class PrometheusServer:
         data = self._get("/api/v1/query", {"query": expr})
         return data["result"] if data["resultType"] in ("vector", "matrix") else [{"value": data["result"]}]
 
+    def rule_health(self) -> dict[str, tuple[str, str]]:
+        """Each loaded rule's name -> (health, last error) as Prometheus evaluated it."""
+        groups = self._get("/api/v1/rules", {})["groups"]
+        return {rule["name"]: (rule["health"], rule.get("lastError", "")) for group in groups for rule in group["rules"]}
+
     def active_targets(self) -> list[dict]:
         return self._get("/api/v1/targets", {"state": "active"})["activeTargets"]
 

@@ -35,5 +35,5 @@ def tool(name: str) -> str:
     pytest.fail(f"{name} not found in {VENV_BIN}, {TOOLS_BIN} or PATH; {_HOW.get(name, 'install it')}", pytrace=False)
 
 
-def run_tool(name: str, *args: str, cwd: pathlib.Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([tool(name), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def run_tool(name: str, *args: str, cwd: pathlib.Path = ROOT, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([tool(name), *args], cwd=cwd, input=stdin, capture_output=True, text=True, timeout=timeout)
