@@ -1,0 +1,78 @@
+"""`ganworks evaluate`: asks an evaluator service to evaluate a snapshot, follows its progress, prints the numbers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import grpc
+from rich.console import Console
+from rich.table import Table
+
+from ganworks.api import evaluator_pb2 as pb
+from ganworks.api import evaluator_pb2_grpc
+from ganworks.cli import CommandError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", default="127.0.0.1:50052", help="evaluator service host:port (default 127.0.0.1:50052)")
+    parser.add_argument("--run", required=True, help="run id to evaluate")
+    parser.add_argument("--version", type=int, default=0, help="snapshot step (default: the newest)")
+    parser.add_argument("-n", "--num-samples", type=int, default=0, help="generated samples (default: the server's, 5000)")
+    parser.add_argument("--metrics", help="comma-separated metrics: fid,kid,prdc,is,diversity,mode_coverage,memorization (default: all)")
+    parser.add_argument("--extractor", default="", help="digits-classifier, inception-v3-fid, … (default: the server's choice for the run)")
+    parser.add_argument("--resize-mode", default="", choices=["", "legacy-pytorch", "clean"], help="resize mode (default legacy-pytorch)")
+    parser.add_argument("--seed", type=int, help="sampling seed (default: fixed, so evaluations are comparable)")
+    parser.add_argument("--param", action="append", default=[], metavar="METRIC.NAME=VALUE", help="metric parameter, e.g. kid.subset_size=500 (repeatable)")
+    parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds (default 3600)")
+
+
+def _params(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or "." not in key:
+            raise CommandError(f"--param {item!r}: write METRIC.NAME=NUMBER, e.g. --param kid.subset_size=500")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.num_samples < 0:
+        raise CommandError(f"-n/--num-samples must be >= 0, got {args.num_samples}")
+    request = pb.EvaluateRequest(
+        run=args.run, version=args.version, num_samples=args.num_samples, extractor=args.extractor, resize_mode=args.resize_mode,
+        metrics=[m.strip() for m in (args.metrics or "").split(",") if m.strip()], params=_params(args.param),
+    )
+    if args.seed is not None:
+        request.seed = args.seed
+    console = Console(stderr=True)
+    with grpc.insecure_channel(args.address) as channel:
+        stub = evaluator_pb2_grpc.EvaluatorStub(channel)
+        try:
+            evaluation = stub.Evaluate(request, timeout=120)
+            last_phase = ""
+            for evaluation in stub.WatchEvaluation(pb.GetEvaluationRequest(id=evaluation.id), timeout=args.timeout):
+                if evaluation.phase != last_phase:
+                    console.print(f"[dim]{evaluation.phase} ({evaluation.progress:.0%})[/dim]")
+                    last_phase = evaluation.phase
+        except grpc.RpcError as exc:
+            print(f"error: the evaluator at {args.address} answered {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    if evaluation.state != pb.EVALUATION_STATE_SUCCEEDED:
+        print(f"error: evaluation {evaluation.id} of {evaluation.run} step {evaluation.version} failed: {evaluation.error}", file=sys.stderr)
+        return 1
+    table = Table(title=f"{evaluation.run} step {evaluation.version} — {evaluation.extractor}, {evaluation.resize_mode}, n={evaluation.num_samples}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in sorted(evaluation.metrics):
+        table.add_row(name, f"{evaluation.metrics[name]:.6g}")
+    Console().print(table)
+    for warning in evaluation.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if evaluation.report_url:
+        console.print(f"report: {evaluation.report_url}")
+    return 0

@@ -1,0 +1,238 @@
+"""One evaluation, start to end: resolve the request, reference statistics, samples from the generator, features, metrics, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from evaluator_service.errors import EvaluationError, InsufficientSamplesError, InvalidRequestError, NotFoundError
+from evaluator_service.features import Extractor, ExtractorCache, check_extractor_id, check_resize_mode, default_extractor
+from evaluator_service.features import classifier as classifier_extractor
+from evaluator_service.metrics import check_params, compute, get_metric
+from evaluator_service.metrics.fid import rank_warnings
+from evaluator_service.reference import ReferenceStats, load_or_compute
+from evaluator_service.sampler import GeneratorSampler
+from evaluator_service.settings import EvaluatorSettings
+from evaluator_service.stats import FeatureStats
+from ganworks import __version__
+from ganworks.checkpoint import check_run_id, list_snapshots, read_latest
+from ganworks.data import ImageDataset, load_dataset
+from ganworks.errors import ConfigError, DatasetError, ObjectNotFoundError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+
+
+@dataclasses.dataclass
+class EvaluationRequest:
+    run: str
+    version: int = 0
+    num_samples: int = 0
+    metrics: list[str] = dataclasses.field(default_factory=list)
+    extractor: str = ""
+    resize_mode: str = ""
+    seed: int | None = None
+    params: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Plan:
+    """A request resolved against the store and the settings: everything an evaluation needs to know."""
+
+    run: str
+    step: int
+    num_samples: int
+    metrics: list[str]
+    extractor: str
+    resize_mode: str
+    seed: int
+    params: dict[str, dict[str, Any]]
+    run_info: dict
+    reference: ImageDataset
+    held_out: ImageDataset | None
+    default_metrics: bool
+
+    @property
+    def metrics_set(self) -> str:
+        names = "all" if self.default_metrics else "-".join(sorted(self.metrics))
+        return f"{self.extractor}-{self.resize_mode}-n{self.num_samples}-{names}"
+
+    @property
+    def report_key(self) -> str:
+        return f"runs/{self.run}/evals/{self.step:09d}/{self.metrics_set}.json"
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset(spec: str, image_size: int, channels: int, split: str) -> ImageDataset:
+    return load_dataset(spec, image_size=image_size, channels=channels, split=split)
+
+
+def read_run_info(store, run: str) -> dict:
+    try:
+        check_run_id(run)
+    except ConfigError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    key = f"runs/{run}/run.json"
+    try:
+        info = store.get_json(key)
+    except ObjectNotFoundError:
+        raise NotFoundError(f"unknown run {run!r}: {store.url_for(key)} does not exist (`ganworks runs --store {store.url}` lists the runs)") from None
+    except ValueError as exc:
+        raise InvalidRequestError(f"{store.url_for(key)} is not valid JSON: {exc}") from None
+    dataset = info.get("dataset") if isinstance(info, dict) else None
+    if not isinstance(dataset, dict) or not {"spec", "image_size", "channels"} <= set(dataset):
+        raise InvalidRequestError(f"{store.url_for(key)} has no dataset spec/image_size/channels; the evaluator cannot tell what to compare the run with")
+    return info
+
+
+def split_params(params: dict[str, float], metrics: list[str]) -> dict[str, dict[str, Any]]:
+    """{"kid.subset_size": 100} -> {"kid": {"subset_size": 100}}; integers stay integers."""
+    out: dict[str, dict[str, Any]] = {m: {} for m in metrics}
+    for key, value in params.items():
+        metric, _, name = key.partition(".")
+        if not name:
+            raise InvalidRequestError(f"parameter {key!r} must be named <metric>.<parameter>, e.g. kid.subset_size")
+        if metric not in out:
+            raise InvalidRequestError(f"parameter {key!r} is for metric {metric!r}, which this evaluation does not compute ({', '.join(metrics)})")
+        out[metric][name] = int(value) if float(value).is_integer() else float(value)
+    for metric, values in out.items():
+        check_params(metric, values)
+    return out
+
+
+def plan(store, request: EvaluationRequest, settings: EvaluatorSettings) -> Plan:
+    """Checks a request against the store and settings; raises a typed error a person can act on."""
+    info = read_run_info(store, request.run)
+    ds = info["dataset"]
+    if request.version:
+        if request.version not in list_snapshots(store, request.run):
+            raise NotFoundError(f"run {request.run!r} has no snapshot at step {request.version}; published steps: {list_snapshots(store, request.run)[-10:] or 'none'}")
+        step = request.version
+    else:
+        latest = read_latest(store, request.run)
+        if latest is None:
+            raise NotFoundError(f"run {request.run!r} has not published a snapshot yet; evaluate it once `{store.url_for(f'runs/{request.run}/LATEST')}` exists")
+        step = latest
+    metrics = list(dict.fromkeys(request.metrics)) or list(settings.default_metrics)
+    for name in metrics:
+        get_metric(name)
+    n = request.num_samples or settings.default_num_samples
+    if n < 2 or n > settings.max_num_samples:
+        raise InvalidRequestError(f"num_samples must be from 2 to {settings.max_num_samples}, got {n}")
+    resize_mode = check_resize_mode(request.resize_mode or settings.default_resize_mode)
+    split = ds.get("split", "train")
+    try:
+        reference = _dataset(ds["spec"], int(ds["image_size"]), int(ds["channels"]), split)
+        held_out = _dataset(ds["spec"], int(ds["image_size"]), int(ds["channels"]), "test") if split == "train" else None
+    except DatasetError as exc:
+        raise InvalidRequestError(f"the run's dataset cannot be loaded: {exc}") from None
+    extractor = request.extractor or settings.default_extractor or default_extractor(reference)
+    check_extractor_id(extractor, reference)
+    params = split_params(dict(request.params), metrics)
+    kid_subset = params.get("kid", {}).get("subset_size", get_metric("kid").params["subset_size"]) if "kid" in metrics else 0
+    if kid_subset > n:
+        raise InsufficientSamplesError(f"kid.subset_size is {kid_subset} but only {n} samples are asked for; set kid.subset_size <= {n} or ask for more samples")
+    if "memorization" in metrics and held_out is None:
+        raise InvalidRequestError(f"memorization needs held-out data, but run {request.run!r} trained on split {split!r}; drop memorization from the metrics")
+    return Plan(
+        run=request.run, step=step, num_samples=n, metrics=metrics, extractor=extractor, resize_mode=resize_mode,
+        seed=settings.default_seed if request.seed is None else int(request.seed), params=params, run_info=info,
+        reference=reference, held_out=held_out, default_metrics=not request.metrics,
+    )
+
+
+@dataclasses.dataclass
+class Generated:
+    features: np.ndarray
+    logits: np.ndarray
+    stats: FeatureStats
+
+
+def _generate_features(sampler: GeneratorSampler, p: Plan, extractor: Extractor, batch_size: int, progress: Progress) -> Generated:
+    feats, logits, stats, done = [], [], FeatureStats(extractor.feature_dim), 0
+    for batch in sampler.sample(p.run, p.step, p.num_samples, p.seed):
+        f, lg = extractor.extract(batch.images, p.resize_mode, batch_size)
+        feats.append(f)
+        logits.append(lg)
+        stats.add(f)
+        done += len(f)
+        progress("features", 0.2 + 0.7 * done / p.num_samples)
+    return Generated(np.concatenate(feats), np.concatenate(logits), stats)
+
+
+def _inputs(metric: str, kind: str, reference: ReferenceStats, generated: Generated | None, held_out: ReferenceStats | None, extractor: Extractor) -> Any:
+    if kind == "none":
+        return None
+    if kind == "labels":
+        # Dataset labels only line up with a classifier's own classes; for other extractors compare predicted classes.
+        own = extractor.id.endswith(classifier_extractor.SUFFIX) and len(reference.labels)
+        return reference.labels if own else reference.logits
+    if kind == "held_out_features":
+        return held_out.features
+    if generated is None:  # the reference side of a features/logits input
+        return reference.stats if metric == "fid" else (reference.logits if kind == "logits" else reference.features)
+    return generated.stats if metric == "fid" else (generated.logits if kind == "logits" else generated.features)
+
+
+def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: ExtractorCache, progress: Progress = lambda phase, fraction: None) -> dict:
+    """Runs a planned evaluation and writes its report; returns the report."""
+    started, created_at, phases = time.monotonic(), time.time(), {}
+
+    def phase(name: str, fraction: float) -> None:
+        phases.setdefault(name, time.monotonic())
+        progress(name, fraction)
+
+    phase("extractor", 0.01)
+    classifier_dataset = p.reference if p.run_info["dataset"].get("split", "train") == "train" else _dataset(p.run_info["dataset"]["spec"], p.reference.image_size, p.reference.channels, "train")
+    extractor = extractors.get(p.extractor, classifier_dataset, p.run_info["dataset"]["spec"], on_phase=lambda name: phase(name, 0.02))
+    phase("reference", 0.05)
+    reference, cached = load_or_compute(store, p.reference, extractor, p.resize_mode, settings.max_reference_samples, settings.batch_size)
+    held_out = None
+    if "memorization" in p.metrics:
+        held_out, _ = load_or_compute(store, p.held_out, extractor, p.resize_mode, settings.max_reference_samples, settings.batch_size)
+    phase("sampling", 0.2)
+    with GeneratorSampler(settings.generator, retry_seconds=settings.generator_retry_seconds) as sampler:
+        model = sampler.describe(p.run, p.step)
+        generated = _generate_features(sampler, p, extractor, settings.batch_size, phase)
+    phase("metrics", 0.9)
+    values: dict[str, float] = {}
+    warnings: list[str] = []
+    for name in p.metrics:
+        metric = get_metric(name)
+        params = dict(p.params.get(name, {}))
+        if name == "memorization":
+            params["train_features"] = reference.features
+        real = _inputs(name, metric.real, reference, None, held_out, extractor)
+        fake = _inputs(name, metric.fake, reference, generated, held_out, extractor)
+        if name == "fid":
+            warnings += rank_warnings(real, fake)
+        result = compute(name, real, fake, **params)
+        bad = [k for k, v in result.items() if not np.isfinite(v)]
+        if bad:
+            raise EvaluationError(f"{name} gave a non-finite {', '.join(bad)}; the features are degenerate (e.g. every generated image is identical)")
+        values.update(result)
+    if reference.count < p.num_samples and "fid" in p.metrics:
+        warnings.append(f"the reference has {reference.count} images, fewer than the {p.num_samples} generated; FIDs at different n are not comparable")
+    now = time.monotonic()
+    marks = sorted(phases.items(), key=lambda kv: kv[1]) + [("end", now)]
+    report = {
+        "run": p.run, "step": p.step, "metrics": values, "metric_names": p.metrics, "metrics_set": p.metrics_set,
+        "extractor": extractor.id, "resize_mode": p.resize_mode, "num_samples": p.num_samples, "seed": p.seed,
+        "params": p.params, "dataset_id": p.reference.id, "reference_samples": reference.count, "reference_cached": cached,
+        "held_out_dataset_id": p.held_out.id if held_out is not None else None,
+        "model_sha256": model.sha256, "generator": settings.generator, "warnings": warnings,
+        "extractor_info": {k: v for k, v in extractor.source.items() if k in ("sha256", "test_accuracy", "dataset_id", "weights")},
+        "created_at": created_at, "duration_seconds": round(now - started, 3),
+        "phase_seconds": {name: round(nxt[1] - t, 3) for (name, t), nxt in zip(marks, marks[1:])},
+        "code_version": __version__,
+    }
+    store.put_json(p.report_key, report)
+    progress("done", 1.0)
+    log.info("evaluated %s step %d with %s: %s", p.run, p.step, extractor.id, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+    return report

@@ -1,0 +1,110 @@
+"""Feature extractors by id, and the pipeline every image goes through: uint8 pixels -> resize -> network -> features, logits."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import Callable
+
+import numpy as np
+import torch
+
+from evaluator_service.errors import ExtractorMissingError, InvalidRequestError
+from evaluator_service.features import classifier, inception
+from evaluator_service.features.resize import RESIZE_MODES, check_resize_mode, resize
+from ganworks.data import ImageDataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Extractor:
+    id: str
+    net: torch.nn.Module  # forward(N×C×S×S in [0, 1]) -> (features, logits)
+    input_size: int
+    channels: int
+    feature_dim: int
+    num_logits: int
+    source: dict
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bare network on already resized input."""
+        with torch.inference_mode():
+            return self.net(x)
+
+    def prepare(self, images: np.ndarray, resize_mode: str) -> torch.Tensor:
+        """uint8 N×H×W×C -> the network's input: resized, grey repeated to RGB when the network wants 3 channels."""
+        x = resize(images, self.input_size, resize_mode)
+        if x.shape[1] != self.channels:
+            if x.shape[1] == 1 and self.channels == 3:
+                x = x.expand(-1, 3, -1, -1)
+            else:
+                raise InvalidRequestError(f"{self.id} takes {self.channels}-channel images, got {x.shape[1]} channels")
+        return x
+
+    def extract(self, images: np.ndarray, resize_mode: str, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Features (N×D) and logits (N×K) of uint8 images, a batch at a time."""
+        feats, logits = [], []
+        for start in range(0, len(images), batch_size):
+            f, l = self.forward(self.prepare(images[start : start + batch_size], resize_mode))
+            feats.append(f.float().numpy())
+            logits.append(l.float().numpy())
+        if not feats:
+            return np.zeros((0, self.feature_dim), np.float32), np.zeros((0, self.num_logits), np.float32)
+        return np.concatenate(feats), np.concatenate(logits)
+
+
+def default_extractor(dataset: ImageDataset) -> str:
+    """A labelled dataset gets its own classifier (meaningful without external weights); others the FID Inception."""
+    return classifier.extractor_id(dataset) if dataset.labels is not None and dataset.num_classes >= 2 else inception.EXTRACTOR_ID
+
+
+def check_extractor_id(extractor_id: str, dataset: ImageDataset) -> str:
+    if extractor_id == inception.EXTRACTOR_ID:
+        return extractor_id
+    own = classifier.extractor_id(dataset)
+    if extractor_id.endswith(classifier.SUFFIX):
+        if extractor_id != own:
+            raise InvalidRequestError(f"extractor {extractor_id!r} does not fit this run's dataset {dataset.id}; its classifier is {own!r}")
+        if dataset.labels is None:
+            raise InvalidRequestError(f"dataset {dataset.id} has no labels, so it has no classifier extractor; use {inception.EXTRACTOR_ID!r}")
+        return extractor_id
+    raise InvalidRequestError(f"unknown extractor {extractor_id!r}; known: {inception.EXTRACTOR_ID!r}, {own!r} (this run's dataset classifier)")
+
+
+class ExtractorCache:
+    """Loads each extractor once per process; fits a missing dataset classifier when allowed."""
+
+    def __init__(self, store, inception_weights: str = "", inception_sha256: str = inception.WEIGHTS_SHA256, auto_fit: bool = True, device: str = "cpu"):
+        self.store, self.inception_weights, self.inception_sha256 = store, inception_weights, inception_sha256
+        self.auto_fit, self.device = auto_fit, device
+        self._loaded: dict[tuple[str, str], Extractor] = {}
+        self._lock = threading.Lock()
+
+    def get(self, extractor_id: str, dataset: ImageDataset, spec: str, on_phase: Callable[[str], None] | None = None) -> Extractor:
+        check_extractor_id(extractor_id, dataset)
+        key = (extractor_id, "" if extractor_id == inception.EXTRACTOR_ID else dataset.id)
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = self._open(extractor_id, dataset, spec, on_phase)
+            return self._loaded[key]
+
+    def _open(self, extractor_id: str, dataset: ImageDataset, spec: str, on_phase) -> Extractor:
+        if extractor_id == inception.EXTRACTOR_ID:
+            net = inception.load_inception(self.inception_weights, self.inception_sha256, self.store)
+            return Extractor(extractor_id, net, inception.INPUT_SIZE, 3, inception.FEATURE_DIM, inception.NUM_LOGITS, {"weights": self.inception_weights, "sha256": self.inception_sha256})
+        try:
+            net, manifest = classifier.load(self.store, extractor_id, dataset.id)
+        except ExtractorMissingError:
+            if not self.auto_fit:
+                raise
+            log.info("%s for %s is not in the store yet: fitting it now (about a minute on a CPU)", extractor_id, dataset.id)
+            if on_phase:
+                on_phase("fitting-extractor")
+            net, manifest = classifier.fit(spec, dataset.image_size, dataset.channels)
+            classifier.save(self.store, net, manifest)
+        return Extractor(extractor_id, net, int(manifest["image_size"]), int(manifest["channels"]), classifier.FEATURE_DIM, int(manifest["num_classes"]), manifest)
+
+
+__all__ = ["RESIZE_MODES", "Extractor", "ExtractorCache", "check_extractor_id", "check_resize_mode", "default_extractor"]

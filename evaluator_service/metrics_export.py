@@ -1,0 +1,46 @@
+"""The evaluator's Prometheus metrics, one registry per server instance (names are the deploy contract)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Report key -> gauge name suffix; labelled by run and extractor only (never the step: it is its own gauge).
+GAUGES = {
+    "fid": "fid",
+    "kid_mean": "kid",
+    "precision": "precision",
+    "recall": "recall",
+    "density": "density",
+    "coverage": "coverage",
+    "inception_score_mean": "inception_score",
+    "diversity": "diversity",
+    "memorization_rate": "memorization_rate",
+}
+
+
+class EvaluatorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.gauges = {key: Gauge(f"ganworks_evaluator_{name}", f"latest {name} of a run's evaluated snapshot", ["run", "extractor"], registry=r) for key, name in GAUGES.items()}
+        self.evaluated_step = Gauge("ganworks_evaluator_evaluated_step", "step of the snapshot whose numbers the metric gauges show", ["run", "extractor"], registry=r)
+        self.job_duration = Histogram("ganworks_evaluator_job_duration_seconds", "wall time of an evaluation job", registry=r, buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600))
+        self.evaluations = Counter("ganworks_evaluator_evaluations", "finished evaluation jobs", ["result"], registry=r)
+        self.failures = Counter("ganworks_evaluator_failures", "failed evaluation jobs by reason", ["reason"], registry=r)
+        self.queue_depth = Gauge("ganworks_evaluator_queue_depth", "evaluation jobs waiting for a worker", registry=r)
+        for result in ("succeeded", "failed"):
+            self.evaluations.labels(result)
+
+    def record_success(self, report: dict, seconds: float) -> None:
+        run, extractor = report["run"], report["extractor"]
+        for key, value in report["metrics"].items():
+            if key in self.gauges:
+                self.gauges[key].labels(run, extractor).set(value)
+        self.evaluated_step.labels(run, extractor).set(report["step"])
+        self.job_duration.observe(seconds)
+        self.evaluations.labels("succeeded").inc()
+
+    def record_failure(self, reason: str, seconds: float) -> None:
+        self.job_duration.observe(seconds)
+        self.evaluations.labels("failed").inc()
+        self.failures.labels(reason).inc()

@@ -1,0 +1,90 @@
+"""Samples from the generator service over gRPC (uint8 pixels, pinned to one snapshot version), the way users get them."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Iterator
+
+import grpc
+import numpy as np
+
+from evaluator_service.errors import GeneratorError, GeneratorUnavailableError, NotFoundError
+from ganworks.api import generator_pb2 as pb
+from ganworks.api import generator_pb2_grpc
+from ganworks.retry import retry_call
+
+log = logging.getLogger(__name__)
+
+# Codes that mean "try again shortly": the server is starting, swapping a model in, or its queue is full.
+TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+MAX_MESSAGE_BYTES = 64 * 2**20
+
+
+@dataclasses.dataclass
+class SampleBatch:
+    images: np.ndarray  # uint8 N×H×W×C
+    labels: np.ndarray  # int32 N, -1 for an unconditional model
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT
+
+
+class GeneratorSampler:
+    """A blocking client of one generator service address, for use in an evaluation worker thread."""
+
+    def __init__(self, address: str, retry_seconds: float = 10.0, timeout_seconds: float = 120.0, chunk: int = 256):
+        self.address, self.retry_seconds, self.timeout_seconds, self.chunk = address, retry_seconds, timeout_seconds, chunk
+        self.channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+        self.stub = generator_pb2_grpc.GeneratorStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "GeneratorSampler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, what: str, fn):
+        try:
+            return retry_call(fn, is_transient=_transient, total_seconds=self.retry_seconds, initial_delay=0.2, max_delay=2.0, what=what)
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            if code in TRANSIENT or code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise GeneratorUnavailableError(
+                    f"the generator service at {self.address} did not answer {what} within {self.retry_seconds:.0f}s ({code.name}: {details}); "
+                    "check that it runs and that --generator / GANWORKS_EVALUATOR_GENERATOR names it"
+                ) from None
+            if code == grpc.StatusCode.NOT_FOUND:
+                raise NotFoundError(f"the generator service at {self.address} does not serve it: {details}") from None
+            raise GeneratorError(f"the generator service at {self.address} refused {what} ({code.name}: {details})") from None
+
+    def describe(self, run: str, version: int) -> pb.ModelInfo:
+        request = pb.DescribeModelRequest(model=run, version=version)
+        return self._call(f"DescribeModel({run}, version {version})", lambda: self.stub.DescribeModel(request, timeout=self.timeout_seconds))
+
+    def sample(self, run: str, version: int, num_samples: int, seed: int) -> Iterator[SampleBatch]:
+        """num_samples images of run at version, in chunks; chunk i uses its own seed so samples never repeat."""
+        for i, start in enumerate(range(0, num_samples, self.chunk)):
+            n = min(self.chunk, num_samples - start)
+            request = pb.GenerateRequest(model=run, version=version, num_samples=n, seed=(seed * 1_000_003 + i) % 2**64, output_format=pb.OUTPUT_FORMAT_UINT8)
+            response = self._call(f"Generate({run}, version {version})", lambda: self.stub.Generate(request, timeout=self.timeout_seconds))
+            yield self._decode(response, run, version, n)
+
+    def _decode(self, response: pb.GenerateResponse, run: str, version: int, n: int) -> SampleBatch:
+        if response.version != version:
+            raise GeneratorError(f"asked the generator for {run} version {version}, it answered with version {response.version}")
+        if response.output_format != pb.OUTPUT_FORMAT_UINT8 or len(response.shape) != 3 or len(response.images) != n:
+            raise GeneratorError(f"the generator answered {len(response.images)} images of shape {list(response.shape)} in format {response.output_format}; expected {n} UINT8 images")
+        h, w, c = response.shape
+        images = np.empty((n, h, w, c), dtype=np.uint8)
+        labels = np.empty(n, dtype=np.int32)
+        for j, image in enumerate(sorted(response.images, key=lambda im: im.index)):
+            if len(image.data) != h * w * c:
+                raise GeneratorError(f"image {j} from the generator has {len(image.data)} bytes, expected {h * w * c}")
+            images[j] = np.frombuffer(image.data, dtype=np.uint8).reshape(h, w, c)
+            labels[j] = image.class_label
+        return SampleBatch(images, labels)

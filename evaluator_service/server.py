@@ -1,0 +1,156 @@
+"""EvaluatorServer: the grpc.aio Evaluator service with health and reflection, its jobs, /metrics and continuous mode."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from evaluator_service.continuous import ContinuousEvaluator
+from evaluator_service.errors import InvalidRequestError, NotFoundError
+from evaluator_service.evaluation import EvaluationRequest
+from evaluator_service.features import ExtractorCache
+from evaluator_service.jobs import Job, JobManager, QueueFullError
+from evaluator_service.metrics_export import EvaluatorMetrics
+from evaluator_service.settings import EvaluatorSettings
+from ganworks.api import evaluator_pb2 as pb
+from ganworks.errors import ConfigError, GanworksError, StoreError
+from ganworks.rpc import add_servicer
+from ganworks.telemetry import set_torch_threads
+
+log = logging.getLogger(__name__)
+
+SERVICE = pb.DESCRIPTOR.services_by_name["Evaluator"]
+STATES = {"PENDING": pb.EVALUATION_STATE_PENDING, "RUNNING": pb.EVALUATION_STATE_RUNNING, "SUCCEEDED": pb.EVALUATION_STATE_SUCCEEDED, "FAILED": pb.EVALUATION_STATE_FAILED}
+
+
+def status_of(exc: Exception) -> grpc.StatusCode:
+    if isinstance(exc, QueueFullError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, (InvalidRequestError, ConfigError)):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, StoreError):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.FAILED_PRECONDITION
+
+
+def to_proto(job: Job) -> pb.Evaluation:
+    p = job.plan
+    return pb.Evaluation(
+        id=job.id, run=p.run, version=p.step, state=STATES[job.state], progress=job.progress, phase=job.phase,
+        metrics=job.metrics, metric_names=p.metrics, extractor=p.extractor, resize_mode=p.resize_mode, num_samples=p.num_samples,
+        error=job.error, warnings=job.warnings, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        report_url=job.report_url, dataset_id=p.reference.id,
+    )
+
+
+class EvaluatorServicer:
+    def __init__(self, jobs: JobManager):
+        self.jobs = jobs
+
+    async def Evaluate(self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext) -> pb.Evaluation:
+        if not request.run:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "run is empty: set it to the run id to evaluate")
+        if request.num_samples < 0 or request.version < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"num_samples and version must be >= 0, got {request.num_samples} and {request.version}")
+        evaluation = EvaluationRequest(
+            run=request.run, version=request.version, num_samples=request.num_samples, metrics=list(request.metrics),
+            extractor=request.extractor, resize_mode=request.resize_mode, seed=request.seed if request.HasField("seed") else None,
+            params=dict(request.params),
+        )
+        try:
+            job = await self.jobs.submit(evaluation)
+        except GanworksError as exc:
+            await context.abort(status_of(exc), str(exc))
+        return to_proto(job)
+
+    def _job(self, job_id: str) -> Job | None:
+        return self.jobs.jobs.get(job_id)
+
+    async def GetEvaluation(self, request: pb.GetEvaluationRequest, context: grpc.aio.ServicerContext) -> pb.Evaluation:
+        job = self._job(request.id)
+        if job is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no evaluation {request.id!r} on this server (ListEvaluations shows the known ones)")
+        return to_proto(job)
+
+    async def WatchEvaluation(self, request: pb.GetEvaluationRequest, context: grpc.aio.ServicerContext):
+        job = self._job(request.id)
+        if job is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no evaluation {request.id!r} on this server (ListEvaluations shows the known ones)")
+        while True:
+            changed = job.changed
+            yield to_proto(job)
+            if job.done:
+                return
+            await changed.wait()
+
+    async def ListEvaluations(self, request: pb.ListEvaluationsRequest, context: grpc.aio.ServicerContext) -> pb.ListEvaluationsResponse:
+        jobs = [j for j in reversed(self.jobs.jobs.values()) if not request.run or j.plan.run == request.run]
+        if request.limit > 0:
+            jobs = jobs[: request.limit]
+        return pb.ListEvaluationsResponse(evaluations=[to_proto(j) for j in jobs])
+
+
+class EvaluatorServer:
+    """One evaluator instance: its own gRPC server, job manager, metrics registry and (optionally) continuous loop."""
+
+    def __init__(self, settings: EvaluatorSettings, store, registry: CollectorRegistry | None = None):
+        self.settings, self.store = settings, store
+        self.metrics = EvaluatorMetrics(registry)
+        self.extractors = ExtractorCache(store, settings.inception_weights, settings.inception_sha256, settings.auto_fit_extractor, settings.device)
+        self.port = 0
+        self.metrics_port: int | None = None
+        self._http = None
+        self.continuous: ContinuousEvaluator | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        s = self.settings
+        if s.torch_threads:
+            set_torch_threads(s.torch_threads)
+        self.jobs = JobManager(self.store, s, self.metrics, self.extractors)
+        await self.jobs.start()
+        self.server = grpc.aio.server()
+        add_servicer(self.server, EvaluatorServicer(self.jobs), SERVICE)
+        self.health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection([SERVICE.full_name, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
+        address = f"{s.host}:{s.port}"
+        self.port = self.server.add_insecure_port(address)
+        if not self.port:
+            raise ConfigError(f"cannot listen on {address}: the port is taken or the host is not an address of this machine (--port)")
+        await self.server.start()
+        for name in ("", SERVICE.full_name):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if s.metrics_port >= 0:
+            self._http, _ = start_http_server(s.metrics_port, addr=s.host, registry=self.metrics.registry)
+            self.metrics_port = int(self._http.server_port)
+        if s.continuous:
+            if not s.runs:
+                raise ConfigError("continuous mode needs the runs to watch: --runs R1,R2 (env GANWORKS_EVALUATOR_RUNS)")
+            self.continuous = ContinuousEvaluator(self.store, s, self.jobs)
+            self.continuous.start()
+        log.info("evaluator serving on %s:%d, /metrics on port %s, generator %s%s", s.host, self.port, self.metrics_port, s.generator,
+                 f", continuous over {','.join(s.runs)}" if s.continuous else "")
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self.continuous is not None:
+            await self.continuous.stop()
+        for name in ("", SERVICE.full_name):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(self.settings.grace_seconds if grace is None else grace)
+        await self.jobs.stop()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        self._stopped.set()
+
+    async def wait_for_termination(self) -> None:
+        await self._stopped.wait()

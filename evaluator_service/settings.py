@@ -1,0 +1,53 @@
+"""Evaluator settings: flags, then GANWORKS_EVALUATOR_* environment variables, then these defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from evaluator_service.errors import InvalidRequestError
+from evaluator_service.features.inception import WEIGHTS_SHA256
+from evaluator_service.features.resize import check_resize_mode
+from evaluator_service.metrics import get_metric
+
+ENV_PREFIX = "GANWORKS_EVALUATOR_"
+ALL_METRICS = ["fid", "kid", "prdc", "is", "diversity", "mode_coverage", "memorization"]
+
+
+@dataclasses.dataclass
+class EvaluatorSettings:
+    host: str = "0.0.0.0"
+    port: int = 50052
+    metrics_port: int = 9312
+    generator: str = "127.0.0.1:50051"
+    runs: list[str] = dataclasses.field(default_factory=list)
+    continuous: bool = False
+    # The pytorch-fid Inception weights: a local path or a store URL, and the digest they must have.
+    inception_weights: str = ""
+    inception_sha256: str = WEIGHTS_SHA256
+    default_metrics: list[str] = dataclasses.field(default_factory=lambda: list(ALL_METRICS))
+    default_num_samples: int = 5000
+    # Empty: the run dataset's own classifier when it has labels, else inception-v3-fid.
+    default_extractor: str = ""
+    default_resize_mode: str = "legacy-pytorch"
+    default_seed: int = 0
+    max_concurrent_jobs: int = 1
+    max_queue_size: int = 8
+    max_num_samples: int = 100_000
+    max_reference_samples: int = 50_000
+    batch_size: int = 64
+    auto_fit_extractor: bool = True
+    generator_retry_seconds: float = 10.0
+    poll_seconds: float = 10.0
+    max_attempts: int = 3
+    keep_jobs: int = 1000
+    torch_threads: int = 0
+    device: str = "cpu"
+    grace_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_concurrent_jobs", "max_queue_size", "default_num_samples", "batch_size", "max_attempts"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidRequestError(f"{ENV_PREFIX}{name.upper()} must be >= 1, got {getattr(self, name)}")
+        for metric in self.default_metrics:
+            get_metric(metric)
+        check_resize_mode(self.default_resize_mode)
