@@ -67,6 +67,17 @@ def metric_names_used() -> dict[str, set[str]]:
     return used
 
 
+def label_matchers_used() -> dict[str, set[str]]:
+    """metric name -> label names matched in a selector like name{label="..."} anywhere in deploy/'s YAML and JSON."""
+    used: dict[str, set[str]] = {}
+    for path in sorted(DEPLOY.rglob("*")):
+        if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
+            text = path.read_text().replace('\\"', '"')
+            for name, matchers in re.findall(r"\b(ganworks_[a-z0-9_]*[a-z0-9])\{([^}]*)\}", text):
+                used.setdefault(name, set()).update(re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", matchers))
+    return used
+
+
 @functools.lru_cache(maxsize=None)
 def rendered(overlay: str) -> tuple[dict, ...]:
     """The objects `kubectl kustomize` renders for an overlay (or base)."""

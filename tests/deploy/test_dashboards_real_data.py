@@ -130,6 +130,15 @@ def _exported_names(text: str) -> set[str]:
     return names
 
 
+def _exported_labels(text: str) -> dict[str, set[str]]:
+    labels: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, rest = line.partition("{")
+            labels.setdefault(name.split(" ")[0], set()).update(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', rest.rpartition("}")[0]))
+    return labels
+
+
 def test_prometheus_scraped_all_three_components_while_they_ran(live):
     assert not live.errors, "\n".join(live.errors)
     assert live.targets == {name: "up" for name in COMPONENTS}
@@ -156,6 +165,17 @@ def test_every_metric_name_used_in_deploy_is_exported_by_the_services(live):
     exported = set().union(*(_exported_names(text) for text in live.metrics.values()))
     missing = {name: sorted(files) for name, files in artifacts.metric_names_used().items() if name not in exported}
     assert not missing, f"metric names in deploy/ that no service exports: {missing}"
+
+
+def test_every_label_deploy_matches_on_is_exported_with_its_metric(live):
+    exported: dict[str, set[str]] = {}
+    for text in live.metrics.values():
+        for name, labels in _exported_labels(text).items():
+            exported.setdefault(name, set()).update(labels)
+    target_labels = {"job", "instance"}  # added by Prometheus at scrape time, not by the services
+    missing = {name: sorted(labels - target_labels - exported.get(name, set()))
+               for name, labels in artifacts.label_matchers_used().items() if labels - target_labels - exported.get(name, set())}
+    assert not missing, f"labels deploy/ selects on that the services do not export: {missing}"
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
