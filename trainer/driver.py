@@ -124,7 +124,7 @@ def connect_ray(options: TrainOptions) -> None:
     wanted = options.num_workers * options.cpus_per_worker
     if wanted > total:
         raise ConfigError(f"--num-workers {options.num_workers} × --cpus-per-worker {options.cpus_per_worker} needs {wanted} CPUs; "
-                          f"the Ray cluster has {total:g}. Lower --num-workers or add nodes")
+                          f"the Ray cluster has {total:g} CPUs. Lower --num-workers or add nodes")
     if options.use_gpu and options.num_workers > ray.cluster_resources().get("GPU", 0):
         raise ConfigError(f"--use-gpu with --num-workers {options.num_workers} needs that many GPUs; the cluster has {ray.cluster_resources().get('GPU', 0):g}")
 

@@ -1,0 +1,85 @@
+"""`ganworks train` refuses bad input before any training starts, with a message naming what to fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ganworks.cli import main
+from tests.s3server import free_port
+
+
+def _train(capsys, *flags: str) -> tuple[int, str]:
+    code = main(["train", "--no-progress", "--steps", "2", *flags])
+    return code, capsys.readouterr().err
+
+
+def test_unknown_architecture_is_refused(capsys, tmp_path):
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--architecture", "stylegan9")
+
+    assert code == 2
+    assert "unknown architecture 'stylegan9'" in err and "dcgan" in err
+    assert not (tmp_path / "store" / "runs").exists()
+
+
+def test_unknown_loss_is_refused_naming_the_flag(capsys, tmp_path):
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--loss", "least-squares")
+
+    assert code == 2
+    assert "--loss 'least-squares'" in err and "hinge" in err
+
+
+def test_an_image_size_the_model_cannot_make_is_refused(capsys, tmp_path):
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--image-size", "48")
+
+    assert code == 2
+    assert "image_size must be a power of two" in err and "48" in err
+
+
+def test_more_workers_than_the_cluster_has_cpus_is_refused_before_training(capsys, tmp_path, ray_cluster):
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--num-workers", "3", "--batch-size", "24")
+
+    assert code == 2
+    assert "--num-workers 3" in err and "the Ray cluster has 2 CPUs" in err
+    assert not (tmp_path / "store" / "runs" / "r" / "run.json").exists()
+
+
+def test_an_unreachable_store_is_refused_before_training(capsys, monkeypatch):
+    monkeypatch.setenv("GANWORKS_RETRY_SECONDS", "1")
+    monkeypatch.setenv("GANWORKS_S3_ACCESS_KEY", "key")
+    monkeypatch.setenv("GANWORKS_S3_SECRET_KEY", "secret-value")
+    dead = f"http://127.0.0.1:{free_port()}"
+
+    code, err = _train(capsys, "--store", "s3://nobody-home/x", "--s3-endpoint", dead, "--run", "r")
+
+    assert code == 2
+    assert "did not answer" in err and "GANWORKS_S3_ENDPOINT" in err
+    assert "secret-value" not in err
+
+
+def test_an_unreadable_dataset_is_refused_naming_the_file(capsys, tmp_path):
+    broken = tmp_path / "faces.npz"
+    broken.write_bytes(b"this is not a zip archive")
+
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--dataset", str(broken))
+
+    assert code == 2
+    assert str(broken) in err and "not a readable .npz" in err
+
+
+def test_conditional_training_on_a_dataset_without_labels_is_refused(capsys, tmp_path):
+    data = tmp_path / "unlabelled.npz"
+    np.savez(data, images=np.zeros((64, 32, 32), dtype=np.uint8))
+
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--dataset", str(data), "--conditional")
+
+    assert code == 2
+    assert "--conditional needs a dataset with labels" in err
+
+
+@pytest.mark.parametrize("flags, named", [(["--batch-size", "7", "--num-workers", "2"], "--batch-size 7"), (["--steps", "0"], "--steps"), (["--run", "../escape"], "invalid run id")])
+def test_malformed_options_are_refused_naming_the_flag(capsys, tmp_path, flags, named):
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), *(["--run", "r"] if "--run" not in flags else []), *flags)
+
+    assert code == 2
+    assert named in err
