@@ -1,0 +1,262 @@
+"""Generator service speed on a 64×64 RGB DCGAN: bare model vs the batching service, latency at half load, memory.
+
+    .venv/bin/python benchmarks/generator.py [--seconds 15] [--requests 100000]
+
+(a) raw model at max_batch_size, (a1) raw at batch 1, (b) the service at saturation with 64 concurrent
+single-sample clients in a separate load process, (c) the same with max_batch_size 1; then p50/p99 at half of
+(b)'s rate against max_queue_delay + 2 × one full batch, and the server's RSS after --requests calls vs after
+warm-up. Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+MODEL = {"image_size": 64, "channels": 3, "latent_dim": 100, "width": 64}
+THREADS = 2
+
+
+# -- the bare model ------------------------------------------------------------------------------------------
+
+def raw_throughput(batch: int, seconds: float) -> float:
+    import torch
+
+    from ganworks.models import build_generator
+
+    torch.set_num_threads(THREADS)
+    generator = build_generator("dcgan", **MODEL).eval()
+    z = torch.randn(batch, MODEL["latent_dim"])
+    with torch.inference_mode():
+        for _ in range(3):
+            generator(z)
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            generator(z)
+            done += batch
+    return done / (time.perf_counter() - start)
+
+
+# -- the load generator (runs in its own process) ------------------------------------------------------------
+
+async def _closed_loop(address: str, concurrency: int, seconds: float, max_calls: int) -> dict:
+    """`concurrency` clients, each asking for one sample, the next as soon as the last is answered."""
+    import grpc
+
+    from ganworks.api import generator_pb2 as pb
+    from ganworks.api import generator_pb2_grpc as pb_grpc
+
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.GeneratorStub(channel)
+        stop_at = time.monotonic() + seconds
+
+        async def client(k: int) -> None:
+            i = 0
+            while time.monotonic() < stop_at and len(latencies) < max_calls:
+                start = time.monotonic()
+                try:
+                    await stub.Generate(pb.GenerateRequest(model="bench", num_samples=1, seed=k * 1_000_000 + i, output_format=pb.OUTPUT_FORMAT_UINT8), timeout=60)
+                    latencies.append(time.monotonic() - start)
+                except grpc.aio.AioRpcError as exc:
+                    errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+                i += 1
+
+        began = time.monotonic()
+        await asyncio.gather(*(client(k) for k in range(concurrency)))
+        elapsed = time.monotonic() - began
+    return {"calls": len(latencies), "seconds": elapsed, "errors": errors, "latencies": latencies}
+
+
+async def _open_loop(address: str, rate: float, seconds: float) -> dict:
+    """Single-sample calls arriving at a fixed rate, whatever the answers do (latency as a user sees it)."""
+    import grpc
+
+    from ganworks.api import generator_pb2 as pb
+    from ganworks.api import generator_pb2_grpc as pb_grpc
+
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.GeneratorStub(channel)
+
+        async def one(i: int) -> None:
+            start = time.monotonic()
+            try:
+                await stub.Generate(pb.GenerateRequest(model="bench", num_samples=1, seed=i, output_format=pb.OUTPUT_FORMAT_UINT8), timeout=60)
+                latencies.append(time.monotonic() - start)
+            except grpc.aio.AioRpcError as exc:
+                errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+
+        tasks, began, i = [], time.monotonic(), 0
+        while time.monotonic() - began < seconds:
+            due = began + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+            i += 1
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - began
+    return {"calls": len(latencies), "seconds": elapsed, "errors": errors, "latencies": latencies}
+
+
+def load_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--address")
+    p.add_argument("--mode", choices=["closed", "open"])
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--rate", type=float, default=0)
+    p.add_argument("--seconds", type=float)
+    p.add_argument("--max-calls", type=int, default=10**12)
+    a = p.parse_args(argv)
+    if a.mode == "closed":
+        result = asyncio.run(_closed_loop(a.address, a.concurrency, a.seconds, a.max_calls))
+    else:
+        result = asyncio.run(_open_loop(a.address, a.rate, a.seconds))
+    print(json.dumps(result))
+
+
+def run_load(address: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "_load", "--address", address, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- the service ---------------------------------------------------------------------------------------------
+
+class Service:
+    """`ganworks generator serve` in a subprocess, serving one published snapshot of MODEL."""
+
+    def __init__(self, store_url: str, max_batch_size: int, max_queue_delay_ms: float):
+        exe = os.path.join(os.path.dirname(sys.executable), "ganworks")
+        cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "ganworks.cli"]
+        self.process = subprocess.Popen(
+            [*cmd, "--log-level", "WARNING", "generator", "serve", "--runs", "bench", "--store", store_url, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+             "--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", str(max_queue_delay_ms), "--torch-threads", str(THREADS)],
+            stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": ROOT},
+        )
+        match = re.search(r"listening on [\d.]+:(\d+)", self.process.stdout.readline())
+        if not match:
+            self.stop()
+            raise SystemExit("the generator service did not start")
+        self.address = f"127.0.0.1:{match.group(1)}"
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        deadline = time.monotonic() + 120
+        with grpc.insecure_channel(self.address) as channel:
+            while time.monotonic() < deadline:
+                try:
+                    if health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.3)
+        raise SystemExit("the generator service never became ready")
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each throughput/latency phase (default 15)")
+    parser.add_argument("--requests", type=int, default=100_000, help="calls served before the second memory reading (default 100000)")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--max-queue-delay-ms", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+
+    import torch
+
+    from ganworks.checkpoint import publish_snapshot
+    from ganworks.models import build_generator
+    from ganworks.store import open_store
+
+    raw = raw_throughput(args.max_batch_size, args.seconds / 2)
+    raw1 = raw_throughput(1, args.seconds / 2)
+    print(f"(a)  raw model, batch {args.max_batch_size}: {raw:.0f} samples/s", flush=True)
+    print(f"(a1) raw model, batch 1: {raw1:.0f} samples/s (batching gains {raw / raw1:.2f}x)", flush=True)
+
+    with tempfile.TemporaryDirectory() as folder:
+        store_url = f"file://{folder}"
+        torch.manual_seed(0)
+        publish_snapshot(open_store(store_url), run="bench", step=1, generator_state=build_generator("dcgan", **MODEL).state_dict(), architecture="dcgan", architecture_params=MODEL)
+
+        unbatched_service = Service(store_url, 1, args.max_queue_delay_ms)
+        try:
+            run_load(unbatched_service.address, "--mode", "closed", "--concurrency", str(args.concurrency), "--seconds", "3")
+            c = run_load(unbatched_service.address, "--mode", "closed", "--concurrency", str(args.concurrency), "--seconds", str(args.seconds))
+        finally:
+            unbatched_service.stop()
+        unbatched = c["calls"] / c["seconds"]
+        print(f"(c)  service, max_batch_size 1: {unbatched:.0f} samples/s ({unbatched / raw1:.2f} of raw batch 1) errors={c['errors']}", flush=True)
+
+        service = Service(store_url, args.max_batch_size, args.max_queue_delay_ms)
+        try:
+            warm = run_load(service.address, "--mode", "closed", "--concurrency", str(args.concurrency), "--seconds", "3")
+            rss_warm = service.rss_mb()
+            served = warm["calls"]
+            b = run_load(service.address, "--mode", "closed", "--concurrency", str(args.concurrency), "--seconds", str(args.seconds))
+            served += b["calls"]
+            batched = b["calls"] / b["seconds"]
+            print(f"(b)  service, {args.concurrency} single-sample clients: {batched:.0f} samples/s ({batched / raw:.2f} of raw) errors={b['errors']}", flush=True)
+            half = run_load(service.address, "--mode", "open", "--rate", str(batched / 2), "--seconds", str(args.seconds))
+            served += half["calls"]
+            p50, p99 = percentile(half["latencies"], 0.5) * 1000, percentile(half["latencies"], 0.99) * 1000
+            budget = args.max_queue_delay_ms + 2 * 1000 * args.max_batch_size / raw
+            print(f"     at half rate ({batched / 2:.0f}/s): p50 {p50:.1f} ms, p99 {p99:.1f} ms (budget {budget:.1f} ms) errors={half['errors']}", flush=True)
+            while served < args.requests:
+                more = run_load(service.address, "--mode", "closed", "--concurrency", str(args.concurrency), "--seconds", "600", "--max-calls", str(args.requests - served))
+                served += more["calls"]
+                print(f"     {served} calls served, RSS {service.rss_mb():.0f} MB", flush=True)
+            rss_end = service.rss_mb()
+        finally:
+            service.stop()
+
+    efficiency = (batched / unbatched) / (raw / raw1)
+    print(f"service/raw {batched / raw:.2f} (target >= 0.6); batching efficiency {efficiency:.2f} (target >= 0.8); RSS {rss_warm:.0f} -> {rss_end:.0f} MB after {served} calls")
+    print(json.dumps({
+        "raw_samples_per_s": round(raw, 1), "raw_batch1_samples_per_s": round(raw1, 1), "service_samples_per_s": round(batched, 1),
+        "unbatched_samples_per_s": round(unbatched, 1), "service_over_raw": round(batched / raw, 3), "batching_efficiency": round(efficiency, 3),
+        "p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "p99_budget_ms": round(budget, 2), "rss_growth_mb": round(rss_end - rss_warm, 1),
+        "requests": served, "seconds_per_phase": args.seconds, "max_batch_size": args.max_batch_size, "max_queue_delay_ms": args.max_queue_delay_ms,
+        "concurrency": args.concurrency, "torch_threads": THREADS, "cpu_count": os.cpu_count(),
+    }))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_load":
+        load_main(sys.argv[2:])
+    else:
+        main()
