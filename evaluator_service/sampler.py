@@ -48,9 +48,9 @@ class GeneratorSampler:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _call(self, what: str, fn):
+    def _call(self, what: str, fn, transient=_transient):
         try:
-            return retry_call(fn, is_transient=_transient, total_seconds=self.retry_seconds, initial_delay=0.2, max_delay=2.0, what=what)
+            return retry_call(fn, is_transient=transient, total_seconds=self.retry_seconds, initial_delay=0.2, max_delay=2.0, what=what)
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if code in TRANSIENT or code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -63,8 +63,13 @@ class GeneratorSampler:
             raise GeneratorError(f"the generator service at {self.address} refused {what} ({code.name}: {details})") from None
 
     def describe(self, run: str, version: int) -> pb.ModelInfo:
+        """The served snapshot's description; waits the retry budget for a snapshot the generator has not loaded yet."""
         request = pb.DescribeModelRequest(model=run, version=version)
-        return self._call(f"DescribeModel({run}, version {version})", lambda: self.stub.DescribeModel(request, timeout=self.timeout_seconds))
+
+        def loading(exc: BaseException) -> bool:
+            return _transient(exc) or (isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.NOT_FOUND)
+
+        return self._call(f"DescribeModel({run}, version {version})", lambda: self.stub.DescribeModel(request, timeout=self.timeout_seconds), loading)
 
     def sample(self, run: str, version: int, num_samples: int, seed: int) -> Iterator[SampleBatch]:
         """num_samples images of run at version, in chunks; chunk i uses its own seed so samples never repeat."""

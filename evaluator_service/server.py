@@ -85,9 +85,10 @@ class EvaluatorServicer:
         if job is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no evaluation {request.id!r} on this server (ListEvaluations shows the known ones)")
         while True:
-            changed = job.changed
-            yield to_proto(job)
-            if job.done:
+            # Snapshot state and event together: the job may change while the message is being sent.
+            changed, done, message = job.changed, job.done, to_proto(job)
+            yield message
+            if done:
                 return
             await changed.wait()
 

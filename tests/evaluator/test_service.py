@@ -1,0 +1,122 @@
+"""The evaluator service end to end: samples from the real generator service over gRPC, a report in the store,
+gauges on /metrics, and clear failures for bad input."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from ganworks.api import evaluator_pb2 as pb
+from tests.evaluator.conftest import RUN
+
+SUCCEEDED, FAILED = pb.EVALUATION_STATE_SUCCEEDED, pb.EVALUATION_STATE_FAILED
+SMALL = {"kid.subset_size": 100, "kid.num_subsets": 10}
+
+
+def test_evaluating_a_published_snapshot_writes_a_report_and_sets_the_gauges(evaluator, store):
+    result = evaluator.evaluate(run=RUN, num_samples=300, params=SMALL)
+
+    assert result.state == SUCCEEDED, result.error
+    assert result.version == 2 and result.extractor == "digits-classifier" and result.resize_mode == "legacy-pytorch"
+    report = store.get_json(f"runs/{RUN}/evals/000000002/digits-classifier-legacy-pytorch-n300-all.json")
+    assert report["run"] == RUN and report["step"] == 2 and report["num_samples"] == 300
+    assert report["dataset_id"].startswith("digits-32x32x1-train-") and report["warnings"] == []
+    for key in ("fid", "kid_mean", "precision", "recall", "density", "coverage", "inception_score_mean", "diversity", "class_kl", "memorization_rate"):
+        assert report["metrics"][key] == pytest.approx(result.metrics[key])
+    labels = {"run": RUN, "extractor": "digits-classifier"}
+    assert evaluator.metric("ganworks_evaluator_fid", **labels) == pytest.approx(report["metrics"]["fid"])
+    assert evaluator.metric("ganworks_evaluator_kid", **labels) == pytest.approx(report["metrics"]["kid_mean"])
+    assert evaluator.metric("ganworks_evaluator_memorization_rate", **labels) == pytest.approx(report["metrics"]["memorization_rate"])
+    assert evaluator.metric("ganworks_evaluator_evaluated_step", **labels) == 2
+    assert evaluator.metric("ganworks_evaluator_evaluations_total", result="succeeded") == 1
+
+
+def test_a_pinned_version_is_evaluated_with_the_cached_reference_and_the_same_numbers_for_the_same_seed(evaluator, store):
+    first = evaluator.evaluate(run=RUN, version=1, num_samples=200, metrics=["fid", "prdc"], seed=7)
+    second = evaluator.evaluate(run=RUN, version=1, num_samples=200, metrics=["fid", "prdc"], seed=7)
+
+    assert first.state == second.state == SUCCEEDED
+    assert first.version == 1 and dict(first.metrics) == dict(second.metrics)
+    report = store.get_json(f"runs/{RUN}/evals/000000001/digits-classifier-legacy-pytorch-n200-fid-prdc.json")
+    assert report["reference_cached"] is True
+    assert store.exists(f"reference-stats/{report['dataset_id']}/digits-classifier/legacy-pytorch-{report['reference_samples']}.npz")
+
+
+def test_fid_with_fewer_samples_than_feature_dimensions_succeeds_with_a_warning_in_the_report(evaluator, store):
+    result = evaluator.evaluate(run=RUN, num_samples=100, metrics=["fid"])
+
+    assert result.state == SUCCEEDED
+    assert any("100 generated samples for 128-d features" in w for w in result.warnings)
+    report = store.get_json(f"runs/{RUN}/evals/000000002/digits-classifier-legacy-pytorch-n100-fid.json")
+    assert report["warnings"] == list(result.warnings)
+
+
+@pytest.mark.parametrize(
+    "request_fields, code, message",
+    [
+        ({"run": "no-such-run"}, grpc.StatusCode.NOT_FOUND, "unknown run 'no-such-run'"),
+        ({"run": RUN, "version": 999}, grpc.StatusCode.NOT_FOUND, "no snapshot at step 999"),
+        ({"run": RUN, "metrics": ["fid", "fidd"]}, grpc.StatusCode.INVALID_ARGUMENT, "unknown metric 'fidd'"),
+        ({"run": RUN, "extractor": "resnet"}, grpc.StatusCode.INVALID_ARGUMENT, "unknown extractor 'resnet'"),
+        ({"run": RUN, "extractor": "cifar-classifier"}, grpc.StatusCode.INVALID_ARGUMENT, "its classifier is 'digits-classifier'"),
+        ({"run": RUN, "resize_mode": "nearest"}, grpc.StatusCode.INVALID_ARGUMENT, "unknown resize mode 'nearest'"),
+        ({"run": RUN, "num_samples": 500, "metrics": ["kid"]}, grpc.StatusCode.INVALID_ARGUMENT, "kid.subset_size is 1000 but only 500"),
+        ({"run": RUN, "num_samples": 1}, grpc.StatusCode.INVALID_ARGUMENT, "num_samples must be from 2"),
+        ({"run": RUN, "params": {"kid.subset": 5.0}, "metrics": ["kid"]}, grpc.StatusCode.INVALID_ARGUMENT, "kid.subset_size"),
+        ({"run": "../etc"}, grpc.StatusCode.INVALID_ARGUMENT, "invalid run id"),
+    ],
+)
+def test_bad_requests_are_refused_with_a_status_and_a_message_naming_the_problem(evaluator, request_fields, code, message):
+    with pytest.raises(grpc.RpcError) as info:
+        evaluator.stub.Evaluate(pb.EvaluateRequest(**request_fields), timeout=60)
+    assert info.value.code() == code
+    assert message in info.value.details()
+
+
+def test_missing_inception_weights_fail_the_job_with_where_to_get_them(evaluator, store):
+    result = evaluator.evaluate(run=RUN, num_samples=50, metrics=["fid"], extractor="inception-v3-fid")
+
+    assert result.state == FAILED
+    assert "GANWORKS_EVALUATOR_INCEPTION_WEIGHTS" in result.error and "pt_inception-2015-12-05-6726825d.pth" in result.error
+    assert evaluator.metric("ganworks_evaluator_failures_total", reason="weights_missing") == 1
+    assert not store.exists(f"runs/{RUN}/evals/000000002/inception-v3-fid-legacy-pytorch-n50-fid.json")
+
+
+def test_inception_weights_with_the_wrong_sha256_fail_the_job(start_evaluator, generator, tmp_path):
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    weights.write_bytes(b"not the weights")
+    evaluator = start_evaluator(generator=generator.address, inception_weights=str(weights))
+
+    result = evaluator.evaluate(run=RUN, num_samples=50, metrics=["fid"], extractor="inception-v3-fid")
+
+    assert result.state == FAILED and "sha256" in result.error and "expected 6726825d" in result.error
+    assert evaluator.metric("ganworks_evaluator_failures_total", reason="weights_integrity") == 1
+
+
+def test_an_unreachable_generator_fails_the_job_naming_the_address_and_the_setting(start_evaluator, store):
+    evaluator = start_evaluator(generator="127.0.0.1:9", generator_retry_seconds=1.0)
+
+    result = evaluator.evaluate(run=RUN, num_samples=50, metrics=["fid"])
+
+    assert result.state == FAILED and "127.0.0.1:9" in result.error and "GANWORKS_EVALUATOR_GENERATOR" in result.error
+    assert evaluator.metric("ganworks_evaluator_failures_total", reason="generator_unavailable") == 1
+    assert evaluator.metric("ganworks_evaluator_evaluations_total", result="failed") == 1
+
+
+def test_a_full_queue_answers_resource_exhausted(start_evaluator):
+    evaluator = start_evaluator(generator="127.0.0.1:9", generator_retry_seconds=3.0, max_queue_size=1)
+    codes = []
+    for _ in range(3):
+        try:
+            evaluator.stub.Evaluate(pb.EvaluateRequest(run=RUN, num_samples=50, metrics=["fid"]), timeout=60)
+            codes.append(grpc.StatusCode.OK)
+        except grpc.RpcError as exc:
+            codes.append(exc.code())
+            assert "max_queue_size 1" in exc.details()
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and codes[0] == grpc.StatusCode.OK
+
+
+def test_unknown_evaluation_id_is_not_found(evaluator):
+    with pytest.raises(grpc.RpcError) as info:
+        evaluator.stub.GetEvaluation(pb.GetEvaluationRequest(id="nope"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
