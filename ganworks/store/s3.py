@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import pathlib
@@ -24,6 +25,32 @@ _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestT
 # Multipart above this size; parts of this size are the most a transfer holds in memory. Parts go one at a
 # time: minio's parallel uploader reads ahead into an unbounded queue, which can hold a whole large file.
 PART_SIZE = 8 * 1024 * 1024
+
+
+def retrying_s3_filesystem(attempts: int, **options: Any) -> Any:
+    """A pyarrow S3 filesystem that retries with the AWS SDK's backoff, and keeps doing so after pickling.
+
+    Ray Train writes its checkpoints through this filesystem from other processes and fails the whole run on
+    the first error; pyarrow's own pickling drops the retry strategy, so the filesystem is rebuilt from its
+    options and the attempt count wherever it is unpickled.
+    """
+    import pyarrow.fs
+
+    class RetryingS3FileSystem(pyarrow.fs.S3FileSystem):
+        def __reduce__(self):
+            return functools.partial(retrying_s3_filesystem, attempts, **options), ()
+
+    fs = RetryingS3FileSystem(retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=attempts), **options)
+    return fs
+
+
+def pyarrow_retry_attempts(retry_seconds: float) -> int:
+    """Attempts whose expected backoff (full jitter: half of min(20 s, 0.05 s * 2^k)) covers retry_seconds."""
+    attempts, expected = 1, 0.0
+    while expected < retry_seconds and attempts < 100:
+        expected += min(20.0, 0.05 * 2**attempts) / 2
+        attempts += 1
+    return attempts + 2
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -170,15 +197,16 @@ class S3Store(ArtifactStore):
         self._call("delete", lambda: self.client.remove_object(self.bucket, name), key)
 
     def pyarrow_filesystem(self, key: str = "") -> tuple[Any, str]:
-        import pyarrow.fs
-
         scheme = "https" if self.secure else "http"
-        fs = pyarrow.fs.S3FileSystem(
+        fs = retrying_s3_filesystem(
+            pyarrow_retry_attempts(self.retry_seconds),
             endpoint_override=f"{scheme}://{self.endpoint}",
             access_key=self._credentials[0] or None,
             secret_key=self._credentials[1] or None,
             region=self.region,
             scheme=scheme,
+            connect_timeout=5,
+            request_timeout=60,
         )
         path = "/".join(p for p in (self.bucket, self.prefix, key) if p)
         return fs, path
