@@ -1,0 +1,128 @@
+"""Trainer speed: steady-state images/s of a plain single-process PyTorch GAN loop vs ganworks on Ray, in one run.
+
+Measured, same model (conditional DCGAN, digits 32×32) and global batch throughout:
+  plain          a single-process loop (D step, G step, EMA) with --threads torch threads, no Ray, no DDP
+  ray_1          ganworks, 1 Ray worker with the same threads, publishing never (only at the end)
+  ray_1_publish  the same, publishing G_ema every 50 steps
+  ray_2          ganworks, 2 Ray workers (DDP over gloo), each with the same threads, publishing never
+Steady state: the first intervals (start-up, first epoch) are dropped; the median of the rest is taken.
+
+    .venv/bin/python benchmarks/trainer.py [--steps 300] [--batch-size 64] [--threads 1]
+
+Targets (issue 3): ray_over_plain ≥ 0.9, publish_over_none ≥ 0.95; two_over_one_workers is reported and explained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import torch  # noqa: E402
+
+from ganworks.data import load_dataset  # noqa: E402
+from ganworks.models import build_discriminator, build_generator  # noqa: E402
+from ganworks.settings import StoreSettings  # noqa: E402
+from ganworks.store import open_store  # noqa: E402
+from trainer.ema import ema_beta, make_ema, update_ema  # noqa: E402
+from trainer.losses import d_loss, g_loss  # noqa: E402
+
+LOG_EVERY = 10
+WARMUP_INTERVALS = 3
+
+
+def plain_images_per_second(args, params: dict) -> float:
+    """The baseline: what one process does for the same GAN without any framework."""
+    torch.set_num_threads(args.threads)
+    data = load_dataset("digits", image_size=32, split="train")
+    images, labels = data.tensors(), torch.from_numpy(data.labels)
+    torch.manual_seed(0)
+    G, D = build_generator("dcgan", **params), build_discriminator("dcgan", **params)
+    G_ema = make_ema(G)
+    g_opt = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.0, 0.99))
+    d_opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.99))
+    b, seen, times = args.batch_size, 0, []
+    order = torch.randperm(len(images))
+    start = time.perf_counter()
+    for step in range(args.steps):
+        index = order[(step * b) % (len(order) - b) :][:b]
+        real, real_y = images[index], labels[index]
+        y = torch.randint(0, 10, (b,))
+        with torch.no_grad():
+            fake = G(torch.randn(b, params["latent_dim"]), y)
+        logits = D(torch.cat([real, fake]), torch.cat([real_y, y]))
+        loss = d_loss("hinge", logits[:b], logits[b:])
+        d_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        d_opt.step()
+        D.requires_grad_(False)
+        y = torch.randint(0, 10, (b,))
+        loss = g_loss("hinge", D(G(torch.randn(b, params["latent_dim"]), y), y))
+        g_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        D.requires_grad_(True)
+        g_opt.step()
+        seen += b
+        update_ema(G_ema, G, ema_beta(b, seen, 10_000, 0.05))
+        if (step + 1) % LOG_EVERY == 0:
+            now = time.perf_counter()
+            times.append(LOG_EVERY * b / (now - start))
+            start = now
+    return statistics.median(times[WARMUP_INTERVALS:])
+
+
+def ganworks_images_per_second(args, store_root: str, name: str, workers: int, snapshot_every: int) -> float:
+    from trainer import driver
+    from trainer.config import TrainOptions
+
+    settings = StoreSettings(store=os.path.join(store_root, name))
+    opts = TrainOptions(run=name, dataset="digits", image_size=32, conditional=True, steps=args.steps, batch_size=args.batch_size, num_workers=workers,
+                        cpus_per_worker=args.threads, snapshot_every=snapshot_every, checkpoint_every=args.steps, log_every=LOG_EVERY, metrics_port=0)
+    plan = driver.plan(opts, settings)
+    driver.connect_ray(plan.options)
+    driver.train(plan, show_progress=False)
+    lines = open_store(settings=settings).get_bytes(f"runs/{name}/stats.jsonl").decode().splitlines()
+    speeds = [json.loads(line)["images_per_second"] for line in lines]
+    return statistics.median(speeds[WARMUP_INTERVALS:])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the plain loop and of each Ray worker")
+    args = parser.parse_args()
+    import ray
+
+    from trainer.config import TrainOptions
+
+    params = {"image_size": 32, "channels": 1, "num_classes": 10, "width": TrainOptions.width, "latent_dim": TrainOptions.latent_dim}
+    ray.init(num_cpus=max(2 * args.threads, os.cpu_count() or 1), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    speeds = {}
+    with tempfile.TemporaryDirectory(prefix="ganworks-bench-") as root:
+        speeds["plain"] = plain_images_per_second(args, params)
+        print(f"plain loop: {speeds['plain']:.0f} images/s", flush=True)
+        for name, workers, every in (("ray_1", 1, 10**9), ("ray_1_publish", 1, 50), ("ray_2", 2, 10**9)):
+            speeds[name] = ganworks_images_per_second(args, root, name, workers, every)
+            print(f"{name}: {speeds[name]:.0f} images/s", flush=True)
+    ray.shutdown()
+    result = {
+        "ray_over_plain": round(speeds["ray_1"] / speeds["plain"], 3),
+        "publish_over_none": round(speeds["ray_1_publish"] / speeds["ray_1"], 3),
+        "two_over_one_workers": round(speeds["ray_2"] / speeds["ray_1"], 3),
+        "images_per_second": {k: round(v, 1) for k, v in speeds.items()},
+        "steps": args.steps, "batch_size": args.batch_size, "threads_per_worker": args.threads, "cpus": os.cpu_count(),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
