@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--latent-dim", type=int, help="size of z (default 64)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--loss", help=f"one of {', '.join(LOSSES)} (default hinge)")
-    opt.add_argument("--steps", type=int, help="train until this step (default 1500)")
+    opt.add_argument("--steps", type=int, help="train until this step (default 1000)")
     opt.add_argument("--batch-size", type=int, help="global batch, split over the workers (default 64)")
     opt.add_argument("--g-lr", type=float, help="generator learning rate (default 2e-4)")
     opt.add_argument("--d-lr", type=float, help="discriminator learning rate (default 2e-4)")
@@ -35,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--ema-rampup", type=float, help="cap the half-life at this fraction of the images seen; 0 = off (default 0.05)")
     opt.add_argument("--seed", type=int, help="seed of weights, noise and data order (default 0)")
     out = parser.add_argument_group("snapshots and checkpoints")
-    out.add_argument("--snapshot-every", type=int, help="publish G_ema every K steps (default 250)")
+    out.add_argument("--snapshot-every", type=int, help="publish G_ema every K steps (default 100)")
     out.add_argument("--checkpoint-every", type=int, help="save Ray's resume state every K steps (default: with every snapshot)")
     out.add_argument("--log-every", type=int, help="log and export metrics every K steps (default 10)")
     cluster = parser.add_argument_group("cluster")
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(plan.run_json(), indent=2))
         return 0
-    driver.connect_ray(plan.options)
+    driver.connect_ray(plan.options, worker_logs=args.no_progress)
     outcome = driver.train(plan, show_progress=not args.no_progress)
     print(json.dumps({"run": outcome.run, "step": outcome.step, "snapshots_published": outcome.published,
                       "publish_failed": outcome.publish_failed, "seconds": round(outcome.seconds, 1), "store": plan.store.url}))

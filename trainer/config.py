@@ -25,7 +25,7 @@ class TrainOptions:
     width: int = 32
     latent_dim: int = 64
     loss: str = "hinge"
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 64  # global: split evenly over the workers
     g_lr: float = 2e-4
     d_lr: float = 2e-4
@@ -36,7 +36,7 @@ class TrainOptions:
     gp_weight: float = 10.0  # wgan-gp only
     ema_half_life_images: int = 10_000
     ema_rampup: float = 0.05  # the half-life is at most this fraction of the images seen (0 = no ramp-up)
-    snapshot_every: int = 250
+    snapshot_every: int = 100
     checkpoint_every: int = 0  # 0 = with every snapshot
     log_every: int = 10
     sample_grid_seed: int = 0

@@ -105,8 +105,11 @@ def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: d
         raise ConfigError(f"run {run!r} already exists in {store.url} trained on dataset {before.get('dataset', {}).get('id')}, not {dataset_id}; choose a new --run")
 
 
-def connect_ray(options: TrainOptions) -> None:
-    """Joins the cluster at --ray-address, or starts a local one; then checks it has room for the workers."""
+def connect_ray(options: TrainOptions, worker_logs: bool = True) -> None:
+    """Joins the cluster at --ray-address, or starts a local one; then checks it has room for the workers.
+
+    worker_logs=False keeps the workers' log lines off this console (the progress bar says what matters).
+    """
     import ray
 
     if not ray.is_initialized():
@@ -114,7 +117,7 @@ def connect_ray(options: TrainOptions) -> None:
         if address == "local":
             # A private, single-user cluster inside this process tree: token auth would only add set-up.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING)
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=worker_logs, logging_level=logging.WARNING)
         else:
             try:
                 ray.init(address=address, logging_level=logging.WARNING)

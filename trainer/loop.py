@@ -86,7 +86,8 @@ def train_worker(config: dict) -> None:
         publisher = SnapshotPublisher(
             lambda: open_store(config["store"]["url"], settings=store_settings), run=run, architecture=opts.architecture,
             architecture_params=params, dataset_id=config["dataset"]["id"], grid=SampleGrid(opts.architecture, params, opts.sample_grid_seed),
-            retry_seconds=opts.publish_retry_seconds, on_published=metrics.snapshot_published, on_failure=metrics.publish_failures.inc,
+            retry_seconds=opts.publish_retry_seconds, on_failure=metrics.publish_failures.inc,
+            on_published=lambda at: (metrics.snapshot_published(at), _tell(progress, {"event": "published", "step": at})),
         )
         _tell(progress, {"event": "start", "step": step, "metrics_port": metrics_port})
 

@@ -20,6 +20,7 @@ class ProgressView:
         self.published: list[int] = []
         self.failed: list[int] = []
         self.start_steps: list[int] = []  # one per worker-group start: a restart after a failure adds one
+        self.last_snapshot: int | None = None
         self._stopped = False
 
     def stop(self) -> None:
@@ -55,7 +56,11 @@ class ProgressView:
             self.step = message["step"]
             status = (f"{message['images_per_second']:.0f} img/s  G {message['loss_g']:.3f}  D {message['loss_d']:.3f}"
                       f"  D(x) {message['d_real']:+.2f}  D(G(z)) {message['d_fake']:+.2f}")
+            if self.last_snapshot is not None:
+                status += f"  snapshot {self.last_snapshot}"
             bar.update(task, completed=self.step, status=status)
+        elif event == "published":
+            self.last_snapshot = message["step"]
         elif event == "done":
             self.step = message["step"]
             self.published += message["published"]
