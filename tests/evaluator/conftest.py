@@ -47,7 +47,19 @@ def publish(store, run: str, step: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def store_url(tmp_path_factory):
+def fitted_classifier():
+    """A digits classifier with its initial weights: most tests need one in the store, not an accurate one
+    (fitting is tested once, in test_cli.py)."""
+    train = load_dataset("digits", image_size=32, channels=1, split="train")
+    torch.manual_seed(0)
+    net = classifier.DomainClassifier(1, 10, 32).eval().requires_grad_(False)
+    manifest = {"format_version": classifier.FORMAT_VERSION, "extractor": "digits-classifier", "dataset_id": train.id, "dataset_spec": "digits",
+                "image_size": 32, "channels": 1, "num_classes": 10, "feature_dim": classifier.FEATURE_DIM, "epochs": 0, "test_accuracy": 0.1}
+    return net, manifest
+
+
+@pytest.fixture(scope="session")
+def store_url(tmp_path_factory, fitted_classifier):
     """A store with RUN (snapshots 1 and 2), WATCHED (run.json only) and a fitted digits classifier."""
     url = f"file://{tmp_path_factory.mktemp('evaluator') / 'store'}"
     store = open_store(url)
@@ -55,8 +67,7 @@ def store_url(tmp_path_factory):
         write_run_json(store, run)
     publish(store, RUN, 1)
     publish(store, RUN, 2)
-    net, manifest = classifier.fit("digits", 32, 1, epochs=1)  # accuracy does not matter here, only that it exists
-    classifier.save(store, net, manifest)
+    classifier.save(store, *fitted_classifier)
     return url
 
 
@@ -111,6 +122,7 @@ class RunningEvaluator:
         self.address = f"127.0.0.1:{self.server.port}"
         self.channel = grpc.insecure_channel(self.address)
         self.stub = evaluator_pb2_grpc.EvaluatorStub(self.channel)
+        self._stopped = False
 
     def call(self, coro, timeout: float = 60):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -143,6 +155,9 @@ class RunningEvaluator:
             time.sleep(0.3)
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self.channel.close()
         self.call(self.server.stop(grace=1))
         self.loop.call_soon_threadsafe(self.loop.stop)

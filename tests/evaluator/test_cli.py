@@ -1,0 +1,55 @@
+"""`ganworks evaluate` prints a table of the numbers and exits non-zero when the evaluation fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from ganworks.cli import main
+from tests.evaluator.conftest import RUN
+
+
+def test_evaluate_prints_a_table_of_the_metrics(evaluator, capsys):
+    code = main(["evaluate", "--address", evaluator.address, "--run", RUN, "-n", "150", "--metrics", "fid,prdc", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{RUN} step 2" in out and "digits-classifier" in out
+    for name in ("fid", "precision", "recall", "density", "coverage"):
+        assert name in out
+
+
+def test_evaluate_exits_non_zero_with_the_reason_when_the_job_fails(evaluator, capsys):
+    code = main(["evaluate", "--address", evaluator.address, "--run", RUN, "-n", "50", "--metrics", "fid", "--extractor", "inception-v3-fid"])
+    assert code == 1
+    assert "GANWORKS_EVALUATOR_INCEPTION_WEIGHTS" in capsys.readouterr().err
+
+
+def test_evaluate_exits_non_zero_when_the_run_is_unknown(evaluator, capsys):
+    code = main(["evaluate", "--address", evaluator.address, "--run", "nobody", "-n", "50"])
+    assert code == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_a_malformed_param_flag_is_named(evaluator, capsys):
+    code = main(["evaluate", "--address", evaluator.address, "--run", RUN, "--param", "subset_size=5"])
+    assert code == 2
+    assert "--param 'subset_size=5'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fit_extractor_stores_a_digits_classifier_that_beats_chance_on_held_out_digits(tmp_path, capsys):
+    store_url = f"file://{tmp_path / 'store'}"
+    code = main(["evaluator", "fit-extractor", "--dataset", "digits", "--image-size", "32", "--epochs", "2", "--store", store_url])
+    assert code == 0 and "fitted digits-classifier" in capsys.readouterr().out
+
+    from evaluator_service.features import classifier
+    from ganworks.data import load_dataset
+    from ganworks.store import open_store
+
+    train, test = (load_dataset("digits", image_size=32, channels=1, split=s) for s in ("train", "test"))
+    net, manifest = classifier.load(open_store(store_url), "digits-classifier", train.id)
+    assert classifier.accuracy(net, test) == manifest["test_accuracy"] > 0.5
+
+
+def test_fit_extractor_names_the_flag_of_a_bad_value(capsys):
+    code = main(["evaluator", "fit-extractor", "--dataset", "digits", "--image-size", "4", "--store", "/tmp/unused-store"])
+    assert code == 2 and "--image-size" in capsys.readouterr().err
