@@ -30,6 +30,7 @@ COMPONENTS = ("trainer", "generator", "evaluator")
 class LiveResults:
     panels: dict[tuple[str, str, str], list]  # (dashboard, panel, query) -> result samples
     recording: dict[str, list]  # record name -> result samples
+    variables: dict[str, list]  # dashboard variable query -> label values Prometheus knows
     targets: dict[str, str]  # job -> health
     rule_health: dict[str, tuple[str, str]]  # rule name -> (health, last error) as Prometheus evaluated it
     metrics: dict[str, str]  # component -> /metrics text
@@ -108,10 +109,16 @@ def live(tmp_path_factory) -> LiveResults:
         metrics = {name: fetch_metrics(ports[f"{name}_metrics"]) or "" for name in COMPONENTS}
         panels = {(board, title, expr): prometheus.query(artifacts.concrete(expr, rate_interval="30s")) for board, title, expr in artifacts.panel_queries()}
         recording = {rule["record"]: prometheus.query(rule["expr"]) for rule in artifacts.recording_rules()}
+        variables = {}
+        for board in artifacts.dashboards().values():
+            for variable in board["templating"]["list"]:
+                if variable["type"] == "query":
+                    metric, label = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", variable["definition"]).groups()
+                    variables[variable["definition"]] = [r["metric"].get(label) for r in prometheus.query(f"count by ({label}) ({metric})") if r["metric"].get(label)]
         targets = {t["labels"]["job"]: t["health"] for t in prometheus.active_targets()}
         rule_health = prometheus.rule_health()
         errors = [f"{p.name} exited with {p.process.returncode}:\n{p.log_tail()}" for p in running if not p.running()]
-        return LiveResults(panels, recording, targets, rule_health, metrics, errors)
+        return LiveResults(panels, recording, variables, targets, rule_health, metrics, errors)
     finally:
         stop_load.set()
         if load is not None:
@@ -148,6 +155,12 @@ def test_prometheus_scraped_all_three_components_while_they_ran(live):
 def test_every_dashboard_panel_returns_data(live):
     empty = [f"{board} / {title}: {expr}" for (board, title, expr), result in live.panels.items() if not result]
     assert not empty, "panels without data:\n" + "\n".join(empty)
+
+
+def test_every_dashboard_variable_offers_the_running_run(live):
+    assert live.variables, "no query variables found in the dashboards"
+    for definition, values in live.variables.items():
+        assert RUN in values, f"{definition} offers {values}"
 
 
 def test_every_recording_rule_returns_data(live):

@@ -111,6 +111,11 @@ def test_services_and_monitors_select_real_pods_and_ports(overlay):
         port_names = {p.get("name") for t in pods for c in _containers(t) for p in c.get("ports", [])}
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in port_names, f"Service {service['metadata']['name']} targets port {port['targetPort']} no pod has"
+    for monitor in of_kind(objects, "ServiceMonitor") + of_kind(objects, "PodMonitor"):
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1", monitor["metadata"]["name"]
+        assert monitor["spec"]["selector"].get("matchLabels"), f"{monitor['metadata']['name']}: an empty selector would match everything"
+        endpoints = monitor["spec"].get("endpoints") or monitor["spec"].get("podMetricsEndpoints")
+        assert endpoints and all(e.get("port") for e in endpoints), f"{monitor['metadata']['name']} needs endpoints with a named port"
     for monitor in of_kind(objects, "ServiceMonitor"):
         services = [s for s in of_kind(objects, "Service") if _labels_match(monitor["spec"]["selector"], s["metadata"].get("labels", {}))]
         assert len(services) == 1, f"ServiceMonitor {monitor['metadata']['name']} selects {len(services)} Services (want exactly 1)"
