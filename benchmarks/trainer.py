@@ -23,6 +23,9 @@ import tempfile
 import time
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# The same priority as the plain loop (Ray's default nice 15 would lose any contest for the CPUs); ganworks'
+# local cluster does the same.
+os.environ.setdefault("RAY_worker_niceness", "0")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import torch  # noqa: E402
