@@ -58,6 +58,14 @@ def test_image_runs_as_a_non_root_user_with_ganworks_as_entrypoint():
     assert ("ENTRYPOINT", '["ganworks"]') in ops
 
 
+def test_login_shells_keep_the_venv_on_path():
+    """KubeRay runs `bash -lc 'ray start …'`; Debian's /etc/profile would otherwise drop the venv from PATH."""
+    ops = _instructions()
+    venv_bin = next(args for op, args in ops if op == "ENV" and "PATH=" in args).split("PATH=")[1].split(":")[0]
+    profile = [args for op, args in ops if op == "RUN" and "/etc/profile.d/" in args]
+    assert profile and f"export PATH={venv_bin}:$PATH" in profile[0]
+
+
 def test_cpu_and_cuda_builds_differ_only_by_build_arguments():
     ops = _instructions()
     declared = {args.split("=")[0] for op, args in ops if op == "ARG"}
