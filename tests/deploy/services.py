@@ -90,7 +90,8 @@ def _alive(pid: int) -> bool:
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
+    # A Ray cluster another test started in this process must not capture the subprocesses' `--ray-address local`.
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     env.update({"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
