@@ -51,3 +51,10 @@ class EvaluatorSettings:
         for metric in self.default_metrics:
             get_metric(metric)
         check_resize_mode(self.default_resize_mode)
+        kid_subset = get_metric("kid").params["subset_size"]
+        if "kid" in self.default_metrics and self.default_num_samples < kid_subset:
+            # Caught at start: otherwise every continuous evaluation would fail the same way.
+            raise InvalidRequestError(
+                f"--num-samples {self.default_num_samples} (GANWORKS_EVALUATOR_DEFAULT_NUM_SAMPLES) is smaller than KID's subset size {kid_subset}; "
+                f"use at least {kid_subset} samples or leave kid out of --metrics"
+            )

@@ -112,7 +112,7 @@ class RunningEvaluator:
     """An EvaluatorServer on its own event loop in a thread, so tests can use blocking gRPC stubs."""
 
     def __init__(self, store, **settings):
-        values = {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "default_num_samples": 300, "generator_retry_seconds": 5.0, "torch_threads": 0, **settings}
+        values = {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "default_num_samples": 1000, "generator_retry_seconds": 5.0, "torch_threads": 0, **settings}
         self.settings = EvaluatorSettings(**values)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -53,3 +53,8 @@ def test_fit_extractor_stores_a_digits_classifier_that_beats_chance_on_held_out_
 def test_fit_extractor_names_the_flag_of_a_bad_value(capsys):
     code = main(["evaluator", "fit-extractor", "--dataset", "digits", "--image-size", "4", "--store", "/tmp/unused-store"])
     assert code == 2 and "--image-size" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_default_sample_count_below_the_kid_subset_naming_the_flag(tmp_path, capsys):
+    code = main(["evaluator", "serve", "--num-samples", "500", "--port", "0", "--metrics-port", "-1", "--store", str(tmp_path / "store")])
+    assert code == 2 and "--num-samples 500" in capsys.readouterr().err
