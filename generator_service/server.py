@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from ganworks.api import generator_pb2 as pb
-from ganworks.errors import ConfigError
+from ganworks.errors import CheckpointError, ConfigError
 from ganworks.rpc import add_servicer
 from ganworks.telemetry import pick_device, register_secrets, set_torch_threads
 from generator_service.auth import BearerTokenInterceptor
@@ -87,18 +87,25 @@ class GeneratorServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection([SERVICE_NAME, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
         address = f"{s.host}:{s.port}"
-        if s.tls_cert:
-            key, cert = pathlib.Path(s.tls_key).read_bytes(), pathlib.Path(s.tls_cert).read_bytes()
-            self.port = self.server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
-        else:
-            self.port = self.server.add_insecure_port(address)
+        try:
+            if s.tls_cert:
+                credentials = grpc.ssl_server_credentials([(_read(s.tls_key, "--tls-key"), _read(s.tls_cert, "--tls-cert"))])
+                self.port = self.server.add_secure_port(address, credentials)
+            else:
+                self.port = self.server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
         if not self.port:
-            raise ConfigError(f"cannot listen on {address}: the port is taken or the host is not an address of this machine")
+            raise ConfigError(f"cannot listen on {address}: the port is taken or the host is not an address of this machine (--host/--port)")
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         await self._readiness()
         await self.server.start()
         if s.metrics_port >= 0:
-            self._http, _ = start_http_server(s.metrics_port, addr=s.host, registry=self.metrics.registry)
+            try:
+                self._http, _ = start_http_server(s.metrics_port, addr=s.host, registry=self.metrics.registry)
+            except OSError as exc:
+                await self.server.stop(0)
+                raise ConfigError(f"cannot serve /metrics on {s.host}:{s.metrics_port}: {exc.strerror} (--metrics-port; 0 picks a free port, -1 turns it off)") from None
             self.metrics_port = int(self._http.server_port)
         log.info("generator serving %s on %s:%d (TLS %s, auth %s), /metrics on port %s", ",".join(s.runs), s.host, self.port, "on" if s.tls_cert else "off", "on" if s.auth_token else "off", self.metrics_port)
         self._loader = asyncio.create_task(self.manager.start(), name="initial-load")
@@ -116,16 +123,20 @@ class GeneratorServer:
                 pass
 
     async def _warm_up(self, model: LoadedModel) -> None:
-        """One full batch through the new snapshot in the device thread, so its first real call is not slow."""
+        """Every batch shape through the new snapshot, in the device thread, before it serves a call.
+
+        So no real call pays for first-use set-up, and memory reaches its plateau here, not under traffic.
+        """
         m = model.manifest
 
         def run() -> None:
-            z = torch.zeros(self.settings.max_batch_size, m.latent_dim, device=model.device)
-            labels = torch.zeros(self.settings.max_batch_size, dtype=torch.long, device=model.device) if m.num_classes else None
-            with torch.inference_mode():
-                out = model.generator(z, labels) if labels is not None else model.generator(z)
-            if not torch.isfinite(out).all():
-                raise ValueError("the snapshot produces NaN/inf images on zero latents")
+            for size in reversed(self.batcher.shapes):
+                z = torch.zeros(size, m.latent_dim, device=model.device)
+                labels = torch.zeros(size, dtype=torch.long, device=model.device) if m.num_classes else None
+                with torch.inference_mode():
+                    out = model.generator(z, labels) if labels is not None else model.generator(z)
+                if not torch.isfinite(out).all():
+                    raise CheckpointError(f"snapshot {m.step} of model {m.run!r} produces NaN/inf images on zero latents; it is refused")
 
         await self.batcher.run_on_device(model.device, run)
 
@@ -170,3 +181,10 @@ class GeneratorServer:
 
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()
+
+
+def _read(path: str, flag: str) -> bytes:
+    try:
+        return pathlib.Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
