@@ -72,7 +72,7 @@ def store_url(tmp_path_factory, fitted_classifier):
 
 
 @pytest.fixture
-def store(store_url):
+def shared_store(store_url):
     return open_store(store_url)
 
 
@@ -166,11 +166,11 @@ class RunningEvaluator:
 
 
 @pytest.fixture
-def start_evaluator(store):
+def start_evaluator(shared_store):
     started: list[RunningEvaluator] = []
 
     def start(**settings) -> RunningEvaluator:
-        evaluator = RunningEvaluator(store, **settings)
+        evaluator = RunningEvaluator(shared_store, **settings)
         started.append(evaluator)
         return evaluator
 

@@ -14,13 +14,13 @@ def _report_key(step: int) -> str:
     return f"runs/{WATCHED}/evals/{step:09d}/digits-classifier-legacy-pytorch-n150-all.json"
 
 
-def test_every_new_snapshot_is_evaluated_once_in_order_and_not_again_after_a_restart(start_evaluator, generator, store):
+def test_every_new_snapshot_is_evaluated_once_in_order_and_not_again_after_a_restart(start_evaluator, generator, shared_store):
     first = start_evaluator(generator=generator.address, **SETTINGS)
-    publish(store, WATCHED, 10)
-    first.wait_for(lambda: store.exists(_report_key(10)), what="the report of step 10")
-    publish(store, WATCHED, 20)
-    first.wait_for(lambda: store.exists(_report_key(20)), what="the report of step 20")
-    reports = [store.get_json(_report_key(step)) for step in (10, 20)]
+    publish(shared_store, WATCHED, 10)
+    first.wait_for(lambda: shared_store.exists(_report_key(10)), what="the report of step 10")
+    publish(shared_store, WATCHED, 20)
+    first.wait_for(lambda: shared_store.exists(_report_key(20)), what="the report of step 20")
+    reports = [shared_store.get_json(_report_key(step)) for step in (10, 20)]
     assert [r["step"] for r in reports] == [10, 20] and reports[0]["created_at"] < reports[1]["created_at"]
     assert first.metric("ganworks_evaluator_evaluated_step", run=WATCHED, extractor="digits-classifier") == 20
     assert first.metric("ganworks_evaluator_evaluations_total", result="succeeded") == 2

@@ -13,12 +13,12 @@ SUCCEEDED, FAILED = pb.EVALUATION_STATE_SUCCEEDED, pb.EVALUATION_STATE_FAILED
 SMALL = {"kid.subset_size": 100, "kid.num_subsets": 10}
 
 
-def test_evaluating_a_published_snapshot_writes_a_report_and_sets_the_gauges(evaluator, store):
+def test_evaluating_a_published_snapshot_writes_a_report_and_sets_the_gauges(evaluator, shared_store):
     result = evaluator.evaluate(run=RUN, num_samples=300, params=SMALL)
 
     assert result.state == SUCCEEDED, result.error
     assert result.version == 2 and result.extractor == "digits-classifier" and result.resize_mode == "legacy-pytorch"
-    report = store.get_json(f"runs/{RUN}/evals/000000002/digits-classifier-legacy-pytorch-n300-all.json")
+    report = shared_store.get_json(f"runs/{RUN}/evals/000000002/digits-classifier-legacy-pytorch-n300-all.json")
     assert report["run"] == RUN and report["step"] == 2 and report["num_samples"] == 300
     assert report["dataset_id"].startswith("digits-32x32x1-train-") and report["warnings"] == []
     for key in ("fid", "kid_mean", "precision", "recall", "density", "coverage", "inception_score_mean", "diversity", "class_kl", "memorization_rate"):
@@ -31,23 +31,23 @@ def test_evaluating_a_published_snapshot_writes_a_report_and_sets_the_gauges(eva
     assert evaluator.metric("ganworks_evaluator_evaluations_total", result="succeeded") == 1
 
 
-def test_a_pinned_version_is_evaluated_with_the_cached_reference_and_the_same_numbers_for_the_same_seed(evaluator, store):
+def test_a_pinned_version_is_evaluated_with_the_cached_reference_and_the_same_numbers_for_the_same_seed(evaluator, shared_store):
     first = evaluator.evaluate(run=RUN, version=1, num_samples=200, metrics=["fid", "prdc"], seed=7)
     second = evaluator.evaluate(run=RUN, version=1, num_samples=200, metrics=["fid", "prdc"], seed=7)
 
     assert first.state == second.state == SUCCEEDED
     assert first.version == 1 and dict(first.metrics) == dict(second.metrics)
-    report = store.get_json(f"runs/{RUN}/evals/000000001/digits-classifier-legacy-pytorch-n200-fid-prdc.json")
+    report = shared_store.get_json(f"runs/{RUN}/evals/000000001/digits-classifier-legacy-pytorch-n200-fid-prdc.json")
     assert report["reference_cached"] is True
-    assert store.exists(f"reference-stats/{report['dataset_id']}/digits-classifier/legacy-pytorch-{report['reference_samples']}.npz")
+    assert shared_store.exists(f"reference-stats/{report['dataset_id']}/digits-classifier/legacy-pytorch-{report['reference_samples']}.npz")
 
 
-def test_fid_with_fewer_samples_than_feature_dimensions_succeeds_with_a_warning_in_the_report(evaluator, store):
+def test_fid_with_fewer_samples_than_feature_dimensions_succeeds_with_a_warning_in_the_report(evaluator, shared_store):
     result = evaluator.evaluate(run=RUN, num_samples=100, metrics=["fid"])
 
     assert result.state == SUCCEEDED
     assert any("100 generated samples for 128-d features" in w for w in result.warnings)
-    report = store.get_json(f"runs/{RUN}/evals/000000002/digits-classifier-legacy-pytorch-n100-fid.json")
+    report = shared_store.get_json(f"runs/{RUN}/evals/000000002/digits-classifier-legacy-pytorch-n100-fid.json")
     assert report["warnings"] == list(result.warnings)
 
 
@@ -73,13 +73,13 @@ def test_bad_requests_are_refused_with_a_status_and_a_message_naming_the_problem
     assert message in info.value.details()
 
 
-def test_missing_inception_weights_fail_the_job_with_where_to_get_them(evaluator, store):
+def test_missing_inception_weights_fail_the_job_with_where_to_get_them(evaluator, shared_store):
     result = evaluator.evaluate(run=RUN, num_samples=50, metrics=["fid"], extractor="inception-v3-fid")
 
     assert result.state == FAILED
     assert "GANWORKS_EVALUATOR_INCEPTION_WEIGHTS" in result.error and "pt_inception-2015-12-05-6726825d.pth" in result.error
     assert evaluator.metric("ganworks_evaluator_failures_total", reason="weights_missing") == 1
-    assert not store.exists(f"runs/{RUN}/evals/000000002/inception-v3-fid-legacy-pytorch-n50-fid.json")
+    assert not shared_store.exists(f"runs/{RUN}/evals/000000002/inception-v3-fid-legacy-pytorch-n50-fid.json")
 
 
 def test_inception_weights_with_the_wrong_sha256_fail_the_job(start_evaluator, generator, tmp_path):
@@ -93,7 +93,7 @@ def test_inception_weights_with_the_wrong_sha256_fail_the_job(start_evaluator, g
     assert evaluator.metric("ganworks_evaluator_failures_total", reason="weights_integrity") == 1
 
 
-def test_an_unreachable_generator_fails_the_job_naming_the_address_and_the_setting(start_evaluator, store):
+def test_an_unreachable_generator_fails_the_job_naming_the_address_and_the_setting(start_evaluator, shared_store):
     evaluator = start_evaluator(generator="127.0.0.1:9", generator_retry_seconds=1.0)
 
     result = evaluator.evaluate(run=RUN, num_samples=50, metrics=["fid"])
