@@ -16,7 +16,7 @@ from rich.table import Table
 from ganworks.api import generator_pb2, generator_pb2_grpc
 from ganworks.images import grid_png
 from ganworks.system.local import LocalSystem, store_env_from_args, SystemOptions
-from ganworks.system.up import add_system_flags, options_from_args, print_addresses
+from ganworks.system.up import add_system_flags, options_from_args, print_addresses, stop_on_sigterm
 
 DEMO = SystemOptions(steps=900, snapshot_every=300, num_workers=2)
 TABLE_METRICS = ("fid", "kid_mean", "precision", "recall", "density", "coverage", "mode_coverage_classes", "memorization_rate")
@@ -93,10 +93,11 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     options = options_from_args(args, steps=args.steps)
     system = LocalSystem(options, env=store_env_from_args(args))
+    stop_on_sigterm()
     deadline = time.monotonic() + args.timeout
     started = time.monotonic()
     try:
-        with console.status("starting Ray and the trainer, fitting the evaluator's digits classifier, starting the services…"):
+        with console.status("starting Ray and the trainer, the generator and the evaluator…"):
             system.start()
         print_addresses(console, system)
         train_with_progress(console, system, deadline)

@@ -94,18 +94,6 @@ class LocalSystem:
         self.processes[name] = process.start()
         return process
 
-    def fit_extractor(self, timeout: float = 600) -> None:
-        """Trains the digits classifier extractor once per dataset (the evaluator reuses it from the store)."""
-        o = self.options
-        process = ServiceProcess("fit-extractor", ganworks_command("evaluator", "fit-extractor", "--dataset", o.dataset, "--image-size", str(o.image_size), "--store", o.store), self.logs / "fit-extractor.log", env=self.env)
-        process.start()
-        try:
-            code = process.process.wait(timeout)
-        finally:
-            process.stop()
-        if code != 0:
-            raise RuntimeError(f"fitting the evaluator's feature extractor failed ({code}):\n{process.log_tail()}")
-
     def start_trainer(self) -> ServiceProcess:
         o = self.options
         args = [
@@ -128,18 +116,17 @@ class LocalSystem:
     def start_evaluator(self) -> ServiceProcess:
         process = self._spawn(
             "evaluator", "evaluator", "serve", "--port", str(self.ports["evaluator_port"]), "--metrics-port", str(self.ports["evaluator_metrics_port"]),
-            "--generator", self.generator_address, "--runs", self.options.run, "--continuous", "--num-samples", str(self.options.eval_samples),
+            "--generator", self.generator_address, "--runs", self.options.run, "--continuous", "--num-samples", str(self.options.eval_samples), "--poll-seconds", "2",
             "--store", self.options.store,
         )
         wait_for_grpc_health(self.evaluator_address, 60, process)
         return process
 
-    def start(self, fit_extractor: bool = True) -> None:
+    def start(self) -> None:
+        """Trainer first (Ray takes longest to come up); the evaluator fits its digits classifier on first use."""
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
-            self.start_trainer()  # first: Ray takes the longest to come up
-            if fit_extractor:
-                self.fit_extractor()
+            self.start_trainer()
             self.start_generator()
             self.start_evaluator()
         except BaseException:

@@ -65,11 +65,19 @@ def print_addresses(console: Console, system: LocalSystem) -> None:
     console.print(table)
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends in the same orderly stop as Ctrl-C, so no child outlives `up` or `demo`."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console()
     system = LocalSystem(options_from_args(args, steps=args.steps), env=store_env_from_args(args))
-    # Ctrl-C and SIGTERM both end in the same orderly stop.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    stop_on_sigterm()
     try:
         with console.status("starting Ray, the trainer, the generator and the evaluator…"):
             system.start()
