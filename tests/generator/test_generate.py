@@ -127,3 +127,12 @@ def test_metrics_endpoint_shows_the_documented_names(local_store, serve):
     ):
         assert name in text, name
     assert server.metric("ganworks_generator_samples_total", model="r") == 4
+
+
+def test_client_retries_unavailable_until_the_first_snapshot_is_loaded(local_store, serve):
+    import threading
+
+    server = serve(local_store, ["late"], wait_ready=False)
+    threading.Timer(0.3, publish, args=(local_store, "late", 2)).start()
+    with server.client(retries=10) as client:
+        assert client.generate("late", 1, seed=0).version == 2
