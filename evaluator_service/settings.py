@@ -41,7 +41,8 @@ class EvaluatorSettings:
     max_attempts: int = 3
     keep_jobs: int = 1000
     torch_threads: int = 0
-    device: str = "cpu"
+    # "auto" takes CUDA when present; extraction is the only part that uses it.
+    device: str = "auto"
     grace_seconds: float = 5.0
 
     def __post_init__(self) -> None:

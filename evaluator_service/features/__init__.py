@@ -27,11 +27,13 @@ class Extractor:
     feature_dim: int
     num_logits: int
     source: dict
+    device: torch.device = torch.device("cpu")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The bare network on already resized input."""
+        """The bare network on already resized input; results on the CPU."""
         with torch.inference_mode():
-            return self.net(x)
+            features, logits = self.net(x.to(self.device, non_blocking=True))
+            return features.cpu(), logits.cpu()
 
     def prepare(self, images: np.ndarray, resize_mode: str) -> torch.Tensor:
         """uint8 N×H×W×C -> the network's input: resized, grey repeated to RGB when the network wants 3 channels."""
@@ -77,8 +79,10 @@ class ExtractorCache:
     """Loads each extractor once per process; fits a missing dataset classifier when allowed."""
 
     def __init__(self, store, inception_weights: str = "", inception_sha256: str = inception.WEIGHTS_SHA256, auto_fit: bool = True, device: str = "cpu"):
+        from ganworks.telemetry import pick_device
+
         self.store, self.inception_weights, self.inception_sha256 = store, inception_weights, inception_sha256
-        self.auto_fit, self.device = auto_fit, device
+        self.auto_fit, self.device = auto_fit, pick_device(device)
         self._loaded: dict[tuple[str, str], Extractor] = {}
         self._lock = threading.Lock()
 
@@ -87,7 +91,10 @@ class ExtractorCache:
         key = (extractor_id, "" if extractor_id == inception.EXTRACTOR_ID else dataset.id)
         with self._lock:
             if key not in self._loaded:
-                self._loaded[key] = self._open(extractor_id, dataset, spec, on_phase)
+                extractor = self._open(extractor_id, dataset, spec, on_phase)
+                extractor.net.to(self.device)
+                extractor.device = self.device
+                self._loaded[key] = extractor
             return self._loaded[key]
 
     def _open(self, extractor_id: str, dataset: ImageDataset, spec: str, on_phase) -> Extractor:
