@@ -67,13 +67,11 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             code = grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:  # noqa: BLE001 - typed errors become their status, the rest INTERNAL
-            for kind, mapped in _ERROR_CODES:
-                if isinstance(exc, kind):
-                    code = mapped
-                    await context.abort(mapped, str(exc))
-            code = grpc.StatusCode.INTERNAL
-            log.exception("%s failed", method)
-            await context.abort(code, f"internal error in {method}; the server log has the details")
+            code = next((mapped for kind, mapped in _ERROR_CODES if isinstance(exc, kind)), grpc.StatusCode.INTERNAL)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("%s failed", method)
+                await context.abort(code, f"internal error in {method}; the server log has the details")
+            await context.abort(code, str(exc))
         finally:
             self.metrics.requests.labels(method, code.name).inc()
             self.metrics.latency.labels(method).observe(time.perf_counter() - started)
