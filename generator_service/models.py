@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 
 import torch
 
-from ganworks.checkpoint import Manifest, latest_key, load_snapshot, read_latest, read_manifest
+from ganworks.checkpoint import Manifest, check_run_id, latest_key, load_snapshot, read_latest, read_manifest
 from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, GanworksError, ObjectNotFoundError, StoreError
 from generator_service.metrics import GeneratorMetrics
 
@@ -78,7 +78,7 @@ class ModelManager:
         warm_up: Callable[[LoadedModel], Awaitable[None]],
         on_change: Callable[[], None] = lambda: None,
     ):
-        self.store, self.runs, self.device = store, list(runs), device
+        self.store, self.runs, self.device = store, [check_run_id(run) for run in runs], device
         self.keep_versions, self.poll_seconds = keep_versions, poll_seconds
         self.metrics, self._warm_up, self._on_change = metrics, warm_up, on_change
         self._cache: dict[str, collections.OrderedDict[int, LoadedModel]] = {run: collections.OrderedDict() for run in self.runs}
@@ -135,7 +135,10 @@ class ModelManager:
         while True:
             await asyncio.sleep(self.poll_seconds)
             for run in self.runs:
-                await self._poll(run)
+                try:
+                    await self._poll(run)
+                except Exception:  # noqa: BLE001 - the watcher must outlive any one bad poll
+                    log.exception("checking for new snapshots of model %s failed; will try again", run)
 
     async def _poll(self, run: str) -> None:
         """Loads the step LATEST names when LATEST changed (by etag or mtime); errors are logged, never raised."""
