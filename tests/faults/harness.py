@@ -31,8 +31,11 @@ def write_run_json(store, run: str, image_size: int = 16) -> None:
     })
 
 
-class Generator:
-    """`ganworks generator serve` as its own process, restartable on the same ports."""
+class Service:
+    """A `ganworks … serve` command as its own process, restartable on the same ports."""
+
+    kind = ""
+    ready_service = ""
 
     def __init__(self, store_url: str, runs: str, logs: pathlib.Path, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()):
         self.store_url, self.runs, self.logs, self.env, self.extra = store_url, runs, logs, env or {}, extra
@@ -48,11 +51,11 @@ class Generator:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def start(self, wait: float = 90.0) -> "Generator":
+    def start(self, wait: float = 90.0) -> "Service":
         self.starts += 1
-        argv = ganworks_command("generator", "serve", "--runs", self.runs, "--port", str(self.port), "--metrics-port", str(self.metrics_port), "--store", self.store_url, "--poll-seconds", "0.5", *self.extra)
-        self.process = ServiceProcess(f"generator-{self.starts}", argv, self.logs / f"generator-{self.starts}.log", env=self.env).start()
-        wait_for_grpc_health(self.address, wait, self.process, service=GENERATOR_SERVICE)
+        argv = ganworks_command(self.kind, "serve", "--runs", self.runs, "--port", str(self.port), "--metrics-port", str(self.metrics_port), "--store", self.store_url, *self.extra)
+        self.process = ServiceProcess(f"{self.kind}-{self.starts}", argv, self.logs / f"{self.kind}-{self.starts}.log", env=self.env).start()
+        wait_for_grpc_health(self.address, wait, self.process, service=self.ready_service)
         return self
 
     def kill(self) -> None:
@@ -65,5 +68,32 @@ class Generator:
         if self.process is not None:
             self.process.stop(10)
 
-    def log(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("generator-*.log")))
+    def log(self, start: int | None = None) -> str:
+        """The log of one start (1-based), or of all of them."""
+        paths = [self.logs / f"{self.kind}-{start}.log"] if start else sorted(self.logs.glob(f"{self.kind}-*.log"))
+        return "\n".join(p.read_text(errors="replace") for p in paths)
+
+
+class Generator(Service):
+    kind = "generator"
+    ready_service = GENERATOR_SERVICE
+
+    def __init__(self, *args, extra: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, extra=("--poll-seconds", "0.5", *extra), **kwargs)
+
+
+class Evaluator(Service):
+    """Continuous evaluator of `runs`, sampling from `generator`."""
+
+    kind = "evaluator"
+
+    def __init__(self, store_url: str, runs: str, logs: pathlib.Path, generator: str, extra: tuple[str, ...] = (), **kwargs):
+        super().__init__(store_url, runs, logs, extra=("--generator", generator, "--continuous", "--poll-seconds", "0.5", *extra), **kwargs)
+
+
+def fit_classifier(store_url: str, image_size: int = 16, env: dict[str, str] | None = None) -> None:
+    """A quickly fitted digits classifier for the evaluator (one epoch: enough to produce numbers)."""
+    import os
+    import subprocess
+
+    subprocess.run(ganworks_command("evaluator", "fit-extractor", "--dataset", "digits", "--image-size", str(image_size), "--epochs", "1", "--store", store_url), env={**os.environ, **(env or {})}, check=True, capture_output=True, timeout=300)

@@ -1,0 +1,57 @@
+"""The continuous evaluator is killed and started again while snapshots keep arriving."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from ganworks.store import open_store
+from tests.faults.harness import Evaluator, Generator, fit_classifier, publish_tiny, write_run_json
+
+pytestmark = pytest.mark.slow
+FAST_METRICS = ("--metrics", "fid,prdc", "--num-samples", "300")
+
+
+def report_keys(store, run: str) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for info in store.list(f"runs/{run}/evals/"):
+        step = int(info.key.split("/")[3])
+        found.setdefault(step, []).append(info.key)
+    return found
+
+
+def wait_for_reports(store, run: str, steps: set[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not steps <= set(report_keys(store, run)):
+        assert time.monotonic() < deadline, f"reports for {sorted(steps - set(report_keys(store, run)))} did not appear"
+        time.sleep(0.5)
+
+
+def test_restarted_continuous_evaluator_evaluates_every_snapshot_exactly_once(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    write_run_json(store, "r")
+    fit_classifier(store.url)
+    publish_tiny(store, "r", 10)
+    publish_tiny(store, "r", 20)
+    generator = Generator(store.url, "r", tmp_path / "logs").start()
+    evaluator = Evaluator(store.url, "r", tmp_path / "logs", generator.address, extra=FAST_METRICS)
+    try:
+        evaluator.start()
+        wait_for_reports(store, "r", {10}, 180)
+        first_report = store.stat(report_keys(store, "r")[10][0])
+        evaluator.kill()  # possibly in the middle of step 20
+        publish_tiny(store, "r", 30)
+        publish_tiny(store, "r", 40)
+        evaluator.start()
+        wait_for_reports(store, "r", {10, 20, 30, 40}, 240)
+    finally:
+        evaluator.stop()
+        generator.stop()
+
+    reports = report_keys(store, "r")
+    assert sorted(reports) == [10, 20, 30, 40], "no snapshot was missed"
+    assert all(len(keys) == 1 for keys in reports.values()), f"one report per snapshot: {reports}"
+    assert store.stat(reports[10][0]).etag == first_report.etag, "step 10 was not evaluated again"
+    assert not re.search(r"\br step 10\b", evaluator.log(start=2)), "the restarted evaluator did not touch what was already reported"
