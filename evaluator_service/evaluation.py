@@ -152,6 +152,7 @@ class Generated:
     features: np.ndarray
     logits: np.ndarray
     stats: FeatureStats
+    workers: int = 1
 
 
 def _generate_features(sampler: GeneratorSampler, p: Plan, extractor: Extractor, batch_size: int, progress: Progress) -> Generated:
@@ -199,7 +200,14 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
     phase("sampling", 0.2)
     with GeneratorSampler(settings.generator, retry_seconds=settings.generator_retry_seconds) as sampler:
         model = sampler.describe(p.run, p.step)
-        generated = _generate_features(sampler, p, extractor, settings.batch_size, phase)
+        if settings.ray_address and p.num_samples >= settings.fanout_min_samples:
+            from evaluator_service.fanout import fan_out
+
+            phase("features", 0.25)
+            generated = fan_out(settings.ray_address, settings.fanout_shards, settings.generator, settings.generator_retry_seconds, p.run, p.step,
+                                p.num_samples, p.seed, extractor, p.resize_mode, settings.batch_size, sampler.chunk)
+        else:
+            generated = _generate_features(sampler, p, extractor, settings.batch_size, phase)
     phase("metrics", 0.9)
     values: dict[str, float] = {}
     warnings: list[str] = []
@@ -226,7 +234,7 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
         "extractor": extractor.id, "resize_mode": p.resize_mode, "num_samples": p.num_samples, "seed": p.seed,
         "params": p.params, "dataset_id": p.reference.id, "reference_samples": reference.count, "reference_cached": cached,
         "held_out_dataset_id": p.held_out.id if held_out is not None else None,
-        "model_sha256": model.sha256, "generator": settings.generator, "warnings": warnings,
+        "model_sha256": model.sha256, "generator": settings.generator, "feature_workers": generated.workers, "warnings": warnings,
         "extractor_info": {k: v for k, v in extractor.source.items() if k in ("sha256", "test_accuracy", "dataset_id", "weights")},
         "created_at": created_at, "duration_seconds": round(now - started, 3),
         "phase_seconds": {name: round(nxt[1] - t, 3) for (name, t), nxt in zip(marks, marks[1:])},

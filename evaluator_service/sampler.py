@@ -71,9 +71,14 @@ class GeneratorSampler:
 
         return self._call(f"DescribeModel({run}, version {version})", lambda: self.stub.DescribeModel(request, timeout=self.timeout_seconds), loading)
 
-    def sample(self, run: str, version: int, num_samples: int, seed: int) -> Iterator[SampleBatch]:
-        """num_samples images of run at version, in chunks; chunk i uses its own seed so samples never repeat."""
-        for i, start in enumerate(range(0, num_samples, self.chunk)):
+    def sample(self, run: str, version: int, num_samples: int, seed: int, chunks: range | None = None) -> Iterator[SampleBatch]:
+        """num_samples images of run at version, in chunks; chunk i uses its own seed so samples never repeat.
+
+        `chunks` restricts the call to some chunk indices (a Ray worker's share); the images are the same as
+        those chunks of a full call.
+        """
+        for i in chunks if chunks is not None else range(-(-num_samples // self.chunk)):
+            start = i * self.chunk
             n = min(self.chunk, num_samples - start)
             request = pb.GenerateRequest(model=run, version=version, num_samples=n, seed=(seed * 1_000_003 + i) % 2**64, output_format=pb.OUTPUT_FORMAT_UINT8)
             response = self._call(f"Generate({run}, version {version})", lambda: self.stub.Generate(request, timeout=self.timeout_seconds))

@@ -40,6 +40,10 @@ class EvaluatorSettings:
     poll_seconds: float = 10.0
     max_attempts: int = 3
     keep_jobs: int = 1000
+    # Ray fan-out of sampling + extraction for large evaluations: "" (off), "local", "auto" or ray://host:port.
+    ray_address: str = ""
+    fanout_min_samples: int = 20_000
+    fanout_shards: int = 4
     torch_threads: int = 0
     # "auto" takes CUDA when present; extraction is the only part that uses it.
     device: str = "auto"
