@@ -32,6 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--poll-seconds", type=float, help="how often continuous mode looks for new snapshots (default 10)")
     serve.add_argument("--no-auto-fit", dest="auto_fit_extractor", action="store_false", default=None, help="fail instead of fitting a missing dataset classifier")
     serve.add_argument("--torch-threads", type=int, help="torch CPU threads (default: all cores)")
+    serve.add_argument("--ray-address", help="fan large evaluations out to Ray: local, auto or ray://host:port (env GANWORKS_EVALUATOR_RAY_ADDRESS; default off)")
     serve.add_argument("--device", help="feature extraction device: auto, cpu, cuda, cuda:N (default auto)")
     fit = sub.add_parser("fit-extractor", help="fit the classifier extractor of a labelled dataset and store it")
     add_store_flags(fit)
@@ -60,7 +61,7 @@ def _settings(args: argparse.Namespace):
         "continuous": args.continuous, "inception_weights": args.inception_weights, "inception_sha256": args.inception_sha256,
         "default_num_samples": args.default_num_samples, "default_metrics": listed(args.default_metrics), "default_extractor": args.default_extractor,
         "default_resize_mode": args.default_resize_mode, "max_concurrent_jobs": args.max_concurrent_jobs, "max_queue_size": args.max_queue_size,
-        "poll_seconds": args.poll_seconds, "auto_fit_extractor": args.auto_fit_extractor, "torch_threads": args.torch_threads, "device": args.device,
+        "poll_seconds": args.poll_seconds, "auto_fit_extractor": args.auto_fit_extractor, "torch_threads": args.torch_threads, "device": args.device, "ray_address": args.ray_address,
     }
     try:
         return load_settings(EvaluatorSettings, overrides, prefix=ENV_PREFIX)
