@@ -87,8 +87,9 @@ class Evaluator(Service):
 
     kind = "evaluator"
 
-    def __init__(self, store_url: str, runs: str, logs: pathlib.Path, generator: str, extra: tuple[str, ...] = (), **kwargs):
-        super().__init__(store_url, runs, logs, extra=("--generator", generator, "--continuous", "--poll-seconds", "0.5", *extra), **kwargs)
+    def __init__(self, store_url: str, runs: str, logs: pathlib.Path, generator: str, continuous: bool = True, extra: tuple[str, ...] = (), **kwargs):
+        mode = ("--continuous", "--poll-seconds", "0.5") if continuous else ()
+        super().__init__(store_url, runs, logs, extra=("--generator", generator, *mode, *extra), **kwargs)
 
 
 def fit_classifier(store_url: str, image_size: int = 16, env: dict[str, str] | None = None) -> None:

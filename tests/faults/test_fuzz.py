@@ -110,3 +110,80 @@ def test_generator_answers_malformed_bytes_with_invalid_argument(generator, meth
         fuzz()
     print(method, seen)
     _assert_healthy(generator.address)
+
+
+# -- the evaluator ------------------------------------------------------------------------------------------
+
+from ganworks.api import evaluator_pb2 as epb  # noqa: E402
+from ganworks.api import evaluator_pb2_grpc  # noqa: E402
+from tests.faults.harness import Evaluator, write_run_json  # noqa: E402
+from tests.s3server import free_port  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def evaluator(tmp_path_factory):
+    """An evaluator whose generator address has nothing behind it: accepted jobs fail fast, the API is what is fuzzed."""
+    root = tmp_path_factory.mktemp("fuzz-evaluator")
+    store = open_store(str(root / "store"))
+    write_run_json(store, "r")
+    publish_tiny(store, "r", 100)
+    service = Evaluator(store.url, "", root / "logs", f"127.0.0.1:{free_port()}", continuous=False, extra=("--max-queue-size", "4")).start()
+    yield service
+    service.stop()
+
+
+def evaluate_requests():
+    return st.builds(
+        epb.EvaluateRequest,
+        run=st.sampled_from(["r", "", "nope", "../r", "r" * 200]),
+        version=st.one_of(st.sampled_from([0, 100, 7, -1]), st.integers(-(2**63), 2**63 - 1)),
+        num_samples=small_or_any_int32,
+        metrics=st.lists(st.sampled_from(["fid", "kid", "prdc", "is", "diversity", "mode_coverage", "memorization", "", "bogus"]), max_size=4),
+        extractor=st.sampled_from(["", "digits-classifier", "inception-v3-fid", "nope"]),
+        resize_mode=st.sampled_from(["", "legacy-pytorch", "clean", "nearest"]),
+        seed=st.one_of(st.none(), st.integers(0, 2**64 - 1)),
+        params=st.dictionaries(st.sampled_from(["kid.subset_size", "kid.num_subsets", "prdc.nearest_k", "x", ""]), floats, max_size=3),
+    )
+
+
+def test_evaluator_answers_thousands_of_fuzzed_requests_without_internal_errors_and_stays_healthy(evaluator):
+    seen: dict[str, int] = {}
+    with grpc.insecure_channel(evaluator.address) as channel:
+        stub = evaluator_pb2_grpc.EvaluatorStub(channel)
+
+        @FUZZ
+        @given(request=evaluate_requests(), method=st.sampled_from(["Evaluate", "GetEvaluation", "WatchEvaluation", "ListEvaluations"]), text=st.text(max_size=40), limit=small_or_any_int32)
+        def fuzz(request, method, text, limit):
+            if method == "Evaluate":
+                code = _code(lambda: stub.Evaluate(request, timeout=20))
+            elif method == "ListEvaluations":
+                code = _code(lambda: stub.ListEvaluations(epb.ListEvaluationsRequest(run=request.run, limit=limit), timeout=20))
+            else:
+                code = _code(lambda: getattr(stub, method)(epb.GetEvaluationRequest(id=text), timeout=20))
+            seen[code.name] = seen.get(code.name, 0) + 1
+            assert code not in FORBIDDEN, f"{method}({request}) -> {code}"
+
+        fuzz()
+    print("evaluator status codes:", seen)
+    assert evaluator.process.running
+    _assert_healthy(evaluator.address)
+    assert seen.get("OK", 0) > 0 and seen.get("INVALID_ARGUMENT", 0) > 0
+
+
+@pytest.mark.parametrize("method", ["/ganworks.v1.Evaluator/Evaluate", "/ganworks.v1.Evaluator/GetEvaluation", "/ganworks.v1.Evaluator/WatchEvaluation", "/ganworks.v1.Evaluator/ListEvaluations"])
+def test_evaluator_answers_malformed_bytes_with_a_deliberate_status(evaluator, method):
+    seen: dict[str, int] = {}
+    with grpc.insecure_channel(evaluator.address) as channel:
+        factory = channel.unary_stream if method.endswith("WatchEvaluation") else channel.unary_unary
+        call = factory(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+
+        @RAW
+        @given(payload=st.binary(max_size=300))
+        def fuzz(payload):
+            code = _code(lambda: call(payload, timeout=20))
+            seen[code.name] = seen.get(code.name, 0) + 1
+            assert code not in FORBIDDEN, f"{method} with {payload!r} -> {code}"
+
+        fuzz()
+    print(method, seen)
+    _assert_healthy(evaluator.address)
