@@ -20,7 +20,7 @@ def _stats_steps(store, run: str) -> list[int]:
 
 
 def test_two_workers_publish_snapshots_that_rebuild_from_the_latest_manifest_alone(ray_cluster, local_store):
-    outcome = train(StoreSettings(store=local_store.url), "two-workers", steps=6, snapshot_every=3)
+    outcome = train(StoreSettings(store=local_store.url), "two-workers", steps=6, snapshot_every=3, loss="wgan-gp")
 
     assert outcome.step == 6
     assert list_snapshots(local_store, "two-workers") == [3, 6]
@@ -43,7 +43,7 @@ def test_a_killed_worker_is_restarted_from_the_last_checkpoint_and_the_run_finis
     monkeypatch.setenv(FAULT_KILL_AT_STEP, "8")
     monkeypatch.setenv(FAULT_MARKER, str(marker))
 
-    outcome = train(StoreSettings(store=local_store.url), "killed", steps=10, snapshot_every=3, max_failures=2)
+    outcome = train(StoreSettings(store=local_store.url), "killed", steps=10, snapshot_every=3, max_failures=2, loss="non-saturating", r1_gamma=1.0, r1_every=2)
 
     assert marker.exists(), "the fault hook did not fire"
     # Ray registers a reported checkpoint on its next poll of the workers, so the restart begins at the
