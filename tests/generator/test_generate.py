@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from generator_service.client import build_request, decode_response
 from tests.generator.conftest import CONDITIONAL, SMALL, publish
 
 pytestmark = pytest.mark.s3
@@ -60,13 +61,11 @@ def test_stream_returns_the_same_images_as_one_call_in_several_messages(local_st
     server = serve(local_store, ["r"])
     with server.client() as client:
         whole = client.generate("r", 10, seed=4)
-        request = __import__("generator_service.client", fromlist=["build_request"]).build_request("r", 10, seed=4)
+        request = build_request("r", 10, seed=4)
         request.max_images_per_message = 3
         messages = list(client.stub.GenerateStream(request, timeout=30))
     assert [len(m.images) for m in messages] == [3, 3, 3, 1]
     assert [i.index for m in messages for i in m.images] == list(range(10))
-    from generator_service.client import decode_response
-
     assert np.array_equal(decode_response(messages).images, whole.images)
 
 
