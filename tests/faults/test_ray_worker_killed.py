@@ -1,0 +1,63 @@
+"""A Ray Train worker process is killed (SIGKILL) in the middle of a run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from ganworks.checkpoint import list_snapshots, read_latest
+from ganworks.store import open_store
+from ganworks.system.processes import ServiceProcess, ganworks_command
+
+pytestmark = pytest.mark.slow
+
+
+def train_workers(session_id: int) -> list[int]:
+    """PIDs of the Ray Train worker processes that belong to one trainer's process session."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            sid = os.getsid(int(entry))
+        except (OSError, ProcessLookupError):
+            continue
+        if sid == session_id and cmdline.startswith("ray::RayTrainWorker"):
+            found.append(int(entry))
+    return found
+
+
+def test_killed_ray_worker_is_restarted_from_the_last_checkpoint_and_the_run_finishes(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    trainer = ServiceProcess(
+        "trainer",
+        ganworks_command("train", "--run", "r", "--dataset", "digits", "--image-size", "16", "--width", "8", "--num-workers", "2",
+                         "--steps", "300", "--snapshot-every", "30", "--metrics-port", "0", "--no-progress", "--max-failures", "2", "--store", store.url),
+        tmp_path / "trainer.log",
+    ).start()
+    try:
+        deadline = time.monotonic() + 180
+        while (read_latest(store, "r") or 0) < 60 or not train_workers(trainer.process.pid):
+            assert trainer.running, trainer.log_tail(40)
+            assert time.monotonic() < deadline, "the run did not reach step 60"
+            time.sleep(0.3)
+        victim = train_workers(trainer.process.pid)[-1]
+        killed_at_step = read_latest(store, "r")
+        os.kill(victim, signal.SIGKILL)
+        trainer.process.wait(300)
+    finally:
+        trainer.stop()
+
+    assert trainer.exit_code() == 0, trainer.log_tail(40)
+    snapshots = list_snapshots(store, "r")
+    assert snapshots[-1] == 300 and snapshots == sorted(set(snapshots)), "published steps are monotonic up to the last one"
+    assert killed_at_step < 300
+    log = (tmp_path / "trainer.log").read_text(errors="replace")
+    assert "[FailurePolicy] RETRY" in log, "Ray restarted the worker group"
+    # Resumed from the last checkpoint, not from scratch: the early snapshots were published once only.
+    assert log.count("published snapshot step 30 ") == 1 and log.count("published snapshot step 60 ") == 1
