@@ -156,15 +156,16 @@ class Generated:
 
 
 def _generate_features(sampler: GeneratorSampler, p: Plan, extractor: Extractor, batch_size: int, progress: Progress) -> Generated:
-    feats, logits, stats, done = [], [], FeatureStats(extractor.feature_dim), 0
+    feats, logits, done = [], [], 0
     for batch in sampler.sample(p.run, p.step, p.num_samples, p.seed):
         f, lg = extractor.extract(batch.images, p.resize_mode, batch_size)
         feats.append(f)
         logits.append(lg)
-        stats.add(f)
         done += len(f)
         progress("features", 0.2 + 0.7 * done / p.num_samples)
-    return Generated(np.concatenate(feats), np.concatenate(logits), stats)
+    features = np.concatenate(feats)
+    # One large product at the end: per-batch outer products of 2048-d features are memory-bound.
+    return Generated(features, np.concatenate(logits), FeatureStats.of(features))
 
 
 def _inputs(metric: str, kind: str, reference: ReferenceStats, generated: Generated | None, held_out: ReferenceStats | None, extractor: Extractor) -> Any:
