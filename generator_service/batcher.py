@@ -78,7 +78,6 @@ class DynamicBatcher:
         self._arrived = asyncio.Event()
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self._workers: dict[str, asyncio.Task] = {}
-        self._busy = 0
         metrics.queue_capacity.set(max_queue_size)
         metrics.queue_depth.set(0)
 
@@ -107,10 +106,6 @@ class DynamicBatcher:
     async def run_on_device(self, device: torch.device, fn: Callable[[], Any]) -> Any:
         """Runs fn in the device's executor, between batches (used to warm up new snapshots)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor(device), fn)
-
-    @property
-    def idle(self) -> bool:
-        return self._waiting == 0 and self._busy == 0
 
     async def close(self) -> None:
         for task in self._workers.values():
@@ -164,7 +159,6 @@ class DynamicBatcher:
             parts = self._take(queue)
             if not parts:
                 continue
-            self._busy += 1
             try:
                 model = parts[0].job.model
                 size = sum(p.count for p in parts)
@@ -174,8 +168,6 @@ class DynamicBatcher:
             except Exception as exc:  # noqa: BLE001 - a failing batch fails its calls, never the worker
                 for part in parts:
                     _fail(part.job, exc)
-            finally:
-                self._busy -= 1
 
     def _take(self, queue: collections.deque[_Part]) -> list[_Part]:
         """Pops up to max_batch_size samples, splitting the last request if needed; drops dead calls first."""
