@@ -1,14 +1,14 @@
 """Trainer speed: steady-state images/s of a plain single-process PyTorch GAN loop vs ganworks on Ray, in one run.
 
 Measured, same model (conditional DCGAN, digits 32×32) and global batch throughout:
-  plain          a single-process loop (D step, G step, EMA) with --threads torch threads, no Ray, no DDP
+  plain          a single-process loop (D step, G step, EMA) with OMP_NUM_THREADS torch threads, no Ray, no DDP
   ray_1          ganworks, 1 Ray worker with the same threads, publishing never (only at the end)
   ray_1_publish  the same, publishing G_ema every 50 steps
   ray_2          ganworks, 2 Ray workers (DDP over gloo), each with the same threads, publishing never
 Steady state: the first intervals (start-up) are dropped; the median of the rest is taken. The plain loop
 runs first and last and its two figures are averaged, since neighbours on a shared machine come and go.
 
-    .venv/bin/python benchmarks/trainer.py [--steps 300] [--batch-size 64] [--threads 1]
+    [OMP_NUM_THREADS=1] .venv/bin/python benchmarks/trainer.py [--steps 300] [--batch-size 64]
 
 Targets (issue 3): ray_over_plain ≥ 0.9, publish_over_none ≥ 0.95; two_over_one_workers is reported and explained.
 """
@@ -27,6 +27,10 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # The same priority as the plain loop (Ray's default nice 15 would lose any contest for the CPUs); ganworks'
 # local cluster does the same.
 os.environ.setdefault("RAY_worker_niceness", "0")
+# Ray starts each worker with OMP_NUM_THREADS = its CPUs; the plain loop gets the same before torch loads,
+# since idle OpenMP threads spinning on a busy machine cost more than they give.
+THREADS = int(os.environ.get("OMP_NUM_THREADS", "1"))
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import torch  # noqa: E402
@@ -101,8 +105,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the plain loop and of each Ray worker")
     args = parser.parse_args()
+    args.threads = THREADS  # torch threads of the plain loop and of each Ray worker
     import ray
 
     from trainer.config import TrainOptions
