@@ -138,6 +138,8 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings) -> Plan
     kid_subset = params.get("kid", {}).get("subset_size", get_metric("kid").params["subset_size"]) if "kid" in metrics else 0
     if kid_subset > n:
         raise InsufficientSamplesError(f"kid.subset_size is {kid_subset} but only {n} samples are asked for; set kid.subset_size <= {n} or ask for more samples")
+    if "memorization" in metrics and held_out is None and not request.metrics:
+        metrics.remove("memorization")  # the default set adapts to a run without held-out data; an explicit ask fails
     if "memorization" in metrics and held_out is None:
         raise InvalidRequestError(f"memorization needs held-out data, but run {request.run!r} trained on split {split!r}; drop memorization from the metrics")
     return Plan(
