@@ -49,6 +49,19 @@ def test_fit_extractor_stores_a_digits_classifier_that_beats_chance_on_held_out_
     net, manifest = classifier.load(open_store(store_url), "digits-classifier", train.id)
     assert classifier.accuracy(net, test) == manifest["test_accuracy"] > 0.5
 
+    # Its features tell held-out digits from noise: the FID of real vs real is far below that of real vs noise.
+    import numpy as np
+
+    from evaluator_service.features import Extractor
+    from evaluator_service.metrics import compute
+
+    extractor = Extractor("digits-classifier", net, 32, 1, classifier.FEATURE_DIM, 10, manifest)
+    noise = np.random.RandomState(0).randint(0, 256, test.images.shape, dtype=np.uint8)
+    real, _ = extractor.extract(train.images, "legacy-pytorch")
+    held_out, _ = extractor.extract(test.images, "legacy-pytorch")
+    fake, _ = extractor.extract(noise, "legacy-pytorch")
+    assert 10 * compute("fid", real, held_out)["fid"] < compute("fid", real, fake)["fid"]
+
 
 def test_fit_extractor_names_the_flag_of_a_bad_value(capsys):
     code = main(["evaluator", "fit-extractor", "--dataset", "digits", "--image-size", "4", "--store", "/tmp/unused-store"])
