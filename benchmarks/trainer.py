@@ -112,11 +112,12 @@ def main() -> int:
     from trainer.config import TrainOptions
 
     params = {"image_size": 32, "channels": 1, "num_classes": 10, "width": TrainOptions.width, "latent_dim": TrainOptions.latent_dim}
-    ray.init(num_cpus=max(2 * args.threads, os.cpu_count() or 1), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     speeds = {}
+    # Before Ray starts: its start-up (daemons, pre-started workers importing) would slow the baseline.
+    speeds["plain_first"] = plain_images_per_second(args, params)
+    print(f"plain loop: {speeds['plain_first']:.0f} images/s", flush=True)
+    ray.init(num_cpus=max(2 * args.threads, os.cpu_count() or 1), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     with tempfile.TemporaryDirectory(prefix="ganworks-bench-") as root:
-        speeds["plain_first"] = plain_images_per_second(args, params)
-        print(f"plain loop: {speeds['plain_first']:.0f} images/s", flush=True)
         for name, workers, every in (("ray_1", 1, 10**9), ("ray_1_publish", 1, 50), ("ray_2", 2, 10**9)):
             speeds[name] = ganworks_images_per_second(args, root, name, workers, every)
             print(f"{name}: {speeds[name]:.0f} images/s", flush=True)
