@@ -77,18 +77,20 @@ def shared_store(store_url):
 
 
 class GeneratorProcess:
-    """`ganworks generator serve` in a subprocess, as a deployment runs it."""
+    """`ganworks generator serve` in a subprocess, as a deployment runs it; its log goes to a file (a pipe nobody reads could fill up)."""
 
-    def __init__(self, store_url: str, runs: list[str]):
+    def __init__(self, store_url: str, runs: list[str], log_path):
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, "-m", "ganworks.cli", "--log-level", "WARNING", "generator", "serve", "--runs", ",".join(runs), "--host", "127.0.0.1",
                "--port", "0", "--metrics-port", "-1", "--store", store_url, "--poll-seconds", "0.5", "--torch-threads", "1", "--grace-seconds", "1"]
-        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
         line = self.process.stdout.readline()
         match = re.search(r"listening on [\d.]+:(\d+)", line)
         if not match:
             self.stop()
-            raise RuntimeError(f"the generator did not start: {line!r} {self.process.stderr.read()[-2000:]}")
+            raise RuntimeError(f"the generator did not start: {line!r} {open(log_path).read()[-2000:]}")
         self.address = f"127.0.0.1:{match.group(1)}"
 
     def stop(self) -> None:
@@ -99,11 +101,12 @@ class GeneratorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        self._log.close()
 
 
 @pytest.fixture(scope="session")
-def generator(store_url):
-    proc = GeneratorProcess(store_url, [RUN, WATCHED])
+def generator(store_url, tmp_path_factory):
+    proc = GeneratorProcess(store_url, [RUN, WATCHED], tmp_path_factory.mktemp("generator") / "generator.log")
     yield proc
     proc.stop()
 
