@@ -31,3 +31,18 @@ def test_every_new_snapshot_is_evaluated_once_in_order_and_not_again_after_a_res
 
     assert restarted.stub.ListEvaluations(pb.ListEvaluationsRequest(run=WATCHED), timeout=10).evaluations == []
     assert restarted.metric("ganworks_evaluator_evaluations_total", result="succeeded") == 0
+
+
+def test_a_generator_outage_is_retried_at_every_poll_and_never_written_as_a_result(start_evaluator, shared_store):
+    from tests.evaluator.conftest import write_run_json
+
+    write_run_json(shared_store, "outage")
+    publish(shared_store, "outage", 3)
+    evaluator = start_evaluator(generator="127.0.0.1:9", generator_retry_seconds=0.3, continuous=True, runs=["outage"], poll_seconds=0.2,
+                                default_num_samples=150, default_metrics=["fid"], max_attempts=2)
+
+    evaluator.wait_for(lambda: (evaluator.metric("ganworks_evaluator_failures_total", reason="generator_unavailable") or 0) >= 4,
+                       timeout=90, what="more failed attempts than max_attempts")
+
+    assert not shared_store.exists("runs/outage/evals/000000003/digits-classifier-legacy-pytorch-n150-all.json")
+    assert evaluator.metric("ganworks_evaluator_evaluated_step", run="outage", extractor="digits-classifier") is None
