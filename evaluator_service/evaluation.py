@@ -60,7 +60,7 @@ class Plan:
 
     @property
     def metrics_set(self) -> str:
-        names = "all" if self.default_metrics else "-".join(sorted(self.metrics))
+        names = "default" if self.default_metrics else "-".join(sorted(self.metrics))
         return f"{self.extractor}-{self.resize_mode}-n{self.num_samples}-{names}"
 
     @property

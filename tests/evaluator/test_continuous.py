@@ -11,7 +11,7 @@ SETTINGS = {"continuous": True, "runs": [WATCHED], "poll_seconds": 0.5, "default
 
 
 def _report_key(step: int) -> str:
-    return f"runs/{WATCHED}/evals/{step:09d}/digits-classifier-legacy-pytorch-n150-all.json"
+    return f"runs/{WATCHED}/evals/{step:09d}/digits-classifier-legacy-pytorch-n150-default.json"
 
 
 def test_every_new_snapshot_is_evaluated_once_in_order_and_not_again_after_a_restart(start_evaluator, generator, shared_store):
@@ -44,5 +44,5 @@ def test_a_generator_outage_is_retried_at_every_poll_and_never_written_as_a_resu
     evaluator.wait_for(lambda: (evaluator.metric("ganworks_evaluator_failures_total", reason="generator_unavailable") or 0) >= 4,
                        timeout=90, what="more failed attempts than max_attempts")
 
-    assert not shared_store.exists("runs/outage/evals/000000003/digits-classifier-legacy-pytorch-n150-all.json")
+    assert not shared_store.exists("runs/outage/evals/000000003/digits-classifier-legacy-pytorch-n150-default.json")
     assert evaluator.metric("ganworks_evaluator_evaluated_step", run="outage", extractor="digits-classifier") is None

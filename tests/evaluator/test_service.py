@@ -18,7 +18,7 @@ def test_evaluating_a_published_snapshot_writes_a_report_and_sets_the_gauges(eva
 
     assert result.state == SUCCEEDED, result.error
     assert result.version == 2 and result.extractor == "digits-classifier" and result.resize_mode == "legacy-pytorch"
-    report = shared_store.get_json(f"runs/{RUN}/evals/000000002/digits-classifier-legacy-pytorch-n300-all.json")
+    report = shared_store.get_json(f"runs/{RUN}/evals/000000002/digits-classifier-legacy-pytorch-n300-default.json")
     assert report["run"] == RUN and report["step"] == 2 and report["num_samples"] == 300
     assert report["dataset_id"].startswith("digits-32x32x1-train-") and report["warnings"] == []
     for key in ("fid", "kid_mean", "precision", "recall", "density", "coverage", "inception_score_mean", "diversity", "class_kl", "memorization_rate"):
