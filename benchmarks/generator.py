@@ -209,8 +209,8 @@ def main() -> None:
 
     # The bare model is measured before and after the service phases and averaged: on a shared machine the
     # load of others drifts, and the ratios should compare like with like.
-    raw_runs = [raw_throughput(args.max_batch_size, args.seconds / 4)]
-    raw1_runs = [raw_throughput(1, args.seconds / 4)]
+    raw_runs = [raw_throughput(args.max_batch_size, args.seconds / 2)]
+    raw1_runs = [raw_throughput(1, args.seconds / 2)]
     print(f"(a)  raw model, batch {args.max_batch_size}: {raw_runs[0]:.0f} samples/s (first reading)", flush=True)
     print(f"(a1) raw model, batch 1: {raw1_runs[0]:.0f} samples/s (first reading)", flush=True)
 
@@ -250,8 +250,8 @@ def main() -> None:
         finally:
             service.stop()
 
-    raw_runs.append(raw_throughput(args.max_batch_size, args.seconds / 4))
-    raw1_runs.append(raw_throughput(1, args.seconds / 4))
+    raw_runs.append(raw_throughput(args.max_batch_size, args.seconds / 2))
+    raw1_runs.append(raw_throughput(1, args.seconds / 2))
     raw, raw1 = sum(raw_runs) / 2, sum(raw1_runs) / 2
     print(f"(a)  raw model, batch {args.max_batch_size}: {raw:.0f} samples/s (readings {raw_runs[0]:.0f}, {raw_runs[1]:.0f})")
     print(f"(a1) raw model, batch 1: {raw1:.0f} samples/s (readings {raw1_runs[0]:.0f}, {raw1_runs[1]:.0f}); batching gains {raw / raw1:.2f}x")
