@@ -113,7 +113,10 @@ def main() -> int:
 
     params = {"image_size": 32, "channels": 1, "num_classes": 10, "width": TrainOptions.width, "latent_dim": TrainOptions.latent_dim}
     speeds = {}
-    # Before Ray starts: its start-up (daemons, pre-started workers importing) would slow the baseline.
+    # Before Ray starts: its start-up (daemons, pre-started workers importing) would slow the baseline. A fresh
+    # process runs the loop measurably slower at first (seen: 150, 206, 281 images/s in three calls), so one
+    # short unmeasured pass warms it up, as the Ray worker is warmed up by its own start-up.
+    plain_images_per_second(argparse.Namespace(steps=LOG_EVERY * (WARMUP_INTERVALS + 3), batch_size=args.batch_size, threads=args.threads), params)
     speeds["plain_first"] = plain_images_per_second(args, params)
     print(f"plain loop: {speeds['plain_first']:.0f} images/s", flush=True)
     ray.init(num_cpus=max(2 * args.threads, os.cpu_count() or 1), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
