@@ -99,7 +99,7 @@ class LocalSystem:
         args = [
             "train", "--run", o.run, "--dataset", o.dataset, "--image-size", str(o.image_size), "--num-workers", str(o.num_workers),
             "--steps", str(o.steps), "--snapshot-every", str(o.snapshot_every), "--batch-size", str(o.batch_size),
-            "--metrics-port", str(self.ports["trainer_metrics_port"]), "--store", o.store,
+            "--metrics-port", str(self.ports["trainer_metrics_port"]), "--store", o.store, "--ray-address", "local",
         ]
         if o.conditional:
             args.append("--conditional")

@@ -67,9 +67,14 @@ class ServiceProcess:
                 pass
 
     def stop(self, grace: float = 15.0) -> int | None:
-        """SIGTERM to the group, then SIGKILL after grace; returns the exit code."""
+        """SIGTERM to the group, then SIGKILL after grace; returns the exit code.
+
+        Descendants that left the group (Ray starts its daemons in groups of their own) are found through
+        /proc before the leader exits, and killed if they outlive it.
+        """
         if self.process is None:
             return None
+        family = descendants(self.process.pid)
         if self.running:
             self.signal(signal.SIGTERM)
             try:
@@ -77,12 +82,32 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.process.wait(10)
-        # Children that outlived the leader (Ray's helpers, say) go too.
         self.signal(signal.SIGKILL)
+        for pid in family:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self._log is not None:
             self._log.close()
             self._log = None
         return self.process.returncode
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below pid in the process tree, read from /proc (Linux; empty elsewhere)."""
+    parents: dict[int, int] = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], {pid}
+    while frontier:
+        children = {child for child, parent in parents.items() if parent in frontier}
+        found += sorted(children)
+        frontier = children
+    return found
 
 
 def wait_for_grpc_health(address: str, timeout: float, process: ServiceProcess | None = None, service: str = "") -> None:
