@@ -53,3 +53,35 @@ def test_corrupted_snapshot_is_refused_by_every_reader_of_the_store(tmp_path):
 
     with pytest.raises(CheckpointIntegrityError, match="sha256"):
         load_snapshot(store, "r")
+
+
+def test_corrupted_snapshot_fails_its_evaluation_with_the_reason_instead_of_a_number(tmp_path):
+    from ganworks.api import evaluator_pb2 as epb
+    from ganworks.api import evaluator_pb2_grpc
+    from tests.faults.harness import Evaluator, fit_classifier, write_run_json
+
+    import grpc
+
+    store = open_store(str(tmp_path / "store"))
+    write_run_json(store, "r")
+    fit_classifier(store.url)
+    publish_tiny(store, "r", 100)
+    generator = Generator(store.url, "r", tmp_path / "logs").start()
+    evaluator = Evaluator(store.url, "", tmp_path / "logs", generator.address, continuous=False, extra=("--metrics", "fid", "--num-samples", "200"))
+    try:
+        evaluator.start()
+        corrupt_and_announce(store, "r", 200)
+        with grpc.insecure_channel(evaluator.address) as channel:
+            stub = evaluator_pb2_grpc.EvaluatorStub(channel)
+            job = stub.Evaluate(epb.EvaluateRequest(run="r", version=200), timeout=30)
+            final = list(stub.WatchEvaluation(epb.GetEvaluationRequest(id=job.id), timeout=120))[-1]
+        failures = scrape(evaluator.metrics_url)
+    finally:
+        evaluator.stop()
+        generator.stop()
+
+    assert final.state == epb.EVALUATION_STATE_FAILED
+    assert "sha256" in final.error or "integrity" in final.error.lower(), final.error
+    assert not final.metrics, "no number is reported for a refused snapshot"
+    assert list(store.list("runs/r/evals/000000200/")) == [], "no report is written for it"
+    assert any(k.startswith("ganworks_evaluator_failures_total") and v >= 1 for k, v in failures.items())
