@@ -46,7 +46,7 @@ class TrainOptions:
     use_gpu: bool = False
     mixed_precision: bool = True  # only ever used on a GPU
     max_failures: int = 3
-    ray_address: str = "local"
+    ray_address: str = ""  # "" = RAY_ADDRESS if set, else local
     metrics_port: int = 9310
     publish_retry_seconds: float = 120.0
 
