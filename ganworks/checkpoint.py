@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ObjectNotFoundError
+from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ObjectNotFoundError, SnapshotExistsError
 from ganworks.models import build_generator
 from ganworks.store import ArtifactStore
 
@@ -121,12 +121,28 @@ def publish_snapshot(
 ) -> Manifest:
     """Publishes a generator snapshot: weights, samples, manifest, then LATEST (only if step is newer).
 
-    `_stop_after` ("weights" or "manifest") is a test hook that simulates a publisher dying between steps.
+    A complete snapshot is immutable: publishing the same weights again (a retried attempt) only makes
+    sure LATEST is set; other weights for an existing step raise SnapshotExistsError, so readers that
+    loaded or evaluated that snapshot are never contradicted. `_stop_after` ("weights" or "manifest") is
+    a test hook that simulates a publisher dying between steps.
     """
     if step < 0:
         raise ConfigError(f"snapshot step must be >= 0, got {step}")
     prefix = snapshot_prefix(run, step)
     weights = _state_bytes(generator_state)
+    digest = hashlib.sha256(weights).hexdigest()
+    try:
+        existing = read_manifest(store, run, step)
+    except CheckpointError:
+        existing = None  # none, or a partial one (weights without a manifest), which is safe to replace
+    if existing is not None:
+        if existing.sha256 != digest:
+            raise SnapshotExistsError(
+                f"run {run!r} already has a complete snapshot at step {step} with other weights; published snapshots "
+                "are immutable (a resumed run skips the steps an earlier attempt published)"
+            )
+        _advance_latest(store, run, step)
+        return existing
     manifest = Manifest(
         run=run,
         step=step,
@@ -136,7 +152,7 @@ def publish_snapshot(
         channels=int(architecture_params["channels"]),
         num_classes=int(architecture_params.get("num_classes", 0)),
         latent_dim=int(architecture_params["latent_dim"]),
-        sha256=hashlib.sha256(weights).hexdigest(),
+        sha256=digest,
         images_seen=images_seen,
         dataset_id=dataset_id,
         metrics=dict(metrics or {}),
@@ -149,10 +165,14 @@ def publish_snapshot(
     store.put_json(f"{prefix}/manifest.json", manifest.to_json())
     if _stop_after == "manifest":
         return manifest
-    current = read_latest(store, run)
-    if current is None or step >= current:
-        store.put_bytes(latest_key(run), f"{step}\n".encode(), "text/plain")
+    _advance_latest(store, run, step)
     return manifest
+
+
+def _advance_latest(store: ArtifactStore, run: str, step: int) -> None:
+    current = read_latest(store, run)
+    if current is None or step > current:
+        store.put_bytes(latest_key(run), f"{step}\n".encode(), "text/plain")
 
 
 def read_latest(store: ArtifactStore, run: str) -> int | None:

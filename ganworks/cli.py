@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from typing import Any, Sequence
 
@@ -30,6 +31,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 class CommandError(GanworksError):
     """A command-line argument is wrong; the message names the flag."""
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (Kubernetes, `ganworks up` stopping its children) ends in the same orderly stop as Ctrl-C."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def add_store_flags(parser: argparse.ArgumentParser) -> None:

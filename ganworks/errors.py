@@ -37,6 +37,10 @@ class CheckpointIntegrityError(CheckpointError):
     """The weights do not match the sha256 recorded in the manifest."""
 
 
+class SnapshotExistsError(CheckpointError):
+    """A complete snapshot of that step already exists with other weights; published snapshots are immutable."""
+
+
 class CheckpointFormatError(CheckpointError):
     """The manifest is of an unknown format version or misses required fields."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ganworks.cli import add_store_flags, store_overrides
+from ganworks.cli import add_store_flags, stop_on_sigterm, store_overrides
 from ganworks.settings import StoreSettings, load_settings
 from ganworks.telemetry import register_secrets
 from trainer.config import ENV_PREFIX, LOSSES, TrainOptions
@@ -37,6 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("snapshots and checkpoints")
     out.add_argument("--snapshot-every", type=int, help="publish G_ema every K steps (default 100)")
     out.add_argument("--checkpoint-every", type=int, help="save Ray's resume state every K steps (default: with every snapshot)")
+    out.add_argument("--checkpoint-min-seconds", type=float, help="at most one resume checkpoint per this many seconds; the last step always gets one (default 5)")
     out.add_argument("--log-every", type=int, help="log and export metrics every K steps (default 10)")
     cluster = parser.add_argument_group("cluster")
     cluster.add_argument("--num-workers", type=int, help="data-parallel workers (default 2)")
@@ -68,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(plan.run_json(), indent=2))
         return 0
     driver.connect_ray(plan.options, worker_logs=args.no_progress)
+    # After ray.init, whose own SIGTERM handler aborts the process: a supervisor's SIGTERM (Kubernetes,
+    # `ganworks up`) then ends like Ctrl-C, and Ray is shut down on the way out.
+    stop_on_sigterm()
     outcome = driver.train(plan, show_progress=not args.no_progress)
     print(json.dumps({"run": outcome.run, "step": outcome.step, "snapshots_published": outcome.published,
                       "publish_failed": outcome.publish_failed, "seconds": round(outcome.seconds, 1), "store": plan.store.url}))

@@ -38,6 +38,7 @@ class TrainOptions:
     ema_rampup: float = 0.05  # the half-life is at most this fraction of the images seen (0 = no ramp-up)
     snapshot_every: int = 100
     checkpoint_every: int = 0  # 0 = with every snapshot
+    checkpoint_min_seconds: float = 5.0  # Ray registers about one checkpoint per poll; faster ones only queue up
     log_every: int = 10
     sample_grid_seed: int = 0
     seed: int = 0
@@ -60,7 +61,7 @@ class TrainOptions:
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        for name in ("checkpoint_every", "max_failures", "r1_gamma", "gp_weight", "ema_half_life_images", "ema_rampup", "metrics_port"):
+        for name in ("checkpoint_every", "checkpoint_min_seconds", "max_failures", "r1_gamma", "gp_weight", "ema_half_life_images", "ema_rampup", "metrics_port"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.batch_size % self.num_workers:

@@ -7,7 +7,6 @@ import logging
 import os
 import pathlib
 import subprocess
-import tempfile
 import threading
 import time
 from typing import Any
@@ -22,8 +21,6 @@ from ganworks.store import ArtifactStore, open_store
 from trainer.config import TrainOptions
 
 log = logging.getLogger("trainer")
-FAULT_KILL_AT_STEP = "GANWORKS_TRAINER_FAULT_KILL_AT_STEP"
-FAULT_MARKER = "GANWORKS_TRAINER_FAULT_MARKER"
 
 
 class TrainingFailedError(GanworksError):
@@ -135,15 +132,6 @@ def connect_ray(options: TrainOptions, worker_logs: bool = True) -> None:
         raise ConfigError(f"--use-gpu with --num-workers {options.num_workers} needs that many GPUs; the cluster has {ray.cluster_resources().get('GPU', 0):g}")
 
 
-def _fault_hook(run: str) -> dict[str, Any] | None:
-    """Test-only: GANWORKS_TRAINER_FAULT_KILL_AT_STEP=N makes rank 1 exit hard at step N, once per marker file."""
-    raw = os.environ.get(FAULT_KILL_AT_STEP)
-    if not raw:
-        return None
-    marker = os.environ.get(FAULT_MARKER) or str(pathlib.Path(tempfile.gettempdir()) / f"ganworks-fault-{run}")
-    return {"kill_at_step": int(raw), "marker": marker}
-
-
 def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
     """Writes run.json and trains on the connected Ray cluster until --steps; resumes the run if it has a checkpoint."""
     import ray
@@ -163,7 +151,6 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
         "architecture_params": p.architecture_params,
         "dataset": {"ref": ray.put((p.dataset.images, p.dataset.labels)), "id": p.dataset.id},
         "store": {"url": p.store_settings.store, "settings": dataclasses.asdict(p.store_settings)},
-        "fault": _fault_hook(opts.run),
         "progress": progress,
     }
     trainer = TorchTrainer(

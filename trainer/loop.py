@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import pathlib
 import tempfile
 import time
@@ -108,16 +107,12 @@ def train_worker(config: dict) -> None:
         y = torch.randint(0, params["num_classes"], (n,), generator=noise).to(device) if conditional else None
         return z, y
 
-    fault = config.get("fault") or {}
     interval = {"loss_g": 0.0, "loss_d": 0.0, "d_real": 0.0, "d_fake": 0.0, "grad_norm_g": 0.0, "grad_norm_d": 0.0, "n": 0}
     interval_start, interval_images = time.perf_counter(), 0
+    last_checkpoint = time.monotonic()
 
     # ---- the loop -----------------------------------------------------------------------------------------------
     while step < opts.steps:
-        if fault.get("kill_at_step") == step + 1 and rank == min(1, world - 1) and not os.path.exists(fault["marker"]):
-            pathlib.Path(fault["marker"]).write_text(f"killed rank {rank} at step {step + 1}\n")
-            os._exit(1)  # test-only fault hook: a worker dies without cleaning up, once per run
-
         # D step: one forward over real and fake together (DDP wants one forward per backward).
         real, real_y = batch_of_real(step)
         z, fake_y = latents(per_worker)
@@ -190,8 +185,10 @@ def train_worker(config: dict) -> None:
             last = stats.lines[-1] if stats.lines else {}
             publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state={k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()},
                                          metrics={k: float(last[k]) for k in ("loss_g", "loss_d", "d_real", "d_fake") if k in last}, stats_jsonl=stats.encoded()))
-        if step % opts.checkpoint_interval == 0 or step == opts.steps:
+        # Checkpoints uploaded faster than Ray registers them only queue up, and a crash loses the queue.
+        if step == opts.steps or (step % opts.checkpoint_interval == 0 and _agree(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device)):
             _report_checkpoint(step, images_seen, nonfinite, world, rank, noise, G, D, G_ema, g_opt, d_opt, opts)
+            last_checkpoint = time.monotonic()
 
     if rank == 0:
         if not publisher.close(timeout=opts.publish_retry_seconds + 30):
@@ -212,18 +209,27 @@ def _finite_grad_norm(module: torch.nn.Module) -> float | None:
     return float(norm)
 
 
+def _agree(decision: bool, device: torch.device) -> bool:
+    """Rank 0's decision on every rank: Ray's report is a barrier that all ranks must reach alike."""
+    flag = torch.tensor([int(decision)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def _report_checkpoint(step, images_seen, nonfinite, world, rank, noise, G, D, G_ema, g_opt, d_opt, opts) -> None:
     # Each rank's noise stream goes into the checkpoint, so a resumed run draws what it would have drawn.
     rng = noise.get_state()
     rng_states = [torch.empty_like(rng) for _ in range(world)]
     dist.all_gather(rng_states, rng)
-    with tempfile.TemporaryDirectory(prefix="ganworks-ckpt-") as folder:
-        checkpoint = None
-        if rank == 0:
-            save_train_state(pathlib.Path(folder), generator=G, discriminator=D, generator_ema=G_ema, g_optimizer=g_opt, d_optimizer=d_opt, rng_states=rng_states,
-                             counters={"step": step, "images_seen": images_seen, "nonfinite_steps": nonfinite, "world_size": world, "run": opts.run})
-            checkpoint = ray.train.Checkpoint.from_directory(folder)
-        ray.train.report({"step": step, "images_seen": images_seen}, checkpoint=checkpoint, checkpoint_dir_name=f"step_{step:09d}")
+    checkpoint = None
+    if rank == 0:
+        folder = tempfile.mkdtemp(prefix="ganworks-ckpt-")  # Ray deletes it once uploaded
+        save_train_state(pathlib.Path(folder), generator=G, discriminator=D, generator_ema=G_ema, g_optimizer=g_opt, d_optimizer=d_opt, rng_states=rng_states,
+                         counters={"step": step, "images_seen": images_seen, "nonfinite_steps": nonfinite, "world_size": world, "run": opts.run})
+        checkpoint = ray.train.Checkpoint.from_directory(folder)
+    # Uploaded in the background: a slow or unreachable store delays the checkpoint, not the training.
+    ray.train.report({"step": step, "images_seen": images_seen}, checkpoint=checkpoint, checkpoint_dir_name=f"step_{step:09d}",
+                     checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC, delete_local_checkpoint_after_upload=True)
 
 
 def _tell(progress, message: dict) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import torch
 
 from ganworks.checkpoint import publish_snapshot
-from ganworks.errors import StoreAuthError, StoreError
+from ganworks.errors import SnapshotExistsError, StoreAuthError, StoreError
 from ganworks.images import grid_png, to_uint8
 from ganworks.models import build_generator
 from ganworks.retry import retry_call
@@ -68,6 +68,7 @@ class SnapshotPublisher:
         self._cond = threading.Condition()
         self.published: list[int] = []
         self.failed: list[int] = []
+        self.skipped: list[int] = []
         self._thread = threading.Thread(target=self._work, name="snapshot-publisher", daemon=True)
         self._thread.start()
 
@@ -98,6 +99,11 @@ class SnapshotPublisher:
             try:
                 store = store or self._open_store()
                 self._publish(store, job)
+            except SnapshotExistsError:
+                # A resumed run re-trains steps an earlier attempt published after its last registered
+                # checkpoint; the published snapshot stays, so the sequence readers see stays monotonic.
+                self.skipped.append(job.step)
+                log.info("snapshot of step %d kept as an earlier attempt of this run published it", job.step)
             except Exception as exc:  # noqa: BLE001 - a lost snapshot must not stop training
                 self.failed.append(job.step)
                 log.error("snapshot of step %d not published after %.0fs of retries: %s", job.step, self.retry_seconds, exc)
@@ -114,6 +120,8 @@ class SnapshotPublisher:
                                  metrics=job.metrics, samples_png=samples)
                 if job.stats_jsonl is not None:
                     store.put_bytes(f"runs/{self.run}/stats.jsonl", job.stats_jsonl, "application/x-ndjson")
+            except SnapshotExistsError:
+                raise
             except BaseException:
                 self._on_failure()
                 raise

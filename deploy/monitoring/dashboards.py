@@ -84,7 +84,7 @@ def training() -> dict:
         _panel("Steps per second", [(f"sum by (run) (rate(ganworks_trainer_steps_total{{{RUN}}}[$__rate_interval]))", "{{run}}")], "short"),
         _panel("Losses", [(f"avg by (run, network) (ganworks_trainer_loss{{{RUN}}})", "{{run}} {{network}}")], "short",
                description="Generator and discriminator loss of the last step (rank 0)."),
-        _panel("Discriminator outputs", [(f"avg by (run, kind) (ganworks_trainer_d_output{{{RUN}}})", "{{run}} D({{kind}})")], "short",
+        _panel("Discriminator outputs", [(f"avg by (run, kind) (ganworks_trainer_discriminator_output{{{RUN}}})", "{{run}} D({{kind}})")], "short",
                description="Mean D output on real and fake images; a collapsing gap means D has stopped learning or has won."),
         _panel("Gradient norm", [(f"avg by (run, network) (ganworks_trainer_grad_norm{{{RUN}}})", "{{run}} {{network}}")], "short"),
         _panel("Last snapshot step", [(f"max by (run) (ganworks_trainer_last_snapshot_step{{{RUN}}})", "{{run}}")], "short"),

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import time
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ganworks.cli import CommandError, add_store_flags
+from ganworks.cli import CommandError, add_store_flags, stop_on_sigterm
 from ganworks.system.local import LocalSystem, store_env_from_args, Status, SystemOptions
 
 
@@ -63,15 +62,6 @@ def print_addresses(console: Console, system: LocalSystem) -> None:
     for name, value in system.addresses().items():
         table.add_row(name, value)
     console.print(table)
-
-
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM ends in the same orderly stop as Ctrl-C, so no child outlives `up` or `demo`."""
-    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def run(args: argparse.Namespace) -> int:

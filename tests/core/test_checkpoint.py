@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ganworks.checkpoint import list_snapshots, load_snapshot, publish_snapshot, read_latest, snapshot_prefix
-from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError
+from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, SnapshotExistsError
 from ganworks.models import build_generator
 
 PARAMS = {"image_size": 16, "channels": 1, "latent_dim": 8, "num_classes": 3, "width": 8}
@@ -120,3 +120,22 @@ def test_snapshot_files_contain_no_pickle(local_store):
 
     json.loads(weights[8 : 8 + header_len])  # a safetensors header is JSON, the rest raw tensor bytes
     json.loads((prefix / "manifest.json").read_text())
+
+
+def test_a_published_snapshot_is_never_overwritten_with_other_weights(store):
+    _publish(store, 100, seed=0)
+    before = store.get_json(f"{snapshot_prefix('r1', 100)}/manifest.json")
+
+    with pytest.raises(SnapshotExistsError, match="immutable"):
+        _publish(store, 100, seed=1)
+
+    assert store.get_json(f"{snapshot_prefix('r1', 100)}/manifest.json") == before
+    assert load_snapshot(store, "r1", 100).manifest.sha256 == before["sha256"]
+
+
+def test_publishing_the_same_weights_again_completes_an_interrupted_publish(store):
+    _publish(store, 100, seed=0, _stop_after="manifest")
+
+    _publish(store, 100, seed=0)
+
+    assert read_latest(store, "r1") == 100

@@ -58,7 +58,7 @@ def test_every_panel_query_is_valid_promql(tmp_path):
 
 def test_dashboards_show_what_the_issue_asks_for():
     wanted = {
-        "training": ["ganworks_trainer_images_per_second", "ganworks_trainer_loss", "ganworks_trainer_d_output", "ganworks_trainer_last_snapshot_step",
+        "training": ["ganworks_trainer_images_per_second", "ganworks_trainer_loss", "ganworks_trainer_discriminator_output", "ganworks_trainer_last_snapshot_step",
                      "ganworks_trainer_snapshots_published_total"],
         "serving": ["ganworks_generator_requests_total", "ganworks_generator_request_latency_seconds_bucket", "ganworks_generator_queue_wait_seconds_bucket",
                     "ganworks_generator_batch_size", "ganworks_generator_queue_depth", "ganworks_generator_model_version"],

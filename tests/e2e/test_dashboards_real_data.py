@@ -78,13 +78,7 @@ def test_every_label_deploy_matches_on_is_exported_with_its_metric(live):
     assert not missing, f"labels deploy/ selects on that the services do not export: {missing}"
 
 
-@pytest.mark.parametrize("component", [
-    pytest.param("trainer", marks=pytest.mark.xfail(strict=True, reason=(
-        "contract name ganworks_trainer_d_output: promtool reads `d` as an abbreviated unit (days); "
-        "reported to the lead (rename e.g. to ganworks_trainer_discriminator_output, then drop this mark)"))),
-    "generator",
-    "evaluator",
-])
+@pytest.mark.parametrize("component", ["trainer", "generator", "evaluator"])
 def test_service_metrics_pass_promtool_check_metrics(live, component):
     text = live.metrics[component]
     assert "ganworks_" in text, f"{component} exported no ganworks metrics"

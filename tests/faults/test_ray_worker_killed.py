@@ -49,6 +49,10 @@ def test_killed_ray_worker_is_restarted_from_the_last_checkpoint_and_the_run_fin
         victim = train_workers(trainer.process.pid)[-1]
         killed_at_step = read_latest(store, "r")
         os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        while (read_latest(store, "r") or 0) <= killed_at_step and trainer.running:
+            time.sleep(0.2)
+        print(f"worker killed after snapshot {killed_at_step}; next new snapshot {time.monotonic() - killed_at:.1f}s later")
         trainer.process.wait(300)
     finally:
         trainer.stop()

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 OUTAGE_SECONDS = 15
 
 
-def test_s3_outage_during_training_loses_nothing_and_publishing_resumes(s3, tmp_path):
+def test_s3_outage_during_training_keeps_training_and_serving_loses_nothing_and_publishing_resumes(s3, tmp_path):
     proxy = FaultProxy(*s3.endpoint.split(":")[0:1], int(s3.endpoint.split(":")[1]))
     url = s3.new_bucket_url("outage")
     env = {**s3.env(), "GANWORKS_S3_ENDPOINT": f"http://{proxy.endpoint}", "GANWORKS_RETRY_SECONDS": "60"}
@@ -84,6 +84,7 @@ def test_s3_outage_during_training_loses_nothing_and_publishing_resumes(s3, tmp_
             generator.stop()
 
     assert trainer.exit_code() == 0, trainer.log_tail(40)
+    assert step_at_restore > step_at_cut, "training went on while the store was unreachable"
     assert served_during_outage and all(v >= 20 for v in served_during_outage), "the generator kept serving its loaded snapshot"
     snapshots = list_snapshots(direct, "r")
     assert max(snapshots) == 400 and any(step > before for step in snapshots), "new snapshots appeared after recovery"

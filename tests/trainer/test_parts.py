@@ -166,5 +166,5 @@ def test_the_trainer_exports_the_metric_names_dashboards_use():
                  "ganworks_trainer_nonfinite_steps_total"):
         assert f'{name}{{run="demo"}}' in text, name
     assert 'ganworks_trainer_loss{network="generator",run="demo"} 1.0' in text
-    assert 'ganworks_trainer_d_output{kind="fake",run="demo"} -0.5' in text
+    assert 'ganworks_trainer_discriminator_output{kind="fake",run="demo"} -0.5' in text
     assert 'ganworks_trainer_grad_norm{network="discriminator",run="demo"} 4.0' in text
