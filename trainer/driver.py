@@ -150,7 +150,8 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
         "options": opts.to_json(),
         "architecture_params": p.architecture_params,
         "dataset": {"ref": ray.put((p.dataset.images, p.dataset.labels)), "id": p.dataset.id},
-        "store": {"url": p.store_settings.store, "settings": dataclasses.asdict(p.store_settings)},
+        # The resolved URL: workers run in Ray's session folder, where a relative path means another place.
+        "store": {"url": p.store.url, "settings": {**dataclasses.asdict(p.store_settings), "store": p.store.url}},
         "progress": progress,
     }
     trainer = TorchTrainer(

@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         from ganworks.checkpoint import read_latest, read_manifest
 
         latest = read_latest(store, options.run)
+        if latest is None:
+            raise RuntimeError(f"the trainer finished without publishing a snapshot to {store.url}; see {system.logs / 'trainer.log'}")
         manifest = read_manifest(store, options.run, latest)
         with console.status(f"waiting for the evaluator to report snapshot {latest}…"):
             report = system.wait_for_evaluation(latest, max(30.0, deadline - time.monotonic()))

@@ -9,6 +9,7 @@ import torch
 
 from ganworks.checkpoint import list_snapshots, load_snapshot, read_latest
 from ganworks.settings import StoreSettings
+from ganworks.store import open_store
 from tests.trainer.helpers import train
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -18,8 +19,12 @@ def _stats_steps(store, run: str) -> list[int]:
     return [json.loads(line)["step"] for line in store.get_bytes(f"runs/{run}/stats.jsonl").decode().splitlines()]
 
 
-def test_two_workers_publish_snapshots_that_rebuild_from_the_latest_manifest_alone(ray_cluster, local_store):
-    outcome = train(StoreSettings(store=local_store.url), "two-workers", steps=6, snapshot_every=3, loss="wgan-gp")
+def test_two_workers_publish_snapshots_that_rebuild_from_the_latest_manifest_alone(ray_cluster, tmp_path, monkeypatch):
+    # A relative store path, as `ganworks demo` uses by default, means the caller's folder for the workers too.
+    monkeypatch.chdir(tmp_path)
+    local_store = open_store(str(tmp_path / "store"))
+
+    outcome = train(StoreSettings(store="store"), "two-workers", steps=6, snapshot_every=3, loss="wgan-gp")
 
     assert outcome.step == 6
     assert list_snapshots(local_store, "two-workers") == [3, 6]
