@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ganworks.checkpoint import latest_key, snapshot_prefix
-from tests.generator.conftest import SMALL, publish
+from tests.generator.conftest import publish
 
 
 def _wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
