@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import torch  # noqa: E402
 
 from ganworks.data import load_dataset  # noqa: E402
+from ganworks.layout import stats_key  # noqa: E402
 from ganworks.models import build_discriminator, build_generator  # noqa: E402
 from ganworks.settings import StoreSettings  # noqa: E402
 from ganworks.store import open_store  # noqa: E402
@@ -96,7 +97,7 @@ def ganworks_images_per_second(args, store_root: str, name: str, workers: int, s
     plan = driver.plan(opts, settings)
     driver.connect_ray(plan.options)
     driver.train(plan, show_progress=False)
-    lines = open_store(settings=settings).get_bytes(f"runs/{name}/stats.jsonl").decode().splitlines()
+    lines = open_store(settings=settings).get_bytes(stats_key(name)).decode().splitlines()
     speeds = [json.loads(line)["images_per_second"] for line in lines]
     return statistics.median(speeds[WARMUP_INTERVALS:])
 

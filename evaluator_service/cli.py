@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 
-from ganworks.cli import CommandError, add_store_flags, open_store_from_args
+from ganworks.commandline import CommandError, add_store_flags, open_store_from_args
 from ganworks.errors import ConfigError
 from ganworks.settings import load_settings
 

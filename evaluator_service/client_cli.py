@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.api import evaluator_pb2_grpc
-from ganworks.cli import CommandError
+from ganworks.commandline import CommandError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

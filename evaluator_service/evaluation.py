@@ -20,7 +20,8 @@ from evaluator_service.sampler import GeneratorSampler
 from evaluator_service.settings import EvaluatorSettings
 from evaluator_service.stats import FeatureStats
 from ganworks import __version__
-from ganworks.checkpoint import check_run_id, list_snapshots, read_latest
+from ganworks.checkpoint import list_snapshots, read_latest
+from ganworks.layout import check_run_id, eval_report_key, latest_key, run_info_key
 from ganworks.data import ImageDataset, load_dataset
 from ganworks.errors import ConfigError, DatasetError, ObjectNotFoundError
 
@@ -65,7 +66,7 @@ class Plan:
 
     @property
     def report_key(self) -> str:
-        return f"runs/{self.run}/evals/{self.step:09d}/{self.metrics_set}.json"
+        return eval_report_key(self.run, self.step, self.metrics_set)
 
 
 @functools.lru_cache(maxsize=8)
@@ -78,7 +79,7 @@ def read_run_info(store, run: str) -> dict:
         check_run_id(run)
     except ConfigError as exc:
         raise InvalidRequestError(str(exc)) from None
-    key = f"runs/{run}/run.json"
+    key = run_info_key(run)
     try:
         info = store.get_json(key)
     except ObjectNotFoundError:
@@ -117,7 +118,7 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings) -> Plan
     else:
         latest = read_latest(store, request.run)
         if latest is None:
-            raise NotFoundError(f"run {request.run!r} has not published a snapshot yet; evaluate it once `{store.url_for(f'runs/{request.run}/LATEST')}` exists")
+            raise NotFoundError(f"run {request.run!r} has not published a snapshot yet; evaluate it once `{store.url_for(latest_key(request.run))}` exists")
         step = latest
     metrics = list(dict.fromkeys(request.metrics)) or list(settings.default_metrics)
     for name in metrics:

@@ -20,6 +20,7 @@ from evaluator_service.features import Extractor
 from evaluator_service.stats import FeatureStats
 from ganworks.data import ImageDataset
 from ganworks.errors import ObjectNotFoundError
+from ganworks.layout import reference_stats_key
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ class ReferenceStats:
     @property
     def count(self) -> int:
         return len(self.features)
-
-
-def reference_key(dataset_id: str, extractor: str, resize_mode: str, n: int) -> str:
-    return f"reference-stats/{dataset_id}/{extractor}/{resize_mode}-{n}.npz"
 
 
 def _subset(dataset: ImageDataset, max_samples: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -70,7 +67,7 @@ def load_or_compute(store, dataset: ImageDataset, extractor: Extractor, resize_m
     """The cached reference statistics, computing and storing them first if needed; also says whether it was cached."""
     images, labels = _subset(dataset, max_samples)
     n = len(images)
-    key = reference_key(dataset.id, extractor.id, resize_mode, n)
+    key = reference_stats_key(dataset.id, extractor.id, resize_mode, n)
     try:
         ref = _decode(store.get_bytes(key), dataset.id, extractor.id, resize_mode, n)
         if ref.features.shape[1] == extractor.feature_dim:

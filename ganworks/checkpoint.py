@@ -1,10 +1,7 @@
 """The snapshot format and publish protocol: the contract between the trainer and the services.
 
-    runs/<run>/checkpoints/<step:09d>/generator.safetensors
-    runs/<run>/checkpoints/<step:09d>/manifest.json
-    runs/<run>/checkpoints/<step:09d>/samples.png        (optional)
-    runs/<run>/LATEST                                    (written last: the newest complete step)
-
+A snapshot is weights (safetensors), an optional sample grid and a manifest under the run's checkpoints,
+plus the run's LATEST (written last: the newest complete step); `ganworks.layout` names the keys.
 Publishing is atomic by order: weights, samples, manifest, then LATEST. A reader follows LATEST or
 complete manifests only and verifies the weights' sha256 before building the model. No pickle.
 """
@@ -14,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import time
 from typing import Any, Callable
 
@@ -23,29 +19,12 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ObjectNotFoundError, SnapshotExistsError
+from ganworks.layout import (RUNS, MANIFEST, check_run_id, checkpoints_prefix, latest_key, run_of_key, snapshot_manifest_key, snapshot_samples_key,
+                             snapshot_weights_key, step_of_manifest_key)
 from ganworks.models import build_generator
 from ganworks.store import ArtifactStore
 
 FORMAT_VERSION = 1
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
-
-
-def check_run_id(run: str) -> str:
-    if not isinstance(run, str) or not _RUN_ID.match(run) or ".." in run:
-        raise ConfigError(f"invalid run id {run!r}: 1–128 characters of letters, digits, '.', '_', '-', starting with a letter or digit")
-    return run
-
-
-def run_prefix(run: str) -> str:
-    return f"runs/{check_run_id(run)}"
-
-
-def snapshot_prefix(run: str, step: int) -> str:
-    return f"{run_prefix(run)}/checkpoints/{step:09d}"
-
-
-def latest_key(run: str) -> str:
-    return f"{run_prefix(run)}/LATEST"
 
 
 @dataclasses.dataclass
@@ -71,7 +50,7 @@ class Manifest:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: Any, where: str = "manifest.json") -> "Manifest":
+    def from_json(cls, data: Any, where: str = MANIFEST) -> "Manifest":
         if not isinstance(data, dict):
             raise CheckpointFormatError(f"{where} is not a JSON object")
         version = data.get("format_version")
@@ -117,18 +96,16 @@ def publish_snapshot(
     dataset_id: str = "",
     metrics: dict[str, float] | None = None,
     samples_png: bytes | None = None,
-    _stop_after: str | None = None,
 ) -> Manifest:
     """Publishes a generator snapshot: weights, samples, manifest, then LATEST (only if step is newer).
 
     A complete snapshot is immutable: publishing the same weights again (a retried attempt) only makes
     sure LATEST is set; other weights for an existing step raise SnapshotExistsError, so readers that
-    loaded or evaluated that snapshot are never contradicted. `_stop_after` ("weights" or "manifest") is
-    a test hook that simulates a publisher dying between steps.
+    loaded or evaluated that snapshot are never contradicted.
     """
     if step < 0:
         raise ConfigError(f"snapshot step must be >= 0, got {step}")
-    prefix = snapshot_prefix(run, step)
+    check_run_id(run)
     weights = _state_bytes(generator_state)
     digest = hashlib.sha256(weights).hexdigest()
     try:
@@ -157,14 +134,10 @@ def publish_snapshot(
         dataset_id=dataset_id,
         metrics=dict(metrics or {}),
     )
-    store.put_bytes(f"{prefix}/generator.safetensors", weights)
-    if _stop_after == "weights":
-        return manifest
+    store.put_bytes(snapshot_weights_key(run, step), weights)
     if samples_png is not None:
-        store.put_bytes(f"{prefix}/samples.png", samples_png, "image/png")
-    store.put_json(f"{prefix}/manifest.json", manifest.to_json())
-    if _stop_after == "manifest":
-        return manifest
+        store.put_bytes(snapshot_samples_key(run, step), samples_png, "image/png")
+    store.put_json(snapshot_manifest_key(run, step), manifest.to_json())
     _advance_latest(store, run, step)
     return manifest
 
@@ -188,20 +161,16 @@ def read_latest(store: ArtifactStore, run: str) -> int | None:
 
 def list_snapshots(store: ArtifactStore, run: str) -> list[int]:
     """Steps of the run's complete snapshots (with a manifest), oldest first."""
-    steps = []
-    for info in store.list(f"{run_prefix(run)}/checkpoints/"):
-        parts = info.key.split("/")
-        if len(parts) == 5 and parts[4] == "manifest.json" and parts[3].isdigit():
-            steps.append(int(parts[3]))
-    return sorted(set(steps))
+    steps = {step_of_manifest_key(info.key) for info in store.list(checkpoints_prefix(run))}
+    return sorted(steps - {None})
 
 
 def list_runs(store: ArtifactStore) -> list[str]:
-    return sorted({info.key.split("/")[1] for info in store.list("runs/") if info.key.count("/") >= 2})
+    return sorted({run_of_key(info.key) for info in store.list(RUNS)} - {None})
 
 
 def read_manifest(store: ArtifactStore, run: str, step: int) -> Manifest:
-    key = f"{snapshot_prefix(run, step)}/manifest.json"
+    key = snapshot_manifest_key(run, step)
     try:
         data = store.get_json(key)
     except ObjectNotFoundError:
@@ -225,7 +194,7 @@ def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, devic
     """Loads, verifies and rebuilds a generator from the store alone (latest when step is None)."""
     step = resolve_step(store, run, step)
     manifest = read_manifest(store, run, step)
-    weights_key = f"{snapshot_prefix(run, step)}/generator.safetensors"
+    weights_key = snapshot_weights_key(run, step)
     try:
         weights = store.get_bytes(weights_key)
     except ObjectNotFoundError:

@@ -1,7 +1,8 @@
-"""The `ganworks` command: one entry point, each command implemented by the part that owns it.
+"""The `ganworks` command: one entry point that lists the commands and dispatches to the part that owns each.
 
 The command table names modules, imported only when their command runs, so `ganworks --help` is fast
 and the services stay independent of each other. Each module has `configure(parser)` and `run(args)`.
+Nothing imports this module; what commands share lives in `ganworks.commandline`.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import signal
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from ganworks import __version__
 from ganworks.errors import GanworksError
@@ -23,44 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generator_service.client_cli", "ask a generator service for images (writes a grid PNG or .npz)"),
     "evaluator": ("evaluator_service.cli", "the evaluator service: `ganworks evaluator serve | fit-extractor`"),
     "evaluate": ("evaluator_service.client_cli", "evaluate a run's snapshot through an evaluator service and print the metrics"),
-    "up": ("ganworks.system.up", "run the whole system locally: Ray trainer, generator, evaluator, one store"),
-    "demo": ("ganworks.system.demo", "train, serve, evaluate for a few minutes on the CPU and show the results"),
-    "runs": ("ganworks.system.runs", "list runs, their snapshots and metrics in a store"),
+    "up": ("orchestration.up", "run the whole system locally: Ray trainer, generator, evaluator, one store"),
+    "demo": ("orchestration.demo", "train, serve, evaluate for a few minutes on the CPU and show the results"),
+    "runs": ("orchestration.runs", "list runs, their snapshots and metrics in a store"),
 }
-
-
-class CommandError(GanworksError):
-    """A command-line argument is wrong; the message names the flag."""
-
-
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM (Kubernetes, `ganworks up` stopping its children) ends in the same orderly stop as Ctrl-C."""
-    signal.signal(signal.SIGTERM, _interrupt)
-
-
-def add_store_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("store")
-    group.add_argument("--store", help="store URL: a folder, file:///path or s3://bucket/prefix (env GANWORKS_STORE; default ./ganworks-store)")
-    group.add_argument("--s3-endpoint", help="S3/MinIO endpoint host:port or http(s)://host:port (env GANWORKS_S3_ENDPOINT)")
-    group.add_argument("--s3-region", help="S3 region (env GANWORKS_S3_REGION; default us-east-1)")
-
-
-def store_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"store": args.store, "s3_endpoint": getattr(args, "s3_endpoint", None), "s3_region": getattr(args, "s3_region", None)}
-
-
-def open_store_from_args(args: argparse.Namespace):
-    from ganworks.settings import StoreSettings, load_settings
-    from ganworks.store import open_store
-    from ganworks.telemetry import register_secrets
-
-    settings = load_settings(StoreSettings, store_overrides(args))
-    register_secrets([settings.s3_secret_key])
-    return open_store(settings=settings)
 
 
 def _top_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ import pathlib
 import grpc
 import numpy as np
 
-from ganworks.cli import CommandError
+from ganworks.commandline import CommandError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

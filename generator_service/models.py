@@ -12,7 +12,8 @@ from typing import Awaitable, Callable
 
 import torch
 
-from ganworks.checkpoint import Manifest, check_run_id, latest_key, load_snapshot, read_latest, read_manifest
+from ganworks.checkpoint import Manifest, load_snapshot, read_latest, read_manifest
+from ganworks.layout import check_run_id, latest_key
 from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, GanworksError, ObjectNotFoundError, StoreError
 from generator_service.metrics import GeneratorMetrics
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ganworks.cli import add_store_flags, stop_on_sigterm, store_overrides
+from ganworks.commandline import add_store_flags, stop_on_sigterm, store_overrides
 from ganworks.settings import StoreSettings, load_settings
 from ganworks.telemetry import register_secrets
 from trainer.config import ENV_PREFIX, LOSSES, TrainOptions

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from ganworks import __version__
-from ganworks.checkpoint import check_run_id, run_prefix
+from ganworks.layout import TRAIN_STATE, check_run_id, run_info_key, run_prefix
 from ganworks.data import ImageDataset, load_dataset
 from ganworks.errors import ConfigError, GanworksError, ObjectNotFoundError
 from ganworks.models import get_architecture
@@ -92,7 +92,7 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
 def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: dict[str, Any], dataset_id: str) -> None:
     """Resuming is by run id; resuming with another model or dataset would load weights that do not fit."""
     try:
-        before = store.get_json(f"{run_prefix(run)}/run.json")
+        before = store.get_json(run_info_key(run))
     except ObjectNotFoundError:
         return
     if before.get("architecture") != architecture or before.get("architecture_params") != params:
@@ -143,7 +143,7 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
     from trainer.progress import ProgressView
 
     opts = p.options
-    p.store.put_json(f"{run_prefix(opts.run)}/run.json", p.run_json())
+    p.store.put_json(run_info_key(opts.run), p.run_json())
     fs, storage_path = p.store.pyarrow_filesystem(run_prefix(opts.run))
     progress = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
     config = {
@@ -160,7 +160,7 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
         torch_config=TorchConfig(backend="nccl" if opts.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=opts.num_workers, use_gpu=opts.use_gpu, resources_per_worker={"CPU": opts.cpus_per_worker}),
         run_config=ray.train.RunConfig(
-            name="train_state",  # Ray keeps the run's checkpoints in runs/<run>/train_state/
+            name=TRAIN_STATE,  # Ray keeps the run's checkpoints in runs/<run>/train_state/
             storage_path=storage_path,
             storage_filesystem=fs,
             failure_config=ray.train.FailureConfig(max_failures=opts.max_failures),

@@ -8,6 +8,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ganworks.layout import stats_key
+
 log = logging.getLogger(__name__)
 
 
@@ -61,7 +63,7 @@ class StatsLog:
     """runs/<run>/stats.jsonl: one JSON line per logging interval, rewritten whole (object stores cannot append)."""
 
     def __init__(self, store, run: str, resume_step: int):
-        self.key = f"runs/{run}/stats.jsonl"
+        self.key = stats_key(run)
         self.lines: list[dict] = []
         if resume_step > 0:
             self.lines = [line for line in self._read(store) if line.get("step", 0) <= resume_step]

@@ -12,6 +12,7 @@ import torch
 from ganworks.checkpoint import publish_snapshot
 from ganworks.errors import SnapshotExistsError, StoreAuthError, StoreError
 from ganworks.images import grid_png, to_uint8
+from ganworks.layout import snapshot_prefix, stats_key
 from ganworks.models import build_generator
 from ganworks.retry import retry_call
 
@@ -119,7 +120,7 @@ class SnapshotPublisher:
                                  architecture_params=self.params, images_seen=job.images_seen, dataset_id=self.dataset_id,
                                  metrics=job.metrics, samples_png=samples)
                 if job.stats_jsonl is not None:
-                    store.put_bytes(f"runs/{self.run}/stats.jsonl", job.stats_jsonl, "application/x-ndjson")
+                    store.put_bytes(stats_key(self.run), job.stats_jsonl, "application/x-ndjson")
             except SnapshotExistsError:
                 raise
             except BaseException:
@@ -129,4 +130,4 @@ class SnapshotPublisher:
         retry_call(attempt, is_transient=_is_transient, total_seconds=self.retry_seconds, initial_delay=0.5, max_delay=10.0, what=f"publishing step {job.step}")
         self.published.append(job.step)
         self._on_published(job.step)
-        log.info("published snapshot step %d to %s", job.step, store.url_for(f"runs/{self.run}/checkpoints/{job.step:09d}/"))
+        log.info("published snapshot step %d to %s", job.step, store.url_for(snapshot_prefix(self.run, job.step)))

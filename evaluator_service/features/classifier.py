@@ -22,6 +22,7 @@ from safetensors.torch import save as save_safetensors
 from evaluator_service.errors import ExtractorMissingError, InvalidRequestError, WeightsIntegrityError
 from ganworks.data import ImageDataset, load_dataset
 from ganworks.errors import ObjectNotFoundError
+from ganworks.layout import extractor_manifest_key, extractor_prefix, extractor_weights_key
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,6 @@ def extractor_id(dataset: ImageDataset) -> str:
 def dataset_name(dataset: ImageDataset) -> str:
     # Dataset ids are "<name>-<H>x<W>x<C>-<split>-<hash>"; the name itself may contain dashes.
     return dataset.id.rsplit("-", 3)[0]
-
-
-def store_prefix(extractor: str, dataset_id: str) -> str:
-    return f"extractors/{extractor}/{dataset_id}"
 
 
 class DomainClassifier(nn.Module):
@@ -127,29 +124,29 @@ def fit(spec: str, image_size: int, channels: int | None = None, epochs: int = 6
 
 def save(store, net: DomainClassifier, manifest: dict) -> str:
     """Weights first, manifest (with their sha256) last: a reader never sees a manifest without its weights."""
-    prefix = store_prefix(manifest["extractor"], manifest["dataset_id"])
+    extractor, dataset_id = manifest["extractor"], manifest["dataset_id"]
     weights = save_safetensors({k: v.contiguous() for k, v in net.state_dict().items()}, metadata={"format": "pt"})
-    store.put_bytes(f"{prefix}/classifier.safetensors", weights)
-    store.put_json(f"{prefix}/manifest.json", {**manifest, "sha256": hashlib.sha256(weights).hexdigest()})
-    return store.url_for(prefix)
+    store.put_bytes(extractor_weights_key(extractor, dataset_id), weights)
+    store.put_json(extractor_manifest_key(extractor, dataset_id), {**manifest, "sha256": hashlib.sha256(weights).hexdigest()})
+    return store.url_for(extractor_prefix(extractor, dataset_id))
 
 
 def load(store, extractor: str, dataset_id: str) -> tuple[DomainClassifier, dict]:
-    prefix = store_prefix(extractor, dataset_id)
+    weights_url = store.url_for(extractor_weights_key(extractor, dataset_id))
     try:
-        manifest = store.get_json(f"{prefix}/manifest.json")
+        manifest = store.get_json(extractor_manifest_key(extractor, dataset_id))
     except ObjectNotFoundError:
         raise ExtractorMissingError(f"no {extractor} fitted for dataset {dataset_id} in {store.url}; run `ganworks evaluator fit-extractor --dataset <spec> --image-size <px> --store {store.url}`") from None
     try:
-        weights = store.get_bytes(f"{prefix}/classifier.safetensors")
+        weights = store.get_bytes(extractor_weights_key(extractor, dataset_id))
     except ObjectNotFoundError:
-        raise ExtractorMissingError(f"{store.url_for(prefix)}/classifier.safetensors is missing although its manifest exists; fit the extractor again") from None
+        raise ExtractorMissingError(f"{weights_url} is missing although its manifest exists; fit the extractor again") from None
     digest = hashlib.sha256(weights).hexdigest()
     if digest != manifest.get("sha256"):
-        raise WeightsIntegrityError(f"sha256 of {store.url_for(prefix)}/classifier.safetensors is {digest}, its manifest says {manifest.get('sha256')}; fit the extractor again")
+        raise WeightsIntegrityError(f"sha256 of {weights_url} is {digest}, its manifest says {manifest.get('sha256')}; fit the extractor again")
     net = DomainClassifier(int(manifest["channels"]), int(manifest["num_classes"]), int(manifest["image_size"]))
     try:
         net.load_state_dict(load_safetensors(weights))
     except Exception as exc:  # safetensors/torch raise several types for a mismatched file
-        raise WeightsIntegrityError(f"{store.url_for(prefix)}/classifier.safetensors does not fit its manifest: {exc}") from None
+        raise WeightsIntegrityError(f"{weights_url} does not fit its manifest: {exc}") from None
     return net.eval().requires_grad_(False), manifest

@@ -26,7 +26,7 @@ class ObjectInfo:
 def check_key(key: str) -> str:
     """Rejects keys that could escape the store's root or are empty."""
     if not key or key.startswith("/") or "\\" in key:
-        raise StoreConfigError(f"invalid store key {key!r}: use a relative path like 'runs/<run>/LATEST'")
+        raise StoreConfigError(f"invalid store key {key!r}: use a relative POSIX path like 'folder/name.json'")
     norm = posixpath.normpath(key)
     if norm.startswith("..") or norm != key.rstrip("/") or norm == ".":
         raise StoreConfigError(f"invalid store key {key!r}: no '.', '..' or empty path segments")

@@ -7,9 +7,11 @@ import json
 import pytest
 import torch
 
-from ganworks.checkpoint import list_snapshots, load_snapshot, publish_snapshot, read_latest, snapshot_prefix
+from ganworks.checkpoint import list_snapshots, load_snapshot, publish_snapshot, read_latest
 from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, SnapshotExistsError
+from ganworks.layout import latest_key, snapshot_manifest_key, snapshot_prefix, snapshot_samples_key, snapshot_weights_key
 from ganworks.models import build_generator
+from tests.storefaults import WriterKilled, killed_before
 
 PARAMS = {"image_size": 16, "channels": 1, "latent_dim": 8, "num_classes": 3, "width": 8}
 
@@ -43,7 +45,8 @@ def test_latest_names_the_newest_step_and_an_older_publish_does_not_move_it_back
 def test_a_publish_interrupted_after_the_weights_leaves_latest_on_the_previous_snapshot(store):
     _publish(store, 100)
 
-    _publish(store, 200, seed=1, _stop_after="weights")
+    with pytest.raises(WriterKilled):
+        _publish(killed_before(store, snapshot_manifest_key("r1", 200)), 200, seed=1)
 
     assert read_latest(store, "r1") == 100
     assert list_snapshots(store, "r1") == [100]
@@ -53,14 +56,15 @@ def test_a_publish_interrupted_after_the_weights_leaves_latest_on_the_previous_s
 def test_a_publish_interrupted_before_latest_serves_the_previous_snapshot_to_latest_readers(store):
     _publish(store, 100)
 
-    _publish(store, 200, seed=1, _stop_after="manifest")
+    with pytest.raises(WriterKilled):
+        _publish(killed_before(store, latest_key("r1")), 200, seed=1)
 
     assert load_snapshot(store, "r1").manifest.step == 100
 
 
 def test_weights_modified_after_publishing_are_refused_with_the_integrity_error(store):
     _publish(store, 100)
-    key = f"{snapshot_prefix('r1', 100)}/generator.safetensors"
+    key = snapshot_weights_key('r1', 100)
     data = bytearray(store.get_bytes(key))
     data[-1] ^= 0xFF
     store.put_bytes(key, bytes(data))
@@ -71,7 +75,7 @@ def test_weights_modified_after_publishing_are_refused_with_the_integrity_error(
 
 def test_a_manifest_of_an_unknown_format_version_is_refused_with_what_to_do(store):
     _publish(store, 100)
-    key = f"{snapshot_prefix('r1', 100)}/manifest.json"
+    key = snapshot_manifest_key('r1', 100)
     manifest = store.get_json(key)
     manifest["format_version"] = 99
     store.put_json(key, manifest)
@@ -82,7 +86,7 @@ def test_a_manifest_of_an_unknown_format_version_is_refused_with_what_to_do(stor
 
 def test_a_manifest_that_is_not_json_is_a_format_error(store):
     _publish(store, 100)
-    store.put_bytes(f"{snapshot_prefix('r1', 100)}/manifest.json", b"{not json")
+    store.put_bytes(snapshot_manifest_key('r1', 100), b"{not json")
 
     with pytest.raises(CheckpointFormatError, match="not valid JSON"):
         load_snapshot(store, "r1")
@@ -96,13 +100,13 @@ def test_a_run_without_snapshots_says_so(store):
 def test_manifest_records_what_the_services_need(store):
     _publish(store, 100, dataset_id="digits-16x16x1-train-abc", samples_png=b"\x89PNG", metrics={"fid": 1.5})
 
-    manifest = store.get_json(f"{snapshot_prefix('r1', 100)}/manifest.json")
+    manifest = store.get_json(snapshot_manifest_key('r1', 100))
 
     assert {k: manifest[k] for k in ("image_size", "channels", "num_classes", "latent_dim", "step", "dataset_id", "format_version")} == {
         "image_size": 16, "channels": 1, "num_classes": 3, "latent_dim": 8, "step": 100, "dataset_id": "digits-16x16x1-train-abc", "format_version": 1,
     }
     assert len(manifest["sha256"]) == 64 and manifest["metrics"] == {"fid": 1.5}
-    assert store.exists(f"{snapshot_prefix('r1', 100)}/samples.png")
+    assert store.exists(snapshot_samples_key('r1', 100))
 
 
 @pytest.mark.parametrize("run", ["", "../x", "a/b", "-lead", "x" * 200])
@@ -124,17 +128,18 @@ def test_snapshot_files_contain_no_pickle(local_store):
 
 def test_a_published_snapshot_is_never_overwritten_with_other_weights(store):
     _publish(store, 100, seed=0)
-    before = store.get_json(f"{snapshot_prefix('r1', 100)}/manifest.json")
+    before = store.get_json(snapshot_manifest_key('r1', 100))
 
     with pytest.raises(SnapshotExistsError, match="immutable"):
         _publish(store, 100, seed=1)
 
-    assert store.get_json(f"{snapshot_prefix('r1', 100)}/manifest.json") == before
+    assert store.get_json(snapshot_manifest_key('r1', 100)) == before
     assert load_snapshot(store, "r1", 100).manifest.sha256 == before["sha256"]
 
 
 def test_publishing_the_same_weights_again_completes_an_interrupted_publish(store):
-    _publish(store, 100, seed=0, _stop_after="manifest")
+    with pytest.raises(WriterKilled):
+        _publish(killed_before(store, latest_key("r1")), 100, seed=0)
 
     _publish(store, 100, seed=0)
 

@@ -18,8 +18,8 @@ import grpc
 import pytest
 
 from ganworks.checkpoint import list_snapshots, read_latest
-from ganworks.system.local import LocalSystem, SystemOptions
-from ganworks.system.processes import ServiceProcess, ganworks_command
+from orchestration.local import LocalSystem, SystemOptions
+from orchestration.processes import ServiceProcess, ganworks_command
 from tests.deploy import artifacts
 from tests.deploy.prometheus import PrometheusServer
 from tests.deploy.tools import tool
@@ -84,10 +84,9 @@ def _dashboard_variables(prometheus: PrometheusServer) -> dict[str, list]:
 def live(s3, tmp_path_factory) -> Live:
     work = tmp_path_factory.mktemp("live")
     url = s3.new_bucket_url("live")
-    env = {**s3.env(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**s3.env(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GANWORKS_TRAINER_WIDTH": "8", "GANWORKS_TRAINER_LOG_EVERY": "2"}
     options = SystemOptions(
-        store=url, run=RUN, image_size=16, num_workers=2, steps=1_000_000, snapshot_every=300, batch_size=32, eval_samples=1000,
-        workdir=str(work), extra_train_args=("--width", "8", "--log-every", "2"),
+        store=url, run=RUN, image_size=16, num_workers=2, steps=1_000_000, snapshot_every=300, batch_size=32, eval_samples=1000, workdir=str(work),
     )
     system = LocalSystem(options, env=env)
     prometheus = PrometheusServer(

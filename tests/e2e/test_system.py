@@ -6,7 +6,7 @@ import pytest
 
 from generator_service.client import GeneratorClient
 from ganworks.checkpoint import read_latest
-from ganworks.system.status import scrape
+from orchestration.status import scrape
 from tests.e2e.conftest import RUN
 
 pytestmark = pytest.mark.slow

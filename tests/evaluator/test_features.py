@@ -15,7 +15,8 @@ from evaluator_service.errors import ExtractorMissingError, InvalidRequestError,
 from evaluator_service.features import ExtractorCache, inception
 from evaluator_service.features import classifier as digits_classifier
 from evaluator_service.features.resize import resize
-from evaluator_service.reference import load_or_compute, reference_key
+from evaluator_service.reference import load_or_compute
+from ganworks.layout import reference_stats_key
 from ganworks.data import load_dataset
 
 
@@ -137,7 +138,7 @@ def test_reference_statistics_are_cached_and_a_damaged_cache_file_is_recomputed(
     extractor = ExtractorCache(store, auto_fit=False).get("digits-classifier", load_dataset("digits", image_size=32, channels=1, split="train"), "digits")
     first, cached_first = load_or_compute(store, dataset, extractor, "clean")
     second, cached_second = load_or_compute(store, dataset, extractor, "clean")
-    key = reference_key(dataset.id, "digits-classifier", "clean", len(dataset))
+    key = reference_stats_key(dataset.id, "digits-classifier", "clean", len(dataset))
     store.put_bytes(key, b"truncated")
     third, cached_third = load_or_compute(store, dataset, extractor, "clean")
     assert (cached_first, cached_second, cached_third) == (False, True, False)

@@ -8,7 +8,7 @@ import torch
 
 from ganworks.checkpoint import publish_snapshot
 from ganworks.models import build_generator
-from ganworks.system.processes import ServiceProcess, free_port, ganworks_command, wait_for_grpc_health
+from orchestration.processes import ServiceProcess, free_port, ganworks_command, wait_for_grpc_health
 
 TINY = {"image_size": 16, "channels": 1, "latent_dim": 8, "num_classes": 10, "width": 8}
 GENERATOR_SERVICE = "ganworks.v1.Generator"

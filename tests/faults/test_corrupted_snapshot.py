@@ -7,19 +7,22 @@ import time
 import pytest
 
 from generator_service.client import GeneratorClient
-from ganworks.checkpoint import latest_key, load_snapshot, snapshot_prefix
+from ganworks.checkpoint import load_snapshot
+from ganworks.layout import latest_key, snapshot_weights_key
 from ganworks.errors import CheckpointIntegrityError
 from ganworks.store import open_store
-from ganworks.system.status import scrape
+from orchestration.status import scrape
 from tests.faults.harness import Generator, publish_tiny
+from tests.storefaults import WriterKilled, killed_before
 
 pytestmark = pytest.mark.slow
 
 
 def corrupt_and_announce(store, run: str, step: int) -> None:
     """Publishes step, flips a byte of its weights, then points LATEST at it, as a damaged upload would."""
-    publish_tiny(store, run, step, _stop_after="manifest")
-    key = f"{snapshot_prefix(run, step)}/generator.safetensors"
+    with pytest.raises(WriterKilled):
+        publish_tiny(killed_before(store, latest_key(run)), run, step)
+    key = snapshot_weights_key(run, step)
     data = bytearray(store.get_bytes(key))
     data[len(data) // 2] ^= 0x01
     store.put_bytes(key, bytes(data))

@@ -11,7 +11,7 @@ import pytest
 from ganworks.checkpoint import list_snapshots, read_latest
 from ganworks.errors import ObjectNotFoundError
 from ganworks.store import open_store
-from ganworks.system.processes import ServiceProcess, ganworks_command
+from orchestration.processes import ServiceProcess, ganworks_command
 
 pytestmark = pytest.mark.slow
 

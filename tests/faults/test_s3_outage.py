@@ -11,8 +11,8 @@ from generator_service.client import GeneratorClient
 from ganworks.checkpoint import list_snapshots, load_snapshot, read_latest
 from ganworks.errors import StoreError
 from ganworks.store import open_store
-from ganworks.system.processes import ServiceProcess, free_port, ganworks_command
-from ganworks.system.status import scrape, total
+from orchestration.processes import ServiceProcess, free_port, ganworks_command
+from orchestration.status import scrape, total
 from tests.faultproxy import FaultProxy
 from tests.faults.harness import Generator
 

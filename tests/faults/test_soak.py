@@ -12,8 +12,8 @@ import pytest
 from generator_service.client import GeneratorClient
 from ganworks.api import evaluator_pb2 as epb
 from ganworks.api import evaluator_pb2_grpc
-from ganworks.system.local import LocalSystem, SystemOptions
-from ganworks.system.processes import wait_for_grpc_health
+from orchestration.local import LocalSystem, SystemOptions
+from orchestration.processes import wait_for_grpc_health
 
 pytestmark = pytest.mark.soak
 SOAK_SECONDS = float(os.environ.get("GANWORKS_SOAK_SECONDS", "600"))

@@ -9,7 +9,8 @@ import grpc
 import numpy as np
 import pytest
 
-from ganworks.checkpoint import latest_key, snapshot_prefix
+from ganworks.layout import latest_key, snapshot_weights_key
+from tests.storefaults import WriterKilled, killed_before
 from tests.generator.conftest import publish
 
 
@@ -104,8 +105,9 @@ def test_corrupted_snapshot_is_refused_and_counted_while_the_old_one_keeps_servi
     publish(local_store, "r", 1)
     server = serve(local_store, ["r"])
     # Step 2's weights are damaged after its manifest was written, as a broken upload would leave them.
-    publish(local_store, "r", 2, _stop_after="manifest")
-    key = f"{snapshot_prefix('r', 2)}/generator.safetensors"
+    with pytest.raises(WriterKilled):
+        publish(killed_before(local_store, latest_key("r")), "r", 2)
+    key = snapshot_weights_key("r", 2)
     data = bytearray(local_store.get_bytes(key))
     data[-10] ^= 0xFF
     local_store.put_bytes(key, bytes(data))

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ganworks.cli import CommandError, add_store_flags, stop_on_sigterm
-from ganworks.system.local import LocalSystem, store_env_from_args, Status, SystemOptions
+from ganworks.commandline import CommandError, add_store_flags, stop_on_sigterm
+from orchestration.local import LocalSystem, store_env_from_args, Status, SystemOptions
 
 
 def add_system_flags(parser: argparse.ArgumentParser, defaults: SystemOptions) -> None:

@@ -10,8 +10,8 @@ import pathlib
 import time
 from typing import Any
 
-from ganworks.system.processes import ServiceProcess, free_port, ganworks_command, wait_for_grpc_health, wait_for_http
-from ganworks.system.status import RateMeter, scrape, total
+from orchestration.processes import ServiceProcess, free_port, ganworks_command, wait_for_grpc_health, wait_for_http
+from orchestration.status import RateMeter, scrape, total
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ class SystemOptions:
     trainer_metrics_port: int = 0
     generator_metrics_port: int = 0
     evaluator_metrics_port: int = 0
-    extra_train_args: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -49,7 +48,11 @@ class Status:
 
 
 class LocalSystem:
-    """Starts, watches and stops the processes; the same code serves `up`, `demo` and the end-to-end tests."""
+    """Starts, watches and stops the processes; the same code serves `up`, `demo` and the end-to-end tests.
+
+    Each service is configured the way a deployment configures it, by its GANWORKS_* environment variables
+    (docs/*.md list them); `env` adds to every child's environment (store credentials, more settings).
+    """
 
     def __init__(self, options: SystemOptions, env: dict[str, str] | None = None):
         self.options = options
@@ -89,36 +92,36 @@ class LocalSystem:
 
     # -- life cycle ---------------------------------------------------------------------------------------
 
-    def _spawn(self, name: str, *args: str) -> ServiceProcess:
-        process = ServiceProcess(name, ganworks_command(*args), self.logs / f"{name}.log", env={"GANWORKS_STORE": self.options.store, **self.env})
+    def _spawn(self, name: str, command: tuple[str, ...], settings: dict[str, object]) -> ServiceProcess:
+        """Starts `ganworks <command>` configured only by its documented GANWORKS_* environment variables."""
+        env = {"GANWORKS_STORE": self.options.store, **self.env, **{key: _env_value(value) for key, value in settings.items()}}
+        process = ServiceProcess(name, ganworks_command(*command), self.logs / f"{name}.log", env=env)
         self.processes[name] = process.start()
         return process
 
     def start_trainer(self) -> ServiceProcess:
         o = self.options
-        args = [
-            "train", "--run", o.run, "--dataset", o.dataset, "--image-size", str(o.image_size), "--num-workers", str(o.num_workers),
-            "--steps", str(o.steps), "--snapshot-every", str(o.snapshot_every), "--batch-size", str(o.batch_size),
-            "--metrics-port", str(self.ports["trainer_metrics_port"]), "--store", o.store, "--ray-address", "local",
-        ]
-        if o.conditional:
-            args.append("--conditional")
-        return self._spawn("trainer", *args, *o.extra_train_args)
+        return self._spawn("trainer", ("train",), {
+            "GANWORKS_TRAINER_RUN": o.run, "GANWORKS_TRAINER_DATASET": o.dataset, "GANWORKS_TRAINER_IMAGE_SIZE": o.image_size,
+            "GANWORKS_TRAINER_CONDITIONAL": o.conditional, "GANWORKS_TRAINER_NUM_WORKERS": o.num_workers, "GANWORKS_TRAINER_STEPS": o.steps,
+            "GANWORKS_TRAINER_SNAPSHOT_EVERY": o.snapshot_every, "GANWORKS_TRAINER_BATCH_SIZE": o.batch_size,
+            "GANWORKS_TRAINER_METRICS_PORT": self.ports["trainer_metrics_port"], "GANWORKS_TRAINER_RAY_ADDRESS": "local",
+        })
 
     def start_generator(self) -> ServiceProcess:
-        process = self._spawn(
-            "generator", "generator", "serve", "--runs", self.options.run, "--port", str(self.ports["generator_port"]),
-            "--metrics-port", str(self.ports["generator_metrics_port"]), "--store", self.options.store,
-        )
+        process = self._spawn("generator", ("generator", "serve"), {
+            "GANWORKS_GENERATOR_RUNS": self.options.run, "GANWORKS_GENERATOR_PORT": self.ports["generator_port"],
+            "GANWORKS_GENERATOR_METRICS_PORT": self.ports["generator_metrics_port"],
+        })
         wait_for_http(self.metrics_url("generator"), 60, process)
         return process
 
     def start_evaluator(self) -> ServiceProcess:
-        process = self._spawn(
-            "evaluator", "evaluator", "serve", "--port", str(self.ports["evaluator_port"]), "--metrics-port", str(self.ports["evaluator_metrics_port"]),
-            "--generator", self.generator_address, "--runs", self.options.run, "--continuous", "--num-samples", str(self.options.eval_samples), "--poll-seconds", "2",
-            "--store", self.options.store,
-        )
+        process = self._spawn("evaluator", ("evaluator", "serve"), {
+            "GANWORKS_EVALUATOR_PORT": self.ports["evaluator_port"], "GANWORKS_EVALUATOR_METRICS_PORT": self.ports["evaluator_metrics_port"],
+            "GANWORKS_EVALUATOR_GENERATOR": self.generator_address, "GANWORKS_EVALUATOR_RUNS": self.options.run, "GANWORKS_EVALUATOR_CONTINUOUS": True,
+            "GANWORKS_EVALUATOR_DEFAULT_NUM_SAMPLES": self.options.eval_samples, "GANWORKS_EVALUATOR_POLL_SECONDS": 2,
+        })
         wait_for_grpc_health(self.evaluator_address, 60, process)
         return process
 
@@ -181,7 +184,7 @@ class LocalSystem:
 
     def reports(self) -> dict[int, dict[str, Any]]:
         """Evaluation reports in the store, by step (merging the metric sets of one step)."""
-        from ganworks.system.runs import evaluation_reports
+        from orchestration.runs import evaluation_reports
         from ganworks.checkpoint import list_snapshots
 
         store = self.store()
@@ -209,6 +212,10 @@ class LocalSystem:
         path = self.workdir / name
         path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
         return path
+
+
+def _env_value(value: object) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def store_env_from_args(args: Any) -> dict[str, str]:

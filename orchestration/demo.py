@@ -14,9 +14,9 @@ from rich.table import Table
 
 from ganworks.api import generator_pb2, generator_pb2_grpc
 from ganworks.images import grid_png
-from ganworks.system.local import LocalSystem, store_env_from_args, SystemOptions
-from ganworks.cli import stop_on_sigterm
-from ganworks.system.up import add_system_flags, options_from_args, print_addresses
+from orchestration.local import LocalSystem, store_env_from_args, SystemOptions
+from ganworks.commandline import stop_on_sigterm
+from orchestration.up import add_system_flags, options_from_args, print_addresses
 
 DEMO = SystemOptions(steps=900, snapshot_every=300, num_workers=2)
 TABLE_METRICS = ("fid", "kid_mean", "precision", "recall", "density", "coverage", "mode_coverage_classes", "memorization_rate")

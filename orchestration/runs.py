@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ganworks.checkpoint import list_runs, list_snapshots, read_latest, read_manifest
-from ganworks.cli import add_store_flags, open_store_from_args
+from ganworks.commandline import add_store_flags, open_store_from_args
 from ganworks.errors import ObjectNotFoundError
+from ganworks.layout import evals_prefix, metrics_set_of_report_key
 
 SHOWN_METRICS = ("fid", "kid_mean", "precision", "recall", "coverage")
 
@@ -25,10 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def evaluation_reports(store, run: str, step: int) -> dict[str, dict]:
     """The evaluator's reports for one snapshot, by metrics-set name."""
     reports = {}
-    for info in store.list(f"runs/{run}/evals/{step:09d}/"):
-        if info.key.endswith(".json"):
+    for info in store.list(evals_prefix(run, step)):
+        metrics_set = metrics_set_of_report_key(info.key)
+        if metrics_set is not None:
             try:
-                reports[info.key.rsplit("/", 1)[1][:-5]] = store.get_json(info.key)
+                reports[metrics_set] = store.get_json(info.key)
             except (ObjectNotFoundError, ValueError):
                 continue
     return reports
