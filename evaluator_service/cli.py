@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 
-from ganworks.commandline import CommandError, add_store_flags, open_store_from_args
+from ganworks.commandline import CommandError, add_store_flags, open_store_from_args, read_token_file
 from ganworks.errors import ConfigError
 from ganworks.settings import load_settings
 
@@ -19,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=int, help="gRPC port, 0 picks a free one (env GANWORKS_EVALUATOR_PORT; default 50052)")
     serve.add_argument("--metrics-port", type=int, help="/metrics port, 0 picks a free one, -1 turns it off (default 9312)")
     serve.add_argument("--generator", help="generator service host:port to sample from (env GANWORKS_EVALUATOR_GENERATOR; default 127.0.0.1:50051)")
+    serve.add_argument("--generator-auth-token-file", help="file holding the generator's bearer token (env GANWORKS_EVALUATOR_GENERATOR_AUTH_TOKEN or _FILE)")
+    serve.add_argument("--generator-tls-ca", help="PEM file of the CA certificates to trust; turns TLS to the generator on (env GANWORKS_EVALUATOR_GENERATOR_TLS_CA)")
     serve.add_argument("--runs", help="comma-separated run ids to evaluate continuously (env GANWORKS_EVALUATOR_RUNS)")
     serve.add_argument("--continuous", action="store_true", default=None, help="evaluate every new snapshot of --runs once (env GANWORKS_EVALUATOR_CONTINUOUS)")
     serve.add_argument("--inception-weights", help="path or store URL of pt_inception-2015-12-05-6726825d.pth (env GANWORKS_EVALUATOR_INCEPTION_WEIGHTS)")
@@ -58,6 +60,7 @@ def _settings(args: argparse.Namespace):
 
     overrides = {
         "host": args.host, "port": args.port, "metrics_port": args.metrics_port, "generator": args.generator, "runs": listed(args.runs),
+        "generator_auth_token": read_token_file("--generator-auth-token-file", args.generator_auth_token_file), "generator_tls_ca": args.generator_tls_ca,
         "continuous": args.continuous, "inception_weights": args.inception_weights, "inception_sha256": args.inception_sha256,
         "default_num_samples": args.default_num_samples, "default_metrics": listed(args.default_metrics), "default_extractor": args.default_extractor,
         "default_resize_mode": args.default_resize_mode, "max_concurrent_jobs": args.max_concurrent_jobs, "max_queue_size": args.max_queue_size,

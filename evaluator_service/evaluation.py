@@ -16,7 +16,7 @@ from evaluator_service.features import classifier as classifier_extractor
 from evaluator_service.metrics import check_params, compute, get_metric
 from evaluator_service.metrics.fid import rank_warnings
 from evaluator_service.reference import ReferenceStats, load_or_compute
-from evaluator_service.sampler import GeneratorSampler
+from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
 from evaluator_service.settings import EvaluatorSettings
 from evaluator_service.stats import FeatureStats
 from ganworks import __version__
@@ -202,13 +202,14 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
     if "memorization" in p.metrics:
         held_out, _ = load_or_compute(store, p.held_out, extractor, p.resize_mode, settings.max_reference_samples, settings.batch_size)
     phase("sampling", 0.2)
-    with GeneratorSampler(settings.generator, retry_seconds=settings.generator_retry_seconds) as sampler:
+    target = GeneratorTarget.from_settings(settings)
+    with GeneratorSampler(target) as sampler:
         model = sampler.describe(p.run, p.step)
         if settings.ray_address and p.num_samples >= settings.fanout_min_samples:
             from evaluator_service.fanout import fan_out
 
             phase("features", 0.25)
-            generated = fan_out(settings.ray_address, settings.fanout_shards, settings.generator, settings.generator_retry_seconds, p.run, p.step,
+            generated = fan_out(settings.ray_address, settings.fanout_shards, target, p.run, p.step,
                                 p.num_samples, p.seed, extractor, p.resize_mode, settings.batch_size, sampler.chunk)
         else:
             generated = _generate_features(sampler, p, extractor, settings.batch_size, phase)

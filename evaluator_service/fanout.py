@@ -18,7 +18,7 @@ from safetensors.torch import save as save_safetensors
 
 from evaluator_service.errors import EvaluationError
 from evaluator_service.features import Extractor
-from evaluator_service.sampler import GeneratorSampler
+from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
 from evaluator_service.stats import FeatureStats
 
 log = logging.getLogger(__name__)
@@ -45,14 +45,14 @@ def build_extractor(spec: dict) -> Extractor:
     return Extractor(spec["id"], net, spec["input_size"], spec["channels"], spec["feature_dim"], spec["num_logits"], {})
 
 
-def extract_shard(address: str, retry_seconds: float, run: str, step: int, seed: int, chunks: range, chunk_size: int, num_samples: int,
+def extract_shard(target: GeneratorTarget, run: str, step: int, seed: int, chunks: range, chunk_size: int, num_samples: int,
                   spec: dict, resize_mode: str, batch_size: int, torch_threads: int) -> tuple[np.ndarray, np.ndarray, tuple]:
     """One worker's part: samples chunks [chunks.start, chunks.stop) and returns features, logits and their sums."""
     if torch_threads:
         torch.set_num_threads(torch_threads)
     extractor = build_extractor(spec)
     feats, logits = [], []
-    with GeneratorSampler(address, retry_seconds=retry_seconds, chunk=chunk_size) as sampler:
+    with GeneratorSampler(target, chunk=chunk_size) as sampler:
         for batch in sampler.sample(run, step, num_samples, seed, chunks=chunks):
             f, lg = extractor.extract(batch.images, resize_mode, batch_size)
             feats.append(f)
@@ -62,7 +62,7 @@ def extract_shard(address: str, retry_seconds: float, run: str, step: int, seed:
     return features, np.concatenate(logits), (stats.count, stats.total, stats.outer)
 
 
-def fan_out(ray_address: str, shards: int, sampler_address: str, retry_seconds: float, run: str, step: int, num_samples: int, seed: int,
+def fan_out(ray_address: str, shards: int, target: GeneratorTarget, run: str, step: int, num_samples: int, seed: int,
             extractor: Extractor, resize_mode: str, batch_size: int, chunk_size: int = 256, torch_threads: int = 1):
     """Features, logits and merged FeatureStats of num_samples generated images, computed by `shards` Ray tasks."""
     import ray
@@ -77,7 +77,7 @@ def fan_out(ray_address: str, shards: int, sampler_address: str, retry_seconds: 
     spec = ray.put(extractor_spec(extractor))
     task = ray.remote(num_cpus=1)(extract_shard)
     refs = [
-        task.remote(sampler_address, retry_seconds, run, step, seed, range(bounds[i], bounds[i + 1]), chunk_size, num_samples, spec, resize_mode, batch_size, torch_threads)
+        task.remote(target, run, step, seed, range(bounds[i], bounds[i + 1]), chunk_size, num_samples, spec, resize_mode, batch_size, torch_threads)
         for i in range(shards)
     ]
     try:

@@ -11,14 +11,13 @@ import numpy as np
 
 from evaluator_service.errors import GeneratorError, GeneratorUnavailableError, NotFoundError
 from ganworks.api import generator_pb2 as pb
-from ganworks.api import generator_pb2_grpc
-from ganworks.retry import retry_call
+from ganworks.commandline import read_flag_file
+from ganworks.generator_client import GeneratorClient, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 # Codes that mean "try again shortly": the server is starting, swapping a model in, or its queue is full.
-TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
-MAX_MESSAGE_BYTES = 64 * 2**20
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
 @dataclasses.dataclass
@@ -27,30 +26,32 @@ class SampleBatch:
     labels: np.ndarray  # int32 N, -1 for an unconditional model
 
 
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT
+@dataclasses.dataclass(frozen=True)
+class GeneratorTarget:
+    """Which generator service the evaluator samples from and how it reaches it (plain values, so Ray tasks get them too)."""
+
+    address: str
+    retry_seconds: float = 10.0
+    auth_token: str = dataclasses.field(default="", repr=False)
+    root_certificates: bytes | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings) -> "GeneratorTarget":
+        root_certificates = read_flag_file("--generator-tls-ca (env GANWORKS_EVALUATOR_GENERATOR_TLS_CA)", settings.generator_tls_ca)
+        return cls(settings.generator, settings.generator_retry_seconds, settings.generator_auth_token, root_certificates)
 
 
-class GeneratorSampler:
-    """A blocking client of one generator service address, for use in an evaluation worker thread."""
+class GeneratorSampler(GeneratorClient):
+    """The generator client as an evaluation worker thread uses it: pinned versions, chunks, typed errors."""
 
-    def __init__(self, address: str, retry_seconds: float = 10.0, timeout_seconds: float = 120.0, chunk: int = 256):
-        self.address, self.retry_seconds, self.timeout_seconds, self.chunk = address, retry_seconds, timeout_seconds, chunk
-        self.channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
-        self.stub = generator_pb2_grpc.GeneratorStub(self.channel)
+    def __init__(self, target: GeneratorTarget, timeout_seconds: float = 120.0, chunk: int = 256):
+        super().__init__(target.address, token=target.auth_token or None, root_certificates=target.root_certificates, timeout=timeout_seconds,
+                         retry=RetryPolicy(TRANSIENT, attempts=0, total_seconds=target.retry_seconds, initial_delay=0.2, max_delay=2.0))
+        self.retry_seconds, self.chunk = target.retry_seconds, chunk
 
-    def close(self) -> None:
-        self.channel.close()
-
-    def __enter__(self) -> "GeneratorSampler":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _call(self, what: str, fn, transient=_transient):
+    def _call(self, what: str, method: str, request, retry: RetryPolicy | None = None):
         try:
-            return retry_call(fn, is_transient=transient, total_seconds=self.retry_seconds, initial_delay=0.2, max_delay=2.0, what=what)
+            return self.call(method, request, retry=retry)
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if code in TRANSIENT or code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -60,16 +61,15 @@ class GeneratorSampler:
                 ) from None
             if code == grpc.StatusCode.NOT_FOUND:
                 raise NotFoundError(f"the generator service at {self.address} does not serve it: {details}") from None
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                raise GeneratorError(f"the generator service at {self.address} refused {what} ({code.name}: {details}); "
+                                     "give the evaluator its token: GANWORKS_EVALUATOR_GENERATOR_AUTH_TOKEN or _FILE") from None
             raise GeneratorError(f"the generator service at {self.address} refused {what} ({code.name}: {details})") from None
 
     def describe(self, run: str, version: int) -> pb.ModelInfo:
         """The served snapshot's description; waits the retry budget for a snapshot the generator has not loaded yet."""
-        request = pb.DescribeModelRequest(model=run, version=version)
-
-        def loading(exc: BaseException) -> bool:
-            return _transient(exc) or (isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.NOT_FOUND)
-
-        return self._call(f"DescribeModel({run}, version {version})", lambda: self.stub.DescribeModel(request, timeout=self.timeout_seconds), loading)
+        loading = dataclasses.replace(self.retry, codes=TRANSIENT | {grpc.StatusCode.NOT_FOUND})
+        return self._call(f"DescribeModel({run}, version {version})", "DescribeModel", pb.DescribeModelRequest(model=run, version=version), loading)
 
     def sample(self, run: str, version: int, num_samples: int, seed: int, chunks: range | None = None) -> Iterator[SampleBatch]:
         """num_samples images of run at version, in chunks; chunk i uses its own seed so samples never repeat.
@@ -81,7 +81,7 @@ class GeneratorSampler:
             start = i * self.chunk
             n = min(self.chunk, num_samples - start)
             request = pb.GenerateRequest(model=run, version=version, num_samples=n, seed=(seed * 1_000_003 + i) % 2**64, output_format=pb.OUTPUT_FORMAT_UINT8)
-            response = self._call(f"Generate({run}, version {version})", lambda: self.stub.Generate(request, timeout=self.timeout_seconds))
+            response = self._call(f"Generate({run}, version {version})", "Generate", request)
             yield self._decode(response, run, version, n)
 
     def _decode(self, response: pb.GenerateResponse, run: str, version: int, n: int) -> SampleBatch:

@@ -17,11 +17,12 @@ from evaluator_service.evaluation import EvaluationRequest
 from evaluator_service.features import ExtractorCache
 from evaluator_service.jobs import Job, JobManager, QueueFullError
 from evaluator_service.metrics_export import EvaluatorMetrics
+from evaluator_service.sampler import GeneratorTarget
 from evaluator_service.settings import EvaluatorSettings
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.errors import ConfigError, GanworksError, StoreError
 from ganworks.rpc import add_servicer
-from ganworks.telemetry import set_torch_threads
+from ganworks.telemetry import register_secrets, set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class EvaluatorServer:
 
     async def start(self) -> None:
         s = self.settings
+        register_secrets([s.generator_auth_token])
+        GeneratorTarget.from_settings(s)  # an unreadable CA file fails here, not at the first evaluation
         if s.torch_threads:
             set_torch_threads(s.torch_threads)
         self.jobs = JobManager(self.store, s, self.metrics, self.extractors)

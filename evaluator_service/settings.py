@@ -8,6 +8,7 @@ from evaluator_service.errors import InvalidRequestError
 from evaluator_service.features.inception import WEIGHTS_SHA256
 from evaluator_service.features.resize import check_resize_mode
 from evaluator_service.metrics import get_metric
+from ganworks.settings import secret
 
 ENV_PREFIX = "GANWORKS_EVALUATOR_"
 ALL_METRICS = ["fid", "kid", "prdc", "is", "diversity", "mode_coverage", "memorization"]
@@ -19,6 +20,9 @@ class EvaluatorSettings:
     port: int = 50052
     metrics_port: int = 9312
     generator: str = "127.0.0.1:50051"
+    # How to reach a generator that has auth/TLS on (its GANWORKS_GENERATOR_AUTH_TOKEN, and a PEM file of CAs to trust).
+    generator_auth_token: str = secret()
+    generator_tls_ca: str = ""
     runs: list[str] = dataclasses.field(default_factory=list)
     continuous: bool = False
     # The pytorch-fid Inception weights: a local path or a store URL, and the digest they must have.

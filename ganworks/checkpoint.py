@@ -19,8 +19,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ObjectNotFoundError, SnapshotExistsError
-from ganworks.layout import (RUNS, MANIFEST, check_run_id, checkpoints_prefix, latest_key, run_of_key, snapshot_manifest_key, snapshot_samples_key,
-                             snapshot_weights_key, step_of_manifest_key)
+from ganworks.layout import MANIFEST, RUNS, SAMPLES, WEIGHTS, check_run_id, checkpoints_prefix, latest_key, run_of_key, snapshot_key, step_of_manifest_key
 from ganworks.models import build_generator
 from ganworks.store import ArtifactStore
 
@@ -134,10 +133,10 @@ def publish_snapshot(
         dataset_id=dataset_id,
         metrics=dict(metrics or {}),
     )
-    store.put_bytes(snapshot_weights_key(run, step), weights)
+    store.put_bytes(snapshot_key(run, step, WEIGHTS), weights)
     if samples_png is not None:
-        store.put_bytes(snapshot_samples_key(run, step), samples_png, "image/png")
-    store.put_json(snapshot_manifest_key(run, step), manifest.to_json())
+        store.put_bytes(snapshot_key(run, step, SAMPLES), samples_png, "image/png")
+    store.put_json(snapshot_key(run, step, MANIFEST), manifest.to_json())
     _advance_latest(store, run, step)
     return manifest
 
@@ -170,7 +169,7 @@ def list_runs(store: ArtifactStore) -> list[str]:
 
 
 def read_manifest(store: ArtifactStore, run: str, step: int) -> Manifest:
-    key = snapshot_manifest_key(run, step)
+    key = snapshot_key(run, step, MANIFEST)
     try:
         data = store.get_json(key)
     except ObjectNotFoundError:
@@ -194,7 +193,7 @@ def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, devic
     """Loads, verifies and rebuilds a generator from the store alone (latest when step is None)."""
     step = resolve_step(store, run, step)
     manifest = read_manifest(store, run, step)
-    weights_key = snapshot_weights_key(run, step)
+    weights_key = snapshot_key(run, step, WEIGHTS)
     try:
         weights = store.get_bytes(weights_key)
     except ObjectNotFoundError:

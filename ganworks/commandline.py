@@ -7,6 +7,7 @@ only lists and runs the commands, and nothing imports it.
 from __future__ import annotations
 
 import argparse
+import pathlib
 import signal
 from typing import Any
 
@@ -24,6 +25,27 @@ def _interrupt(*_: object) -> None:
 def stop_on_sigterm() -> None:
     """SIGTERM (Kubernetes, `ganworks up` stopping its children) ends in the same orderly stop as Ctrl-C."""
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def read_flag_file(flag: str, path: str | None) -> bytes | None:
+    """The bytes of the file a flag names (None without the flag); CommandError naming the flag otherwise."""
+    if not path:
+        return None
+    try:
+        return pathlib.Path(path).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
+
+
+def read_token_file(flag: str, path: str | None) -> str | None:
+    """The bearer token in the file a flag names (None without the flag); CommandError if unreadable or empty."""
+    data = read_flag_file(flag, path)
+    if data is None:
+        return None
+    token = data.decode("utf-8", errors="replace").strip()
+    if not token:
+        raise CommandError(f"{flag} {path} is empty")
+    return token
 
 
 def add_store_flags(parser: argparse.ArgumentParser) -> None:

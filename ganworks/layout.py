@@ -23,7 +23,11 @@ from ganworks.errors import ConfigError
 
 RUNS = "runs/"
 TRAIN_STATE = "train_state"  # the Ray Train run name, a folder under the run's prefix
+# The files of a snapshot folder and of a fitted extractor's folder.
+WEIGHTS = "generator.safetensors"
 MANIFEST = "manifest.json"
+SAMPLES = "samples.png"
+EXTRACTOR_WEIGHTS = "classifier.safetensors"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 
 
@@ -67,16 +71,9 @@ def snapshot_prefix(run: str, step: int) -> str:
     return f"{checkpoints_prefix(run)}{step:09d}"
 
 
-def snapshot_weights_key(run: str, step: int) -> str:
-    return f"{snapshot_prefix(run, step)}/generator.safetensors"
-
-
-def snapshot_manifest_key(run: str, step: int) -> str:
-    return f"{snapshot_prefix(run, step)}/{MANIFEST}"
-
-
-def snapshot_samples_key(run: str, step: int) -> str:
-    return f"{snapshot_prefix(run, step)}/samples.png"
+def snapshot_key(run: str, step: int, name: str) -> str:
+    """One file of a snapshot: WEIGHTS, MANIFEST or SAMPLES."""
+    return f"{snapshot_prefix(run, step)}/{name}"
 
 
 def step_of_manifest_key(key: str) -> int | None:
@@ -108,13 +105,7 @@ def reference_stats_key(dataset_id: str, extractor: str, resize_mode: str, n: in
     return f"reference-stats/{dataset_id}/{extractor}/{resize_mode}-{n}.npz"
 
 
-def extractor_prefix(extractor: str, dataset_id: str) -> str:
-    return f"extractors/{extractor}/{dataset_id}"
-
-
-def extractor_weights_key(extractor: str, dataset_id: str) -> str:
-    return f"{extractor_prefix(extractor, dataset_id)}/classifier.safetensors"
-
-
-def extractor_manifest_key(extractor: str, dataset_id: str) -> str:
-    return f"{extractor_prefix(extractor, dataset_id)}/{MANIFEST}"
+def extractor_key(extractor: str, dataset_id: str, name: str = "") -> str:
+    """A fitted extractor's folder, or one file in it (EXTRACTOR_WEIGHTS, MANIFEST)."""
+    folder = f"extractors/{extractor}/{dataset_id}"
+    return f"{folder}/{name}" if name else folder

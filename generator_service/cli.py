@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 
-from ganworks.commandline import CommandError, add_store_flags, open_store_from_args
+from ganworks.commandline import CommandError, add_store_flags, open_store_from_args, read_token_file
 from ganworks.settings import load_settings
 from generator_service.settings import ENV_PREFIX, GeneratorSettings
 
@@ -33,18 +33,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--tls-key", help="PEM private key file")
 
 
-def _token(path: str | None) -> str | None:
-    if not path:
-        return None
-    try:
-        token = open(path, encoding="utf-8").read().strip()
-    except OSError as exc:
-        raise CommandError(f"--auth-token-file {path}: cannot read it ({exc.strerror})") from None
-    if not token:
-        raise CommandError(f"--auth-token-file {path} is empty")
-    return token
-
-
 def run(args: argparse.Namespace) -> int:
     if args.action != "serve":
         raise CommandError("say what to do: `ganworks generator serve --runs R --store URL` (see --help)")
@@ -54,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         "max_batch_size": args.max_batch_size, "max_queue_delay_ms": args.max_queue_delay_ms, "max_queue_size": args.max_queue_size,
         "max_samples_per_request": args.max_samples_per_request, "keep_versions": args.keep_versions, "poll_seconds": args.poll_seconds,
         "device": args.device, "torch_threads": args.torch_threads, "grace_seconds": args.grace_seconds,
-        "auth_token": _token(args.auth_token_file), "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+        "auth_token": read_token_file("--auth-token-file", args.auth_token_file), "tls_cert": args.tls_cert, "tls_key": args.tls_key,
     }
     settings = load_settings(GeneratorSettings, overrides, prefix=ENV_PREFIX)
     if not settings.runs:

@@ -9,7 +9,7 @@ import pathlib
 import grpc
 import numpy as np
 
-from ganworks.commandline import CommandError
+from ganworks.commandline import CommandError, read_flag_file, read_token_file
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ganworks.images import grid_png
-    from generator_service.client import GeneratorClient
+    from ganworks.generator_client import GeneratorClient
 
     out = pathlib.Path(args.out)
     if out.suffix.lower() not in (".png", ".npz"):
@@ -44,18 +44,8 @@ def run(args: argparse.Namespace) -> int:
             labels = [int(x) for x in args.labels.split(",") if x.strip()]
         except ValueError:
             raise CommandError(f"--labels {args.labels!r}: give integers separated by commas, e.g. --labels 3 or --labels 0,1,2") from None
-    token = os.environ.get("GANWORKS_GENERATOR_AUTH_TOKEN") or None
-    if args.token_file:
-        try:
-            token = pathlib.Path(args.token_file).read_text().strip()
-        except OSError as exc:
-            raise CommandError(f"--token-file {args.token_file}: cannot read it ({exc.strerror})") from None
-    ca = None
-    if args.tls_ca:
-        try:
-            ca = pathlib.Path(args.tls_ca).read_bytes()
-        except OSError as exc:
-            raise CommandError(f"--tls-ca {args.tls_ca}: cannot read it ({exc.strerror})") from None
+    token = read_token_file("--token-file", args.token_file) or os.environ.get("GANWORKS_GENERATOR_AUTH_TOKEN") or None
+    ca = read_flag_file("--tls-ca", args.tls_ca)
     with GeneratorClient(args.address, token=token, root_certificates=ca, timeout=args.timeout) as client:
         try:
             # The stream has no message-size ceiling, so any -n the server allows works.

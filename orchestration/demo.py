@@ -6,16 +6,15 @@ import argparse
 import concurrent.futures
 import time
 
-import grpc
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ganworks.api import generator_pb2, generator_pb2_grpc
+from ganworks.commandline import stop_on_sigterm
+from ganworks.generator_client import GeneratorClient
 from ganworks.images import grid_png
 from orchestration.local import LocalSystem, store_env_from_args, SystemOptions
-from ganworks.commandline import stop_on_sigterm
 from orchestration.up import add_system_flags, options_from_args, print_addresses
 
 DEMO = SystemOptions(steps=900, snapshot_every=300, num_workers=2)
@@ -32,22 +31,18 @@ def sample_grid(address: str, run: str, num_classes: int, per_class: int = 8) ->
     """Asks the generator like a backend would: one call, uint8 pixels; a column per class when conditional."""
     rows = num_classes or 8
     labels = [c for _ in range(per_class) for c in range(num_classes)] if num_classes else []
-    request = generator_pb2.GenerateRequest(model=run, num_samples=rows * per_class, seed=2026, class_labels=labels, output_format=generator_pb2.OUTPUT_FORMAT_UINT8)
-    with grpc.insecure_channel(address) as channel:
-        response = generator_pb2_grpc.GeneratorStub(channel).Generate(request, timeout=60)
-    h, w, c = response.shape
-    pixels = np.stack([np.frombuffer(image.data, dtype=np.uint8).reshape(h, w, c) for image in response.images])
-    return pixels, response.version
+    with GeneratorClient(address) as client:
+        batch = client.generate(run, rows * per_class, seed=2026, labels=labels, output="uint8")
+    return batch.images, batch.version
 
 
 def measure_latency(address: str, run: str, calls: int = 200, concurrency: int = 8) -> dict[str, float]:
     """Single-sample calls from concurrent clients, as backends make them: p50/p99 in ms and throughput."""
-    with grpc.insecure_channel(address) as channel:
-        stub = generator_pb2_grpc.GeneratorStub(channel)
+    with GeneratorClient(address, timeout=30) as client:
 
         def one(i: int) -> float:
             started = time.perf_counter()
-            stub.Generate(generator_pb2.GenerateRequest(model=run, num_samples=1, seed=i, output_format=generator_pb2.OUTPUT_FORMAT_PNG), timeout=30)
+            client.generate(run, 1, seed=i, output="png")
             return time.perf_counter() - started
 
         started = time.perf_counter()

@@ -29,11 +29,6 @@ class SystemOptions:
     batch_size: int = 64
     eval_samples: int = 2000
     workdir: str = "./ganworks-demo"
-    generator_port: int = 0
-    evaluator_port: int = 0
-    trainer_metrics_port: int = 0
-    generator_metrics_port: int = 0
-    evaluator_metrics_port: int = 0
 
 
 @dataclasses.dataclass
@@ -59,10 +54,7 @@ class LocalSystem:
         self.env = dict(env or {})
         self.workdir = pathlib.Path(options.workdir).resolve()
         self.logs = self.workdir / "logs"
-        self.ports = {
-            name: getattr(options, name) or free_port()
-            for name in ("generator_port", "evaluator_port", "trainer_metrics_port", "generator_metrics_port", "evaluator_metrics_port")
-        }
+        self.ports = {name: free_port() for name in ("generator_port", "evaluator_port", "trainer_metrics_port", "generator_metrics_port", "evaluator_metrics_port")}
         self.processes: dict[str, ServiceProcess] = {}
         self._qps = RateMeter()
 

@@ -22,7 +22,7 @@ from safetensors.torch import save as save_safetensors
 from evaluator_service.errors import ExtractorMissingError, InvalidRequestError, WeightsIntegrityError
 from ganworks.data import ImageDataset, load_dataset
 from ganworks.errors import ObjectNotFoundError
-from ganworks.layout import extractor_manifest_key, extractor_prefix, extractor_weights_key
+from ganworks.layout import EXTRACTOR_WEIGHTS, MANIFEST, extractor_key
 
 log = logging.getLogger(__name__)
 
@@ -126,19 +126,19 @@ def save(store, net: DomainClassifier, manifest: dict) -> str:
     """Weights first, manifest (with their sha256) last: a reader never sees a manifest without its weights."""
     extractor, dataset_id = manifest["extractor"], manifest["dataset_id"]
     weights = save_safetensors({k: v.contiguous() for k, v in net.state_dict().items()}, metadata={"format": "pt"})
-    store.put_bytes(extractor_weights_key(extractor, dataset_id), weights)
-    store.put_json(extractor_manifest_key(extractor, dataset_id), {**manifest, "sha256": hashlib.sha256(weights).hexdigest()})
-    return store.url_for(extractor_prefix(extractor, dataset_id))
+    store.put_bytes(extractor_key(extractor, dataset_id, EXTRACTOR_WEIGHTS), weights)
+    store.put_json(extractor_key(extractor, dataset_id, MANIFEST), {**manifest, "sha256": hashlib.sha256(weights).hexdigest()})
+    return store.url_for(extractor_key(extractor, dataset_id))
 
 
 def load(store, extractor: str, dataset_id: str) -> tuple[DomainClassifier, dict]:
-    weights_url = store.url_for(extractor_weights_key(extractor, dataset_id))
+    weights_url = store.url_for(extractor_key(extractor, dataset_id, EXTRACTOR_WEIGHTS))
     try:
-        manifest = store.get_json(extractor_manifest_key(extractor, dataset_id))
+        manifest = store.get_json(extractor_key(extractor, dataset_id, MANIFEST))
     except ObjectNotFoundError:
         raise ExtractorMissingError(f"no {extractor} fitted for dataset {dataset_id} in {store.url}; run `ganworks evaluator fit-extractor --dataset <spec> --image-size <px> --store {store.url}`") from None
     try:
-        weights = store.get_bytes(extractor_weights_key(extractor, dataset_id))
+        weights = store.get_bytes(extractor_key(extractor, dataset_id, EXTRACTOR_WEIGHTS))
     except ObjectNotFoundError:
         raise ExtractorMissingError(f"{weights_url} is missing although its manifest exists; fit the extractor again") from None
     digest = hashlib.sha256(weights).hexdigest()

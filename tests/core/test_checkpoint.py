@@ -9,7 +9,7 @@ import torch
 
 from ganworks.checkpoint import list_snapshots, load_snapshot, publish_snapshot, read_latest
 from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, SnapshotExistsError
-from ganworks.layout import latest_key, snapshot_manifest_key, snapshot_prefix, snapshot_samples_key, snapshot_weights_key
+from ganworks.layout import MANIFEST, SAMPLES, WEIGHTS, latest_key, snapshot_key, snapshot_prefix
 from ganworks.models import build_generator
 from tests.storefaults import WriterKilled, killed_before
 
@@ -46,7 +46,7 @@ def test_a_publish_interrupted_after_the_weights_leaves_latest_on_the_previous_s
     _publish(store, 100)
 
     with pytest.raises(WriterKilled):
-        _publish(killed_before(store, snapshot_manifest_key("r1", 200)), 200, seed=1)
+        _publish(killed_before(store, snapshot_key("r1", 200, MANIFEST)), 200, seed=1)
 
     assert read_latest(store, "r1") == 100
     assert list_snapshots(store, "r1") == [100]
@@ -64,7 +64,7 @@ def test_a_publish_interrupted_before_latest_serves_the_previous_snapshot_to_lat
 
 def test_weights_modified_after_publishing_are_refused_with_the_integrity_error(store):
     _publish(store, 100)
-    key = snapshot_weights_key('r1', 100)
+    key = snapshot_key("r1", 100, WEIGHTS)
     data = bytearray(store.get_bytes(key))
     data[-1] ^= 0xFF
     store.put_bytes(key, bytes(data))
@@ -75,7 +75,7 @@ def test_weights_modified_after_publishing_are_refused_with_the_integrity_error(
 
 def test_a_manifest_of_an_unknown_format_version_is_refused_with_what_to_do(store):
     _publish(store, 100)
-    key = snapshot_manifest_key('r1', 100)
+    key = snapshot_key("r1", 100, MANIFEST)
     manifest = store.get_json(key)
     manifest["format_version"] = 99
     store.put_json(key, manifest)
@@ -86,7 +86,7 @@ def test_a_manifest_of_an_unknown_format_version_is_refused_with_what_to_do(stor
 
 def test_a_manifest_that_is_not_json_is_a_format_error(store):
     _publish(store, 100)
-    store.put_bytes(snapshot_manifest_key('r1', 100), b"{not json")
+    store.put_bytes(snapshot_key("r1", 100, MANIFEST), b"{not json")
 
     with pytest.raises(CheckpointFormatError, match="not valid JSON"):
         load_snapshot(store, "r1")
@@ -100,13 +100,13 @@ def test_a_run_without_snapshots_says_so(store):
 def test_manifest_records_what_the_services_need(store):
     _publish(store, 100, dataset_id="digits-16x16x1-train-abc", samples_png=b"\x89PNG", metrics={"fid": 1.5})
 
-    manifest = store.get_json(snapshot_manifest_key('r1', 100))
+    manifest = store.get_json(snapshot_key("r1", 100, MANIFEST))
 
     assert {k: manifest[k] for k in ("image_size", "channels", "num_classes", "latent_dim", "step", "dataset_id", "format_version")} == {
         "image_size": 16, "channels": 1, "num_classes": 3, "latent_dim": 8, "step": 100, "dataset_id": "digits-16x16x1-train-abc", "format_version": 1,
     }
     assert len(manifest["sha256"]) == 64 and manifest["metrics"] == {"fid": 1.5}
-    assert store.exists(snapshot_samples_key('r1', 100))
+    assert store.exists(snapshot_key("r1", 100, SAMPLES))
 
 
 @pytest.mark.parametrize("run", ["", "../x", "a/b", "-lead", "x" * 200])
@@ -128,12 +128,12 @@ def test_snapshot_files_contain_no_pickle(local_store):
 
 def test_a_published_snapshot_is_never_overwritten_with_other_weights(store):
     _publish(store, 100, seed=0)
-    before = store.get_json(snapshot_manifest_key('r1', 100))
+    before = store.get_json(snapshot_key("r1", 100, MANIFEST))
 
     with pytest.raises(SnapshotExistsError, match="immutable"):
         _publish(store, 100, seed=1)
 
-    assert store.get_json(snapshot_manifest_key('r1', 100)) == before
+    assert store.get_json(snapshot_key("r1", 100, MANIFEST)) == before
     assert load_snapshot(store, "r1", 100).manifest.sha256 == before["sha256"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from generator_service.client import GeneratorClient
+from ganworks.generator_client import GeneratorClient
 from ganworks.checkpoint import read_latest
 from orchestration.status import scrape
 from tests.e2e.conftest import RUN

@@ -79,8 +79,8 @@ def shared_store(store_url):
 class GeneratorProcess:
     """`ganworks generator serve` in a subprocess, as a deployment runs it; its log goes to a file (a pipe nobody reads could fill up)."""
 
-    def __init__(self, store_url: str, runs: list[str], log_path):
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    def __init__(self, store_url: str, runs: list[str], log_path, env: dict[str, str] | None = None):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         cmd = [sys.executable, "-m", "ganworks.cli", "--log-level", "WARNING", "generator", "serve", "--runs", ",".join(runs), "--host", "127.0.0.1",
                "--port", "0", "--metrics-port", "-1", "--store", store_url, "--poll-seconds", "0.5", "--torch-threads", "1", "--grace-seconds", "1"]
         self.log_path = log_path

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from generator_service.client import GeneratorClient
+from ganworks.generator_client import GeneratorClient
 from ganworks.checkpoint import load_snapshot
-from ganworks.layout import latest_key, snapshot_weights_key
+from ganworks.layout import WEIGHTS, latest_key, snapshot_key
 from ganworks.errors import CheckpointIntegrityError
 from ganworks.store import open_store
 from orchestration.status import scrape
@@ -22,7 +22,7 @@ def corrupt_and_announce(store, run: str, step: int) -> None:
     """Publishes step, flips a byte of its weights, then points LATEST at it, as a damaged upload would."""
     with pytest.raises(WriterKilled):
         publish_tiny(killed_before(store, latest_key(run)), run, step)
-    key = snapshot_weights_key(run, step)
+    key = snapshot_key(run, step, WEIGHTS)
     data = bytearray(store.get_bytes(key))
     data[len(data) // 2] ^= 0x01
     store.put_bytes(key, bytes(data))

@@ -8,7 +8,7 @@ import time
 import grpc
 import pytest
 
-from generator_service.client import GeneratorClient
+from ganworks.generator_client import GeneratorClient
 from ganworks.store import open_store
 from tests.faults.harness import Generator, publish_tiny
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from generator_service.client import GeneratorClient
+from ganworks.generator_client import GeneratorClient
 from ganworks.checkpoint import list_snapshots, load_snapshot, read_latest
 from ganworks.errors import StoreError
 from ganworks.store import open_store

@@ -9,7 +9,7 @@ import time
 import grpc
 import pytest
 
-from generator_service.client import GeneratorClient
+from ganworks.generator_client import GeneratorClient
 from ganworks.api import evaluator_pb2 as epb
 from ganworks.api import evaluator_pb2_grpc
 from orchestration.local import LocalSystem, SystemOptions

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ganworks.checkpoint import Manifest, publish_snapshot
 from ganworks.models import build_generator
-from generator_service.client import GeneratorClient
+from ganworks.generator_client import GeneratorClient
 from generator_service.server import GeneratorServer
 from generator_service.settings import GeneratorSettings
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from generator_service.client import build_request, decode_response
+from ganworks.generator_client import build_request, decode_response
 from tests.generator.conftest import CONDITIONAL, SMALL, publish
 
 pytestmark = pytest.mark.s3

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
-from ganworks.layout import latest_key, snapshot_weights_key
+from ganworks.layout import WEIGHTS, latest_key, snapshot_key
 from tests.storefaults import WriterKilled, killed_before
 from tests.generator.conftest import publish
 
@@ -107,7 +107,7 @@ def test_corrupted_snapshot_is_refused_and_counted_while_the_old_one_keeps_servi
     # Step 2's weights are damaged after its manifest was written, as a broken upload would leave them.
     with pytest.raises(WriterKilled):
         publish(killed_before(local_store, latest_key("r")), "r", 2)
-    key = snapshot_weights_key("r", 2)
+    key = snapshot_key("r", 2, WEIGHTS)
     data = bytearray(local_store.get_bytes(key))
     data[-10] ^= 0xFF
     local_store.put_bytes(key, bytes(data))

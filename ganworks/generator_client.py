@@ -1,0 +1,209 @@
+"""The client of the `ganworks.v1.Generator` service, blocking and asyncio, returning numpy arrays.
+
+    from ganworks.generator_client import GeneratorClient
+    with GeneratorClient("localhost:50051", token=..., root_certificates=open("ca.crt", "rb").read()) as client:
+        batch = client.generate("my-run", 16, seed=1)      # batch.images: 16×H×W×C uint8
+
+Both forms share their request building, response decoding, bearer token, TLS and retry policy; the
+evaluator's sampler, `ganworks generate` and the demo all call the generator through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from typing import Sequence
+
+import grpc
+import numpy as np
+
+from ganworks.api import generator_pb2 as pb
+from ganworks.api import generator_pb2_grpc as pb_grpc
+
+FORMATS = {"png": pb.OUTPUT_FORMAT_PNG, "uint8": pb.OUTPUT_FORMAT_UINT8, "float32": pb.OUTPUT_FORMAT_FLOAT32}
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 * 2**20), ("grpc.max_send_message_length", 16 * 2**20)]
+_STREAMING = {"GenerateStream"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Which failed calls are tried again, how often and for how long; backoff doubles, with jitter.
+
+    The default retries UNAVAILABLE only (the server restarts or drains); everything else is the caller's to fix.
+    """
+
+    codes: frozenset = frozenset({grpc.StatusCode.UNAVAILABLE})
+    attempts: int = 5  # tries in all; 0 = no limit (then total_seconds bounds them)
+    total_seconds: float = 0.0  # 0 = no time limit
+    initial_delay: float = 0.1
+    max_delay: float = 2.0
+
+    def start(self) -> "_Attempts":
+        return _Attempts(self)
+
+
+class _Attempts:
+    """One call's retry state: after each failure, how long to wait before the next try, or None to give up."""
+
+    def __init__(self, policy: RetryPolicy):
+        self.policy, self.tries = policy, 0
+        self.deadline = time.monotonic() + policy.total_seconds if policy.total_seconds else None
+
+    def delay_after(self, exc: grpc.RpcError) -> float | None:
+        self.tries += 1
+        p = self.policy
+        if exc.code() not in p.codes or (p.attempts and self.tries >= p.attempts):
+            return None
+        remaining = self.deadline - time.monotonic() if self.deadline is not None else p.max_delay
+        if remaining <= 0:
+            return None
+        return min(p.initial_delay * 2 ** (self.tries - 1) * (0.5 + random.random()), p.max_delay, remaining)
+
+
+@dataclasses.dataclass
+class GeneratedImages:
+    images: np.ndarray  # N×H×W×C, uint8 (png, uint8) or float32 in [-1, 1]
+    labels: np.ndarray  # N class labels, -1 for an unconditional model
+    model: str
+    version: int
+    seed: int
+
+
+def build_request(model: str, num_samples: int, *, seed: int | None = None, version: int = 0, labels: Sequence[int] = (), truncation: float | None = None, latents: np.ndarray | None = None, output: str = "uint8") -> pb.GenerateRequest:
+    if output not in FORMATS:
+        raise ValueError(f"output must be one of {sorted(FORMATS)}, got {output!r}")
+    request = pb.GenerateRequest(model=model, version=version, num_samples=num_samples, class_labels=list(labels), output_format=FORMATS[output])
+    if seed is not None:
+        request.seed = seed
+    if truncation is not None:
+        request.truncation = truncation
+    if latents is not None:
+        request.latents.extend(np.asarray(latents, dtype=np.float32).ravel().tolist())
+    return request
+
+
+def decode_response(responses: Sequence[pb.GenerateResponse]) -> GeneratedImages:
+    """One or more responses (a stream's messages) -> arrays in sample order."""
+    from ganworks.images import decode_png
+
+    first = responses[0]
+    h, w, c = first.shape
+    images, labels = [], []
+    for response in responses:
+        for image in sorted(response.images, key=lambda im: im.index):
+            if response.output_format == pb.OUTPUT_FORMAT_PNG:
+                images.append(decode_png(image.data))
+            elif response.output_format == pb.OUTPUT_FORMAT_FLOAT32:
+                images.append(np.frombuffer(image.data, dtype="<f4").reshape(h, w, c))
+            else:
+                images.append(np.frombuffer(image.data, dtype=np.uint8).reshape(h, w, c))
+            labels.append(image.class_label)
+    return GeneratedImages(np.stack(images), np.asarray(labels), first.model, first.version, first.seed)
+
+
+class _ClientBase:
+    def __init__(self, address: str, *, token: str | None = None, root_certificates: bytes | None = None, timeout: float = 60.0, retries: int = 4,
+                 retry: RetryPolicy | None = None, options: Sequence[tuple[str, object]] = ()):
+        """token: sent as `authorization: Bearer …`; root_certificates: PEM bytes to trust, which turns TLS on;
+        retries: how often UNAVAILABLE is tried again (or give a whole `retry` policy)."""
+        self.address, self.timeout = address, timeout
+        self.retry = retry or RetryPolicy(attempts=retries + 1)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._credentials = grpc.ssl_channel_credentials(root_certificates) if root_certificates is not None else None
+        self._options = CHANNEL_OPTIONS + list(options)
+
+    def _channel(self, channels):
+        if self._credentials is not None:
+            return channels.secure_channel(self.address, self._credentials, options=self._options)
+        return channels.insecure_channel(self.address, options=self._options)
+
+    def __repr__(self) -> str:  # never the token
+        return f"{type(self).__name__}({self.address!r}, tls={self._credentials is not None}, token={'***' if self._metadata else None})"
+
+
+class GeneratorClient(_ClientBase):
+    """Blocking client; see RetryPolicy for what is tried again."""
+
+    def __init__(self, address: str, **kwargs):
+        super().__init__(address, **kwargs)
+        self.channel = self._channel(grpc)
+        self.stub = pb_grpc.GeneratorStub(self.channel)
+
+    def call(self, method: str, request, *, retry: RetryPolicy | None = None, timeout: float | None = None):
+        """Calls one Generator method by name under the retry policy; a stream's messages come back as a list."""
+        rpc, attempts = getattr(self.stub, method), (retry or self.retry).start()
+        while True:
+            try:
+                response = rpc(request, timeout=timeout or self.timeout, metadata=self._metadata)
+                return list(response) if method in _STREAMING else response
+            except grpc.RpcError as exc:
+                delay = attempts.delay_after(exc)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+
+    def generate(self, model: str, num_samples: int, **kwargs) -> GeneratedImages:
+        return decode_response([self.call("Generate", build_request(model, num_samples, **kwargs))])
+
+    def generate_stream(self, model: str, num_samples: int, **kwargs) -> GeneratedImages:
+        return decode_response(self.call("GenerateStream", build_request(model, num_samples, **kwargs)))
+
+    def list_models(self) -> list[pb.ModelInfo]:
+        return list(self.call("ListModels", pb.ListModelsRequest()).models)
+
+    def describe(self, model: str, version: int = 0) -> pb.ModelInfo:
+        return self.call("DescribeModel", pb.DescribeModelRequest(model=model, version=version))
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "GeneratorClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncGeneratorClient(_ClientBase):
+    """The same for asyncio code (grpc.aio)."""
+
+    def __init__(self, address: str, **kwargs):
+        super().__init__(address, **kwargs)
+        self.channel = self._channel(grpc.aio)
+        self.stub = pb_grpc.GeneratorStub(self.channel)
+
+    async def call(self, method: str, request, *, retry: RetryPolicy | None = None, timeout: float | None = None):
+        rpc, attempts = getattr(self.stub, method), (retry or self.retry).start()
+        while True:
+            try:
+                if method in _STREAMING:
+                    return [message async for message in rpc(request, timeout=timeout or self.timeout, metadata=self._metadata)]
+                return await rpc(request, timeout=timeout or self.timeout, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                delay = attempts.delay_after(exc)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+
+    async def generate(self, model: str, num_samples: int, **kwargs) -> GeneratedImages:
+        return decode_response([await self.call("Generate", build_request(model, num_samples, **kwargs))])
+
+    async def generate_stream(self, model: str, num_samples: int, **kwargs) -> GeneratedImages:
+        return decode_response(await self.call("GenerateStream", build_request(model, num_samples, **kwargs)))
+
+    async def list_models(self) -> list[pb.ModelInfo]:
+        return list((await self.call("ListModels", pb.ListModelsRequest())).models)
+
+    async def describe(self, model: str, version: int = 0) -> pb.ModelInfo:
+        return await self.call("DescribeModel", pb.DescribeModelRequest(model=model, version=version))
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> "AsyncGeneratorClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

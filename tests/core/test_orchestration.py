@@ -1,0 +1,39 @@
+"""The local orchestration configures each service only through GANWORKS_* variables that the service reads."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import orchestration.local as local
+from tests.deploy.test_settings_env import _known_variables
+
+
+@dataclasses.dataclass
+class RecordedProcess:
+    name: str
+    argv: list[str]
+    log_path: object
+    env: dict[str, str]
+
+    def start(self) -> "RecordedProcess":
+        return self
+
+    def stop(self, grace: float = 0) -> None:
+        pass
+
+
+def test_every_service_is_started_by_its_command_and_configured_by_variables_it_reads(monkeypatch, tmp_path):
+    monkeypatch.setattr(local, "ServiceProcess", RecordedProcess)
+    monkeypatch.setattr(local, "wait_for_http", lambda *args, **kwargs: None)
+    monkeypatch.setattr(local, "wait_for_grpc_health", lambda *args, **kwargs: None)
+    system = local.LocalSystem(local.SystemOptions(store=str(tmp_path / "store"), run="r1", workdir=str(tmp_path)))
+
+    system.start()
+
+    commands = {name: process.argv[3:] for name, process in system.processes.items()}
+    assert commands == {"trainer": ["train"], "generator": ["generator", "serve"], "evaluator": ["evaluator", "serve"]}
+    set_vars = {key for process in system.processes.values() for key in process.env if key.startswith("GANWORKS_")}
+    assert set_vars - _known_variables() == set()
+    evaluator = system.processes["evaluator"].env
+    assert evaluator["GANWORKS_EVALUATOR_GENERATOR"] == system.generator_address and evaluator["GANWORKS_EVALUATOR_RUNS"] == "r1"
+    assert system.processes["trainer"].env["GANWORKS_TRAINER_CONDITIONAL"] == "true"
