@@ -23,6 +23,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from orchestration.processes import terminate  # noqa: E402
+
 MODEL = {"image_size": 64, "channels": 3, "latent_dim": 100, "width": 64}
 THREADS = 2
 
@@ -173,13 +175,7 @@ class Service:
             return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, 30)
         self.process.stdout.close()
 
 

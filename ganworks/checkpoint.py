@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load as load_safetensors
@@ -189,7 +189,7 @@ def resolve_step(store: ArtifactStore, run: str, step: int | None = None) -> int
     return latest
 
 
-def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, device: str | torch.device = "cpu", on_verified: Callable[[Manifest], None] | None = None) -> Snapshot:
+def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, device: str | torch.device = "cpu") -> Snapshot:
     """Loads, verifies and rebuilds a generator from the store alone (latest when step is None)."""
     step = resolve_step(store, run, step)
     manifest = read_manifest(store, run, step)
@@ -204,8 +204,6 @@ def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, devic
             f"sha256 of {store.url_for(weights_key)} is {digest}, manifest says {manifest.sha256}; "
             "the upload was incomplete or the object was modified — the snapshot is refused"
         )
-    if on_verified is not None:
-        on_verified(manifest)
     generator = build_generator(manifest.architecture, **manifest.architecture_params)
     try:
         state = load_safetensors(weights)

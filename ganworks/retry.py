@@ -19,7 +19,6 @@ def retry_call(
     initial_delay: float = 0.2,
     max_delay: float = 5.0,
     what: str = "operation",
-    on_retry: Callable[[BaseException, int], None] | None = None,
 ) -> T:
     """Calls fn until it succeeds, a non-transient error is raised, or total_seconds have passed.
 
@@ -40,7 +39,5 @@ def retry_call(
                 raise
             sleep = min(delay * (0.5 + random.random()), max_delay, remaining)
             log.debug("%s failed (attempt %d, %s); retrying in %.2fs", what, attempt, type(exc).__name__, sleep)
-            if on_retry is not None:
-                on_retry(exc, attempt)
             time.sleep(sleep)
             delay = min(delay * 2, max_delay)

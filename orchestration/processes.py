@@ -28,6 +28,17 @@ def ganworks_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "ganworks.cli", *args]
 
 
+def terminate(process: subprocess.Popen, grace: float) -> int:
+    """SIGTERM, then SIGKILL if the process is still there after grace seconds; returns its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
 @dataclasses.dataclass
 class ServiceProcess:
     """One child process in its own process group (so a stop reaches everything it started)."""

@@ -13,6 +13,8 @@ import urllib.request
 
 import yaml
 
+from orchestration.processes import terminate
+
 
 class PrometheusError(RuntimeError):
     """Prometheus did not start, or answered a query with an error."""
@@ -67,13 +69,8 @@ class PrometheusServer:
         raise PrometheusError(f"prometheus not ready on port {self.port} within {timeout}s: {self.log_tail()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process, 10)
         if getattr(self, "_log", None):
             self._log.close()
 

@@ -25,6 +25,7 @@ from ganworks.checkpoint import publish_snapshot
 from ganworks.data import load_dataset
 from ganworks.models import build_generator
 from ganworks.store import open_store
+from orchestration.processes import terminate
 
 RUN = "digits-eval"
 WATCHED = "digits-watched"
@@ -94,13 +95,7 @@ class GeneratorProcess:
         self.address = f"127.0.0.1:{match.group(1)}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process, 15)
         self._log.close()
 
 
