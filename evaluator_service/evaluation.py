@@ -21,9 +21,9 @@ from evaluator_service.settings import EvaluatorSettings
 from evaluator_service.stats import FeatureStats
 from ganworks import __version__
 from ganworks.checkpoint import list_snapshots, read_latest
-from ganworks.layout import check_run_id, eval_report_key, latest_key, run_info_key
 from ganworks.data import ImageDataset, load_dataset
 from ganworks.errors import ConfigError, DatasetError, ObjectNotFoundError
+from ganworks.layout import check_run_id, eval_report_key, latest_key, run_info_key
 
 log = logging.getLogger(__name__)
 
