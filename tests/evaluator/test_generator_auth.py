@@ -39,3 +39,18 @@ def test_the_generator_token_comes_from_a_mounted_file_and_never_shows_in_the_se
 
     assert settings.generator_auth_token == TOKEN and settings.generator_tls_ca == "/etc/ganworks/ca.crt"
     assert TOKEN not in repr(settings) and describe(settings)["generator_auth_token"] == "***"
+
+
+def test_evaluator_serve_refuses_a_missing_ca_file_or_an_empty_token_file_naming_the_flag(tmp_path, capsys):
+    from ganworks.cli import main
+
+    (tmp_path / "empty-token").write_text("\n")
+    common = ["evaluator", "serve", "--store", str(tmp_path / "store"), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1"]
+
+    missing_ca = main([*common, "--generator-tls-ca", str(tmp_path / "missing.crt")])
+    missing_ca_error = capsys.readouterr().err
+    empty_token = main([*common, "--generator-auth-token-file", str(tmp_path / "empty-token")])
+    empty_token_error = capsys.readouterr().err
+
+    assert missing_ca == 2 and "--generator-tls-ca" in missing_ca_error and "GANWORKS_EVALUATOR_GENERATOR_TLS_CA" in missing_ca_error
+    assert empty_token == 2 and "--generator-auth-token-file" in empty_token_error and "is empty" in empty_token_error
