@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 from ganworks.data import load_dataset  # noqa: E402
 from ganworks.layout import stats_key  # noqa: E402
-from ganworks.models import build_discriminator, build_generator  # noqa: E402
+from ganworks.models import build_discriminator, build_generator, get_family  # noqa: E402
 from ganworks.settings import StoreSettings  # noqa: E402
 from ganworks.store import open_store  # noqa: E402
 from trainer.ema import ema_beta, make_ema, update_ema  # noqa: E402
@@ -110,9 +110,7 @@ def main() -> int:
     args.threads = THREADS  # torch threads of the plain loop and of each Ray worker
     import ray
 
-    from trainer.config import TrainOptions
-
-    params = {"image_size": 32, "channels": 1, "num_classes": 10, "width": TrainOptions.width, "latent_dim": TrainOptions.latent_dim}
+    params = get_family("dcgan").validate({"image_size": 32, "channels": 1, "num_classes": 10})  # the trainer's defaults
     speeds = {}
     # Before Ray starts: its start-up (daemons, pre-started workers importing) would slow the baseline. A fresh
     # process runs the loop measurably slower at first (seen: 150, 206, 281 images/s in three calls), so one

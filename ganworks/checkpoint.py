@@ -18,9 +18,9 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ObjectNotFoundError, SnapshotExistsError
+from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ModelConfigError, ObjectNotFoundError, SnapshotExistsError
 from ganworks.layout import MANIFEST, RUNS, SAMPLES, WEIGHTS, check_run_id, checkpoints_prefix, latest_key, run_of_key, snapshot_key, step_of_manifest_key
-from ganworks.models import build_generator
+from ganworks.models import get_family
 from ganworks.store import ArtifactStore
 
 FORMAT_VERSION = 1
@@ -105,6 +105,7 @@ def publish_snapshot(
     if step < 0:
         raise ConfigError(f"snapshot step must be >= 0, got {step}")
     check_run_id(run)
+    family = get_family(architecture)
     weights = _state_bytes(generator_state)
     digest = hashlib.sha256(weights).hexdigest()
     try:
@@ -124,10 +125,7 @@ def publish_snapshot(
         step=step,
         architecture=architecture,
         architecture_params=dict(architecture_params),
-        image_size=int(architecture_params["image_size"]),
-        channels=int(architecture_params["channels"]),
-        num_classes=int(architecture_params.get("num_classes", 0)),
-        latent_dim=int(architecture_params["latent_dim"]),
+        **family.describe(family.validate(architecture_params)),
         sha256=digest,
         images_seen=images_seen,
         dataset_id=dataset_id,
@@ -204,7 +202,11 @@ def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, devic
             f"sha256 of {store.url_for(weights_key)} is {digest}, manifest says {manifest.sha256}; "
             "the upload was incomplete or the object was modified — the snapshot is refused"
         )
-    generator = build_generator(manifest.architecture, **manifest.architecture_params)
+    try:
+        family = get_family(manifest.architecture)
+        generator = family.build_generator(family.validate(manifest.architecture_params))
+    except ModelConfigError as exc:
+        raise CheckpointFormatError(f"{store.url_for(snapshot_key(run, step, MANIFEST))} names a model this ganworks cannot build: {exc}") from None
     try:
         state = load_safetensors(weights)
         generator.load_state_dict(state)

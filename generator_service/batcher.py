@@ -14,7 +14,6 @@ import torch
 
 from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel
-from generator_service.sampling import sample_labels, sample_noise, truncate
 
 
 def batch_shapes(max_batch_size: int) -> list[int]:
@@ -222,32 +221,33 @@ def _fail(job: Job, exc: BaseException) -> None:
 
 
 def _compute(model: LoadedModel, parts: list[_Part], padded: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Runs in the device thread: builds each sample's latent from (seed, index), then one forward pass.
+    """Runs in the device thread: the model's family draws each sample's latent from (seed, index), then one forward pass.
 
     The batch is padded with zero latents to `padded` samples; the generator treats samples independently
     (per-sample normalisation), so the padding changes no real sample and is cut off the result.
     """
-    manifest = model.manifest
-    latents, labels = [], []
+    manifest, family, params = model.manifest, model.family, model.manifest.architecture_params
+    latents, labels, psi = [], [], []
     for part in parts:
         job = part.job
         if job.latents is not None:
-            z = job.latents[part.start : part.start + part.count]
+            latents.append(job.latents[part.start : part.start + part.count])
         else:
-            z = sample_noise(job.seed, job.first_index + part.start, part.count, manifest.latent_dim)
-        latents.append(truncate(z, job.truncation))
+            latents.append(family.seeded_latents(params, job.seed, job.first_index + part.start, part.count))
+        psi.append(np.full(part.count, job.truncation, dtype=np.float32))
         if manifest.num_classes:
             if job.labels is not None:
                 labels.append(job.labels[part.start : part.start + part.count])
             else:
-                labels.append(sample_labels(job.seed, job.first_index + part.start, part.count, manifest.num_classes))
+                labels.append(family.seeded_labels(params, job.seed, job.first_index + part.start, part.count))
     size = sum(len(z) for z in latents)
     if padded > size:
         latents.append(np.zeros((padded - size, manifest.latent_dim), dtype=np.float32))
+        psi.append(np.ones(padded - size, dtype=np.float32))
         if labels:
             labels.append(np.zeros(padded - size, dtype=np.int64))
     z = torch.from_numpy(np.concatenate(latents)).to(model.device)
     y = torch.from_numpy(np.concatenate(labels)).to(model.device) if labels else None
     with torch.inference_mode():
-        out = model.generator(z, y) if y is not None else model.generator(z)
+        out = family.generate(model.generator, z, y, torch.from_numpy(np.concatenate(psi)).to(model.device))
     return out[:size].float().cpu().numpy(), (y[:size].cpu().numpy() if y is not None else None)

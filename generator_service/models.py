@@ -15,6 +15,7 @@ import torch
 from ganworks.checkpoint import Manifest, load_snapshot, read_latest, read_manifest
 from ganworks.layout import check_run_id, latest_key
 from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, GanworksError, ObjectNotFoundError, StoreError
+from ganworks.models import ModelFamily, get_family
 from generator_service.metrics import GeneratorMetrics
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ class LoadedModel:
     manifest: Manifest
     generator: torch.nn.Module
     device: torch.device
+
+    @property
+    def family(self) -> ModelFamily:
+        """How this model draws latents and labels and applies truncation."""
+        return get_family(self.manifest.architecture)
 
     @property
     def run(self) -> str:

@@ -134,7 +134,7 @@ class GeneratorServer:
                 z = torch.zeros(size, m.latent_dim, device=model.device)
                 labels = torch.zeros(size, dtype=torch.long, device=model.device) if m.num_classes else None
                 with torch.inference_mode():
-                    out = model.generator(z, labels) if labels is not None else model.generator(z)
+                    out = model.family.generate(model.generator, z, labels, torch.ones(size, device=model.device))
                 if not torch.isfinite(out).all():
                     raise CheckpointError(f"snapshot {m.step} of model {m.run!r} produces NaN/inf images on zero latents; it is refused")
 

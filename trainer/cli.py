@@ -8,7 +8,13 @@ import json
 from ganworks.commandline import add_store_flags, stop_on_sigterm, store_overrides
 from ganworks.settings import StoreSettings, load_settings
 from ganworks.telemetry import register_secrets
-from trainer.config import ENV_PREFIX, LOSSES, TrainOptions
+from ganworks.models import FAMILIES
+from trainer.config import ENV_PREFIX, TrainOptions
+from trainer.losses import LOSSES
+
+
+def _settable(family: str) -> str:
+    return ", ".join(f"{p.name} ({p.default})" for p in FAMILIES[family].params if not p.from_data)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,11 +25,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--image-size", type=int, help="train at this square size (default 32)")
     data.add_argument("--channels", type=int, choices=[1, 3], help="convert the images to this many channels (default: as they are)")
     data.add_argument("--conditional", action="store_true", default=None, help="class-conditional G and D (the dataset needs labels)")
-    data.add_argument("--architecture", help="model architecture (default dcgan)")
-    data.add_argument("--width", type=int, help="channel width of the networks' outermost layers (default 32)")
-    data.add_argument("--latent-dim", type=int, help="size of z (default 64)")
+    data.add_argument("--model", help=f"model family: {', '.join(sorted(FAMILIES))} (default dcgan)")
+    data.add_argument("--model-param", dest="model_params", action="append", metavar="KEY=VALUE",
+                      help=f"a hyperparameter of the model family, repeatable, e.g. --model-param width=64 (dcgan: {_settable('dcgan')}); "
+                           "docs/trainer.md lists them with their defaults")
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--loss", help=f"one of {', '.join(LOSSES)} (default hinge)")
+    opt.add_argument("--loss", help=f"one of {', '.join(sorted(LOSSES))} (default hinge)")
     opt.add_argument("--steps", type=int, help="train until this step (default 1000)")
     opt.add_argument("--batch-size", type=int, help="global batch, split over the workers (default 64)")
     opt.add_argument("--g-lr", type=float, help="generator learning rate (default 2e-4)")

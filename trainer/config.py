@@ -7,7 +7,6 @@ from typing import Any
 
 from ganworks.errors import ConfigError
 
-LOSSES = ("hinge", "non-saturating", "wgan-gp")
 ENV_PREFIX = "GANWORKS_TRAINER_"
 
 
@@ -21,9 +20,10 @@ class TrainOptions:
     image_size: int = 32
     channels: int = 0  # 0 = as the dataset has them
     conditional: bool = False
-    architecture: str = "dcgan"
-    width: int = 32
-    latent_dim: int = 64
+    model: str = "dcgan"  # the model family (ganworks.models)
+    # The family's hyperparameters as given (--model-param KEY=VALUE, repeatable; or "k=v,k=v" in the environment);
+    # the family validates them, and run.json records the full validated set as architecture_params.
+    model_params: dict[str, Any] = dataclasses.field(default_factory=dict)
     loss: str = "hinge"
     steps: int = 1000
     batch_size: int = 64  # global: split evenly over the workers
@@ -51,13 +51,16 @@ class TrainOptions:
     metrics_port: int = 9310
     publish_retry_seconds: float = 120.0
 
+    def __post_init__(self) -> None:
+        self.model_params = parse_model_params(self.model_params)
+
     def validate(self) -> "TrainOptions":
         """Checks what can be checked without the dataset or the cluster; messages name the flag."""
-        if self.loss not in LOSSES:
-            raise ConfigError(f"--loss {self.loss!r} is unknown; use one of {', '.join(LOSSES)}")
+        from trainer.losses import get_loss
+
+        get_loss(self.loss)
         positive = {"steps": self.steps, "batch_size": self.batch_size, "num_workers": self.num_workers, "snapshot_every": self.snapshot_every,
-                    "log_every": self.log_every, "width": self.width, "latent_dim": self.latent_dim, "cpus_per_worker": self.cpus_per_worker,
-                    "r1_every": self.r1_every, "image_size": self.image_size}
+                    "log_every": self.log_every, "cpus_per_worker": self.cpus_per_worker, "r1_every": self.r1_every, "image_size": self.image_size}
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -80,3 +83,20 @@ class TrainOptions:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def parse_model_params(given: dict[str, Any] | list[str] | str | None) -> dict[str, Any]:
+    """KEY=VALUE items (a list from repeated flags, or one comma-separated string from the environment) as a dict.
+
+    Values stay text here; the model family converts and checks them against its declared types.
+    """
+    if isinstance(given, dict):
+        return dict(given)
+    items = [part for part in (given.split(",") if isinstance(given, str) else given or []) if part.strip()]
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-param {item!r} is not KEY=VALUE (for example --model-param width=64)")
+        params[key.strip()] = value.strip()
+    return params

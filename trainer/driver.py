@@ -14,8 +14,8 @@ from typing import Any
 from ganworks import __version__
 from ganworks.layout import TRAIN_STATE, check_run_id, run_info_key, run_prefix
 from ganworks.data import ImageDataset, load_dataset
-from ganworks.errors import ConfigError, GanworksError, ObjectNotFoundError
-from ganworks.models import get_architecture
+from ganworks.errors import ConfigError, GanworksError, ModelConfigError, ObjectNotFoundError
+from ganworks.models import HyperparameterError, ModelFamily, get_family
 from ganworks.settings import StoreSettings
 from ganworks.store import ArtifactStore, open_store
 from trainer.config import TrainOptions
@@ -44,7 +44,7 @@ class TrainPlan:
             "code_version": code_version(),
             "options": self.options.to_json(),
             "dataset": {"spec": self.options.dataset, "id": d.id, "image_size": d.image_size, "channels": d.channels, "num_classes": d.num_classes, "split": self.options.split},
-            "architecture": self.options.architecture,
+            "architecture": self.options.model,  # the model family; the manifest names it the same way
             "architecture_params": self.architecture_params,
         }
 
@@ -74,8 +74,8 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     if not options.run:
         options.run = time.strftime("run-%Y%m%d-%H%M%S")
     check_run_id(options.run)
-    arch = get_architecture(options.architecture)
-    arch.validate({"image_size": options.image_size, "width": options.width, "latent_dim": options.latent_dim})
+    family = _family(options.model)
+    _model_params(family, options, channels=None, num_classes=None)  # before the dataset: a wrong size or model flag fails fast
     store = open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
     dataset = load_dataset(options.dataset, image_size=options.image_size, channels=options.channels or None, split=options.split)
     if options.conditional and dataset.labels is None:
@@ -83,10 +83,38 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     per_worker = options.batch_size // options.num_workers
     if len(dataset) // options.num_workers < per_worker:
         raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(dataset)} training images allow with {options.num_workers} workers")
-    params = arch.validate({"image_size": options.image_size, "channels": dataset.channels, "num_classes": dataset.num_classes if options.conditional else 0,
-                            "width": options.width, "latent_dim": options.latent_dim})
-    _check_same_run(store, options.run, options.architecture, params, dataset.id)
+    params = _model_params(family, options, channels=dataset.channels, num_classes=dataset.num_classes if options.conditional else 0)
+    _check_same_run(store, options.run, options.model, params, dataset.id)
     return TrainPlan(options, store_settings, store, dataset, params)
+
+
+# The hyperparameters the trainer sets from the dataset and its own flags, not from --model-param.
+_FROM_DATA_FLAGS = {"image_size": "--image-size", "channels": "--channels (or the dataset)", "num_classes": "--conditional (and the dataset's labels)"}
+
+
+def _family(name: str) -> ModelFamily:
+    try:
+        return get_family(name)
+    except ModelConfigError as exc:
+        raise ConfigError(f"--model {name!r}: {exc}") from None
+
+
+def _model_params(family: ModelFamily, options: TrainOptions, *, channels: int | None, num_classes: int | None) -> dict:
+    """The family's validated hyperparameters from --model-param and the data; errors name the flag to change."""
+    settable = family.settable()
+    for key in options.model_params:
+        if key not in settable:
+            where = f"; it comes from {_FROM_DATA_FLAGS[key]}" if key in _FROM_DATA_FLAGS else ""
+            raise ConfigError(f"--model-param {key}: {family.name} has no such settable hyperparameter{where}; use one of {', '.join(settable)}")
+    from_data = {"image_size": options.image_size, "channels": channels, "num_classes": num_classes}
+    data = {key: value for key, value in from_data.items() if value is not None and key in {p.name for p in family.params if p.from_data}}
+    try:
+        return family.validate({**options.model_params, **data})
+    except HyperparameterError as exc:
+        flag = _FROM_DATA_FLAGS.get(exc.param, f"--model-param {exc.param}")
+        raise ConfigError(f"{flag}: {exc}") from None
+    except ModelConfigError as exc:
+        raise ConfigError(f"--model {family.name}: {exc}") from None
 
 
 def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: dict[str, Any], dataset_id: str) -> None:

@@ -1,25 +1,73 @@
-"""GAN losses over discriminator logits: non-saturating (Goodfellow et al. 2014), hinge (Lim & Ye 2017), WGAN-GP (Gulrajani et al. 2017), and R1 (Mescheder et al. 2018)."""
+"""Adversarial losses and regularisers, each one registry entry: non-saturating (Goodfellow et al. 2014), hinge
+(Lim & Ye 2017), WGAN-GP (Gulrajani et al. 2017), and lazy R1 (Mescheder et al. 2018; lazy as in StyleGAN2).
+
+A loss is its D term, its G term and the regularisers it cannot do without (WGAN-GP's gradient penalty).
+A discriminator regulariser may add samples to D's one forward pass (DDP wants one forward per backward)
+and returns its weighted penalty from the logits. Add a loss with `register_loss`, a regulariser with a
+class like `LazyR1` and a line in `regularisers_for`.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 
+from ganworks.errors import ConfigError
 
-def d_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    if kind == "non-saturating":
-        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-    if kind == "hinge":
-        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
-    if kind == "wgan-gp":
-        return fake_logits.mean() - real_logits.mean()
-    raise ValueError(f"unknown loss {kind!r}")
+if TYPE_CHECKING:
+    from trainer.config import TrainOptions
 
 
-def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
-    if kind == "non-saturating":
-        return F.softplus(-fake_logits).mean()
-    return -fake_logits.mean()  # hinge and WGAN train G the same way
+@dataclasses.dataclass(frozen=True)
+class AdversarialLoss:
+    name: str
+    d_term: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (real logits, fake logits) → D's loss
+    g_term: Callable[[torch.Tensor], torch.Tensor]  # fake logits → G's loss
+    regularisers: tuple[str, ...] = ()  # names in REGULARISERS this loss always uses
+
+
+LOSSES: dict[str, AdversarialLoss] = {}
+
+
+def register_loss(loss: AdversarialLoss) -> AdversarialLoss:
+    LOSSES[loss.name] = loss
+    return loss
+
+
+def get_loss(name: str) -> AdversarialLoss:
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ConfigError(f"--loss {name!r} is unknown; use one of {', '.join(sorted(LOSSES))}") from None
+
+
+register_loss(AdversarialLoss(
+    "non-saturating",
+    d_term=lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
+    g_term=lambda fake: F.softplus(-fake).mean(),
+))
+register_loss(AdversarialLoss(
+    "hinge",
+    d_term=lambda real, fake: F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean(),
+    g_term=lambda fake: -fake.mean(),
+))
+register_loss(AdversarialLoss(
+    "wgan-gp",
+    d_term=lambda real, fake: fake.mean() - real.mean(),
+    g_term=lambda fake: -fake.mean(),
+    regularisers=("gradient-penalty",),
+))
+
+
+def d_loss(name: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return get_loss(name).d_term(real_logits, fake_logits)
+
+
+def g_loss(name: str, fake_logits: torch.Tensor) -> torch.Tensor:
+    return get_loss(name).g_term(fake_logits)
 
 
 def input_gradient_penalty(logits: torch.Tensor, inputs: torch.Tensor, target_norm: float | None) -> torch.Tensor:
@@ -29,3 +77,60 @@ def input_gradient_penalty(logits: torch.Tensor, inputs: torch.Tensor, target_no
     if target_norm is None:
         return squared.mean()
     return (squared.add(1e-12).sqrt() - target_norm).square().mean()
+
+
+class DRegulariser:
+    """A penalty on D, added to its loss on the steps where `due` says so."""
+
+    needs_real_grad = False  # D's real inputs must require grad (penalties on the gradient at real images)
+
+    def due(self, step: int) -> bool:
+        return True
+
+    def extra_inputs(self, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator) -> torch.Tensor | None:
+        """Samples appended to D's forward (with the real labels when conditional), or None."""
+        return None
+
+    def penalty(self, real_logits: torch.Tensor, real: torch.Tensor, extra_logits: torch.Tensor | None, extra: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class LazyR1(DRegulariser):
+    """γ/2 · ||∇D(real)||², every `every` steps and scaled by it, so the average strength is as asked."""
+
+    needs_real_grad = True
+
+    def __init__(self, gamma: float, every: int):
+        self.gamma, self.every = gamma, every
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def penalty(self, real_logits, real, extra_logits, extra):
+        return (self.gamma / 2) * self.every * input_gradient_penalty(real_logits, real, None)
+
+
+class GradientPenalty(DRegulariser):
+    """WGAN-GP: weight · (||∇D(x̂)|| - 1)² at random points x̂ between real and fake images."""
+
+    def __init__(self, weight: float):
+        self.weight = weight
+
+    def extra_inputs(self, real, fake, rng):
+        alpha = torch.rand(real.shape[0], 1, 1, 1, generator=rng).to(real.device)
+        return real.lerp(fake, alpha).requires_grad_(True)
+
+    def penalty(self, real_logits, real, extra_logits, extra):
+        return self.weight * input_gradient_penalty(extra_logits, extra, 1.0)
+
+
+REGULARISERS: dict[str, Callable[["TrainOptions"], DRegulariser]] = {
+    "r1": lambda opts: LazyR1(opts.r1_gamma, opts.r1_every),
+    "gradient-penalty": lambda opts: GradientPenalty(opts.gp_weight),
+}
+
+
+def regularisers_for(opts: "TrainOptions") -> list[DRegulariser]:
+    """The D regularisers a run uses, in the order their penalties are added: R1 if asked for, then the loss's own."""
+    names = (["r1"] if opts.r1_gamma > 0 else []) + list(get_loss(opts.loss).regularisers)
+    return [REGULARISERS[name](opts) for name in names]

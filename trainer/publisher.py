@@ -13,7 +13,7 @@ from ganworks.checkpoint import publish_snapshot
 from ganworks.errors import SnapshotExistsError, StoreAuthError, StoreError
 from ganworks.images import grid_png, to_uint8
 from ganworks.layout import snapshot_prefix, stats_key
-from ganworks.models import build_generator
+from ganworks.models import get_family
 from ganworks.retry import retry_call
 
 log = logging.getLogger(__name__)
@@ -37,19 +37,20 @@ class SampleGrid:
     """Fixed latents (and one row per class when conditional), so grids of successive snapshots compare."""
 
     def __init__(self, architecture: str, params: dict[str, Any], seed: int, per_row: int = 8):
-        self.architecture, self.params = architecture, params
+        self.family = get_family(architecture)
+        self.params = params = self.family.validate(params)
         gen = torch.Generator().manual_seed(seed)
         classes = params.get("num_classes", 0)
         count = classes * per_row if classes else per_row * per_row
-        self.z = torch.randn(count, params["latent_dim"], generator=gen)
+        self.z = self.family.random_latents(params, count, gen)
         self.labels = torch.arange(classes).repeat_interleave(per_row) if classes else None
         self.columns = per_row
 
     @torch.no_grad()
     def render(self, state: dict[str, torch.Tensor]) -> bytes:
-        generator = build_generator(self.architecture, **self.params)
+        generator = self.family.build_generator(self.params)
         generator.load_state_dict(state)
-        images = generator.eval()(self.z, self.labels)
+        images = self.family.generate(generator.eval(), self.z, self.labels, torch.ones(len(self.z)))
         return grid_png(to_uint8(images), columns=self.columns, scale=2)
 
 

@@ -1,8 +1,8 @@
-"""Generator/discriminator architectures, reached by the name a manifest records."""
+"""Model families (architecture, hyperparameters, sampling), reached by the name a manifest records."""
 
-from ganworks.models.registry import ARCHITECTURES, Architecture, build_discriminator, build_generator, get_architecture
+from ganworks.models.registry import FAMILIES, HyperparameterError, ModelFamily, Param, build_discriminator, build_generator, get_family
 
-# Registers the built-in architectures.
+# One line per family: importing the module registers it.
 from ganworks.models import dcgan as _dcgan  # noqa: F401,E402
 
-__all__ = ["ARCHITECTURES", "Architecture", "build_discriminator", "build_generator", "get_architecture"]
+__all__ = ["FAMILIES", "HyperparameterError", "ModelFamily", "Param", "build_discriminator", "build_generator", "get_family"]

@@ -12,46 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganworks.errors import ModelConfigError
-from ganworks.models.registry import Architecture, register
-
-DEFAULTS: dict[str, Any] = {
-    "image_size": 32,
-    "channels": 1,
-    "latent_dim": 64,
-    "num_classes": 0,
-    "width": 64,
-    "max_width": 512,
-    "embed_dim": 32,
-    "g_norm": "group",
-    "spectral_norm": True,
-}
-
-
-def validate(params: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise ModelConfigError(f"unknown dcgan hyperparameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
-    size = p["image_size"]
-    if not isinstance(size, int) or size < 16 or size > 128 or size & (size - 1):
-        raise ModelConfigError(f"dcgan image_size must be a power of two from 16 to 128, got {size!r}")
-    if p["channels"] not in (1, 3):
-        raise ModelConfigError(f"dcgan channels must be 1 or 3, got {p['channels']!r}")
-    for key in ("latent_dim", "width", "max_width", "embed_dim"):
-        if not isinstance(p[key], int) or p[key] < 1:
-            raise ModelConfigError(f"dcgan {key} must be a positive integer, got {p[key]!r}")
-    if not isinstance(p["num_classes"], int) or p["num_classes"] < 0:
-        raise ModelConfigError(f"dcgan num_classes must be 0 (unconditional) or more, got {p['num_classes']!r}")
-    if p["g_norm"] not in ("group", "batch", "none"):
-        raise ModelConfigError(f"dcgan g_norm must be 'group', 'batch' or 'none', got {p['g_norm']!r}")
-    p["spectral_norm"] = bool(p["spectral_norm"])
-    return p
-
+from ganworks.models import seeds
+from ganworks.models.registry import ModelFamily, Param, register
 
 def _widths(image_size: int, width: int, max_width: int) -> list[int]:
     """Channel widths from the 4x4 stage up to the last stage before the output."""
@@ -118,4 +85,41 @@ class Discriminator(nn.Module):
         return out
 
 
-register(Architecture(name="dcgan", generator=Generator, discriminator=Discriminator, validate=validate))
+class DCGAN(ModelFamily):
+    """Latents are standard normal z; truncation scales z towards the prior's mean (zero) by ψ."""
+
+    name = "dcgan"
+    params = (
+        Param("image_size", int, 32, "square image size", choices=(16, 32, 64, 128), allowed="a power of two from 16 to 128", from_data=True),
+        Param("channels", int, 1, "image channels", choices=(1, 3), from_data=True),
+        Param("num_classes", int, 0, "classes of a conditional model; 0 = unconditional", min=0, from_data=True),
+        Param("latent_dim", int, 64, "size of z", min=1),
+        Param("width", int, 32, "channel count of the outermost layers", min=1),
+        Param("max_width", int, 512, "cap on the channel count of the inner layers", min=1),
+        Param("embed_dim", int, 32, "size of G's class embedding", min=1),
+        Param("g_norm", str, "group", "G's normalisation; group keeps each sample independent of its batch", choices=("group", "batch", "none")),
+        Param("spectral_norm", bool, True, "spectral normalisation in D"),
+    )
+
+    def build_generator(self, p: dict[str, Any]) -> nn.Module:
+        return Generator(p["image_size"], p["channels"], p["latent_dim"], p["num_classes"], p["width"], p["max_width"], p["embed_dim"], p["g_norm"])
+
+    def build_discriminator(self, p: dict[str, Any]) -> nn.Module:
+        return Discriminator(p["image_size"], p["channels"], p["num_classes"], p["width"], p["max_width"], p["spectral_norm"])
+
+    def random_latents(self, p: dict[str, Any], count: int, rng: torch.Generator) -> torch.Tensor:
+        return torch.randn(count, p["latent_dim"], generator=rng)
+
+    def seeded_latents(self, p: dict[str, Any], seed: int, start: int, count: int) -> np.ndarray:
+        return seeds.normal_rows(seed, start, count, p["latent_dim"])
+
+    def seeded_labels(self, p: dict[str, Any], seed: int, start: int, count: int) -> np.ndarray | None:
+        return seeds.uniform_labels(seed, start, count, p["num_classes"]) if p["num_classes"] else None
+
+    def generate(self, generator: nn.Module, latents: torch.Tensor, labels: torch.Tensor | None, truncation: torch.Tensor) -> torch.Tensor:
+        # The truncation trick in z space: the prior's mean is zero, so pulling towards it is a scale.
+        z = latents * truncation.to(latents.dtype).unsqueeze(1)
+        return generator(z, labels) if labels is not None else generator(z)
+
+
+DCGAN_FAMILY = register(DCGAN())

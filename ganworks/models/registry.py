@@ -1,50 +1,178 @@
-"""The architecture registry: a manifest names an architecture and its hyperparameters; this rebuilds the networks."""
+"""The model-family registry: a family declares its hyperparameters, builds its networks, and owns how it samples.
+
+A manifest names a family (`architecture`) and its validated hyperparameters (`architecture_params`);
+the trainer, the generator service and the publisher reach a model only through the family found here.
+Adding a family is one file defining a `ModelFamily` subclass plus one import line in `ganworks/models/__init__.py`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from typing import Any, Callable
+from typing import Any, Mapping
 
+import numpy as np
+import torch
 import torch.nn as nn
 
 from ganworks.errors import ModelConfigError
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+class HyperparameterError(ModelConfigError):
+    """One hyperparameter has a value outside what its family allows; `param` names it."""
+
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
+
 
 @dataclasses.dataclass(frozen=True)
-class Architecture:
+class Param:
+    """One hyperparameter: its type, default and allowed values. `from_data` ones are set by the trainer from the dataset."""
+
     name: str
-    generator: Callable[..., nn.Module]
-    discriminator: Callable[..., nn.Module]
-    validate: Callable[[dict[str, Any]], dict[str, Any]]
+    type: type  # int, float, bool or str
+    default: Any
+    help: str = ""
+    choices: tuple[Any, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    allowed: str = ""  # a phrase for errors when choices/min/max do not say it well
+    from_data: bool = False
+
+    def describe(self) -> str:
+        if self.allowed:
+            return self.allowed
+        if self.choices:
+            shown = [repr(c) if isinstance(c, str) else str(c) for c in self.choices]
+            return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+        kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[self.type]
+        if self.min is not None and self.max is not None:
+            return f"{kind} from {self.min:g} to {self.max:g}"
+        if self.min is not None:
+            return f"{kind} >= {self.min:g}"
+        return kind
+
+    def check(self, family: str, value: Any) -> Any:
+        """The value converted to the declared type (text as from a command line is parsed) and checked."""
+        converted = self._convert(value)
+        if converted is None:
+            raise HyperparameterError(f"{family} {self.name} must be {self.describe()}, got {value!r}", self.name)
+        bad_choice = self.choices and converted not in self.choices
+        too_small = self.min is not None and converted < self.min
+        too_big = self.max is not None and converted > self.max
+        if bad_choice or too_small or too_big:
+            raise HyperparameterError(f"{family} {self.name} must be {self.describe()}, got {value!r}", self.name)
+        return converted
+
+    def _convert(self, value: Any) -> Any:
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            return True if text in _TRUE else False if text in _FALSE else None
+        if isinstance(value, bool):
+            return None
+        try:
+            if self.type is int:
+                return value if isinstance(value, int) else int(str(value).strip()) if isinstance(value, str) else None
+            if self.type is float:
+                return float(value) if isinstance(value, (int, float, str)) else None
+        except ValueError:
+            return None
+        return value if isinstance(value, str) else None
 
 
-ARCHITECTURES: dict[str, Architecture] = {}
+class ModelFamily:
+    """What the rest of ganworks knows about a kind of model. Subclasses set `name` and `params` and build the networks.
+
+    Networks take (inputs, labels): G(latents, labels) → images in [-1, 1], D(images, labels) → one logit
+    per sample. A snapshot holds the state of the module `build_generator` returns (for G_ema): everything
+    serving needs goes in it as parameters or buffers (a second generator, a tracked mean of w, ...).
+    """
+
+    name: str = ""
+    params: tuple[Param, ...] = ()
+
+    # ---- hyperparameters ------------------------------------------------------------------------------------
+
+    def param(self, name: str) -> Param:
+        return next(p for p in self.params if p.name == name)
+
+    def settable(self) -> list[str]:
+        """The hyperparameters a user sets (`--model-param`); the others come from the dataset."""
+        return [p.name for p in self.params if not p.from_data]
+
+    def validate(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Every hyperparameter, typed, defaults filled in; ModelConfigError names the one that is wrong."""
+        known = {p.name for p in self.params}
+        unknown = set(values) - known
+        if unknown:
+            raise ModelConfigError(f"unknown {self.name} hyperparameters {sorted(unknown)}; known: {sorted(known)}")
+        checked = {p.name: p.check(self.name, values[p.name]) if p.name in values else p.default for p in self.params}
+        self.check(checked)
+        return checked
+
+    def check(self, params: dict[str, Any]) -> None:
+        """Rules across hyperparameters; raise ModelConfigError."""
+
+    def describe(self, params: dict[str, Any]) -> dict[str, int]:
+        """What a manifest records besides the hyperparameters: image_size, channels, num_classes, latent_dim."""
+        return {key: int(params.get(key, 0)) for key in ("image_size", "channels", "num_classes", "latent_dim")}
+
+    # ---- networks ---------------------------------------------------------------------------------------------
+
+    def build_generator(self, params: dict[str, Any]) -> nn.Module:
+        raise NotImplementedError
+
+    def build_discriminator(self, params: dict[str, Any]) -> nn.Module:
+        raise NotImplementedError
+
+    # ---- latents and conditions ---------------------------------------------------------------------------------
+
+    def random_latents(self, params: dict[str, Any], count: int, rng: torch.Generator) -> torch.Tensor:
+        """Latents for training and sample grids, drawn from the caller's stream."""
+        raise NotImplementedError
+
+    def random_labels(self, params: dict[str, Any], count: int, rng: torch.Generator) -> torch.Tensor | None:
+        """Class labels for training (None for an unconditional model), drawn after the latents from the same stream."""
+        classes = params.get("num_classes", 0)
+        return torch.randint(0, classes, (count,), generator=rng) if classes else None
+
+    def seeded_latents(self, params: dict[str, Any], seed: int, start: int, count: int) -> np.ndarray:
+        """Latents of samples start .. start+count-1 of a request: sample i depends on (seed, i) only, never on its batch."""
+        raise NotImplementedError
+
+    def seeded_labels(self, params: dict[str, Any], seed: int, start: int, count: int) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def generate(self, generator: nn.Module, latents: torch.Tensor, labels: torch.Tensor | None, truncation: torch.Tensor) -> torch.Tensor:
+        """Images for a served batch; truncation holds each sample's ψ in (0, 1] (1 = none), as samples of one batch differ."""
+        raise NotImplementedError
 
 
-def register(arch: Architecture) -> Architecture:
-    ARCHITECTURES[arch.name] = arch
-    return arch
+FAMILIES: dict[str, ModelFamily] = {}
 
 
-def get_architecture(name: str) -> Architecture:
+def register(family: ModelFamily) -> ModelFamily:
+    FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> ModelFamily:
     try:
-        return ARCHITECTURES[name]
+        return FAMILIES[name]
     except KeyError:
-        raise ModelConfigError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}") from None
-
-
-def _call(factory: Callable[..., nn.Module], params: dict[str, Any]) -> nn.Module:
-    accepted = inspect.signature(factory).parameters
-    return factory(**{k: v for k, v in params.items() if k in accepted})
+        raise ModelConfigError(f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}") from None
 
 
 def build_generator(name: str, **params: Any) -> nn.Module:
-    """Builds the generator of architecture name from validated hyperparameters."""
-    arch = get_architecture(name)
-    return _call(arch.generator, arch.validate(params))
+    """The generator of family name from (unvalidated) hyperparameters; defaults fill the rest."""
+    family = get_family(name)
+    return family.build_generator(family.validate(params))
 
 
 def build_discriminator(name: str, **params: Any) -> nn.Module:
-    arch = get_architecture(name)
-    return _call(arch.discriminator, arch.validate(params))
+    family = get_family(name)
+    return family.build_discriminator(family.validate(params))

@@ -84,7 +84,7 @@ def _dashboard_variables(prometheus: PrometheusServer) -> dict[str, list]:
 def live(s3, tmp_path_factory) -> Live:
     work = tmp_path_factory.mktemp("live")
     url = s3.new_bucket_url("live")
-    env = {**s3.env(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GANWORKS_TRAINER_WIDTH": "8", "GANWORKS_TRAINER_LOG_EVERY": "2"}
+    env = {**s3.env(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GANWORKS_TRAINER_MODEL_PARAMS": "width=8", "GANWORKS_TRAINER_LOG_EVERY": "2"}
     options = SystemOptions(
         store=url, run=RUN, image_size=16, num_workers=2, steps=1_000_000, snapshot_every=300, batch_size=32, eval_samples=1000, workdir=str(work),
     )

@@ -46,7 +46,7 @@ def test_killed_ray_worker_is_restarted_from_the_last_checkpoint_and_the_run_fin
     store = open_store(str(tmp_path / "store"))
     trainer = ServiceProcess(
         "trainer",
-        ganworks_command("train", "--run", "r", "--dataset", "digits", "--image-size", "16", "--width", "8", "--num-workers", "2",
+        ganworks_command("train", "--run", "r", "--dataset", "digits", "--image-size", "16", "--model-param", "width=8", "--num-workers", "2",
                          "--steps", "600", "--snapshot-every", "30", "--checkpoint-min-seconds", "1", "--metrics-port", "0", "--no-progress",
                          "--max-failures", "2", "--store", store.url),
         tmp_path / "trainer.log",

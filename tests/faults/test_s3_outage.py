@@ -31,7 +31,7 @@ def test_s3_outage_during_training_keeps_training_and_serving_loses_nothing_and_
         return total(scrape(f"http://127.0.0.1:{metrics_port}/metrics"), "ganworks_trainer_steps_total") or 0.0
     trainer = ServiceProcess(
         "trainer",
-        ganworks_command("train", "--run", "r", "--dataset", "digits", "--image-size", "16", "--width", "8", "--num-workers", "1",
+        ganworks_command("train", "--run", "r", "--dataset", "digits", "--image-size", "16", "--model-param", "width=8", "--num-workers", "1",
                          "--steps", "400", "--snapshot-every", "20", "--metrics-port", str(metrics_port), "--no-progress", "--store", url),
         tmp_path / "trainer.log", env=env,
     ).start()

@@ -6,8 +6,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from generator_service.sampling import sample_labels, sample_noise
+from ganworks.models import get_family
 from tests.generator.conftest import CONDITIONAL, publish
+
+DCGAN = get_family("dcgan")
+
+
+def sample_noise(seed: int, start: int, count: int, latent_dim: int) -> np.ndarray:
+    return DCGAN.seeded_latents({"latent_dim": latent_dim}, seed, start, count)
+
+
+def sample_labels(seed: int, start: int, count: int, num_classes: int) -> np.ndarray:
+    return DCGAN.seeded_labels({"num_classes": num_classes}, seed, start, count)
 
 ONE_STEP = 1.0 / 255.0
 

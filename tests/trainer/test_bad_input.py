@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from ganworks.cli import main
+from ganworks.models import get_family
+from ganworks.store import open_store
 from tests.s3server import free_port
 
 
@@ -14,12 +18,51 @@ def _train(capsys, *flags: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def test_unknown_architecture_is_refused(capsys, tmp_path):
-    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--architecture", "stylegan9")
+def test_unknown_model_family_is_refused_naming_the_flag_and_the_known_ones(capsys, tmp_path):
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--model", "stylegan9")
 
     assert code == 2
-    assert "unknown architecture 'stylegan9'" in err and "dcgan" in err
+    assert "--model 'stylegan9'" in err and "unknown model family" in err and "dcgan" in err
     assert not (tmp_path / "store" / "runs").exists()
+
+
+def test_an_unknown_model_param_is_refused_naming_the_flag_and_the_allowed_keys(capsys, tmp_path):
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--model-param", "depth=3")
+
+    assert code == 2
+    assert "--model-param depth" in err and "width" in err and "latent_dim" in err
+
+
+@pytest.mark.parametrize("item, named", [("width=wide", "--model-param width: dcgan width must be an integer >= 1, got 'wide'"),
+                                         ("g_norm=layer", "g_norm must be 'group', 'batch' or 'none'"),
+                                         ("width", "--model-param 'width' is not KEY=VALUE"),
+                                         ("image_size=64", "it comes from --image-size")])
+def test_a_bad_model_param_value_is_refused_naming_the_flag(capsys, tmp_path, item, named):
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--model-param", item)
+
+    assert code == 2
+    assert named in err
+
+
+def test_model_params_are_recorded_in_run_json_with_the_family_defaults(capsys, tmp_path):
+    code = main(["train", "--dry-run", "--store", str(tmp_path / "store"), "--run", "r", "--model-param", "width=16", "--model-param", "spectral_norm=false"])
+
+    run_json = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert run_json["architecture"] == "dcgan"
+    assert run_json["architecture_params"]["width"] == 16 and run_json["architecture_params"]["spectral_norm"] is False
+    assert run_json["architecture_params"]["latent_dim"] == 64
+    assert run_json["options"]["model_params"] == {"width": "16", "spectral_norm": "false"}
+
+
+def test_resuming_a_run_with_other_model_params_is_refused(capsys, tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    store.put_json("runs/r/run.json", {"architecture": "dcgan", "architecture_params": get_family("dcgan").validate({"width": 16}), "dataset": {"id": "x"}})
+
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--model-param", "width=8")
+
+    assert code == 2
+    assert "run 'r' already exists" in err and "choose a new --run" in err
 
 
 def test_unknown_loss_is_refused_naming_the_flag(capsys, tmp_path):

@@ -1,0 +1,84 @@
+"""Rank 0's outputs: Prometheus metrics, stats.jsonl lines, G_ema snapshots (published in the background), progress for the driver."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from ganworks.settings import StoreSettings
+from ganworks.store import open_store
+from trainer.config import TrainOptions
+from trainer.metrics import StatsLog, TrainerMetrics
+from trainer.publisher import SampleGrid, SnapshotJob, SnapshotPublisher
+from trainer.step import StepResult
+
+_INTERVAL_KEYS = ("loss_g", "loss_d", "d_real", "d_fake", "grad_norm_g", "grad_norm_d")
+
+
+class Rank0Reporter:
+    """Averages each step's values over --log-every steps and publishes G_ema every --snapshot-every steps."""
+
+    def __init__(self, config: dict, opts: TrainOptions, params: dict[str, Any], step: int, images_seen: int):
+        self.opts, self.progress = opts, config.get("progress")
+        store_settings = StoreSettings(**config["store"]["settings"])
+        store = open_store(config["store"]["url"], settings=store_settings)
+        self.metrics = TrainerMetrics(opts.run)
+        metrics_port = self.metrics.serve(opts.metrics_port)
+        self.metrics.steps.inc(step)
+        self.metrics.images_seen.inc(images_seen)
+        self.stats = StatsLog(store, opts.run, step)
+        self.publisher = SnapshotPublisher(
+            lambda: open_store(config["store"]["url"], settings=store_settings), run=opts.run, architecture=opts.model,
+            architecture_params=params, dataset_id=config["dataset"]["id"], grid=SampleGrid(opts.model, params, opts.sample_grid_seed),
+            retry_seconds=opts.publish_retry_seconds, on_failure=self.metrics.publish_failures.inc,
+            on_published=lambda at: (self.metrics.snapshot_published(at), tell(self.progress, {"event": "published", "step": at})),
+        )
+        self._new_interval()
+        tell(self.progress, {"event": "start", "step": step, "metrics_port": metrics_port})
+
+    def _new_interval(self) -> None:
+        self.interval = dict.fromkeys(_INTERVAL_KEYS, 0.0)
+        self.interval_steps, self.interval_images, self.interval_start = 0, 0, time.perf_counter()
+
+    def after_step(self, result: StepResult, step: int, images_seen: int, nonfinite: int) -> None:
+        if result.skipped:
+            self.metrics.nonfinite_steps.inc()
+        for key, value in result.stats().items():
+            self.interval[key] += float(value.detach()) if isinstance(value, torch.Tensor) else value
+        self.interval_steps += 1
+        self.interval_images += self.opts.batch_size
+        self.metrics.steps.inc()
+        self.metrics.images_seen.inc(self.opts.batch_size)
+        if step % self.opts.log_every == 0 or step == self.opts.steps:
+            elapsed = time.perf_counter() - self.interval_start
+            line: dict[str, Any] = {key: value / self.interval_steps for key, value in self.interval.items()}
+            line.update(step=step, images_seen=images_seen, time=time.time(), nonfinite_steps=nonfinite,
+                        images_per_second=self.interval_images / max(elapsed, 1e-9))
+            self.metrics.record(line)
+            self.stats.append(line)
+            tell(self.progress, {"event": "log", **line})
+            self._new_interval()
+
+    def maybe_publish(self, step: int, images_seen: int, G_ema: torch.nn.Module) -> None:
+        if step % self.opts.snapshot_every and step != self.opts.steps:
+            return
+        last = self.stats.lines[-1] if self.stats.lines else {}
+        self.publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state={k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()},
+                                          metrics={k: float(last[k]) for k in ("loss_g", "loss_d", "d_real", "d_fake") if k in last}, stats_jsonl=self.stats.encoded()))
+
+    def finish(self, step: int, log) -> None:
+        if not self.publisher.close(timeout=self.opts.publish_retry_seconds + 30):
+            log.error("the last snapshot was still uploading when the run ended")
+        tell(self.progress, {"event": "done", "step": step, "published": self.publisher.published, "failed": self.publisher.failed})
+
+
+def tell(progress, message: dict) -> None:
+    """Progress for the driver's console; losing a message only costs a stale bar."""
+    if progress is None:
+        return
+    try:
+        progress.put_nowait(message)
+    except Exception:  # noqa: BLE001 - a full or gone queue must not stop training
+        pass
