@@ -30,6 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from ganworks.checkpoint import load_snapshot  # noqa: E402
 from ganworks.data import load_dataset  # noqa: E402
+from ganworks.models import get_family  # noqa: E402
 from ganworks.settings import StoreSettings  # noqa: E402
 from ganworks.store import open_store  # noqa: E402
 
@@ -102,9 +103,10 @@ def samples(store, run: str, per_class: int, seed: int) -> tuple[torch.Tensor, t
     snapshot = load_snapshot(store, run)
     gen = torch.Generator().manual_seed(seed)
     labels = torch.arange(10).repeat_interleave(per_class)
-    z = torch.randn(len(labels), snapshot.manifest.latent_dim, generator=gen)
+    family, params = get_family(snapshot.manifest.architecture), snapshot.manifest.architecture_params
+    z = family.random_latents(params, len(labels), gen)
     conditional = snapshot.manifest.num_classes > 0
-    images = torch.cat([snapshot.generator(zc, yc if conditional else None) for zc, yc in zip(z.split(250), labels.split(250))])
+    images = torch.cat([family.generate(snapshot.generator, zc, yc if conditional else None, torch.ones(len(zc))) for zc, yc in zip(z.split(250), labels.split(250))])
     return images, labels
 
 

@@ -56,7 +56,7 @@ class TrainOptions:
 
     def validate(self) -> "TrainOptions":
         """Checks what can be checked without the dataset or the cluster; messages name the flag."""
-        from trainer.losses import get_loss
+        from trainer.losses import get_loss  # here, so reading the options needs no torch
 
         get_loss(self.loss)
         positive = {"steps": self.steps, "batch_size": self.batch_size, "num_workers": self.num_workers, "snapshot_every": self.snapshot_every,

@@ -3,8 +3,8 @@
 
 A loss is its D term, its G term and the regularisers it cannot do without (WGAN-GP's gradient penalty).
 A discriminator regulariser may add samples to D's one forward pass (DDP wants one forward per backward)
-and returns its weighted penalty from the logits. Add a loss with `register_loss`, a regulariser with a
-class like `LazyR1` and a line in `regularisers_for`.
+and returns its weighted penalty from the logits. Add a loss as one more `LOSSES` entry, a regulariser with a
+class like `LazyR1` and a line in `REGULARISERS`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,25 @@ class AdversarialLoss:
     regularisers: tuple[str, ...] = ()  # names in REGULARISERS this loss always uses
 
 
-LOSSES: dict[str, AdversarialLoss] = {}
-
-
-def register_loss(loss: AdversarialLoss) -> AdversarialLoss:
-    LOSSES[loss.name] = loss
-    return loss
+# Adding a loss (LSGAN, ...) is one more entry here.
+LOSSES: dict[str, AdversarialLoss] = {loss.name: loss for loss in (
+    AdversarialLoss(
+        "non-saturating",
+        d_term=lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
+        g_term=lambda fake: F.softplus(-fake).mean(),
+    ),
+    AdversarialLoss(
+        "hinge",
+        d_term=lambda real, fake: F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean(),
+        g_term=lambda fake: -fake.mean(),
+    ),
+    AdversarialLoss(
+        "wgan-gp",
+        d_term=lambda real, fake: fake.mean() - real.mean(),
+        g_term=lambda fake: -fake.mean(),
+        regularisers=("gradient-penalty",),
+    ),
+)}
 
 
 def get_loss(name: str) -> AdversarialLoss:
@@ -42,24 +55,6 @@ def get_loss(name: str) -> AdversarialLoss:
         return LOSSES[name]
     except KeyError:
         raise ConfigError(f"--loss {name!r} is unknown; use one of {', '.join(sorted(LOSSES))}") from None
-
-
-register_loss(AdversarialLoss(
-    "non-saturating",
-    d_term=lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
-    g_term=lambda fake: F.softplus(-fake).mean(),
-))
-register_loss(AdversarialLoss(
-    "hinge",
-    d_term=lambda real, fake: F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean(),
-    g_term=lambda fake: -fake.mean(),
-))
-register_loss(AdversarialLoss(
-    "wgan-gp",
-    d_term=lambda real, fake: fake.mean() - real.mean(),
-    g_term=lambda fake: -fake.mean(),
-    regularisers=("gradient-penalty",),
-))
 
 
 def d_loss(name: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

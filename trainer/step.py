@@ -70,20 +70,16 @@ class GANStep:
             fake = G(z, fake_y)
         due = [reg for reg in self.regularisers if reg.due(step)]
         real_in = real.detach().requires_grad_(any(reg.needs_real_grad for reg in due))
-        parts, part_y, extra_at = [real_in, fake], [real_y, fake_y], []
-        for reg in due:
-            extra = reg.extra_inputs(real, fake, self.noise)
-            extra_at.append(len(parts) if extra is not None else None)
-            if extra is not None:
-                parts.append(extra)
-                part_y.append(real_y)
+        extras = [reg.extra_inputs(real, fake, self.noise) for reg in due]
+        added = [x for x in extras if x is not None]
+        labels = torch.cat([real_y, fake_y, *[real_y] * len(added)]) if self.conditional else None
         with self.autocast:
-            logits = D_ddp(torch.cat(parts), torch.cat(part_y) if self.conditional else None).float()
-        chunks = logits.split([len(p) for p in parts])
-        real_logits, fake_logits = chunks[0], chunks[1]
+            logits = D_ddp(torch.cat([real_in, fake, *added]), labels).float()
+        real_logits, fake_logits, *added_logits = logits.split([n, n, *(len(x) for x in added)])
         loss_d = self.loss.d_term(real_logits, fake_logits)
-        for reg, at in zip(due, extra_at):
-            loss_d = loss_d + reg.penalty(real_logits, real_in, chunks[at] if at is not None else None, parts[at] if at is not None else None)
+        next_added = iter(added_logits)
+        for reg, extra in zip(due, extras):
+            loss_d = loss_d + reg.penalty(real_logits, real_in, next(next_added) if extra is not None else None, extra)
         return loss_d, real_logits, fake_logits, _optimizer_step(self.nets.d_opt, self.nets.D, loss_d)
 
     def generator_step(self):
