@@ -82,11 +82,11 @@ def train_worker(config: dict) -> None:
             reporter.maybe_publish(step, images_seen, G_ema)
         # ---- every rank: Ray's resume checkpoint. Ones uploaded faster than Ray registers them only queue up, and a crash loses the queue.
         if step == opts.steps or (step % opts.checkpoint_interval == 0 and _agree(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device)):
-            _report_checkpoint(step, images_seen, nonfinite, world, rank, noise, G, D, G_ema, g_opt, d_opt, opts)
+            _report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts)
             last_checkpoint = time.monotonic()
 
     if reporter is not None:
-        reporter.finish(step, log)
+        reporter.finish(step)
 
 
 class RealBatches:
@@ -118,7 +118,7 @@ def _agree(decision: bool, device: torch.device) -> bool:
     return bool(flag.item())
 
 
-def _report_checkpoint(step, images_seen, nonfinite, world, rank, noise, G, D, G_ema, g_opt, d_opt, opts) -> None:
+def _report_checkpoint(step: int, images_seen: int, nonfinite: int, world: int, rank: int, noise: torch.Generator, nets: Networks, opts: TrainOptions) -> None:
     # Each rank's noise stream goes into the checkpoint, so a resumed run draws what it would have drawn.
     rng = noise.get_state()
     rng_states = [torch.empty_like(rng) for _ in range(world)]
@@ -126,7 +126,7 @@ def _report_checkpoint(step, images_seen, nonfinite, world, rank, noise, G, D, G
     checkpoint = None
     if rank == 0:
         folder = tempfile.mkdtemp(prefix="ganworks-ckpt-")  # Ray deletes it once uploaded
-        save_train_state(pathlib.Path(folder), generator=G, discriminator=D, generator_ema=G_ema, g_optimizer=g_opt, d_optimizer=d_opt, rng_states=rng_states,
+        save_train_state(pathlib.Path(folder), generator=nets.G, discriminator=nets.D, generator_ema=nets.G_ema, g_optimizer=nets.g_opt, d_optimizer=nets.d_opt, rng_states=rng_states,
                          counters={"step": step, "images_seen": images_seen, "nonfinite_steps": nonfinite, "world_size": world, "run": opts.run})
         checkpoint = ray.train.Checkpoint.from_directory(folder)
     # Uploaded in the background: a slow or unreachable store delays the checkpoint, not the training.

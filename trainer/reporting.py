@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from trainer.metrics import StatsLog, TrainerMetrics
 from trainer.publisher import SampleGrid, SnapshotJob, SnapshotPublisher
 from trainer.step import StepResult
 
+log = logging.getLogger("trainer")
 _INTERVAL_KEYS = ("loss_g", "loss_d", "d_real", "d_fake", "grad_norm_g", "grad_norm_d")
 
 
@@ -68,7 +70,7 @@ class Rank0Reporter:
         self.publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state={k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()},
                                           metrics={k: float(last[k]) for k in ("loss_g", "loss_d", "d_real", "d_fake") if k in last}, stats_jsonl=self.stats.encoded()))
 
-    def finish(self, step: int, log) -> None:
+    def finish(self, step: int) -> None:
         if not self.publisher.close(timeout=self.opts.publish_retry_seconds + 30):
             log.error("the last snapshot was still uploading when the run ended")
         tell(self.progress, {"event": "done", "step": step, "published": self.publisher.published, "failed": self.publisher.failed})
