@@ -1,0 +1,68 @@
+"""One GAN step on its own (real DDP over a one-process gloo group): what it updates, and where regularisers apply."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ganworks.models import get_family
+from tests.s3server import free_port
+from trainer.ema import make_ema
+from trainer.losses import GradientPenalty, LazyR1, get_loss
+from trainer.step import GANStep, Networks
+
+DCGAN = get_family("dcgan")
+PARAMS = DCGAN.validate({"image_size": 16, "channels": 1, "num_classes": 3, "width": 8, "latent_dim": 8})
+
+
+@pytest.fixture(scope="module")
+def process_group():
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def _gan_step(regularisers=(), loss="hinge") -> GANStep:
+    torch.manual_seed(0)
+    G, D = DCGAN.build_generator(PARAMS), DCGAN.build_discriminator(PARAMS)
+    nets = Networks(G, D, make_ema(G), DDP(G), DDP(D), torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=1e-3))
+    noise = torch.Generator().manual_seed(1)
+    return GANStep(nets, DCGAN, PARAMS, get_loss(loss), list(regularisers), noise, torch.device("cpu"), contextlib.nullcontext(), batch_size=4)
+
+
+def _real() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1, torch.tensor([0, 1, 2, 0])
+
+
+def test_one_step_updates_g_and_d_and_moves_g_ema_towards_g(process_group):
+    gan = _gan_step()
+    before = {name: [p.detach().clone() for p in getattr(gan.nets, name).parameters()] for name in ("G", "D", "G_ema")}
+
+    result = gan(0, *_real())
+    gan.update_ema(4, images_seen=4, half_life_images=10_000, rampup=0.05)
+
+    for name in ("G", "D", "G_ema"):
+        assert any(not torch.equal(a, b) for a, b in zip(before[name], getattr(gan.nets, name).parameters())), f"{name} did not change"
+    assert not result.skipped and result.norm_d > 0 and result.norm_g > 0
+    assert set(result.stats()) == {"loss_g", "loss_d", "d_real", "d_fake", "grad_norm_g", "grad_norm_d"}
+
+
+def test_a_lazy_regulariser_changes_d_loss_only_on_the_steps_it_is_due(process_group):
+    def loss_d(step: int, regularisers) -> float:
+        return float(_gan_step(regularisers).discriminator_step(step, *_real())[0])
+
+    r1 = LazyR1(gamma=10.0, every=2)
+
+    assert loss_d(1, [r1]) == loss_d(1, [])
+    assert loss_d(2, [r1]) > loss_d(2, [])
+
+
+def test_the_gradient_penalty_adds_to_d_loss_through_the_same_forward(process_group):
+    with_gp = float(_gan_step([GradientPenalty(weight=10.0)], loss="wgan-gp").discriminator_step(0, *_real())[0])
+    plain = float(_gan_step([], loss="wgan-gp").discriminator_step(0, *_real())[0])
+
+    assert with_gp > plain
