@@ -125,7 +125,7 @@ def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: d
         return
     if before.get("architecture") != architecture or before.get("architecture_params") != params:
         raise ConfigError(f"run {run!r} already exists in {store.url} with architecture {before.get('architecture')} {before.get('architecture_params')}; "
-                          f"resume it with the same model flags or choose a new --run")
+                          f"resume it with the same --model and --model-param flags or choose a new --run")
     if before.get("dataset", {}).get("id") != dataset_id:
         raise ConfigError(f"run {run!r} already exists in {store.url} trained on dataset {before.get('dataset', {}).get('id')}, not {dataset_id}; choose a new --run")
 
