@@ -21,8 +21,10 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 # Debian's prometheus package gives promtool and the server for the dashboard tests; unpacked, never started as a service.
-$(VENV)/.tools: $(VENV)/.installed
+# Debian's dataset-fashion-mnist gives the Fashion-MNIST IDX files (linked when installed, else unpacked).
+$(VENV)/.tools: $(VENV)/.installed tests/tools/install-prometheus.sh tests/tools/install-fashion-mnist.sh
 	bash tests/tools/install-prometheus.sh $(VENV)/tools
+	bash tests/tools/install-fashion-mnist.sh $(VENV)/tools/fashion-mnist
 	touch $@
 
 tools: $(VENV)/.tools

@@ -1,7 +1,8 @@
-"""Datasets: scikit-learn's digits, .npz files, image folders (class = subfolder), locally or from a store URL.
+"""Datasets: scikit-learn's digits, Fashion-MNIST, .npz files, image folders (class = subfolder), locally or from a store URL.
 
-Every dataset becomes uint8 N×H×W×C pixels with optional integer labels, and carries a stable id
-(a hash of its pixels, labels and preprocessing) that keys cached reference statistics.
+Every dataset becomes uint8 N×H×W×C pixels with optional integer labels and class names, and carries a stable id
+(a hash of its pixels, labels and preprocessing) that keys cached reference statistics. Any spec may end in a
+restriction, `NAME:class1,class2@COUNT` (see ganworks/subset.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ganworks import fashion_mnist, subset
 from ganworks.errors import DatasetError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -31,6 +33,7 @@ class ImageDataset:
     num_classes: int
     id: str
     source: str
+    class_names: tuple[str, ...] = ()  # one per class; indices as text when the data has no names
 
     def __len__(self) -> int:
         return len(self.images)
@@ -70,8 +73,10 @@ def _set_channels(images: np.ndarray, channels: int | None, source: str) -> np.n
     raise DatasetError(f"{source}: cannot convert {images.shape[3]} channels to {channels}")
 
 
-def _split(n: int, split: str) -> np.ndarray:
-    """A fixed, seed-independent partition: the same images are held out in every run."""
+def _split(n: int, split: str, test_start: int | None = None) -> np.ndarray:
+    """A fixed, seed-independent partition: the same images are held out in every run (a dataset's own split when it has one)."""
+    if test_start is not None:
+        return {"all": np.arange(n), "train": np.arange(test_start), "test": np.arange(test_start, n)}[split]
     order = np.random.RandomState(0).permutation(n)
     cut = n - int(round(n * TEST_FRACTION))
     return {"all": np.arange(n), "train": np.sort(order[:cut]), "test": np.sort(order[cut:])}[split]
@@ -113,7 +118,7 @@ def _npz(path: pathlib.Path, source: str) -> tuple[np.ndarray, np.ndarray | None
     return images, labels
 
 
-def _folder(root: pathlib.Path, size: int | None, channels: int | None, source: str) -> tuple[np.ndarray, np.ndarray | None]:
+def _folder(root: pathlib.Path, size: int | None, channels: int | None, source: str) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
         raise DatasetError(f"{source}: the folder has no files")
@@ -142,7 +147,7 @@ def _folder(root: pathlib.Path, size: int | None, channels: int | None, source: 
     images = np.stack(pixels)
     if images.ndim == 3:
         images = images[..., None]
-    return images, (np.array(labels, dtype=np.int64) if classes else None)
+    return images, (np.array(labels, dtype=np.int64) if classes else None), tuple(classes)
 
 
 def _fetch(url: str, workdir: pathlib.Path) -> pathlib.Path:
@@ -176,39 +181,60 @@ def dataset_id(name: str, images: np.ndarray, labels: np.ndarray | None, split: 
     return f"{name}-{h}x{w}x{c}-{split}-{digest.hexdigest()[:12]}"
 
 
+def _read(spec: str, image_size: int | None, channels: int | None, workdir: pathlib.Path) -> tuple[str, np.ndarray, np.ndarray | None, tuple[str, ...], int | None]:
+    """(name, images, labels, class names, start of the dataset's own test part or None) of an unrestricted spec."""
+    if spec == "digits":
+        images, labels = _digits()
+        return "digits", images, labels, tuple(map(str, range(10))), None
+    if spec == fashion_mnist.NAME:
+        images, labels, test_start = fashion_mnist.load()
+        return fashion_mnist.NAME, images, labels, fashion_mnist.CLASS_NAMES, test_start
+    if spec.startswith("s3://"):
+        path = _fetch(spec, workdir)
+    elif spec.startswith("file://"):
+        path = pathlib.Path(urllib.parse.unquote(urllib.parse.urlsplit(spec).path))
+    else:
+        path = pathlib.Path(spec).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset {spec!r} not found: give 'digits', 'fashion-mnist', a .npz file, an image folder, or a store URL")
+    name = pathlib.PurePosixPath(spec.rstrip("/")).stem or "dataset"
+    if path.is_dir():
+        images, labels, names = _folder(path, image_size, channels, spec)
+    elif path.suffix == ".npz":
+        images, labels = _npz(path, spec)
+        names = tuple(map(str, range(int(labels.max()) + 1))) if labels is not None and len(labels) else ()
+    else:
+        raise DatasetError(f"dataset {spec!r} is neither a .npz file nor a folder of images")
+    return name, images, labels, names, None
+
+
 def load_dataset(spec: str, image_size: int | None = None, channels: int | None = None, split: str = "all") -> ImageDataset:
-    """Loads `digits`, a .npz file, an image folder, or either from a store URL (file://, s3://)."""
+    """Loads `digits`, `fashion-mnist`, a .npz file, an image folder, or either from a store URL (file://, s3://), optionally restricted."""
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; use one of {SPLITS}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise DatasetError(f"image size must be a positive integer, got {image_size!r}")
     source = spec
+    # A path that exists as written is never taken apart, even if it looks like `name:classes@count`.
+    base, restriction = (spec, subset.Restriction()) if pathlib.Path(spec).expanduser().exists() else subset.parse(spec)
     with tempfile.TemporaryDirectory(prefix="ganworks-data-") as tmp:
-        if spec == "digits":
-            name, (images, labels) = "digits", _digits()
-        else:
-            if spec.startswith("s3://"):
-                path = _fetch(spec, pathlib.Path(tmp))
-            elif spec.startswith("file://"):
-                path = pathlib.Path(urllib.parse.unquote(urllib.parse.urlsplit(spec).path))
-            else:
-                path = pathlib.Path(spec).expanduser()
-            if not path.exists():
-                raise DatasetError(f"dataset {spec!r} not found: give 'digits', a .npz file, an image folder, or a store URL")
-            name = pathlib.PurePosixPath(spec.rstrip("/")).stem or "dataset"
-            if path.is_dir():
-                images, labels = _folder(path, image_size, channels, source)
-            elif path.suffix == ".npz":
-                images, labels = _npz(path, source)
-            else:
-                raise DatasetError(f"dataset {spec!r} is neither a .npz file nor a folder of images")
+        name, images, labels, class_names, test_start = _read(base, image_size, channels, pathlib.Path(tmp))
     if len(images) == 0:
         raise DatasetError(f"{source}: the dataset is empty")
-    images = _set_channels(images, channels, source)
+    index = _split(len(images), split, test_start)
+    kept = subset.class_indices(restriction, class_names, source)
+    if restriction:
+        index = index[subset.select(labels[index] if labels is not None else None, len(index), kept, restriction.count)]
+    images = _set_channels(images[index], channels, source)
     if image_size is not None:
         images = _resize(images, image_size, source)
-    index = _split(len(images), split)
-    images = np.ascontiguousarray(images[index])
+    images = np.ascontiguousarray(images)
     labels = labels[index] if labels is not None else None
-    num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else 0
-    return ImageDataset(images=images, labels=labels, num_classes=num_classes, id=dataset_id(name, images, labels, split), source=source)
+    name += subset.id_suffix(restriction, kept, len(class_names))
+    if labels is not None and restriction.classes:
+        # The kept classes become 0..k-1, so a conditional model trained on them has no empty classes.
+        labels = np.searchsorted(np.array(kept), labels).astype(np.int64)
+        class_names = tuple(class_names[i] for i in kept)
+    num_classes = (len(class_names) or int(labels.max()) + 1) if labels is not None and len(labels) else 0
+    return ImageDataset(images=images, labels=labels, num_classes=num_classes, id=dataset_id(name, images, labels, split), source=source,
+                        class_names=tuple(class_names) if labels is not None else ())

@@ -11,6 +11,10 @@ from tests.s3server import S3Endpoint, start_s3
 # Tests share two cores; torch threads beyond that only contend.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# `make tools` puts the Fashion-MNIST files here when the Debian package is not installed system-wide.
+_FASHION = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv", "tools", "fashion-mnist")
+if os.path.isdir(_FASHION):
+    os.environ.setdefault("GANWORKS_FASHION_MNIST_DIR", _FASHION)
 
 
 @pytest.fixture(scope="session")

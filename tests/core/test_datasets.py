@@ -115,5 +115,5 @@ def test_a_corrupt_image_is_named(tmp_path):
 
 
 def test_a_missing_dataset_says_what_is_accepted():
-    with pytest.raises(DatasetError, match="not found: give 'digits', a .npz file"):
+    with pytest.raises(DatasetError, match="not found: give 'digits', 'fashion-mnist', a .npz file"):
         load_dataset("/no/such/place.npz")
