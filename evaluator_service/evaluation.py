@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from evaluator_service.errors import EvaluationError, InsufficientSamplesError, InvalidRequestError, NotFoundError
-from evaluator_service.features import Extractor, ExtractorCache, check_extractor_id, check_resize_mode, default_extractor
+from evaluator_service.features import Extractor, ExtractorCache, check_extractor_id, check_resize_mode, default_extractor, has_logits
 from evaluator_service.features import classifier as classifier_extractor
 from evaluator_service.metrics import check_params, compute, get_metric
 from evaluator_service.metrics.fid import rank_warnings
@@ -107,6 +107,17 @@ def split_params(params: dict[str, float], metrics: list[str]) -> dict[str, dict
     return out
 
 
+def _without_logit_metrics(metrics: list[str], extractor: str, explicit: bool) -> list[str]:
+    """The default set leaves out metrics that need class logits when the extractor has none; an explicit ask fails."""
+    needing = [m for m in metrics if "logits" in (get_metric(m).real, get_metric(m).fake)]
+    if needing and explicit:
+        raise InvalidRequestError(
+            f"{', '.join(needing)} need{'s' if len(needing) == 1 else ''} class logits, but extractor {extractor!r} has none "
+            "(the TF FID Inception weights carry no 1008-way classifier); use inception-v3-fid or the dataset classifier for them, or drop them"
+        )
+    return [m for m in metrics if m not in needing]
+
+
 def plan(store, request: EvaluationRequest, settings: EvaluatorSettings) -> Plan:
     """Checks a request against the store and settings; raises a typed error a person can act on."""
     info = read_run_info(store, request.run)
@@ -135,6 +146,8 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings) -> Plan
         raise InvalidRequestError(f"the run's dataset cannot be loaded: {exc}") from None
     extractor = request.extractor or settings.default_extractor or default_extractor(reference)
     check_extractor_id(extractor, reference)
+    if not has_logits(extractor):
+        metrics = _without_logit_metrics(metrics, extractor, explicit=bool(request.metrics))
     params = split_params(dict(request.params), metrics)
     kid_subset = params.get("kid", {}).get("subset_size", get_metric("kid").params["subset_size"]) if "kid" in metrics else 0
     if kid_subset > n:
@@ -236,7 +249,7 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
     marks = sorted(phases.items(), key=lambda kv: kv[1]) + [("end", now)]
     report = {
         "run": p.run, "step": p.step, "metrics": values, "metric_names": p.metrics, "metrics_set": p.metrics_set,
-        "extractor": extractor.id, "resize_mode": p.resize_mode, "num_samples": p.num_samples, "seed": p.seed,
+        "extractor": extractor.id, "input_scaling": extractor.input_scaling, "resize_mode": p.resize_mode, "num_samples": p.num_samples, "seed": p.seed,
         "params": p.params, "dataset_id": p.reference.id, "reference_samples": reference.count, "reference_cached": cached,
         "held_out_dataset_id": p.held_out.id if held_out is not None else None,
         "model_sha256": model.sha256, "generator": settings.generator, "feature_workers": generated.workers, "warnings": warnings,

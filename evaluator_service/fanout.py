@@ -18,6 +18,7 @@ from safetensors.torch import save as save_safetensors
 
 from evaluator_service.errors import EvaluationError
 from evaluator_service.features import Extractor
+from evaluator_service.features.inception import FIDInceptionV3
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
 from evaluator_service.stats import FeatureStats
 
@@ -30,14 +31,15 @@ def extractor_spec(extractor: Extractor) -> dict:
     return {
         "id": extractor.id, "input_size": extractor.input_size, "channels": extractor.channels, "feature_dim": extractor.feature_dim,
         "num_logits": extractor.num_logits, "net_channels": getattr(extractor.net, "channels", 3), "weights": save_safetensors(state),
+        "inception": extractor.net.options() if isinstance(extractor.net, FIDInceptionV3) else None,
     }
 
 
 def build_extractor(spec: dict) -> Extractor:
     from evaluator_service.features import classifier, inception
 
-    if spec["id"] == inception.EXTRACTOR_ID:
-        net: torch.nn.Module = inception.FIDInceptionV3()
+    if spec.get("inception") is not None:
+        net: torch.nn.Module = inception.FIDInceptionV3(**spec["inception"])
     else:
         net = classifier.DomainClassifier(spec["net_channels"], spec["num_logits"], spec["input_size"])
     net.load_state_dict(load_safetensors(spec["weights"]))

