@@ -32,6 +32,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-concurrent-jobs", type=int, help="evaluations running at once (default 1)")
     serve.add_argument("--max-queue-size", type=int, help="evaluations waiting before RESOURCE_EXHAUSTED (default 8)")
     serve.add_argument("--poll-seconds", type=float, help="how often continuous mode looks for new snapshots (default 10)")
+    serve.add_argument("--inception-extractor", dest="continuous_inception_extractor",
+                       help="continuous mode: also evaluate with this Inception extractor (e.g. inception-v3-tf) every --inception-every snapshots and the final one (default off)")
+    serve.add_argument("--inception-every", type=int, dest="continuous_inception_every", help="continuous mode: the Inception cadence in snapshots (default 5)")
+    serve.add_argument("--inception-metrics", dest="continuous_inception_metrics", help="continuous mode: comma-separated metrics of the Inception cadence (default fid)")
     serve.add_argument("--no-auto-fit", dest="auto_fit_extractor", action="store_false", default=None, help="fail instead of fitting a missing dataset classifier")
     serve.add_argument("--torch-threads", type=int, help="torch CPU threads (default: all cores)")
     serve.add_argument("--ray-address", help="fan large evaluations out to Ray: local, auto or ray://host:port (env GANWORKS_EVALUATOR_RAY_ADDRESS; default off)")
@@ -70,7 +74,8 @@ def _settings(args: argparse.Namespace):
         "continuous": args.continuous, "inception_weights": args.inception_weights, "inception_sha256": args.inception_sha256,
         "default_num_samples": args.default_num_samples, "default_metrics": listed(args.default_metrics), "default_extractor": args.default_extractor,
         "default_resize_mode": args.default_resize_mode, "max_concurrent_jobs": args.max_concurrent_jobs, "max_queue_size": args.max_queue_size,
-        "poll_seconds": args.poll_seconds, "auto_fit_extractor": args.auto_fit_extractor, "torch_threads": args.torch_threads, "device": args.device, "ray_address": args.ray_address,
+        "poll_seconds": args.poll_seconds, "continuous_inception_extractor": args.continuous_inception_extractor,
+        "continuous_inception_every": args.continuous_inception_every, "continuous_inception_metrics": listed(args.continuous_inception_metrics), "auto_fit_extractor": args.auto_fit_extractor, "torch_threads": args.torch_threads, "device": args.device, "ray_address": args.ray_address,
     }
     try:
         return load_settings(EvaluatorSettings, overrides, prefix=ENV_PREFIX)

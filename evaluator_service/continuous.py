@@ -4,6 +4,11 @@ The report in the store is the record: a snapshot whose report exists is done, s
 picks up where the last one stopped without evaluating anything twice. A snapshot that keeps failing is
 given up after `max_attempts` (logged; its failures counted by reason); an unreachable generator or store
 is an outage, not the snapshot's fault, so those failures are retried at every poll without counting.
+
+Inception metrics cost minutes on a CPU, the classifier's seconds: with `continuous_inception_extractor` set, the
+default (classifier) evaluation still runs for every snapshot, and a second one with the Inception extractor and
+`continuous_inception_metrics` runs for every k-th snapshot (`continuous_inception_every`) and the run's final one
+(the snapshot at the run's `--steps`).
 """
 
 from __future__ import annotations
@@ -37,29 +42,44 @@ class ContinuousEvaluator:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def _pending(self) -> list[tuple[str, int]]:
-        """(run, step) of every snapshot without a report, oldest first per run."""
+    def _pending(self) -> list[EvaluationRequest]:
+        """A request for every snapshot (and cadence) without a report, oldest first per run."""
         out = []
         for run in self.settings.runs:
-            steps = [s for s in list_snapshots(self.store, run) if self.attempts.get((run, s), 0) < self.settings.max_attempts]
-            if not steps:
-                continue
+            published = list_snapshots(self.store, run)
+            for template, steps in self._cadences(run, published):
+                steps = [s for s in steps if self.attempts.get(_key(template, s), 0) < self.settings.max_attempts]
+                if not steps:
+                    continue
+                try:
+                    # One plan per cadence; the report key differs between snapshots by the step only.
+                    base = plan(self.store, dataclasses.replace(template, version=steps[-1]), self.settings)
+                except GanworksError as exc:
+                    log.warning("cannot evaluate run %s: %s", run, exc)
+                    continue
+                out += [dataclasses.replace(template, version=s) for s in steps if not self.store.exists(dataclasses.replace(base, step=s).report_key)]
+        return sorted(out, key=lambda r: (self.settings.runs.index(r.run), r.version))
+
+    def _cadences(self, run: str, published: list[int]) -> list[tuple[EvaluationRequest, list[int]]]:
+        cadences = [(EvaluationRequest(run=run), published)]
+        if self.settings.continuous_inception_extractor and published:
             try:
-                # One plan for the run; the report key differs between snapshots by the step only.
-                base = plan(self.store, EvaluationRequest(run=run, version=steps[-1]), self.settings)
-            except GanworksError as exc:
-                log.warning("cannot evaluate run %s: %s", run, exc)
-                continue
-            out += [(run, step) for step in steps if not self.store.exists(dataclasses.replace(base, step=step).report_key)]
-        return out
+                final = int(self.store.get_json(f"runs/{run}/run.json").get("options", {}).get("steps") or 0)
+            except (GanworksError, ValueError, AttributeError):
+                final = 0
+            every = self.settings.continuous_inception_every
+            steps = [s for i, s in enumerate(published) if (i + 1) % every == 0 or (final and s >= final)]
+            request = EvaluationRequest(run=run, extractor=self.settings.continuous_inception_extractor, metrics=list(self.settings.continuous_inception_metrics))
+            cadences.append((request, steps))
+        return cadences
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
                 pending = await loop.run_in_executor(self.jobs.executor, self._pending)
-                for run, step in pending:
-                    if not await self._evaluate(run, step):
+                for request in pending:
+                    if not await self._evaluate(request):
                         break  # keep the order: later snapshots wait until this one could be tried
             except asyncio.CancelledError:
                 raise
@@ -67,14 +87,15 @@ class ContinuousEvaluator:
                 log.exception("continuous evaluation poll failed; retrying in %.0fs", self.settings.poll_seconds)
             await asyncio.sleep(self.settings.poll_seconds)
 
-    async def _evaluate(self, run: str, step: int) -> bool:
+    async def _evaluate(self, request: EvaluationRequest) -> bool:
         """Evaluates one snapshot; False when it should be tried again at the next poll before anything newer."""
+        run, step, key = request.run, request.version, _key(request, request.version)
         try:
-            job = await self.jobs.submit(EvaluationRequest(run=run, version=step))
+            job = await self.jobs.submit(request)
         except (QueueFullError, StoreError):
             return False  # user requests fill the queue, or the store is out: try again at the next poll
         except GanworksError as exc:
-            self.attempts[(run, step)] = self.settings.max_attempts
+            self.attempts[key] = self.settings.max_attempts
             log.warning("continuous evaluation of %s step %d refused: %s", run, step, exc)
             return True
         await self.jobs.wait(job)
@@ -82,7 +103,11 @@ class ContinuousEvaluator:
             log.warning("continuous evaluation of %s step %d failed (%s); retrying at the next poll", run, step, job.reason)
             return False
         if job.state == FAILED:
-            self.attempts[(run, step)] = self.attempts.get((run, step), 0) + 1
-            left = self.settings.max_attempts - self.attempts[(run, step)]
+            self.attempts[key] = self.attempts.get(key, 0) + 1
+            left = self.settings.max_attempts - self.attempts[key]
             log.warning("continuous evaluation of %s step %d failed (%s); %s", run, step, job.reason, f"{left} attempts left" if left > 0 else "giving up")
         return True
+
+
+def _key(request: EvaluationRequest, step: int) -> tuple[str, int, str]:
+    return request.run, step, request.extractor

@@ -42,6 +42,10 @@ class EvaluatorSettings:
     auto_fit_extractor: bool = True
     generator_retry_seconds: float = 10.0
     poll_seconds: float = 10.0
+    # Continuous mode's second cadence: an Inception extractor ("" = off) for every k-th snapshot and the final one.
+    continuous_inception_extractor: str = ""
+    continuous_inception_every: int = 5
+    continuous_inception_metrics: list[str] = dataclasses.field(default_factory=lambda: ["fid"])
     max_attempts: int = 3
     keep_jobs: int = 1000
     # Ray fan-out of sampling + extraction for large evaluations: "" (off), "local", "auto" or ray://host:port.
@@ -54,10 +58,10 @@ class EvaluatorSettings:
     grace_seconds: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("max_concurrent_jobs", "max_queue_size", "default_num_samples", "batch_size", "max_attempts"):
+        for name in ("max_concurrent_jobs", "max_queue_size", "default_num_samples", "batch_size", "max_attempts", "continuous_inception_every"):
             if int(getattr(self, name)) < 1:
                 raise InvalidRequestError(f"{ENV_PREFIX}{name.upper()} must be >= 1, got {getattr(self, name)}")
-        for metric in self.default_metrics:
+        for metric in (*self.default_metrics, *self.continuous_inception_metrics):
             get_metric(metric)
         check_resize_mode(self.default_resize_mode)
         kid_subset = get_metric("kid").params["subset_size"]
