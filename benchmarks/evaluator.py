@@ -152,22 +152,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the extraction part (ratio from CPU time)")
     parser.add_argument("--blas-threads", type=int, default=1, help="BLAS threads for the Fréchet part (speedup is from CPU time)")
     parser.add_argument("--inception-batch", type=int, default=8, help="batch size of the shipped-vs-plain Inception forward")
+    parser.add_argument("--parts", default="frechet,pipeline,inception", help="comma-separated parts to run (default all three)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    frechet = bench_frechet(args.dim, args.repeats, args.blas_threads)
-    pipeline = bench_pipeline(args.batches, args.batch_size, args.rounds)
-    speed = bench_inception_speedup(args.inception_batch, args.rounds)
-    print(json.dumps({
-        "frechet_speedup": round(frechet["speedup"], 2), "frechet_rel_diff": frechet["rel_diff"],
-        "frechet_speedup_wall": round(frechet["speedup_wall"], 2),
-        "frechet_sqrtm_cpu_seconds": round(frechet["sqrtm_seconds"], 3), "frechet_ours_cpu_seconds": round(frechet["ours_seconds"], 3),
-        "pipeline_over_forward": round(pipeline["ratio"], 3), "pipeline_over_forward_wall": round(pipeline["ratio_wall"], 3),
-        "pipeline_images_per_cpu_second": round(pipeline["pipeline_images_per_cpu_second"], 2), "forward_images_per_cpu_second": round(pipeline["forward_images_per_cpu_second"], 2),
-        "inception_speedup": round(speed["speedup"], 2), "inception_speedup_wall": round(speed["speedup_wall"], 2), "inception_rel_diff": speed["rel_diff"],
-        "inception_shipped_images_per_cpu_second": round(speed["shipped_images_per_cpu_second"], 2),
-        "inception_plain_images_per_cpu_second": round(speed["plain_images_per_cpu_second"], 2),
-        "dim": args.dim, "torch_threads": args.threads, "blas_threads": args.blas_threads,
-    }))
+    parts = set(args.parts.split(","))
+    out = {}
+    if "frechet" in parts:
+        frechet = bench_frechet(args.dim, args.repeats, args.blas_threads)
+        out.update({
+            "frechet_speedup": round(frechet["speedup"], 2), "frechet_rel_diff": frechet["rel_diff"],
+            "frechet_speedup_wall": round(frechet["speedup_wall"], 2),
+            "frechet_sqrtm_cpu_seconds": round(frechet["sqrtm_seconds"], 3), "frechet_ours_cpu_seconds": round(frechet["ours_seconds"], 3),
+        })
+    if "pipeline" in parts:
+        pipeline = bench_pipeline(args.batches, args.batch_size, args.rounds)
+        out.update({
+            "pipeline_over_forward": round(pipeline["ratio"], 3), "pipeline_over_forward_wall": round(pipeline["ratio_wall"], 3),
+            "pipeline_images_per_cpu_second": round(pipeline["pipeline_images_per_cpu_second"], 2), "forward_images_per_cpu_second": round(pipeline["forward_images_per_cpu_second"], 2),
+        })
+    if "inception" in parts:
+        speed = bench_inception_speedup(args.inception_batch, args.rounds)
+        out.update({
+            "inception_speedup": round(speed["speedup"], 2), "inception_speedup_wall": round(speed["speedup_wall"], 2), "inception_rel_diff": speed["rel_diff"],
+            "inception_shipped_images_per_cpu_second": round(speed["shipped_images_per_cpu_second"], 2),
+            "inception_plain_images_per_cpu_second": round(speed["plain_images_per_cpu_second"], 2),
+        })
+    print(json.dumps({**out, "dim": args.dim, "torch_threads": args.threads, "blas_threads": args.blas_threads}))
 
 
 if __name__ == "__main__":
