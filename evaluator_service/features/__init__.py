@@ -104,6 +104,9 @@ class ExtractorCache:
 
         self.store, self.inception_weights, self.inception_sha256 = store, inception_weights, inception_sha256
         self.auto_fit, self.device = auto_fit, pick_device(device)
+        if self.device.type == "cuda":
+            # cuDNN would run convolutions in TF32 on recent GPUs (about 1e-3 relative): features must equal the CPU's.
+            torch.backends.cudnn.allow_tf32 = False
         self._loaded: dict[tuple[str, str], Extractor] = {}
         self._lock = threading.Lock()
 
