@@ -43,7 +43,7 @@ class TrainPlan:
             "run": self.options.run,
             "code_version": code_version(),
             "options": self.options.to_json(),
-            "dataset": {"spec": self.options.dataset, "id": d.id, "image_size": d.image_size, "channels": d.channels, "num_classes": d.num_classes, "split": self.options.split},
+            "dataset": {"spec": self.options.dataset, "id": d.id, "image_size": d.image_size, "channels": d.channels, "num_classes": d.num_classes, "class_names": list(d.class_names), "split": self.options.split},
             "architecture": self.options.model,  # the model family; the manifest names it the same way
             "architecture_params": self.architecture_params,
         }
