@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from evaluator_service.errors import InvalidRequestError
+from evaluator_service.features.inception import EXTRACTOR_ID as INCEPTION_ID
 from evaluator_service.features.inception import WEIGHTS_SHA256
+from evaluator_service.features.tf_import import EXTRACTOR_IDS as TF_INCEPTION_IDS
 from evaluator_service.features.resize import check_resize_mode
 from evaluator_service.metrics import get_metric
 from ganworks.settings import secret
@@ -64,6 +66,9 @@ class EvaluatorSettings:
         for metric in (*self.default_metrics, *self.continuous_inception_metrics):
             get_metric(metric)
         check_resize_mode(self.default_resize_mode)
+        inception_ids = (INCEPTION_ID, *TF_INCEPTION_IDS)
+        if self.continuous_inception_extractor and self.continuous_inception_extractor not in inception_ids:
+            raise InvalidRequestError(f"{ENV_PREFIX}CONTINUOUS_INCEPTION_EXTRACTOR (--inception-extractor) must be one of {', '.join(inception_ids)}, got {self.continuous_inception_extractor!r}")
         kid_subset = get_metric("kid").params["subset_size"]
         if "kid" in self.default_metrics and self.default_num_samples < kid_subset:
             # Caught at start: otherwise every continuous evaluation would fail the same way.

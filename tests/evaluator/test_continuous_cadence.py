@@ -48,3 +48,8 @@ def test_without_an_inception_extractor_only_the_default_cadence_runs(six_snapsh
 def test_an_inception_cadence_below_one_is_refused_naming_the_setting():
     with pytest.raises(InvalidRequestError, match="GANWORKS_EVALUATOR_CONTINUOUS_INCEPTION_EVERY must be >= 1"):
         EvaluatorSettings(continuous_inception_every=0)
+
+
+def test_an_inception_cadence_with_a_non_inception_extractor_is_refused_listing_the_choices():
+    with pytest.raises(InvalidRequestError, match="CONTINUOUS_INCEPTION_EXTRACTOR .* must be one of inception-v3-fid, inception-v3-tf, inception-v3-tf-pytorch-scaling"):
+        EvaluatorSettings(continuous_inception_extractor="digits-classifier")
