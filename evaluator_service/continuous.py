@@ -24,6 +24,7 @@ OUTAGES = {"generator_unavailable", "store_error"}
 from evaluator_service.settings import EvaluatorSettings
 from ganworks.checkpoint import list_snapshots
 from ganworks.errors import GanworksError, StoreError
+from ganworks.layout import run_info_key
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class ContinuousEvaluator:
         cadences = [(EvaluationRequest(run=run), published)]
         if self.settings.continuous_inception_extractor and published:
             try:
-                final = int(self.store.get_json(f"runs/{run}/run.json").get("options", {}).get("steps") or 0)
+                final = int(self.store.get_json(run_info_key(run)).get("options", {}).get("steps") or 0)
             except (GanworksError, ValueError, AttributeError):
                 final = 0
             every = self.settings.continuous_inception_every

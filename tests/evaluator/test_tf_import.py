@@ -86,12 +86,12 @@ def _torchscript_features(path, images: np.ndarray) -> torch.Tensor:
 
 
 def test_import_maps_a_torchscript_inception_and_stores_safetensors_with_a_manifest(imported_store, torchscript_file):
-    manifest = imported_store.get_json(f"{tf_import.STORE_PREFIX}/manifest.json")
+    manifest = imported_store.get_json(tf_import.MANIFEST_KEY)
 
     assert manifest["layers"] == 94 and manifest["verified_relative_difference"] <= 1e-5
     assert manifest["source_file"] == str(torchscript_file) and len(manifest["source_sha256"]) == 64 and not manifest["source_is_published_file"]
     assert manifest["input_scaling"] == {"inception-v3-tf": "tf", "inception-v3-tf-pytorch-scaling": "pytorch-fid"}
-    assert imported_store.exists(f"{tf_import.STORE_PREFIX}/inception.safetensors")
+    assert imported_store.exists(tf_import.WEIGHTS_KEY)
 
 
 def test_the_evaluator_loads_the_imported_weights_without_torchscript_and_gives_the_same_features(imported_store, torchscript_file, monkeypatch):
@@ -117,8 +117,8 @@ def test_a_modified_imported_weights_file_is_refused(imported_store, tmp_path):
     from ganworks.store import open_store
 
     copy = open_store(f"file://{tmp_path}")
-    copy.put_json(f"{tf_import.STORE_PREFIX}/manifest.json", imported_store.get_json(f"{tf_import.STORE_PREFIX}/manifest.json"))
-    copy.put_bytes(f"{tf_import.STORE_PREFIX}/inception.safetensors", imported_store.get_bytes(f"{tf_import.STORE_PREFIX}/inception.safetensors")[:-4] + b"\0\0\0\0")
+    copy.put_json(tf_import.MANIFEST_KEY, imported_store.get_json(tf_import.MANIFEST_KEY))
+    copy.put_bytes(tf_import.WEIGHTS_KEY, imported_store.get_bytes(tf_import.WEIGHTS_KEY)[:-4] + b"\0\0\0\0")
 
     with pytest.raises(WeightsIntegrityError, match="import the weights again"):
         tf_import.load(copy, "inception-v3-tf")
