@@ -85,11 +85,11 @@ def test_fashion_mnist_location_comes_from_the_environment_and_plain_files_work(
 
 
 def test_fashion_mnist_has_its_own_60k_10k_split_ten_named_classes_and_is_resized_like_digits():
-    train = load_dataset("fashion-mnist", image_size=32, split="train")
-    test = load_dataset("fashion-mnist", split="test")
+    train = load_dataset("fashion-mnist", split="train")
+    test = load_dataset("fashion-mnist", image_size=32, split="test")
 
-    assert train.images.shape == (60_000, 32, 32, 1) and test.images.shape == (10_000, 28, 28, 1)
+    assert train.images.shape == (60_000, 28, 28, 1) and test.images.shape == (10_000, 32, 32, 1)
     assert train.num_classes == 10 and np.bincount(test.labels).tolist() == [1000] * 10
     assert train.class_names[8] == "bag" and train.class_names[9] == "ankle-boot"
-    assert train.id.startswith("fashion-mnist-32x32x1-train-") and train.id == load_dataset("fashion-mnist", image_size=32, split="train").id
-    assert test.id != load_dataset("fashion-mnist", split="all").id
+    assert test.id.startswith("fashion-mnist-32x32x1-test-") and test.id == load_dataset("fashion-mnist", image_size=32, split="test").id
+    assert train.id != load_dataset("fashion-mnist", split="all").id

@@ -85,6 +85,7 @@ def _torchscript_features(path, images: np.ndarray) -> torch.Tensor:
         return module((x - 128.0) / 128.0)
 
 
+@pytest.mark.slow
 def test_import_maps_a_torchscript_inception_and_stores_safetensors_with_a_manifest(imported_store, torchscript_file):
     manifest = imported_store.get_json(tf_import.MANIFEST_KEY)
 
@@ -94,6 +95,7 @@ def test_import_maps_a_torchscript_inception_and_stores_safetensors_with_a_manif
     assert imported_store.exists(tf_import.WEIGHTS_KEY)
 
 
+@pytest.mark.slow
 def test_the_evaluator_loads_the_imported_weights_without_torchscript_and_gives_the_same_features(imported_store, torchscript_file, monkeypatch):
     images = np.random.RandomState(1).randint(0, 256, (2, 28, 28, 1), dtype=np.uint8)
     expected = _torchscript_features(torchscript_file, images)
@@ -129,6 +131,7 @@ def test_without_imported_weights_the_error_names_the_import_command(local_store
         tf_import.load(local_store, "inception-v3-tf")
 
 
+@pytest.mark.slow
 def test_a_torchscript_module_with_another_layer_layout_is_refused(tmp_path):
     path = tmp_path / "other.pt"
     _torchscript_inception(path, narrow="Mixed_6b.branch7x7_2")
@@ -145,6 +148,7 @@ def test_a_small_torchscript_module_is_refused_for_its_layer_count(tmp_path):
         tf_import.import_torchscript(path)
 
 
+@pytest.mark.slow
 def test_a_module_with_the_layout_but_other_arithmetic_fails_verification(tmp_path):
     path = tmp_path / "eps.pt"
     _torchscript_inception(path, eps=0.5)
