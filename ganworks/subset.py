@@ -15,8 +15,9 @@ import numpy as np
 
 from ganworks.errors import DatasetError
 
-# The restriction is a suffix the base spec cannot end with: a colon followed by no "/" (so "s3://" is not one).
-_SUFFIX = re.compile(r"^(?P<base>.+?)(?::(?P<classes>[^:/@]*))?(?:@(?P<count>[^:/@]*))?$")
+# The restriction is a suffix: a colon followed by no "/" (so "s3://" is not one), an "@" followed by no "/" or "."
+# (so "faces@2x.npz" is a file name, not a count).
+_SUFFIX = re.compile(r"^(?P<base>.+?)(?::(?P<classes>[^:/@]*))?(?:@(?P<count>[^:/@.]*))?$")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ def test_a_spec_is_split_into_base_classes_and_count_without_touching_store_urls
     assert parse("digits@500")[1].count == 500 and not parse("digits@500")[1].classes
     assert parse("s3://bucket/faces.npz") == ("s3://bucket/faces.npz", parse("digits")[1])
     assert parse("s3://bucket/faces.npz:0,2")[0] == "s3://bucket/faces.npz"
+    assert parse("s3://bucket/faces@2x.npz") == ("s3://bucket/faces@2x.npz", parse("digits")[1])
 
 
 def test_classes_by_index_keep_only_those_classes_renumbered_in_their_original_order():
