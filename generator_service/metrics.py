@@ -24,3 +24,7 @@ class GeneratorMetrics:
         self.model_version = Gauge("ganworks_generator_model_version", "Step of the newest loaded snapshot", ["model"], registry=r)
         self.model_loads = Counter("ganworks_generator_model_loads", "Snapshot loads by result", ["model", "result"], registry=r)
         self.model_load_seconds = Histogram("ganworks_generator_model_load_seconds", "Time to fetch, verify, build and warm up a snapshot", buckets=LATENCY_BUCKETS, registry=r)
+        self.rollout_calls = Counter("ganworks_generator_rollout_calls", "Calls by the track that served them: latest, pinned (explicit version), stable, candidate", ["model", "track"], registry=r)
+        self.rollout_step = Gauge("ganworks_generator_rollout_step", "Step each rollout track serves (0: none)", ["model", "track"], registry=r)
+        self.rollout_policy_ok = Gauge("ganworks_generator_rollout_policy_ok", "1 when the run's rollout policy is applied as written, 0 when a step it names is missing or refused", ["model"], registry=r)
+        self.rollout_policy_errors = Counter("ganworks_generator_rollout_policy_errors", "Rollout policies not applied, by reason (missing_step, refused_step, bad_policy)", ["model", "reason"], registry=r)

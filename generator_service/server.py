@@ -15,20 +15,24 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from ganworks.api import generator_pb2 as pb
+from ganworks.api import inference_pb2 as oip
 from ganworks.errors import CheckpointError, ConfigError
 from ganworks.rpc import add_servicer
 from ganworks.telemetry import pick_device, register_secrets, set_torch_threads
 from generator_service.auth import BearerTokenInterceptor
 from generator_service.batcher import DynamicBatcher
 from generator_service.encode import PngEncoder
+from generator_service.inference import InferenceServicer
 from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel, ModelManager
+from generator_service.rollout import RolloutRouter
 from generator_service.servicer import GeneratorServicer
 from generator_service.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Generator"].full_name
+INFERENCE_SERVICE = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 # Health names: "" and the service name answer readiness (every configured model loaded and warmed up),
 # "<service>/<model>" one model's readiness, "liveness" only that the process serves at all.
 LIVENESS = "liveness"
@@ -76,16 +80,19 @@ class GeneratorServer:
             self.store, s.runs, device=self.device, keep_versions=s.keep_versions, poll_seconds=s.poll_seconds,
             metrics=self.metrics, warm_up=self._warm_up, on_change=self._readiness_changed,
         )
-        self.servicer = GeneratorServicer(s, self.manager, self.batcher, self.encoder, self.metrics)
+        self.router = RolloutRouter(self.store, self.manager, self.metrics, poll_seconds=s.poll_seconds)
+        self.servicer = GeneratorServicer(s, self.manager, self.router, self.batcher, self.encoder, self.metrics)
         interceptors = []
         if s.auth_token:
             interceptors.append(BearerTokenInterceptor(s.auth_token, on_refused=lambda m: self.metrics.requests.labels(m, "UNAUTHENTICATED").inc()))
         self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(s))
         # Not the generated add_…_to_server: a request that does not parse must be INVALID_ARGUMENT, not UNKNOWN.
         add_servicer(self.server, self.servicer, pb.DESCRIPTOR.services_by_name["Generator"])
+        # The Open Inference Protocol on the same port, over the same servicer's router, batcher, limits and metrics.
+        add_servicer(self.server, InferenceServicer(self.servicer), INFERENCE_SERVICE)
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection([SERVICE_NAME, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
+        reflection.enable_server_reflection([SERVICE_NAME, INFERENCE_SERVICE.full_name, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
         address = f"{s.host}:{s.port}"
         try:
             if s.tls_cert:
@@ -108,7 +115,12 @@ class GeneratorServer:
                 raise ConfigError(f"cannot serve /metrics on {s.host}:{s.metrics_port}: {exc.strerror} (--metrics-port; 0 picks a free port, -1 turns it off)") from None
             self.metrics_port = int(self._http.server_port)
         log.info("generator serving %s on %s:%d (TLS %s, auth %s), /metrics on port %s", ",".join(s.runs), s.host, self.port, "on" if s.tls_cert else "off", "on" if s.auth_token else "off", self.metrics_port)
-        self._loader = asyncio.create_task(self.manager.start(), name="initial-load")
+        self._loader = asyncio.create_task(self._load(), name="initial-load")
+
+    async def _load(self) -> None:
+        # The rollout policy first, so a pinned step is in place before LATEST makes the server ready.
+        await self.router.start()
+        await self.manager.start()
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -171,6 +183,7 @@ class GeneratorServer:
             log.warning("grace period over with %d calls still in flight; they are cancelled", self.servicer.inflight)
         await self.server.stop(max(0.0, grace - (time.monotonic() - started)))
         self._loader.cancel()
+        await self.router.stop()
         await self.manager.stop()
         await self.batcher.close()
         self.encoder.close()

@@ -8,6 +8,7 @@ import json
 import logging
 import secrets
 import time
+from typing import Callable
 
 import grpc
 import numpy as np
@@ -19,6 +20,7 @@ from generator_service.batcher import DeadlineExpiredError, DynamicBatcher, Job,
 from generator_service.encode import PngEncoder, bytes_per_image, raw_images
 from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel, ModelManager, ModelNotReadyError, RefusedVersionError, UnknownModelError, UnknownVersionError
+from generator_service.rollout import RolloutRouter
 from generator_service.settings import GeneratorSettings
 from generator_service.validation import ParsedRequest, RequestError, check_basics, check_for_model
 
@@ -39,18 +41,18 @@ _ERROR_CODES = (
 
 
 class GeneratorServicer(pb_grpc.GeneratorServicer):
-    def __init__(self, settings: GeneratorSettings, manager: ModelManager, batcher: DynamicBatcher, encoder: PngEncoder, metrics: GeneratorMetrics):
-        self.settings, self.manager, self.batcher, self.encoder, self.metrics = settings, manager, batcher, encoder, metrics
+    def __init__(self, settings: GeneratorSettings, manager: ModelManager, router: RolloutRouter, batcher: DynamicBatcher, encoder: PngEncoder, metrics: GeneratorMetrics):
+        self.settings, self.manager, self.router, self.batcher, self.encoder, self.metrics = settings, manager, router, batcher, encoder, metrics
         self.max_message_bytes = settings.max_message_mb * 2**20
         self.draining = False
         self.inflight = 0
         self.idle = asyncio.Event()
         self.idle.set()
 
-    # -- bookkeeping shared by every method ---------------------------------------------------------------
+    # -- bookkeeping shared by every method of every protocol (the inference servicer uses it too) ---------
 
     @contextlib.asynccontextmanager
-    async def _serving(self, method: str, context: grpc.aio.ServicerContext):
+    async def serving(self, method: str, context: grpc.aio.ServicerContext):
         started, code = time.perf_counter(), grpc.StatusCode.OK
         self.inflight += 1
         self.idle.clear()
@@ -80,29 +82,43 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             if self.inflight == 0:
                 self.idle.set()
 
-    async def _prepare(self, request: pb.GenerateRequest, context, max_message_bytes: int | None) -> tuple[LoadedModel, ParsedRequest, int, float | None]:
+    async def prepare(self, request: pb.GenerateRequest, context, max_message_bytes: int | None, check_model: Callable[[LoadedModel], None] | None = None) -> tuple[LoadedModel, ParsedRequest, int, float | None]:
+        """Validates a request, routes it to a model version (by its seed) and checks it against that model."""
         check_basics(request, self.settings.max_samples_per_request)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline had passed when it arrived; give it more time")
-        model = await self.manager.get(request.model, request.version)
-        parsed = check_for_model(request, model, max_message_bytes)
         seed = request.seed if request.HasField("seed") else secrets.randbits(63)
+        model = await self.router.resolve(request.model, request.version, seed)
+        if check_model is not None:
+            check_model(model)
+        parsed = check_for_model(request, model, max_message_bytes)
         deadline = time.monotonic() + remaining if remaining is not None else None
         return model, parsed, seed, deadline
 
-    def _job(self, model, parsed: ParsedRequest, seed: int, deadline, start: int, count: int) -> Job:
+    def job(self, model, parsed: ParsedRequest, seed: int, deadline, start: int, count: int, first_index: int | None = None) -> Job:
+        """The internal job for samples start .. start+count-1 of a parsed request (first_index: their index for the seed)."""
         return Job(
             model=model,
             num_samples=count,
             seed=seed,
             output_kind=parsed.output_format,
-            first_index=start,
+            first_index=start if first_index is None else first_index,
             labels=None if parsed.labels is None else parsed.labels[start : start + count],
             latents=None if parsed.latents is None else parsed.latents[start : start + count],
             truncation=parsed.truncation,
             deadline=deadline,
         )
+
+    async def compute(self, jobs: list[Job]) -> list[Job]:
+        """Queues jobs through the batcher and waits for all of them."""
+        self.batcher.submit(jobs)
+        try:
+            for job in jobs:
+                await job.future
+        finally:
+            _forget(jobs)
+        return jobs
 
     async def _response(self, job: Job, parsed: ParsedRequest, seed: int) -> pb.GenerateResponse:
         model = job.model
@@ -125,39 +141,33 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
     # -- the methods --------------------------------------------------------------------------------------
 
     async def Generate(self, request, context):
-        async with self._serving("Generate", context):
-            model, parsed, seed, deadline = await self._prepare(request, context, self.max_message_bytes)
-            job = self._job(model, parsed, seed, deadline, 0, parsed.num_samples)
-            self.batcher.submit([job])
-            await job.future
+        async with self.serving("Generate", context):
+            model, parsed, seed, deadline = await self.prepare(request, context, self.max_message_bytes)
+            (job,) = await self.compute([self.job(model, parsed, seed, deadline, 0, parsed.num_samples)])
             return await self._response(job, parsed, seed)
 
     async def GenerateStream(self, request, context):
-        async with self._serving("GenerateStream", context):
-            model, parsed, seed, deadline = await self._prepare(request, context, None)
+        async with self.serving("GenerateStream", context):
+            model, parsed, seed, deadline = await self.prepare(request, context, None)
             m = model.manifest
             fits = max(1, self.max_message_bytes // bytes_per_image(parsed.output_format, m.image_size, m.channels))
             per_message = min(request.max_images_per_message or self.settings.stream_images_per_message, fits)
-            jobs = [self._job(model, parsed, seed, deadline, start, min(per_message, parsed.num_samples - start)) for start in range(0, parsed.num_samples, per_message)]
+            jobs = [self.job(model, parsed, seed, deadline, start, min(per_message, parsed.num_samples - start)) for start in range(0, parsed.num_samples, per_message)]
             self.batcher.submit(jobs)
             try:
                 for job in jobs:
                     await job.future
                     yield await self._response(job, parsed, seed)
             finally:
-                for job in jobs:  # a caller that went away leaves nothing behind in the queue
-                    if not job.future.done():
-                        job.future.cancel()
-                    elif not job.future.cancelled():
-                        job.future.exception()
+                _forget(jobs)
 
     async def ListModels(self, request, context):
-        async with self._serving("ListModels", context):
+        async with self.serving("ListModels", context):
             models = [self._info(self.manager.current(run)) for run in self.manager.runs if self.manager.current(run) is not None]
             return pb.ListModelsResponse(models=models)
 
     async def DescribeModel(self, request, context):
-        async with self._serving("DescribeModel", context):
+        async with self.serving("DescribeModel", context):
             if not request.model:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "model is empty: set it to a run id (ListModels shows the served models)")
             if request.version < 0:
@@ -182,3 +192,12 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             loaded_versions=self.manager.loaded_versions(m.run),
             dataset_id=m.dataset_id,
         )
+
+
+def _forget(jobs: list[Job]) -> None:
+    """A caller that went away leaves nothing behind in the queue, and no unretrieved exception."""
+    for job in jobs:
+        if not job.future.done():
+            job.future.cancel()
+        elif not job.future.cancelled():
+            job.future.exception()
