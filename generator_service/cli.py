@@ -1,4 +1,4 @@
-"""`ganworks generator serve`: runs the generator service until SIGTERM/SIGINT, then drains."""
+"""`ganworks generator serve | promote | rollback`: runs the service until SIGTERM/SIGINT; changes a run's rollout policy."""
 
 from __future__ import annotations
 
@@ -31,11 +31,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--auth-token-file", help="file holding the bearer token calls must send (env GANWORKS_GENERATOR_AUTH_TOKEN or _FILE)")
     serve.add_argument("--tls-cert", help="PEM certificate chain file; with --tls-key turns TLS on")
     serve.add_argument("--tls-key", help="PEM private key file")
+    promote = sub.add_parser("promote", help="serve STEP of RUN to every replica (or, with --canary F, to a fraction F of unpinned calls)")
+    add_store_flags(promote)
+    promote.add_argument("run", help="run id")
+    promote.add_argument("step", type=int, help="published snapshot step to promote")
+    promote.add_argument("--canary", type=float, help="fraction in (0, 1) of unpinned calls (chosen by seed) that get STEP; the rest keep the stable step")
+    rollback = sub.add_parser("rollback", help="go back to the previous verified stable step of RUN (ends a canary)")
+    add_store_flags(rollback)
+    rollback.add_argument("run", help="run id")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action in ("promote", "rollback"):
+        from generator_service.rollout_cli import change_policy
+
+        print(change_policy(open_store_from_args(args), args.action, args.run, getattr(args, "step", None), getattr(args, "canary", None)))
+        return 0
     if args.action != "serve":
-        raise CommandError("say what to do: `ganworks generator serve --runs R --store URL` (see --help)")
+        raise CommandError("say what to do: `ganworks generator serve --runs R --store URL`, `promote RUN STEP [--canary F]` or `rollback RUN` (see --help)")
     overrides = {
         "runs": [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None,
         "host": args.host, "port": args.port, "metrics_port": args.metrics_port,
