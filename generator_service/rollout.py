@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import Callable
 
 from ganworks.errors import CheckpointError, ObjectNotFoundError, StoreError
 from ganworks.rollout import CANARY, FOLLOW_LATEST, RolloutPolicy, RolloutPolicyError, goes_to_candidate, read_policy, rollout_key
@@ -101,28 +102,37 @@ class RolloutRouter:
     async def _apply(self, run: str, policy: RolloutPolicy) -> bool:
         """Switches the run to the policy once its steps are ready; False (retried next poll) when one is not."""
         if policy.mode == FOLLOW_LATEST:
-            self._switch(run, None, policy)
+            self._switch(run, None, policy.describe())
             return True
-        stable = await self._load(run, policy.stable, policy)
+        stable = await self._load(run, policy.stable, policy, lambda: self._serving_now(run))
         if stable is None:
-            return False  # keep serving what serves now
-        candidate = await self._load(run, policy.candidate, policy) if policy.mode == CANARY else None
-        self._switch(run, Route(stable, candidate, policy.fraction if candidate else 0.0), policy)
-        return policy.mode != CANARY or candidate is not None
+            return False  # what serves now keeps serving
+        if policy.mode != CANARY:
+            self._switch(run, Route(stable), policy.describe())
+            return True
+        candidate = await self._load(run, policy.candidate, policy, lambda: f"step {stable.step} (stable)")
+        if candidate is None:
+            self._switch(run, Route(stable), f"step {stable.step} serves every call; the canary's candidate {policy.candidate} is not served", applied=False)
+            return False
+        self._switch(run, Route(stable, candidate, policy.fraction), policy.describe())
+        return True
 
-    async def _load(self, run: str, step: int, policy: RolloutPolicy) -> LoadedModel | None:
+    def _serving_now(self, run: str) -> str:
+        current = self._routes[run]
+        return f"step {current.stable.step}" if current else "the step LATEST names"
+
+    async def _load(self, run: str, step: int, policy: RolloutPolicy, fallback: Callable[[], str]) -> LoadedModel | None:
+        """The loaded step, or None: a missing or refused step is reported with what serves instead; a store outage is retried."""
         try:
             return await self.manager.get(run, step)
         except UnknownVersionError:
-            reason = "missing_step"
+            reason, what = "missing_step", "not published"
         except (RefusedVersionError, CheckpointError):
-            reason = "refused_step"
+            reason, what = "refused_step", "refused (failed verification)"
         except StoreError as exc:
             log.warning("cannot load step %d of model %s for its rollout policy (will retry): %s", step, run, exc)
             return None
-        current = self._routes[run]
-        serving = f"step {current.stable.step}" if current else "the step LATEST names"
-        self._report(run, reason, f"policy '{policy.describe()}' names step {step}, which is {'not published' if reason == 'missing_step' else 'refused (failed verification)'}; {serving} keeps serving")
+        self._report(run, reason, f"policy '{policy.describe()}' names step {step}, which is {what}; {fallback()} keeps serving")
         return None
 
     def _report(self, run: str, reason: str, message: str) -> None:
@@ -132,13 +142,13 @@ class RolloutRouter:
             self.metrics.rollout_policy_errors.labels(run, reason).inc()
             log.error("rollout of model %s: %s", run, message)
 
-    def _switch(self, run: str, route: Route | None, policy: RolloutPolicy) -> None:
+    def _switch(self, run: str, route: Route | None, description: str, applied: bool = True) -> None:
         previous = self._routes[run]
         self._routes[run] = route
-        if route is None or route.candidate is not None or policy.mode != CANARY:
+        if applied:
             self._problem.pop(run, None)
             self.metrics.rollout_policy_ok.labels(run).set(1)
         self.metrics.rollout_step.labels(run, "stable").set(route.stable.step if route else 0)
         self.metrics.rollout_step.labels(run, "candidate").set(route.candidate.step if route and route.candidate else 0)
         if previous != route:
-            log.info("rollout of model %s: %s", run, policy.describe())
+            log.info("rollout of model %s: %s", run, description)
