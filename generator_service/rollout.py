@@ -68,13 +68,14 @@ class RolloutRouter:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _watch(self) -> None:
+        runs = self.manager.runs
         while True:
             await asyncio.sleep(self.poll_seconds)
-            for run in self.manager.runs:
-                try:
-                    await self._poll(run)
-                except Exception:  # noqa: BLE001 - the watcher must outlive any one bad poll
-                    log.exception("checking the rollout policy of model %s failed; will try again", run)
+            # The runs' policies are checked side by side; one bad poll is logged and retried, never fatal.
+            outcomes = await asyncio.gather(*(self._poll(run) for run in runs), return_exceptions=True)
+            for run, outcome in zip(runs, outcomes):
+                if isinstance(outcome, Exception):
+                    log.error("checking the rollout policy of model %s failed; will try again", run, exc_info=outcome)
 
     async def _poll(self, run: str) -> None:
         loop = asyncio.get_running_loop()

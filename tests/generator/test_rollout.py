@@ -11,14 +11,7 @@ from ganworks.checkpoint import snapshot_prefix
 from ganworks.cli import main as ganworks
 from ganworks.rollout import CANARY, PINNED, RolloutPolicy, read_policy, write_policy
 from tests.generator.conftest import publish
-
-
-def _wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+from tests.generator.test_versions import _wait_for
 
 
 def _corrupt(store, run: str, step: int) -> None:
@@ -28,12 +21,17 @@ def _corrupt(store, run: str, step: int) -> None:
     store.put_bytes(key, bytes(data))
 
 
-def test_canary_at_a_fifth_sends_20_percent_of_seeds_to_the_candidate_and_calls_follow_the_seed(local_store, serve):
+def _canary(local_store, serve, fraction: float):
+    """A server of run r whose policy sends `fraction` of unpinned calls to step 2, the rest to step 1; and its route."""
     for step in (1, 2):
         publish(local_store, "r", step)
-    write_policy(local_store, "r", RolloutPolicy(CANARY, stable=1, candidate=2, fraction=0.2))
+    write_policy(local_store, "r", RolloutPolicy(CANARY, stable=1, candidate=2, fraction=fraction))
     server = serve(local_store, ["r"])
-    route = server.server.router.route("r")
+    return server, server.server.router.route("r")
+
+
+def test_canary_at_a_fifth_sends_20_percent_of_seeds_to_the_candidate_and_calls_follow_the_seed(local_store, serve):
+    server, route = _canary(local_store, serve, 0.2)
     routed = [route.pick(seed)[0].step for seed in range(5000)]
     with server.client() as client:
         served = [client.generate("r", 1, seed=seed).version for seed in range(300)]
@@ -143,11 +141,7 @@ def test_promoting_an_unpublished_step_or_a_bad_fraction_is_refused_with_the_rea
 def test_inference_protocol_calls_follow_the_same_routing(local_store, serve):
     from tests.generator.test_inference_protocol import _infer, _seed_request
 
-    for step in (1, 2):
-        publish(local_store, "r", step)
-    write_policy(local_store, "r", RolloutPolicy(CANARY, stable=1, candidate=2, fraction=0.5))
-    server = serve(local_store, ["r"])
-    route = server.server.router.route("r")
+    server, route = _canary(local_store, serve, 0.5)
     versions = [int(_infer(server, _seed_request([seed])).model_version) for seed in range(40)]
     assert versions == [route.pick(seed)[0].step for seed in range(40)]
     assert set(versions) == {1, 2}
