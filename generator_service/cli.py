@@ -27,6 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--poll-seconds", type=float, help="how often LATEST is checked (default 2)")
     serve.add_argument("--device", help="auto, cpu, cuda, cuda:N (default auto)")
     serve.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    serve.add_argument("--no-fast-path", dest="fast_path", action="store_const", const=False, help="serve the eager model instead of the fastest form that draws the same pixels (env GANWORKS_GENERATOR_FAST_PATH=false)")
     serve.add_argument("--grace-seconds", type=float, help="time in-flight calls get to finish on SIGTERM (default 20)")
     serve.add_argument("--auth-token-file", help="file holding the bearer token calls must send (env GANWORKS_GENERATOR_AUTH_TOKEN or _FILE)")
     serve.add_argument("--tls-cert", help="PEM certificate chain file; with --tls-key turns TLS on")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         "host": args.host, "port": args.port, "metrics_port": args.metrics_port,
         "max_batch_size": args.max_batch_size, "max_queue_delay_ms": args.max_queue_delay_ms, "max_queue_size": args.max_queue_size,
         "max_samples_per_request": args.max_samples_per_request, "keep_versions": args.keep_versions, "poll_seconds": args.poll_seconds,
-        "device": args.device, "torch_threads": args.torch_threads, "grace_seconds": args.grace_seconds,
+        "device": args.device, "torch_threads": args.torch_threads, "fast_path": args.fast_path, "grace_seconds": args.grace_seconds,
         "auth_token": read_token_file("--auth-token-file", args.auth_token_file), "tls_cert": args.tls_cert, "tls_key": args.tls_key,
     }
     settings = load_settings(GeneratorSettings, overrides, prefix=ENV_PREFIX)

@@ -22,6 +22,7 @@ from ganworks.telemetry import pick_device, register_secrets, set_torch_threads
 from generator_service.auth import BearerTokenInterceptor
 from generator_service.batcher import DynamicBatcher
 from generator_service.encode import PngEncoder
+from generator_service.fastpath import fastest_form
 from generator_service.inference import InferenceServicer
 from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel, ModelManager
@@ -142,6 +143,10 @@ class GeneratorServer:
         m = model.manifest
 
         def run() -> None:
+            if self.settings.fast_path:
+                model.generator, form, timings = fastest_form(model.generator, latent_dim=m.latent_dim, num_classes=m.num_classes, batch=self.batcher.max_batch_size, device=model.device)
+                measured = ", ".join(f"{name} {self.batcher.max_batch_size / seconds:.0f}" for name, seconds in timings.items())
+                log.info("snapshot %d of model %s serves its %s form (samples/s at batch %d: %s)", m.step, m.run, form, self.batcher.max_batch_size, measured)
             for size in reversed(self.batcher.shapes):
                 z = torch.zeros(size, m.latent_dim, device=model.device)
                 labels = torch.zeros(size, dtype=torch.long, device=model.device) if m.num_classes else None

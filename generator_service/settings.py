@@ -31,6 +31,8 @@ class GeneratorSettings:
     device: str = "auto"
     torch_threads: int = 0
     png_threads: int = 2
+    # At load time, serve the fastest form of the model (channels-last, frozen graph) that draws the same pixels (±1/255).
+    fast_path: bool = True
     auth_token: str = secret()
     tls_cert: str = ""
     tls_key: str = ""

@@ -85,7 +85,8 @@ def serve():
     servers: list[RunningServer] = []
 
     def start(store, runs: list[str], wait_ready: bool = True, **overrides) -> RunningServer:
-        values = {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "runs": runs, "poll_seconds": 0.2, "png_threads": 1, "grace_seconds": 2.0}
+        # fast_path off: choosing it times every form at each load; tests/generator/test_fast_path.py turns it on.
+        values = {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "runs": runs, "poll_seconds": 0.2, "png_threads": 1, "grace_seconds": 2.0, "fast_path": False}
         values.update(overrides)
         server = RunningServer(GeneratorSettings(**values), store, wait_ready=wait_ready)
         servers.append(server)
