@@ -1,11 +1,13 @@
 """Generator service speed on a 64×64 RGB DCGAN: bare model vs the batching service, latency at half load, memory.
 
-    .venv/bin/python benchmarks/generator.py [--seconds 15] [--requests 100000]
+    .venv/bin/python benchmarks/generator.py [--seconds 15] [--requests 100000] [--rayserve-path DIR]
 
-(a) raw model at max_batch_size, (a1) raw at batch 1, (b) the service at saturation with 64 concurrent
-single-sample clients in a separate load process, (c) the same with max_batch_size 1; then p50/p99 at half of
-(b)'s rate against max_queue_delay + 2 × one full batch, and the server's RSS after --requests calls vs after
-warm-up. Ends with one JSON line.
+(a) raw model at max_batch_size, (a1) raw at batch 1, (af) the fastest bare form the service's fast path
+picks, at max_batch_size, (b) the service at saturation with 64 concurrent single-sample clients in a separate
+load process, (c) the same with max_batch_size 1, (r) the same model behind Ray Serve's @serve.batch under the
+same 64-client load over HTTP (benchmarks/rayserve_peer.py; needs ray[serve] on --rayserve-path, installed for
+the benchmark only); then p50/p99 at half of (b)'s rate against max_queue_delay + 2 × one full batch, and the
+server's RSS after --requests calls vs after warm-up. Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -31,13 +33,18 @@ THREADS = 2
 
 # -- the bare model ------------------------------------------------------------------------------------------
 
-def raw_throughput(batch: int, seconds: float) -> float:
+def raw_throughput(batch: int, seconds: float, fast: bool = False) -> float:
+    """Samples/s of the bare model: eager, or (fast) the form the service's fast path picks for it."""
     import torch
 
     from ganworks.models import build_generator
+    from generator_service.fastpath import fastest_form
 
     torch.set_num_threads(THREADS)
     generator = build_generator("dcgan", **MODEL).eval()
+    if fast:
+        generator, form, _ = fastest_form(generator, latent_dim=MODEL["latent_dim"], num_classes=0, batch=batch, device=torch.device("cpu"))
+        print(f"     fast path picks the {form} form", flush=True)
     z = torch.randn(batch, MODEL["latent_dim"])
     with torch.inference_mode():
         for _ in range(3):
@@ -179,6 +186,20 @@ class Service:
         self.process.stdout.close()
 
 
+def rayserve_throughput(args) -> float | None:
+    """The Ray Serve peer's saturated samples/s (benchmarks/rayserve_peer.py in a process with ray[serve] on its path)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, args.rayserve_path]), "OMP_NUM_THREADS": str(THREADS), "RAY_AUTH_MODE": "disabled"}
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "rayserve_peer.py"), "--seconds", str(args.seconds), "--concurrency", str(args.concurrency),
+               "--max-batch-size", str(args.max_batch_size), "--max-queue-delay-ms", str(args.max_queue_delay_ms)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        print(f"     Ray Serve peer failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+        return None
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"     Ray Serve: {result['calls']} calls, errors={result['errors']}", flush=True)
+    return result["samples_per_s"]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -191,6 +212,7 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-queue-delay-ms", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rayserve-path", default=os.environ.get("GANWORKS_BENCH_RAYSERVE_PATH", ""), help="folder holding ray[serve] and its dependencies (pip install --target DIR); without it the Ray Serve peer is skipped")
     args = parser.parse_args()
     # Spinning OpenMP threads collapse small-batch speed when other processes share the cores (measured 6 vs
     # 51 samples/s at batch 1 under a load of 6 on 2 cores); passive waiting is set for the bare model and the
@@ -209,6 +231,10 @@ def main() -> None:
     raw1_runs = [raw_throughput(1, args.seconds / 2)]
     print(f"(a)  raw model, batch {args.max_batch_size}: {raw_runs[0]:.0f} samples/s (first reading)", flush=True)
     print(f"(a1) raw model, batch 1: {raw1_runs[0]:.0f} samples/s (first reading)", flush=True)
+    fast_raw = raw_throughput(args.max_batch_size, args.seconds / 2, fast=True)
+    print(f"(af) fastest bare form, batch {args.max_batch_size}: {fast_raw:.0f} samples/s", flush=True)
+    rayserve = rayserve_throughput(args) if args.rayserve_path else None
+    print(f"(r)  Ray Serve @serve.batch, {args.concurrency} HTTP clients: {rayserve if rayserve is None else round(rayserve)} samples/s", flush=True)
 
     with tempfile.TemporaryDirectory() as folder:
         store_url = f"file://{folder}"
@@ -253,7 +279,10 @@ def main() -> None:
     print(f"(a1) raw model, batch 1: {raw1:.0f} samples/s (readings {raw1_runs[0]:.0f}, {raw1_runs[1]:.0f}); batching gains {raw / raw1:.2f}x")
     efficiency = (batched / unbatched) / (raw / raw1)
     print(f"service/raw {batched / raw:.2f} (target >= 0.6); batching efficiency {efficiency:.2f} (target >= 0.8); RSS {rss_warm:.0f} -> {rss_end:.0f} MB after {served} calls")
+    print(f"service/fastest bare form {batched / fast_raw:.2f} (target >= 0.85)" + (f"; service/Ray Serve {batched / rayserve:.2f} (target >= 2)" if rayserve else "; Ray Serve peer skipped (no --rayserve-path)"))
     print(json.dumps({
+        "fast_raw_samples_per_s": round(fast_raw, 1), "service_over_fast_raw": round(batched / fast_raw, 3),
+        "rayserve_samples_per_s": round(rayserve, 1) if rayserve else None, "service_over_rayserve": round(batched / rayserve, 3) if rayserve else None,
         "raw_samples_per_s": round(raw, 1), "raw_batch1_samples_per_s": round(raw1, 1), "service_samples_per_s": round(batched, 1),
         "unbatched_samples_per_s": round(unbatched, 1), "service_over_raw": round(batched / raw, 3), "batching_efficiency": round(efficiency, 3),
         "p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "p99_budget_ms": round(budget, 2), "rss_growth_mb": round(rss_end - rss_warm, 1),
