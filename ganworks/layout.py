@@ -5,6 +5,7 @@
     runs/<run>/checkpoints/<step:09d>/manifest.json            what the snapshot is (written after the weights)
     runs/<run>/checkpoints/<step:09d>/samples.png              a grid to look at
     runs/<run>/LATEST                                          written last: the newest complete step
+    runs/<run>/rollout.json                                    which step unpinned generator calls get (ganworks/rollout.py)
     runs/<run>/train_state/…                                   Ray Train checkpoints for resume (Ray names what is inside)
     runs/<run>/stats.jsonl                                     the trainer's statistics, one JSON line per interval
     runs/<run>/evals/<step:09d>/<metrics-set>.json             evaluator reports
@@ -58,6 +59,10 @@ def run_info_key(run: str) -> str:
 
 def latest_key(run: str) -> str:
     return f"{run_prefix(run)}/LATEST"
+
+
+def rollout_key(run: str) -> str:
+    return f"{run_prefix(run)}/rollout.json"
 
 
 def stats_key(run: str) -> str:

@@ -16,8 +16,8 @@ import math
 import time
 from typing import Any
 
-from ganworks.checkpoint import run_prefix
 from ganworks.errors import GanworksError, ObjectNotFoundError
+from ganworks.layout import rollout_key
 
 FOLLOW_LATEST, PINNED, CANARY = "follow-latest", "pinned", "canary"
 MODES = (FOLLOW_LATEST, PINNED, CANARY)
@@ -25,11 +25,6 @@ MODES = (FOLLOW_LATEST, PINNED, CANARY)
 
 class RolloutPolicyError(GanworksError):
     """A rollout policy that cannot be applied as written (bad JSON, unknown mode, fraction out of range)."""
-
-
-def rollout_key(run: str) -> str:
-    """Store key of a run's rollout policy (moves to the core's layout module once that exists)."""
-    return f"{run_prefix(run)}/rollout.json"
 
 
 @dataclasses.dataclass(frozen=True)

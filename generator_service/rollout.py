@@ -13,7 +13,8 @@ import logging
 from typing import Callable
 
 from ganworks.errors import CheckpointError, ObjectNotFoundError, StoreError
-from ganworks.rollout import CANARY, FOLLOW_LATEST, RolloutPolicy, RolloutPolicyError, goes_to_candidate, read_policy, rollout_key
+from ganworks.layout import rollout_key
+from ganworks.rollout import CANARY, FOLLOW_LATEST, RolloutPolicy, RolloutPolicyError, goes_to_candidate, read_policy
 from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel, ModelManager, RefusedVersionError, UnknownVersionError
 

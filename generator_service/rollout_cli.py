@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from ganworks.checkpoint import check_run_id, list_snapshots, load_snapshot, read_latest
+from ganworks.checkpoint import list_snapshots, load_snapshot, read_latest
 from ganworks.errors import CheckpointError, GanworksError
+from ganworks.layout import check_run_id
 from ganworks.rollout import RolloutPolicyError, promoted, read_policy, rollback_targets, write_policy
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import random
 import threading
 import time
 
-from ganworks.checkpoint import snapshot_prefix
+from ganworks.layout import WEIGHTS, snapshot_key
 from ganworks.cli import main as ganworks
 from ganworks.rollout import CANARY, PINNED, RolloutPolicy, read_policy, write_policy
 from tests.generator.conftest import publish
@@ -15,7 +15,7 @@ from tests.generator.test_versions import _wait_for
 
 
 def _corrupt(store, run: str, step: int) -> None:
-    key = f"{snapshot_prefix(run, step)}/generator.safetensors"
+    key = snapshot_key(run, step, WEIGHTS)
     data = bytearray(store.get_bytes(key))
     data[-1] ^= 0xFF
     store.put_bytes(key, bytes(data))
