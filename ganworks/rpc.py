@@ -36,7 +36,7 @@ def _tolerant(message_class: type) -> Callable[[bytes], Any]:
 
 
 def _message(request: MalformedRequest) -> str:
-    return f"the request is not a valid {request.type_name} message ({request.reason}); build it with the ganworks.v1 protos"
+    return f"the request is not a valid {request.type_name} message ({request.reason}); build it with the protos in proto/ (or a client generated from them)"
 
 
 def _guard_unary(behavior: Callable) -> Callable:
