@@ -37,13 +37,14 @@ def raw_throughput(batch: int, seconds: float, fast: bool = False) -> float:
     """Samples/s of the bare model: eager, or (fast) the form the service's fast path picks for it."""
     import torch
 
-    from ganworks.models import build_generator
+    from ganworks.models import build_generator, get_family
     from generator_service.fastpath import fastest_form
 
     torch.set_num_threads(THREADS)
     generator = build_generator("dcgan", **MODEL).eval()
     if fast:
-        generator, form, _ = fastest_form(generator, latent_dim=MODEL["latent_dim"], num_classes=0, batch=batch, device=torch.device("cpu"))
+        family = get_family("dcgan")
+        generator, form, _ = fastest_form(generator, family, family.validate(MODEL), batch=batch, device=torch.device("cpu"))
         print(f"     fast path picks the {form} form", flush=True)
     z = torch.randn(batch, MODEL["latent_dim"])
     with torch.inference_mode():

@@ -81,9 +81,10 @@ def serve_and_measure(seconds: float, concurrency: int, max_batch_size: int, wai
             import torch
 
             from ganworks.images import to_uint8
-            from generator_service.sampling import sample_noise
+            from ganworks.models import get_family
 
-            z = torch.from_numpy(np.concatenate([sample_noise(seed, 0, 1, MODEL["latent_dim"]) for seed in seeds]))
+            family = get_family("dcgan")
+            z = torch.from_numpy(np.concatenate([family.seeded_latents(MODEL, seed, 0, 1) for seed in seeds]))
             with torch.inference_mode():
                 pixels = to_uint8(self.generator(z))
             return [p.tobytes() for p in pixels]

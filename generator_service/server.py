@@ -144,7 +144,7 @@ class GeneratorServer:
 
         def run() -> None:
             if self.settings.fast_path:
-                model.generator, form, timings = fastest_form(model.generator, latent_dim=m.latent_dim, num_classes=m.num_classes, batch=self.batcher.max_batch_size, device=model.device)
+                model.generator, form, timings = fastest_form(model.generator, model.family, model.family.validate(m.architecture_params), batch=self.batcher.max_batch_size, device=model.device)
                 measured = ", ".join(f"{name} {self.batcher.max_batch_size / seconds:.0f}" for name, seconds in timings.items())
                 log.info("snapshot %d of model %s serves its %s form (samples/s at batch %d: %s)", m.step, m.run, form, self.batcher.max_batch_size, measured)
             for size in reversed(self.batcher.shapes):

@@ -10,7 +10,7 @@ import torch
 from ganworks.checkpoint import load_snapshot
 from ganworks.images import to_uint8
 from generator_service import fastpath
-from generator_service.sampling import sample_noise
+from ganworks.models import get_family
 from tests.generator.conftest import SMALL, publish
 
 
@@ -31,7 +31,8 @@ def test_a_form_that_changes_pixels_by_more_than_one_step_is_never_served(monkey
 
     generator = build_generator("dcgan", **SMALL).eval()
     monkeypatch.setattr(fastpath, "FORMS", {**fastpath.FORMS, "shifted": lambda g, example: _Shifted(g)})
-    module, form, timings = fastpath.fastest_form(generator, latent_dim=SMALL["latent_dim"], num_classes=0, batch=8, device=torch.device("cpu"))
+    family = get_family("dcgan")
+    module, form, timings = fastpath.fastest_form(generator, family, family.validate(SMALL), batch=8, device=torch.device("cpu"))
     assert "shifted" not in timings and form != "shifted"
     assert {"eager", "channels_last", "frozen_graph"} <= set(timings)
 
@@ -44,6 +45,6 @@ def test_served_images_stay_within_one_step_of_the_eager_model(local_store, serv
         served = client.generate("r", 8, seed=3, output="uint8").images
     eager = load_snapshot(local_store, "r", 4).generator
     with torch.inference_mode():
-        expected = to_uint8(eager(torch.from_numpy(sample_noise(3, 0, 8, SMALL["latent_dim"]))))
+        expected = to_uint8(eager(torch.from_numpy(get_family("dcgan").seeded_latents(SMALL, 3, 0, 8))))
     assert np.abs(served.astype(int) - expected.astype(int)).max() <= 1
     assert "snapshot 4 of model r serves its" in caplog.text
