@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--conditional", action="store_true", default=None, help="class-conditional G and D (the dataset needs labels)")
     data.add_argument("--model", help=f"model family: {', '.join(sorted(FAMILIES))} (default dcgan)")
     data.add_argument("--model-param", dest="model_params", action="append", metavar="KEY=VALUE",
-                      help=f"a hyperparameter of the model family, repeatable, e.g. --model-param width=64 (dcgan: {_settable('dcgan')}); "
+                      help=f"a hyperparameter of the model family, repeatable, e.g. --model-param width=64 (dcgan: {_settable('dcgan')}; stylegan2: {_settable('stylegan2')}); "
                            "docs/trainer.md lists them with their defaults")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--loss", help=f"one of {', '.join(sorted(LOSSES))} (default hinge)")
@@ -38,6 +38,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--r1-gamma", type=float, help="R1 penalty weight; 0 turns it off (default 0)")
     opt.add_argument("--r1-every", type=int, help="lazy R1: apply it every k steps (default 16)")
     opt.add_argument("--gp-weight", type=float, help="gradient penalty weight for --loss wgan-gp (default 10)")
+    opt.add_argument("--pl-weight", type=float, help="path-length regularisation of G; 0 turns it off (default 0; StyleGAN2 uses 2)")
+    opt.add_argument("--pl-every", type=int, help="lazy path-length regularisation: apply it every k steps (default 4)")
+    opt.add_argument("--augment", choices=["none", "ada"], help="ada: adaptive augmentation of everything D sees, for small datasets (default none)")
+    opt.add_argument("--augment-target", type=float, help="ada: the wanted fraction of positive D outputs on real images (default 0.6)")
+    opt.add_argument("--augment-speed-images", type=int, help="ada: images over which p can go from 0 to 1 (default 100000)")
     opt.add_argument("--ema-half-life-images", type=int, help="G_ema half-life in images (default 10000)")
     opt.add_argument("--ema-rampup", type=float, help="cap the half-life at this fraction of the images seen; 0 = off (default 0.05)")
     opt.add_argument("--seed", type=int, help="seed of weights, noise and data order (default 0)")

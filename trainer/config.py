@@ -34,6 +34,11 @@ class TrainOptions:
     r1_gamma: float = 0.0  # 0 = no R1 penalty
     r1_every: int = 16  # lazy R1: the penalty every k D steps, scaled by k
     gp_weight: float = 10.0  # wgan-gp only
+    pl_weight: float = 0.0  # path-length regularisation of G; 0 = off (StyleGAN2 uses 2)
+    pl_every: int = 4  # lazy: every k G steps, scaled by k
+    augment: str = "none"  # "ada": adaptive augmentation of everything D sees (trainer/augment.py)
+    augment_target: float = 0.6  # ADA: the wanted fraction of positive D logits on real images
+    augment_speed_images: int = 100_000  # ADA: images over which p can go from 0 to 1
     ema_half_life_images: int = 10_000
     ema_rampup: float = 0.05  # the half-life is at most this fraction of the images seen (0 = no ramp-up)
     snapshot_every: int = 100
@@ -60,17 +65,22 @@ class TrainOptions:
 
         get_loss(self.loss)
         positive = {"steps": self.steps, "batch_size": self.batch_size, "num_workers": self.num_workers, "snapshot_every": self.snapshot_every,
-                    "log_every": self.log_every, "cpus_per_worker": self.cpus_per_worker, "r1_every": self.r1_every, "image_size": self.image_size}
+                    "log_every": self.log_every, "cpus_per_worker": self.cpus_per_worker, "r1_every": self.r1_every, "image_size": self.image_size,
+                    "pl_every": self.pl_every, "augment_speed_images": self.augment_speed_images}
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        for name in ("checkpoint_every", "checkpoint_min_seconds", "max_failures", "r1_gamma", "gp_weight", "ema_half_life_images", "ema_rampup", "metrics_port"):
+        for name in ("checkpoint_every", "checkpoint_min_seconds", "max_failures", "r1_gamma", "gp_weight", "pl_weight", "ema_half_life_images", "ema_rampup", "metrics_port"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.batch_size % self.num_workers:
             raise ConfigError(f"--batch-size {self.batch_size} (global) must be divisible by --num-workers {self.num_workers}")
         if self.g_lr <= 0 or self.d_lr <= 0:
             raise ConfigError("--g-lr and --d-lr must be positive")
+        if self.augment not in ("none", "ada"):
+            raise ConfigError(f"--augment must be none or ada, got {self.augment!r}")
+        if not 0 < self.augment_target < 1:
+            raise ConfigError(f"--augment-target must be between 0 and 1, got {self.augment_target}")
         if self.channels not in (0, 1, 3):
             raise ConfigError(f"--channels must be 1, 3 or 0 (as the dataset has them), got {self.channels}")
         if self.metrics_port > 65535:

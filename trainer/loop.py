@@ -19,7 +19,8 @@ from torch.utils.data import DistributedSampler
 from ganworks.models import get_family
 from trainer.config import TrainOptions
 from trainer.ema import make_ema
-from trainer.losses import get_loss, regularisers_for
+from trainer.augment import AdaptiveAugment
+from trainer.losses import g_regularisers_for, get_loss, regularisers_for
 from trainer.reporting import Rank0Reporter
 from trainer.step import GANStep, Networks
 from trainer.train_state import load_train_state, save_train_state
@@ -49,12 +50,13 @@ def train_worker(config: dict) -> None:
     noise = torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + rank)
 
     # ---- resume from Ray's last checkpoint (a new fit of the same run, or a restart after a failure) ----------
-    step, images_seen, nonfinite = 0, 0, 0
+    step, images_seen, nonfinite, step_state = 0, 0, 0, {}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             meta, rng = load_train_state(pathlib.Path(folder), generator=G, discriminator=D, generator_ema=G_ema, g_optimizer=g_opt, d_optimizer=d_opt)
         step, images_seen, nonfinite = meta["step"], meta["images_seen"], meta["nonfinite_steps"]
+        step_state = meta.get("step_state", {})  # augmentation p, path-length mean
         if meta.get("world_size") == world and rank in rng:
             noise.set_state(rng[rank])
         else:  # a different number of workers: fresh but reproducible noise streams
@@ -62,8 +64,11 @@ def train_worker(config: dict) -> None:
         log.info("rank %d resumed at step %d (%d images seen)", rank, step, images_seen)
 
     nets = Networks(G, D, G_ema, DDP(G), DDP(D), g_opt, d_opt)
-    # The loss and its regularisers (trainer/losses.py); an augmentation of what D sees would wrap real_batches and GANStep's D inputs.
-    gan_step = GANStep(nets, family, params, get_loss(opts.loss), regularisers_for(opts), noise, device, autocast, per_worker)
+    # The loss, its regularisers on D and G (trainer/losses.py), and the augmentation of what D sees (trainer/augment.py).
+    augment = AdaptiveAugment(params.get("channels", 1), opts.augment_target, opts.augment_speed_images) if opts.augment == "ada" else None
+    gan_step = GANStep(nets, family, params, get_loss(opts.loss), regularisers_for(opts), noise, device, autocast, per_worker,
+                       g_regularisers=g_regularisers_for(opts), augment=augment, global_batch=opts.batch_size)
+    gan_step.load_state(step_state)
     reporter = Rank0Reporter(config, opts, params, step, images_seen) if rank == 0 else None
     last_checkpoint = time.monotonic()
 
@@ -82,7 +87,7 @@ def train_worker(config: dict) -> None:
             reporter.maybe_publish(step, images_seen, G_ema)
         # ---- every rank: Ray's resume checkpoint. Ones uploaded faster than Ray registers them only queue up, and a crash loses the queue.
         if step == opts.steps or (step % opts.checkpoint_interval == 0 and _agree(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device)):
-            _report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts)
+            _report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts, gan_step.state())
             last_checkpoint = time.monotonic()
 
     if reporter is not None:
@@ -118,7 +123,8 @@ def _agree(decision: bool, device: torch.device) -> bool:
     return bool(flag.item())
 
 
-def _report_checkpoint(step: int, images_seen: int, nonfinite: int, world: int, rank: int, noise: torch.Generator, nets: Networks, opts: TrainOptions) -> None:
+def _report_checkpoint(step: int, images_seen: int, nonfinite: int, world: int, rank: int, noise: torch.Generator, nets: Networks, opts: TrainOptions,
+                       step_state: dict[str, float]) -> None:
     # Each rank's noise stream goes into the checkpoint, so a resumed run draws what it would have drawn.
     rng = noise.get_state()
     rng_states = [torch.empty_like(rng) for _ in range(world)]
@@ -127,7 +133,8 @@ def _report_checkpoint(step: int, images_seen: int, nonfinite: int, world: int, 
     if rank == 0:
         folder = tempfile.mkdtemp(prefix="ganworks-ckpt-")  # Ray deletes it once uploaded
         save_train_state(pathlib.Path(folder), generator=nets.G, discriminator=nets.D, generator_ema=nets.G_ema, g_optimizer=nets.g_opt, d_optimizer=nets.d_opt, rng_states=rng_states,
-                         counters={"step": step, "images_seen": images_seen, "nonfinite_steps": nonfinite, "world_size": world, "run": opts.run})
+                         counters={"step": step, "images_seen": images_seen, "nonfinite_steps": nonfinite, "world_size": world, "run": opts.run,
+                                   "step_state": step_state})
         checkpoint = ray.train.Checkpoint.from_directory(folder)
     # Uploaded in the background: a slow or unreachable store delays the checkpoint, not the training.
     ray.train.report({"step": step, "images_seen": images_seen}, checkpoint=checkpoint, checkpoint_dir_name=f"step_{step:09d}",

@@ -1,5 +1,6 @@
 """Adversarial losses and regularisers, each one registry entry: non-saturating (Goodfellow et al. 2014), hinge
-(Lim & Ye 2017), WGAN-GP (Gulrajani et al. 2017), and lazy R1 (Mescheder et al. 2018; lazy as in StyleGAN2).
+(Lim & Ye 2017), WGAN-GP (Gulrajani et al. 2017), lazy R1 (Mescheder et al. 2018; lazy as in StyleGAN2), and on G's side
+lazy path-length regularisation (Karras et al. 2020).
 
 A loss is its D term, its G term and the regularisers it cannot do without (WGAN-GP's gradient penalty).
 A discriminator regulariser may add samples to D's one forward pass (DDP wants one forward per backward)
@@ -10,9 +11,11 @@ class like `LazyR1` and a line in `REGULARISERS`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING, Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from ganworks.errors import ConfigError
@@ -117,6 +120,59 @@ class GradientPenalty(DRegulariser):
 
     def penalty(self, real_logits, real, extra_logits, extra):
         return self.weight * input_gradient_penalty(extra_logits, extra, 1.0)
+
+
+class GRegulariser:
+    """A penalty on G, added to its loss on the steps where `due` says so; `state` is kept in the training checkpoint."""
+
+    def due(self, step: int) -> bool:
+        return True
+
+    def penalty(self, images: torch.Tensor, latent: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, float]:
+        return {}
+
+    def load_state(self, state: dict[str, float]) -> None:
+        pass
+
+
+class LazyPathLength(GRegulariser):
+    """weight · (|J_latentᵀ y| - a)² for random image-space y, a the moving mean of the lengths; every `every` steps, scaled by it.
+
+    Computed on the first 1/shrink of the G step's batch, from its own forward; the mean is averaged over the workers.
+    """
+
+    def __init__(self, weight: float, every: int, decay: float = 0.01, shrink: int = 2):
+        self.weight, self.every, self.decay, self.shrink = weight, every, decay, shrink
+        self.mean = 0.0
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def penalty(self, images, latent, rng):
+        k = max(1, images.shape[0] // self.shrink)
+        y = torch.randn(images[:k].shape, generator=rng).to(images.device, images.dtype) / math.sqrt(images.shape[2] * images.shape[3])
+        (grads,) = torch.autograd.grad((images[:k] * y).sum(), latent, create_graph=True)
+        grads = grads[:k].float()
+        lengths = grads.square().reshape(k, -1, grads.shape[-1]).sum(2).mean(1).sqrt()  # (k,), per w layer averaged
+        batch_mean = lengths.detach().mean()
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(batch_mean)
+            batch_mean /= dist.get_world_size()
+        self.mean = self.mean + self.decay * (float(batch_mean) - self.mean)
+        return self.weight * self.every * (lengths - self.mean).square().mean()
+
+    def state(self) -> dict[str, float]:
+        return {"pl_mean": self.mean}
+
+    def load_state(self, state: dict[str, float]) -> None:
+        self.mean = float(state.get("pl_mean", self.mean))
+
+
+def g_regularisers_for(opts: "TrainOptions") -> list[GRegulariser]:
+    return [LazyPathLength(opts.pl_weight, opts.pl_every)] if opts.pl_weight > 0 else []
 
 
 REGULARISERS: dict[str, Callable[["TrainOptions"], DRegulariser]] = {

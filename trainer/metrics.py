@@ -30,6 +30,8 @@ class TrainerMetrics:
         self.last_snapshot_timestamp = Gauge("ganworks_trainer_last_snapshot_timestamp_seconds", "when the newest snapshot was published", labels, registry=r).labels(run)
         self.snapshots_published = Counter("ganworks_trainer_snapshots_published", "snapshots published to the store", labels, registry=r).labels(run)
         self.publish_failures = Counter("ganworks_trainer_publish_failures", "failed snapshot upload attempts (each retry counts)", labels, registry=r).labels(run)
+        self.augment_p = Gauge("ganworks_trainer_augment_probability", "adaptive augmentation probability p (with --augment ada)", labels, registry=r).labels(run)
+        self.path_length_mean = Gauge("ganworks_trainer_path_length_mean", "moving mean of G's path lengths (with --pl-weight)", labels, registry=r).labels(run)
         self.nonfinite_steps = Counter("ganworks_trainer_nonfinite_steps", "updates skipped because a gradient was NaN or infinite", labels, registry=r).labels(run)
 
     def serve(self, port: int) -> int | None:
@@ -52,6 +54,10 @@ class TrainerMetrics:
         self.discriminator_output.labels(self.run, "fake").set(stats["d_fake"])
         self.grad_norm.labels(self.run, "generator").set(stats["grad_norm_g"])
         self.grad_norm.labels(self.run, "discriminator").set(stats["grad_norm_d"])
+        if "augment_p" in stats:
+            self.augment_p.set(stats["augment_p"])
+        if "pl_mean" in stats:
+            self.path_length_mean.set(stats["pl_mean"])
 
     def snapshot_published(self, step: int) -> None:
         self.snapshots_published.inc()

@@ -48,7 +48,7 @@ class Rank0Reporter:
         if result.skipped:
             self.metrics.nonfinite_steps.inc()
         for key, value in result.stats().items():
-            self.interval[key] += float(value.detach()) if isinstance(value, torch.Tensor) else value
+            self.interval[key] = self.interval.get(key, 0.0) + (float(value.detach()) if isinstance(value, torch.Tensor) else value)
         self.interval_steps += 1
         self.interval_images += self.opts.batch_size
         self.metrics.steps.inc()
@@ -68,7 +68,7 @@ class Rank0Reporter:
             return
         last = self.stats.lines[-1] if self.stats.lines else {}
         self.publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state={k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()},
-                                          metrics={k: float(last[k]) for k in ("loss_g", "loss_d", "d_real", "d_fake") if k in last}, stats_jsonl=self.stats.encoded()))
+                                          metrics={k: float(last[k]) for k in ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean") if k in last}, stats_jsonl=self.stats.encoded()))
 
     def finish(self, step: int) -> None:
         if not self.publisher.close(timeout=self.opts.publish_retry_seconds + 30):

@@ -10,7 +10,8 @@ import torch
 
 from ganworks.models import ModelFamily
 from trainer.ema import ema_beta, update_ema
-from trainer.losses import AdversarialLoss, DRegulariser
+from trainer.augment import AdaptiveAugment
+from trainer.losses import AdversarialLoss, DRegulariser, GRegulariser
 
 
 @dataclasses.dataclass
@@ -32,6 +33,7 @@ class StepResult:
     fake_logits: torch.Tensor
     norm_d: float | None  # None: non-finite gradients, the update was skipped
     norm_g: float | None
+    extra: dict[str, float] = dataclasses.field(default_factory=dict)  # augment_p, pl_mean: the value after the step
 
     @property
     def skipped(self) -> bool:
@@ -40,22 +42,42 @@ class StepResult:
     def stats(self) -> dict[str, Any]:
         """The per-step values stats.jsonl averages over each logging interval, in its field order."""
         return {"loss_g": self.loss_g, "loss_d": self.loss_d, "d_real": self.real_logits.mean(), "d_fake": self.fake_logits.mean(),
-                "grad_norm_g": self.norm_g or 0.0, "grad_norm_d": self.norm_d or 0.0}
+                "grad_norm_g": self.norm_g or 0.0, "grad_norm_d": self.norm_d or 0.0, **self.extra}
 
 
 class GANStep:
-    """Draws latents from this worker's noise stream, so a resumed run draws what it would have drawn."""
+    """Draws latents (and augmentations, and regularisers' noise) from this worker's noise stream, so a resumed run draws what it would have drawn."""
 
     def __init__(self, nets: Networks, family: ModelFamily, params: dict[str, Any], loss: AdversarialLoss, regularisers: list[DRegulariser],
-                 noise: torch.Generator, device: torch.device, autocast: contextlib.AbstractContextManager, batch_size: int):
+                 noise: torch.Generator, device: torch.device, autocast: contextlib.AbstractContextManager, batch_size: int,
+                 g_regularisers: list[GRegulariser] = (), augment: AdaptiveAugment | None = None, global_batch: int = 0):
         self.nets, self.family, self.params, self.loss, self.regularisers = nets, family, params, loss, regularisers
         self.noise, self.device, self.autocast, self.batch_size = noise, device, autocast, batch_size
+        self.g_regularisers, self.augment, self.global_batch = list(g_regularisers), augment, global_batch or batch_size
         self.conditional = params.get("num_classes", 0) > 0
 
     def __call__(self, step: int, real: torch.Tensor, real_y: torch.Tensor | None) -> StepResult:
         loss_d, real_logits, fake_logits, norm_d = self.discriminator_step(step, real, real_y)
-        loss_g, norm_g = self.generator_step()
-        return StepResult(loss_d, loss_g, real_logits, fake_logits, norm_d, norm_g)
+        loss_g, norm_g = self.generator_step(step)
+        if self.augment is not None:
+            self.augment.adjust(step, self.global_batch)
+        return StepResult(loss_d, loss_g, real_logits, fake_logits, norm_d, norm_g, self.state())
+
+    def state(self) -> dict[str, float]:
+        """What resume must restore besides the networks: the augmentation probability and the regularisers' state."""
+        state = {"augment_p": self.augment.p} if self.augment is not None else {}
+        for reg in self.g_regularisers:
+            state.update(reg.state())
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if self.augment is not None and "augment_p" in state:
+            self.augment.p = float(state["augment_p"])
+        for reg in self.g_regularisers:
+            reg.load_state(state)
+
+    def _d_input(self, images: torch.Tensor) -> torch.Tensor:
+        return self.augment(images, self.noise) if self.augment is not None else images
 
     def latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         z = self.family.random_latents(self.params, n, self.noise).to(self.device)
@@ -74,21 +96,30 @@ class GANStep:
         added = [x for x in extras if x is not None]
         labels = torch.cat([real_y, fake_y, *[real_y] * len(added)]) if self.conditional else None
         with self.autocast:
-            logits = D_ddp(torch.cat([real_in, fake, *added]), labels).float()
+            logits = D_ddp(self._d_input(torch.cat([real_in, fake, *added])), labels).float()
         real_logits, fake_logits, *added_logits = logits.split([n, n, *(len(x) for x in added)])
+        if self.augment is not None:
+            self.augment.observe(real_logits)
         loss_d = self.loss.d_term(real_logits, fake_logits)
         next_added = iter(added_logits)
         for reg, extra in zip(due, extras):
             loss_d = loss_d + reg.penalty(real_logits, real_in, next(next_added) if extra is not None else None, extra)
         return loss_d, real_logits, fake_logits, _optimizer_step(self.nets.d_opt, self.nets.D, loss_d)
 
-    def generator_step(self):
-        """Through D's plain module, so D's DDP does not wait for gradients D does not get."""
+    def generator_step(self, step: int = 0):
+        """Through D's plain module, so D's DDP does not wait for gradients D does not get; G regularisers use the same forward."""
         D = self.nets.D
         D.requires_grad_(False)
         z, fake_y = self.latents(self.batch_size)
+        due = [reg for reg in self.g_regularisers if reg.due(step)]
         with self.autocast:
-            loss_g = self.loss.g_term(D(self.nets.G_ddp(z, fake_y), fake_y).float())
+            if due:
+                fake, latent = self.family.forward_with_latent(self.nets.G_ddp, z, fake_y)
+            else:
+                fake = self.nets.G_ddp(z, fake_y)
+            loss_g = self.loss.g_term(D(self._d_input(fake), fake_y).float())
+            for reg in due:
+                loss_g = loss_g + reg.penalty(fake, latent, self.noise)
         norm_g = _optimizer_step(self.nets.g_opt, self.nets.G, loss_g)
         D.requires_grad_(True)
         return loss_g, norm_g

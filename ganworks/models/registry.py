@@ -151,6 +151,12 @@ class ModelFamily:
         """Images for a served batch; truncation holds each sample's ψ in (0, 1] (1 = none), as samples of one batch differ."""
         raise NotImplementedError
 
+    def forward_with_latent(self, generator: nn.Module, latents: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training images and the latent they are differentiated by for path-length regularisation (z itself by default;
+        a family with an intermediate latent space, such as StyleGAN2's w, returns that)."""
+        latents = latents.detach().requires_grad_(True)
+        return generator(latents, labels), latents
+
 
 FAMILIES: dict[str, ModelFamily] = {}
 
