@@ -12,11 +12,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ganworks.models import get_family
 from tests.s3server import free_port
 from trainer.ema import make_ema
-from trainer.losses import GradientPenalty, LazyR1, get_loss
+from trainer.augment import AdaptiveAugment
+from trainer.losses import GradientPenalty, LazyPathLength, LazyR1, get_loss
 from trainer.step import GANStep, Networks
 
 DCGAN = get_family("dcgan")
 PARAMS = DCGAN.validate({"image_size": 16, "channels": 1, "num_classes": 3, "width": 8, "latent_dim": 8})
+SG2 = get_family("stylegan2")
+SG2_PARAMS = SG2.validate({"image_size": 16, "channels": 1, "num_classes": 3, "latent_dim": 8, "w_dim": 8, "channel_base": 128, "channel_max": 8})
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +29,12 @@ def process_group():
     dist.destroy_process_group()
 
 
-def _gan_step(regularisers=(), loss="hinge") -> GANStep:
+def _gan_step(regularisers=(), loss="hinge", family=DCGAN, params=PARAMS, **extras) -> GANStep:
     torch.manual_seed(0)
-    G, D = DCGAN.build_generator(PARAMS), DCGAN.build_discriminator(PARAMS)
+    G, D = family.build_generator(params), family.build_discriminator(params)
     nets = Networks(G, D, make_ema(G), DDP(G), DDP(D), torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=1e-3))
     noise = torch.Generator().manual_seed(1)
-    return GANStep(nets, DCGAN, PARAMS, get_loss(loss), list(regularisers), noise, torch.device("cpu"), contextlib.nullcontext(), batch_size=4)
+    return GANStep(nets, family, params, get_loss(loss), list(regularisers), noise, torch.device("cpu"), contextlib.nullcontext(), batch_size=4, **extras)
 
 
 def _real() -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,3 +69,29 @@ def test_the_gradient_penalty_adds_to_d_loss_through_the_same_forward(process_gr
     plain = float(_gan_step([], loss="wgan-gp").discriminator_step(0, *_real())[0])
 
     assert with_gp > plain
+
+
+@pytest.mark.parametrize("family,params", [(SG2, SG2_PARAMS), (DCGAN, PARAMS)], ids=["stylegan2-in-w", "dcgan-in-z"])
+def test_path_length_changes_g_loss_only_on_the_steps_it_is_due_and_moves_its_mean(process_group, family, params):
+    def loss_g(step: int, regularisers) -> float:
+        torch.manual_seed(9)  # the same random noise inputs and style mixing in both runs
+        return float(_gan_step(family=family, params=params, g_regularisers=regularisers).generator_step(step)[0])
+
+    pl = LazyPathLength(weight=2.0, every=4)
+    assert loss_g(3, [pl]) == loss_g(3, []) and pl.mean == 0.0
+    assert loss_g(4, [pl]) > loss_g(4, [])
+    assert pl.mean > 0 and pl.state() == {"pl_mean": pl.mean}
+
+
+def test_a_stylegan2_step_trains_with_r1_path_length_and_augmentation_and_reports_their_state(process_group):
+    augment = AdaptiveAugment(channels=1, target=0.6, speed_images=40, interval=1, p=0.5)
+    gan = _gan_step([LazyR1(gamma=1.0, every=2)], loss="non-saturating", family=SG2, params=SG2_PARAMS,
+                    g_regularisers=[LazyPathLength(weight=2.0, every=2)], augment=augment, global_batch=4)
+
+    result = gan(0, *_real())
+
+    assert not result.skipped and result.norm_d > 0 and result.norm_g > 0
+    assert set(result.stats()) >= {"augment_p", "pl_mean"} and result.stats()["augment_p"] in (0.4, 0.6)
+    fresh = _gan_step(family=SG2, params=SG2_PARAMS, g_regularisers=[LazyPathLength(weight=2.0, every=2)], augment=AdaptiveAugment(channels=1))
+    fresh.load_state(gan.state())  # what resume does with the checkpoint's step_state
+    assert fresh.state() == gan.state()
