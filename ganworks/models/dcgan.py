@@ -12,13 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganworks.models import seeds
-from ganworks.models.registry import ModelFamily, Param, register
+from ganworks.models.registry import DATA_PARAMS, GaussianLatents, Param, register
 
 def _widths(image_size: int, width: int, max_width: int) -> list[int]:
     """Channel widths from the 4x4 stage up to the last stage before the output."""
@@ -85,14 +83,12 @@ class Discriminator(nn.Module):
         return out
 
 
-class DCGAN(ModelFamily):
+class DCGAN(GaussianLatents):
     """Latents are standard normal z; truncation scales z towards the prior's mean (zero) by ψ."""
 
     name = "dcgan"
     params = (
-        Param("image_size", int, 32, "square image size", choices=(16, 32, 64, 128), allowed="a power of two from 16 to 128", from_data=True),
-        Param("channels", int, 1, "image channels", choices=(1, 3), from_data=True),
-        Param("num_classes", int, 0, "classes of a conditional model; 0 = unconditional", min=0, from_data=True),
+        *DATA_PARAMS,
         Param("latent_dim", int, 64, "size of z", min=1),
         Param("width", int, 32, "channel count of the outermost layers", min=1),
         Param("max_width", int, 512, "cap on the channel count of the inner layers", min=1),
@@ -106,15 +102,6 @@ class DCGAN(ModelFamily):
 
     def build_discriminator(self, p: dict[str, Any]) -> nn.Module:
         return Discriminator(p["image_size"], p["channels"], p["num_classes"], p["width"], p["max_width"], p["spectral_norm"])
-
-    def random_latents(self, p: dict[str, Any], count: int, rng: torch.Generator) -> torch.Tensor:
-        return torch.randn(count, p["latent_dim"], generator=rng)
-
-    def seeded_latents(self, p: dict[str, Any], seed: int, start: int, count: int) -> np.ndarray:
-        return seeds.normal_rows(seed, start, count, p["latent_dim"])
-
-    def seeded_labels(self, p: dict[str, Any], seed: int, start: int, count: int) -> np.ndarray | None:
-        return seeds.uniform_labels(seed, start, count, p["num_classes"]) if p["num_classes"] else None
 
     def generate(self, generator: nn.Module, latents: torch.Tensor, labels: torch.Tensor | None, truncation: torch.Tensor) -> torch.Tensor:
         # The truncation trick in z space: the prior's mean is zero, so pulling towards it is a scale.

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from ganworks.errors import ModelConfigError
+from ganworks.models import seeds
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -156,6 +157,27 @@ class ModelFamily:
         a family with an intermediate latent space, such as StyleGAN2's w, returns that)."""
         latents = latents.detach().requires_grad_(True)
         return generator(latents, labels), latents
+
+
+# The hyperparameters every image family takes from the dataset (--image-size, --channels, --conditional).
+DATA_PARAMS = (
+    Param("image_size", int, 32, "square image size", choices=(16, 32, 64, 128), allowed="a power of two from 16 to 128", from_data=True),
+    Param("channels", int, 1, "image channels", choices=(1, 3), from_data=True),
+    Param("num_classes", int, 0, "classes of a conditional model; 0 = unconditional", min=0, from_data=True),
+)
+
+
+class GaussianLatents(ModelFamily):
+    """Latents are standard normal rows of `latent_dim`, labels uniform: per sample from (seed, index) when served."""
+
+    def random_latents(self, params: dict[str, Any], count: int, rng: torch.Generator) -> torch.Tensor:
+        return torch.randn(count, params["latent_dim"], generator=rng)
+
+    def seeded_latents(self, params: dict[str, Any], seed: int, start: int, count: int) -> np.ndarray:
+        return seeds.normal_rows(seed, start, count, params["latent_dim"])
+
+    def seeded_labels(self, params: dict[str, Any], seed: int, start: int, count: int) -> np.ndarray | None:
+        return seeds.uniform_labels(seed, start, count, params["num_classes"]) if params["num_classes"] else None
 
 
 FAMILIES: dict[str, ModelFamily] = {}

@@ -17,14 +17,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ganworks.errors import ModelConfigError
-from ganworks.models import seeds
-from ganworks.models.registry import ModelFamily, Param, register
+from ganworks.models.registry import DATA_PARAMS, GaussianLatents, Param, register
 
 _GAIN = math.sqrt(2.0)  # keeps leaky-ReLU activations at unit scale
 
@@ -251,16 +249,13 @@ class Discriminator(nn.Module):
         return out
 
 
-class StyleGAN2(ModelFamily):
+class StyleGAN2(GaussianLatents):
     """Latents are standard normal z; truncation pulls w towards the tracked mean w_avg by ψ."""
 
     name = "stylegan2"
-    params = (
-        Param("image_size", int, 32, "square image size", choices=(16, 32, 64, 128), allowed="a power of two from 16 to 128", from_data=True),
-        Param("channels", int, 1, "image channels", choices=(1, 3), from_data=True),
-        Param("num_classes", int, 0, "classes of a conditional model; 0 = unconditional", min=0, from_data=True),
-        Param("latent_dim", int, 128, "size of z", min=1),
-        Param("w_dim", int, 128, "size of w", min=1),
+    params = DATA_PARAMS + (
+        Param("latent_dim", int, 128, "size of z (normalised to unit second moment)", min=1),
+        Param("w_dim", int, 128, "size of w, the mapping network's output", min=1),
         Param("mapping_layers", int, 4, "fully connected layers of the mapping network", min=1, max=8),
         Param("mapping_lr_mul", float, 0.01, "learning-rate multiplier of the mapping network", min=1e-4, max=1.0),
         Param("channel_base", int, 4096, "channels at resolution r are channel_base / r, capped by channel_max", min=16),
@@ -281,15 +276,6 @@ class StyleGAN2(ModelFamily):
 
     def build_discriminator(self, p: dict[str, Any]) -> nn.Module:
         return Discriminator(p)
-
-    def random_latents(self, p: dict[str, Any], count: int, rng: torch.Generator) -> torch.Tensor:
-        return torch.randn(count, p["latent_dim"], generator=rng)
-
-    def seeded_latents(self, p: dict[str, Any], seed: int, start: int, count: int) -> np.ndarray:
-        return seeds.normal_rows(seed, start, count, p["latent_dim"])
-
-    def seeded_labels(self, p: dict[str, Any], seed: int, start: int, count: int) -> np.ndarray | None:
-        return seeds.uniform_labels(seed, start, count, p["num_classes"]) if p["num_classes"] else None
 
     def truncate(self, generator: nn.Module, ws: torch.Tensor, truncation: torch.Tensor, cutoff: int = 0) -> torch.Tensor:
         """ws pulled towards w_avg by each sample's ψ (1 = unchanged, 0 = w_avg), in the first `cutoff` layers (0 = all)."""

@@ -32,6 +32,31 @@ def publish(store, run: str, step: int, params: dict = SMALL, weights_seed: int 
     return publish_snapshot(store, run=run, step=step, generator_state=generator.state_dict(), architecture="dcgan", architecture_params=params, **kwargs)
 
 
+ONE_STEP = 1.0 / 255.0  # one level of an 8-bit image
+
+
+def assert_same_images_in_any_batch(server, run: str, count: int, seed: int, other_sizes: tuple[int, ...], prefix: int) -> None:
+    """The same request alone, mixed concurrently with others (sharing and splitting batches), and as a shorter prefix
+    gives the same images and labels; and the samples differ from each other."""
+    import numpy as np
+    from concurrent.futures import ThreadPoolExecutor
+
+    with server.client() as client:
+        alone = client.generate(run, count, seed=seed, output="float32")
+        with ThreadPoolExecutor(8) as pool:
+            others = [pool.submit(client.generate, run, n, seed=1000 + n, output="float32") for n in other_sizes]
+            mixed = [pool.submit(client.generate, run, count, seed=seed, output="float32") for _ in range(3)]
+            results = [f.result() for f in mixed]
+            [f.result() for f in others]
+        shorter = client.generate(run, prefix, seed=seed, output="float32")
+    for result in results:
+        assert np.abs(result.images - alone.images).max() <= ONE_STEP
+        assert np.array_equal(result.labels, alone.labels)
+    # Sample i of a larger request is sample i of a smaller one with the same seed.
+    assert np.abs(shorter.images - alone.images[:prefix]).max() <= ONE_STEP
+    assert np.abs(alone.images[0] - alone.images[1]).max() > 0.05
+
+
 class RunningServer:
     """A GeneratorServer on its own event loop in a thread, so tests can use the blocking client."""
 

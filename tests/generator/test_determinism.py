@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from ganworks.models import get_family
-from tests.generator.conftest import CONDITIONAL, publish
+from tests.generator.conftest import CONDITIONAL, ONE_STEP, assert_same_images_in_any_batch, publish
 
 DCGAN = get_family("dcgan")
 
@@ -19,7 +17,6 @@ def sample_noise(seed: int, start: int, count: int, latent_dim: int) -> np.ndarr
 def sample_labels(seed: int, start: int, count: int, num_classes: int) -> np.ndarray:
     return DCGAN.seeded_labels({"num_classes": num_classes}, seed, start, count)
 
-ONE_STEP = 1.0 / 255.0
 
 
 def test_noise_of_sample_i_depends_only_on_seed_and_index():
@@ -34,20 +31,7 @@ def test_same_seed_gives_same_images_in_any_batch(local_store, serve):
     publish(local_store, "c", 1, CONDITIONAL)
     # Small batches and a long delay so concurrent calls share batches and large ones are split.
     server = serve(local_store, ["c"], max_batch_size=5, max_queue_delay_ms=30)
-    with server.client() as client:
-        alone = client.generate("c", 12, seed=77, output="float32")
-        with ThreadPoolExecutor(8) as pool:
-            others = [pool.submit(client.generate, "c", n, seed=1000 + n, output="float32") for n in (1, 3, 2, 7, 4, 1, 6)]
-            mixed = [pool.submit(client.generate, "c", 12, seed=77, output="float32") for _ in range(3)]
-            results = [f.result() for f in mixed]
-            [f.result() for f in others]
-        prefix = client.generate("c", 5, seed=77, output="float32")
-    for result in results:
-        assert np.abs(result.images - alone.images).max() <= ONE_STEP
-        assert np.array_equal(result.labels, alone.labels)
-    # Sample i of a larger request is sample i of a smaller one with the same seed.
-    assert np.abs(prefix.images - alone.images[:5]).max() <= ONE_STEP
-    assert np.abs(alone.images[0] - alone.images[1]).max() > 0.05
+    assert_same_images_in_any_batch(server, "c", 12, seed=77, other_sizes=(1, 3, 2, 7, 4, 1, 6), prefix=5)
 
 
 def test_given_labels_change_the_class_but_not_the_noise(local_store, serve):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 
 from ganworks.checkpoint import publish_snapshot, read_manifest
 from ganworks.models import get_family
+from tests.generator.conftest import assert_same_images_in_any_batch
 
 SG2 = get_family("stylegan2")
 PARAMS = SG2.validate({"image_size": 16, "channels": 1, "num_classes": 4, "latent_dim": 16, "w_dim": 16, "channel_base": 256, "channel_max": 16})
-ONE_STEP = 1.0 / 255.0
 
 
 def _publish(store, run: str) -> None:
@@ -29,19 +27,7 @@ def test_a_stylegan2_seed_gives_the_same_images_in_any_batch_mix(local_store, se
     _publish(local_store, "sg")
     assert read_manifest(local_store, "sg", 1).architecture_params == PARAMS  # all it takes to rebuild G and its sampler
     server = serve(local_store, ["sg"], max_batch_size=5, max_queue_delay_ms=30)
-    with server.client() as client:
-        alone = client.generate("sg", 9, seed=21, output="float32")
-        with ThreadPoolExecutor(6) as pool:
-            others = [pool.submit(client.generate, "sg", n, seed=500 + n, output="float32") for n in (1, 4, 2, 3)]
-            mixed = [pool.submit(client.generate, "sg", 9, seed=21, output="float32") for _ in range(3)]
-            results = [f.result() for f in mixed]
-            [f.result() for f in others]
-        prefix = client.generate("sg", 4, seed=21, output="float32")
-    for result in results:
-        assert np.abs(result.images - alone.images).max() <= ONE_STEP
-        assert np.array_equal(result.labels, alone.labels)
-    assert np.abs(prefix.images - alone.images[:4]).max() <= ONE_STEP
-    assert np.abs(alone.images[0] - alone.images[1]).max() > 0.05
+    assert_same_images_in_any_batch(server, "sg", 9, seed=21, other_sizes=(1, 4, 2, 3), prefix=4)
 
 
 def test_served_truncation_pulls_samples_towards_the_mean_w_image(local_store, serve):
