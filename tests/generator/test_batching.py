@@ -1,14 +1,13 @@
-"""The dynamic batcher as callers see it: splitting large calls, dropping calls whose deadline passed in the queue."""
+"""The dynamic batcher as callers see it: splitting large calls, dropping calls whose deadline passed or that were cancelled in the queue."""
 
 from __future__ import annotations
-
-import time
 
 import grpc
 import pytest
 
 from ganworks.api import generator_pb2 as pb
 from tests.generator.conftest import publish
+from tests.waiting import wait_until
 
 # Slow enough on a CPU that a call of a few hundred samples keeps the model busy for a while.
 SLOW = {"image_size": 64, "channels": 3, "latent_dim": 100, "width": 64}
@@ -17,7 +16,7 @@ SLOW = {"image_size": 64, "channels": 3, "latent_dim": 100, "width": 64}
 def test_a_call_larger_than_a_batch_is_split_into_full_batches(local_store, serve):
     publish(local_store, "r", 1)
     server = serve(local_store, ["r"], max_batch_size=8)
-    with server.client() as client:
+    with server.client(retries=0, timeout=300) as client:  # one attempt: a retried call would add its samples again
         assert len(client.generate("r", 20, seed=0).images) == 20
     assert server.metric("ganworks_generator_batch_size_count") == 3  # 8 + 8 + 4
     assert server.metric("ganworks_generator_batch_size_sum") == 20
@@ -28,9 +27,9 @@ def test_a_call_whose_deadline_passes_in_the_queue_is_dropped_before_compute(loc
     publish(local_store, "r", 1, SLOW)
     server = serve(local_store, ["r"], max_batch_size=8)
     with server.client(retries=0) as client:
-        busy = client.stub.Generate.future(pb.GenerateRequest(model="r", num_samples=512, seed=0, output_format=pb.OUTPUT_FORMAT_UINT8), timeout=120)
-        time.sleep(0.2)  # the big call is queued first
+        busy = _queue_big_call(server, client)
         with pytest.raises(grpc.RpcError) as err:
+            # Whether the deadline passes on its way or in the queue behind the big call, it is never computed.
             client.stub.Generate(pb.GenerateRequest(model="r", num_samples=8, seed=1), timeout=0.3)
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert len(busy.result().images) == 512
@@ -38,3 +37,28 @@ def test_a_call_whose_deadline_passes_in_the_queue_is_dropped_before_compute(loc
     assert server.metric("ganworks_generator_batch_size_sum") == 512
     assert server.metric("ganworks_generator_queue_depth") == 0
     assert server.health() == "SERVING"
+
+
+def _queue_big_call(server, client):
+    """Starts a 512-sample call (64 batches of 8) and returns once the model is working on it."""
+    busy = client.stub.Generate.future(pb.GenerateRequest(model="r", num_samples=512, seed=0, output_format=pb.OUTPUT_FORMAT_UINT8), timeout=300)
+    wait_until(lambda: server.metric("ganworks_generator_batch_size_count") >= 1, 60, "the big call's first batch")
+    return busy
+
+
+@pytest.mark.slow
+def test_a_call_cancelled_by_its_caller_while_queued_is_dropped_before_compute(local_store, serve):
+    publish(local_store, "r", 1, SLOW)
+    server = serve(local_store, ["r"], max_batch_size=8)
+    with server.client(retries=0) as client:
+        busy = _queue_big_call(server, client)
+        # 3 samples: the queue depth is a multiple of 8 until this call waits behind the big one.
+        small = client.stub.Generate.future(pb.GenerateRequest(model="r", num_samples=3, seed=1), timeout=300)
+        wait_until(lambda: server.metric("ganworks_generator_queue_depth") % 8 == 3, 60, "the small call waiting in the queue")
+        assert not busy.done(), "the big call finished before the small one was queued; make it bigger"
+        small.cancel()
+        assert len(busy.result().images) == 512
+    assert small.cancelled()
+    assert server.metric("ganworks_generator_batch_size_sum") == 512, "the cancelled call's samples went through the model"
+    assert server.metric("ganworks_generator_queue_depth") == 0
+    wait_until(lambda: server.metric("ganworks_generator_requests_total", code="CANCELLED", method="Generate") == 1, 30, "the call counted as CANCELLED")

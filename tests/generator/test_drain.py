@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import grpc
 import pytest
@@ -12,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ganworks.api import generator_pb2 as pb
 from ganworks.api import generator_pb2_grpc as pb_grpc
 from tests.generator.conftest import publish, start_server_process, stop_process
+from tests.waiting import metric_value, wait_until
 
 # Big enough that four calls of 256 samples keep the server busy for a few seconds on a CPU.
 SLOW = {"image_size": 64, "channels": 3, "latent_dim": 100, "width": 64}
@@ -31,21 +31,19 @@ def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(tmp_path):
 
     store_url = f"file://{tmp_path / 'store'}"
     publish(open_store(store_url), "r", 1, SLOW)
-    process, port, _ = start_server_process(store_url, "r", "--metrics-port", "-1", "--max-batch-size", "32", "--grace-seconds", "60")
-    address = f"127.0.0.1:{port}"
+    process, port, metrics_port = start_server_process(store_url, "r", "--metrics-port", "0", "--max-batch-size", "32", "--grace-seconds", "60")
+    address, metrics = f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
     try:
         with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 2**20)]) as channel:
-            deadline = time.monotonic() + 60
-            while _health(channel) != "SERVING":
-                assert time.monotonic() < deadline, "server never became ready"
-                time.sleep(0.2)
+            wait_until(lambda: _health(channel) == "SERVING", 60, "the server becoming ready")
             stub = pb_grpc.GeneratorStub(channel)
             in_flight = [stub.Generate.future(pb.GenerateRequest(model="r", num_samples=256, seed=i, output_format=pb.OUTPUT_FORMAT_UINT8), timeout=120) for i in range(4)]
-            time.sleep(0.5)  # the calls are queued or computing
+            # All four calls have arrived and the first batch is computing (1,024 samples, 32 a batch: many batches to go).
+            wait_until(lambda: metric_value(metrics, "ganworks_generator_inflight_requests") == 4
+                       and metric_value(metrics, "ganworks_generator_batch_size_count") >= 1, 60, "four calls in flight")
             assert not any(call.done() for call in in_flight), "the calls finished before the drain began; make them bigger"
             process.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
-            assert _health(channel) in ("NOT_SERVING", "UNAVAILABLE")
+            wait_until(lambda: _health(channel) in ("NOT_SERVING", "UNAVAILABLE"), 30, "health turning NOT_SERVING after SIGTERM")
             with pytest.raises(grpc.RpcError) as err:
                 stub.Generate(pb.GenerateRequest(model="r", num_samples=1), timeout=10)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
