@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import pathlib
 
 import pytest
 
@@ -15,6 +17,44 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 _FASHION = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv", "tools", "fashion-mnist")
 if os.path.isdir(_FASHION):
     os.environ.setdefault("GANWORKS_FASHION_MNIST_DIR", _FASHION)
+
+# The credentials and tokens the tests hand to the services: none may ever appear in a log.
+TEST_SECRETS = ("testing-secret", "s3cret-token-for-tests", os.environ.get("GANWORKS_TEST_S3_SECRET_KEY", ""))
+
+
+def secrets_in(text: str) -> list[str]:
+    return [secret for secret in TEST_SECRETS if len(secret) >= 4 and secret in text]
+
+
+class _SecretWatch(logging.Handler):
+    """Sees every log line of the in-process servers as the CLI's handler would write it (after redaction)."""
+
+    def __init__(self):
+        from ganworks.telemetry import RedactSecrets
+
+        super().__init__()
+        self.addFilter(RedactSecrets())
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        if secrets_in(line):
+            self.leaks.append(line[:300])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log(tmp_path_factory):
+    """After the session: no service's log (the files the process, fault and end-to-end tests write) holds a test secret."""
+    watch = _SecretWatch()
+    logging.getLogger().addHandler(watch)
+    yield
+    logging.getLogger().removeHandler(watch)
+    leaks = [f"in-process log: {line}" for line in watch.leaks]
+    for path in pathlib.Path(tmp_path_factory.getbasetemp()).rglob("*.log"):
+        found = secrets_in(path.read_text(errors="replace")) if path.is_file() else []
+        leaks += [f"{path}: holds a test secret ({len(secret)} characters)" for secret in found]
+    assert not leaks, "secrets appeared in logs:\n" + "\n".join(leaks[:10])
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,9 @@ class LocalStore(ArtifactStore):
             raise ObjectNotFoundError(f"no object {key!r} in {self.url}") from None
         if not path.is_file():
             raise ObjectNotFoundError(f"no object {key!r} in {self.url} (it is a folder)")
-        return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}", modified=st.st_mtime)
+        # Every write replaces the file with a new one (a new inode), so an overwrite of the same size within
+        # one tick of the file system's clock still changes the etag.
+        return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}", modified=st.st_mtime)
 
     @contextlib.contextmanager
     def _atomic(self, key: str) -> Iterator[pathlib.Path]:

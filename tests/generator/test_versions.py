@@ -123,3 +123,19 @@ def test_corrupted_snapshot_is_refused_and_counted_while_the_old_one_keeps_servi
     # A fixed re-publish of a newer step is picked up: the refusal is not sticky for the run.
     publish(local_store, "r", 3)
     _wait_for(lambda: server.metric("ganworks_generator_model_version", model="r") == 3, what="step 3")
+
+
+def test_latest_rewritten_with_the_same_size_within_one_timestamp_tick_is_still_noticed(local_store, serve):
+    import os
+
+    publish(local_store, "r", 10)
+    server = serve(local_store, ["r"])
+    with server.client() as client:
+        assert client.describe("r").version == 10
+        publish(local_store, "r", 20, _stop_after="manifest")  # everything but LATEST
+        latest = local_store.root / latest_key("r")
+        before = os.stat(latest)
+        local_store.put_bytes(latest_key("r"), b"20\n")  # "10\n" -> "20\n": the same size
+        # ... and the same modification time, as when both writes fall into one tick of the file system's clock.
+        os.utime(latest, ns=(before.st_atime_ns, before.st_mtime_ns))
+        _wait_for(lambda: client.describe("r").version == 20, what="step 20 to be served")
