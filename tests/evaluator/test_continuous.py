@@ -46,3 +46,40 @@ def test_a_generator_outage_is_retried_at_every_poll_and_never_written_as_a_resu
 
     assert not shared_store.exists("runs/outage/evals/000000003/digits-classifier-legacy-pytorch-n150-default.json")
     assert evaluator.metric("ganworks_evaluator_evaluated_step", run="outage", extractor="digits-classifier") is None
+
+
+def test_snapshots_are_evaluated_oldest_first_and_one_that_keeps_failing_is_given_up_after_max_attempts(start_evaluator, shared_store, tmp_path):
+    from ganworks.checkpoint import snapshot_prefix
+    from tests.evaluator.conftest import GeneratorProcess, write_run_json
+
+    run = "ordered"
+    write_run_json(shared_store, run)
+    for step in (10, 20, 30):
+        publish(shared_store, run, step)
+    weights = f"{snapshot_prefix(run, 20)}/generator.safetensors"
+    damaged = bytearray(shared_store.get_bytes(weights))
+    damaged[len(damaged) // 2] ^= 0x01  # step 20 can never be served: every attempt at it fails
+    shared_store.put_bytes(weights, bytes(damaged))
+    generator = GeneratorProcess(shared_store.url, [run], tmp_path / "generator.log")
+    try:
+        evaluator = start_evaluator(generator=generator.address, continuous=True, runs=[run], poll_seconds=0.3, default_num_samples=150,
+                                    default_metrics=["fid"], max_attempts=2)
+
+        def failures() -> float:
+            return sum(float(line.rpartition(" ")[2]) for line in evaluator.metrics_text().splitlines() if line.startswith("ganworks_evaluator_failures_total{"))
+
+        evaluator.wait_for(lambda: failures() >= 2 and shared_store.exists(_key(run, 30)), what="step 30's report and two failed attempts at step 20")
+        publish(shared_store, run, 40)  # a pass that still tried step 20 would try it before step 40
+        evaluator.wait_for(lambda: shared_store.exists(_key(run, 40)), what="the report of step 40")
+        attempts_at_20 = failures()
+    finally:
+        generator.stop()
+
+    created = {step: shared_store.get_json(_key(run, step))["created_at"] for step in (10, 30, 40)}
+    assert created[10] < created[30] < created[40], "oldest first"
+    assert not shared_store.exists(_key(run, 20))
+    assert attempts_at_20 == 2, "step 20 was given up after max_attempts"
+
+
+def _key(run: str, step: int) -> str:
+    return f"runs/{run}/evals/{step:09d}/digits-classifier-legacy-pytorch-n150-default.json"
