@@ -14,6 +14,8 @@ from ganworks.store import open_store
 from orchestration.processes import ServiceProcess, ganworks_command
 
 pytestmark = pytest.mark.slow
+# The README's "What survives what" quotes the time from the kill to the next new snapshot against this bound (measured: about 12 s).
+RECOVERY_BOUND_SECONDS = 120
 
 
 def train_workers(session_id: int) -> list[int]:
@@ -64,7 +66,8 @@ def test_killed_ray_worker_is_restarted_from_the_last_checkpoint_and_the_run_fin
         killed_at = time.monotonic()
         while (read_latest(store, "r") or 0) <= killed_at_step and trainer.running:
             time.sleep(0.2)
-        print(f"worker killed after snapshot {killed_at_step} (checkpoint {resume_from} registered); next new snapshot {time.monotonic() - killed_at:.1f}s later")
+        recovery = time.monotonic() - killed_at
+        print(f"worker killed after snapshot {killed_at_step} (checkpoint {resume_from} registered); next new snapshot {recovery:.1f}s later")
         trainer.process.wait(300)
     finally:
         trainer.stop()
@@ -75,6 +78,7 @@ def test_killed_ray_worker_is_restarted_from_the_last_checkpoint_and_the_run_fin
     assert killed_at_step < 600
     log = (tmp_path / "trainer.log").read_text(errors="replace")
     assert "[FailurePolicy] RETRY" in log, "Ray restarted the worker group"
+    assert recovery < RECOVERY_BOUND_SECONDS, f"the next new snapshot came {recovery:.0f}s after the kill"
     # Resumed from the registered checkpoint, not from scratch: no snapshot up to it was published twice.
     # (Snapshots after it are re-trained; an earlier attempt's snapshot of such a step is kept.)
     assert all(log.count(f"published snapshot step {step} ") == 1 for step in range(30, resume_from + 1, 30))

@@ -79,3 +79,17 @@ def test_a_run_started_again_on_s3_resumes_from_its_last_step(ray_cluster, s3):
     assert load_snapshot(store, "resumed").manifest.images_seen == 7 * 16
     assert _stats_steps(store, "resumed") == list(range(1, 8))
     assert any(info.key.startswith("runs/resumed/train_state/") for info in store.list("runs/resumed/train_state/"))
+
+
+def test_steps_with_non_finite_gradients_are_skipped_and_counted_and_never_reach_the_weights(ray_cluster, tmp_path):
+    settings = StoreSettings(store=str(tmp_path / "store"))
+    # Adam moves every weight by about the learning rate: after the first update the networks overflow.
+    outcome = train(settings, "diverged", steps=4, snapshot_every=4, num_workers=1, g_lr=1e38, d_lr=1e38)
+
+    store = open_store(settings=settings)
+    lines = [json.loads(line) for line in store.get_bytes("runs/diverged/stats.jsonl").decode().splitlines()]
+    assert outcome.step == 4 and [line["step"] for line in lines] == [1, 2, 3, 4]
+    skipped = lines[-1]["nonfinite_steps"]
+    assert 3 <= skipped <= 4, f"{skipped} of 4 steps counted as non-finite"
+    snapshot = load_snapshot(store, "diverged")
+    assert all(torch.isfinite(p).all() for p in snapshot.generator.state_dict().values()), "a skipped update reached the weights"
