@@ -1,0 +1,73 @@
+"""`ganworks demo` and `ganworks up` themselves, as a user runs them: start, serve, stop, nothing left running."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+
+import grpc
+import pytest
+
+from generator_service.client import GeneratorClient
+from tests.leftovers import marked_env, processes_marked
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+SMALL = ("--image-size", "16", "--num-workers", "1", "--snapshot-every", "10", "--batch-size", "32", "--eval-samples", "1000")
+
+
+def ganworks(*args: str, env: dict[str, str], log) -> subprocess.Popen:
+    # Its own session, like a shell's foreground job: Ctrl-C is SIGINT to that group.
+    return subprocess.Popen([sys.executable, "-m", "ganworks.cli", *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={**env, "COLUMNS": "200"}, start_new_session=True)
+
+
+@pytest.mark.timeout(1200)
+def test_demo_trains_serves_evaluates_shows_the_result_and_leaves_no_process(tmp_path):
+    env = marked_env()
+    with open(tmp_path / "demo.out", "w") as log:
+        process = ganworks("demo", "--store", str(tmp_path / "store"), "--workdir", str(tmp_path / "demo"), "--run", "d", *SMALL, "--steps", "20",
+                           "--timeout", "1000", env=env, log=log)
+        code = process.wait(1100)
+    out = (tmp_path / "demo.out").read_text(errors="replace")
+    assert code == 0, out[-3000:]
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["latest_step"] == 20 and report["served_version"] == 20
+    assert sorted(report["evaluations"]) == ["10", "20"] and report["serving"]["calls"] > 0
+    assert (tmp_path / "demo" / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "quality of each snapshot" in out
+    wait_until(lambda: not processes_marked(env), 60, "every process of the demo to exit", interval=0.5)
+
+
+def test_up_serves_until_ctrl_c_then_stops_everything(tmp_path):
+    env = marked_env()
+    log_path = tmp_path / "up.out"
+    with open(log_path, "w") as log:
+        process = ganworks("up", "--store", str(tmp_path / "store"), "--workdir", str(tmp_path / "up"), "--run", "u", *SMALL, env=env, log=log)
+        try:
+            def address() -> str | None:
+                assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+                found = re.search(r"generator gRPC\W+(127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
+                return found and found.group(1)
+
+            with GeneratorClient(wait_until(address, 400, "`ganworks up` printing its addresses", interval=0.5), retries=8) as client:
+                def served() -> int:
+                    try:
+                        return client.generate("u", 4, seed=1).version
+                    except grpc.RpcError:
+                        return 0
+
+                version = wait_until(served, 300, "the generator serving a snapshot", interval=1)
+            assert version >= 10
+            process.send_signal(signal.SIGINT)  # Ctrl-C
+            code = process.wait(120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    out = log_path.read_text(errors="replace")
+    assert code == 0, out[-3000:]
+    assert "stopped; nothing left running" in out
+    wait_until(lambda: not processes_marked(env), 60, "every process of `ganworks up` to exit", interval=0.5)
