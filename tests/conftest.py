@@ -19,7 +19,7 @@ if os.path.isdir(_FASHION):
     os.environ.setdefault("GANWORKS_FASHION_MNIST_DIR", _FASHION)
 
 # The credentials and tokens the tests hand to the services: none may ever appear in a log.
-TEST_SECRETS = ("testing-secret", "s3cret-token-for-tests", os.environ.get("GANWORKS_TEST_S3_SECRET_KEY", ""))
+TEST_SECRETS = ("testing-secret", "s3cret-token-for-tests", "evaluator-test-token", os.environ.get("GANWORKS_TEST_S3_SECRET_KEY", ""))
 
 
 def secrets_in(text: str) -> list[str]:

@@ -11,7 +11,7 @@ import sys
 import grpc
 import pytest
 
-from generator_service.client import GeneratorClient
+from ganworks.generator_client import GeneratorClient
 from tests.leftovers import marked_env, processes_marked
 from tests.waiting import wait_until
 

@@ -49,14 +49,14 @@ def test_a_generator_outage_is_retried_at_every_poll_and_never_written_as_a_resu
 
 
 def test_snapshots_are_evaluated_oldest_first_and_one_that_keeps_failing_is_given_up_after_max_attempts(start_evaluator, shared_store, tmp_path):
-    from ganworks.checkpoint import snapshot_prefix
+    from ganworks.layout import WEIGHTS, snapshot_key
     from tests.evaluator.conftest import GeneratorProcess, write_run_json
 
     run = "ordered"
     write_run_json(shared_store, run)
     for step in (10, 20, 30):
         publish(shared_store, run, step)
-    weights = f"{snapshot_prefix(run, 20)}/generator.safetensors"
+    weights = snapshot_key(run, 20, WEIGHTS)
     damaged = bytearray(shared_store.get_bytes(weights))
     damaged[len(damaged) // 2] ^= 0x01  # step 20 can never be served: every attempt at it fails
     shared_store.put_bytes(weights, bytes(damaged))

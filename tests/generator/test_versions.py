@@ -132,7 +132,8 @@ def test_latest_rewritten_with_the_same_size_within_one_timestamp_tick_is_still_
     server = serve(local_store, ["r"])
     with server.client() as client:
         assert client.describe("r").version == 10
-        publish(local_store, "r", 20, _stop_after="manifest")  # everything but LATEST
+        with pytest.raises(WriterKilled):
+            publish(killed_before(local_store, latest_key("r")), "r", 20)  # everything but LATEST
         latest = local_store.root / latest_key("r")
         before = os.stat(latest)
         local_store.put_bytes(latest_key("r"), b"20\n")  # "10\n" -> "20\n": the same size

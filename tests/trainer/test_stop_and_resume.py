@@ -15,7 +15,7 @@ from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 RUN = "stopped"
-FLAGS = ("--run", RUN, "--dataset", "digits", "--image-size", "16", "--width", "8", "--num-workers", "1", "--snapshot-every", "10",
+FLAGS = ("--run", RUN, "--dataset", "digits", "--image-size", "16", "--model-param", "width=8", "--num-workers", "1", "--snapshot-every", "10",
          "--checkpoint-every", "10", "--checkpoint-min-seconds", "1", "--metrics-port", "0", "--no-progress")
 
 
@@ -53,7 +53,7 @@ def test_sigterm_stops_training_like_ctrl_c_and_leaves_no_process_behind(stopped
     assert left == [], f"still running after `ganworks train` exited: {left}"
 
 
-@pytest.mark.parametrize("other, named", [(("--width", "16"), "architecture"), (("--split", "all"), "dataset")], ids=["model", "dataset"])
+@pytest.mark.parametrize("other, named", [(("--model-param", "width=16"), "architecture"), (("--split", "all"), "dataset")], ids=["model", "dataset"])
 def test_resuming_with_another_model_or_dataset_is_refused(stopped, other, named):
     store, *_ = stopped
     process = train(store.url, *FLAGS, *other, "--steps", "100000")
