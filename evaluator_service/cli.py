@@ -15,7 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     serve = sub.add_parser("serve", help="serve the Evaluator gRPC API (and evaluate new snapshots with --continuous)")
     add_store_flags(serve)
-    serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--host", help="address to listen on, gRPC and /metrics (env GANWORKS_EVALUATOR_HOST; default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="gRPC port, 0 picks a free one (env GANWORKS_EVALUATOR_PORT; default 50052)")
     serve.add_argument("--metrics-port", type=int, help="/metrics port, 0 picks a free one, -1 turns it off (default 9312)")
     serve.add_argument("--generator", help="generator service host:port to sample from (env GANWORKS_EVALUATOR_GENERATOR; default 127.0.0.1:50051)")
@@ -40,6 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--torch-threads", type=int, help="torch CPU threads (default: all cores)")
     serve.add_argument("--ray-address", help="fan large evaluations out to Ray: local, auto or ray://host:port (env GANWORKS_EVALUATOR_RAY_ADDRESS; default off)")
     serve.add_argument("--device", help="feature extraction device: auto, cpu, cuda, cuda:N (default auto)")
+    serve.add_argument("--grace-seconds", type=float, help="time calls in flight get to finish on SIGTERM (default 5)")
+    serve.add_argument("--auth-token-file", help="file holding the bearer token calls must send (env GANWORKS_EVALUATOR_AUTH_TOKEN or _FILE)")
+    serve.add_argument("--tls-cert", help="PEM certificate chain file; with --tls-key turns TLS on")
+    serve.add_argument("--tls-key", help="PEM private key file")
     fit = sub.add_parser("fit-extractor", help="fit the classifier extractor of a labelled dataset and store it")
     add_store_flags(fit)
     fit.add_argument("--dataset", required=True, help="labelled dataset: digits, a .npz with labels, an image folder with class subfolders, or a store URL")
@@ -76,6 +80,7 @@ def _settings(args: argparse.Namespace):
         "default_resize_mode": args.default_resize_mode, "max_concurrent_jobs": args.max_concurrent_jobs, "max_queue_size": args.max_queue_size,
         "poll_seconds": args.poll_seconds, "continuous_inception_extractor": args.continuous_inception_extractor,
         "continuous_inception_every": args.continuous_inception_every, "continuous_inception_metrics": listed(args.continuous_inception_metrics), "auto_fit_extractor": args.auto_fit_extractor, "torch_threads": args.torch_threads, "device": args.device, "ray_address": args.ray_address,
+        "grace_seconds": args.grace_seconds, "auth_token": read_token_file("--auth-token-file", args.auth_token_file), "tls_cert": args.tls_cert, "tls_key": args.tls_key,
     }
     try:
         return load_settings(EvaluatorSettings, overrides, prefix=ENV_PREFIX)
@@ -97,9 +102,8 @@ async def _serve_forever(settings, store) -> None:
     await server.start()
     print(f"ganworks evaluator listening on {settings.host}:{server.port} metrics_port={server.metrics_port}", flush=True)
     loop = asyncio.get_running_loop()
-    stopping: list[asyncio.Task] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stopping.append(asyncio.ensure_future(server.stop())) if not stopping else None)
+        loop.add_signal_handler(sig, server.stop_soon)
     await server.wait_for_termination()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import logging
 import time
 from typing import Any, Callable
@@ -58,11 +60,15 @@ class Plan:
     reference: ImageDataset
     held_out: ImageDataset | None
     default_metrics: bool
+    # "" for the server's default seed and parameters, else what sets this request apart, so reports never collide.
+    variant: str = ""
+    # The request is the continuous default set (every option at the server's default): only it drives the gauges.
+    default_set: bool = False
 
     @property
     def metrics_set(self) -> str:
         names = "default" if self.default_metrics else "-".join(sorted(self.metrics))
-        return f"{self.extractor}-{self.resize_mode}-n{self.num_samples}-{names}"
+        return f"{self.extractor}-{self.resize_mode}-n{self.num_samples}-{names}" + (f"-{self.variant}" if self.variant else "")
 
     @property
     def report_key(self) -> str:
@@ -156,11 +162,23 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings) -> Plan
         metrics.remove("memorization")  # the default set adapts to a run without held-out data; an explicit ask fails
     if "memorization" in metrics and held_out is None:
         raise InvalidRequestError(f"memorization needs held-out data, but run {request.run!r} trained on split {split!r}; drop memorization from the metrics")
+    seed = settings.default_seed if request.seed is None else int(request.seed)
+    variant = _variant(seed, settings.default_seed, params)
+    default_set = not variant and not request.metrics and n == settings.default_num_samples and resize_mode == settings.default_resize_mode \
+        and extractor == (settings.default_extractor or default_extractor(reference))
     return Plan(
         run=request.run, step=step, num_samples=n, metrics=metrics, extractor=extractor, resize_mode=resize_mode,
-        seed=settings.default_seed if request.seed is None else int(request.seed), params=params, run_info=info,
-        reference=reference, held_out=held_out, default_metrics=not request.metrics,
+        seed=seed, params=params, run_info=info, reference=reference, held_out=held_out, default_metrics=not request.metrics,
+        variant=variant, default_set=default_set,
     )
+
+
+def _variant(seed: int, default_seed: int, params: dict[str, dict[str, Any]]) -> str:
+    parts = [] if seed == default_seed else [f"seed{seed}"]
+    given = {metric: values for metric, values in params.items() if values}
+    if given:
+        parts.append("p" + hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()[:10])
+    return "-".join(parts)
 
 
 @dataclasses.dataclass

@@ -144,7 +144,7 @@ class JobManager:
             else:
                 job.state, job.metrics, job.warnings = SUCCEEDED, report["metrics"], report["warnings"]
                 job.report_url, job.progress = self.store.url_for(job.plan.report_key), 1.0
-                self.metrics.record_success(report, time.monotonic() - started)
+                self.metrics.record_success(report, time.monotonic() - started, gauges=job.plan.default_set)
             finally:
                 job.finished_at = time.time()
                 job.touch()

@@ -30,13 +30,17 @@ class EvaluatorMetrics:
         self.queue_depth = Gauge("ganworks_evaluator_queue_depth", "evaluation jobs waiting for a worker", registry=r)
         for result in ("succeeded", "failed"):
             self.evaluations.labels(result)
+        self._shown: dict[tuple[str, str], int] = {}
 
-    def record_success(self, report: dict, seconds: float) -> None:
+    def record_success(self, report: dict, seconds: float, gauges: bool = True) -> None:
+        """Counts the evaluation; its numbers reach the gauges only for the default set and a step not older than shown."""
         run, extractor = report["run"], report["extractor"]
-        for key, value in report["metrics"].items():
-            if key in self.gauges:
-                self.gauges[key].labels(run, extractor).set(value)
-        self.evaluated_step.labels(run, extractor).set(report["step"])
+        if gauges and report["step"] >= self._shown.get((run, extractor), -1):
+            self._shown[(run, extractor)] = report["step"]
+            for key, value in report["metrics"].items():
+                if key in self.gauges:
+                    self.gauges[key].labels(run, extractor).set(value)
+            self.evaluated_step.labels(run, extractor).set(report["step"])
         self.job_duration.observe(seconds)
         self.evaluations.labels("succeeded").inc()
 

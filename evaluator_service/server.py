@@ -1,9 +1,11 @@
-"""EvaluatorServer: the grpc.aio Evaluator service with health and reflection, its jobs, /metrics and continuous mode."""
+"""EvaluatorServer: the grpc.aio Evaluator service (TLS, bearer token; health and reflection open), its jobs, /metrics and continuous mode."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import uuid
 
 import grpc
 from grpc_health.v1 import _async as health_aio
@@ -21,6 +23,7 @@ from evaluator_service.sampler import GeneratorTarget
 from evaluator_service.settings import EvaluatorSettings
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.errors import ConfigError, GanworksError, StoreError
+from ganworks.grpcauth import interceptors, listen
 from ganworks.rpc import add_servicer
 from ganworks.telemetry import register_secrets, set_torch_threads
 
@@ -42,12 +45,23 @@ def status_of(exc: Exception) -> grpc.StatusCode:
     return grpc.StatusCode.FAILED_PRECONDITION
 
 
-def to_proto(job: Job) -> pb.Evaluation:
+# A path or file URL left in a message after the store's own URL was taken out: a location on the server.
+_SERVER_PATH = re.compile(r"(?:file://)?(?<![\w.:/])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
+
+
+def public_message(message: str, store) -> str:
+    """A message safe for callers: store locations become store keys, other server paths are hidden (logs keep them)."""
+    base = store.url.rstrip("/")
+    message = message.replace(base + "/", "").replace(base, "<store>")
+    return _SERVER_PATH.sub("<path on the server>", message)
+
+
+def to_proto(job: Job, store) -> pb.Evaluation:
     p = job.plan
     return pb.Evaluation(
         id=job.id, run=p.run, version=p.step, state=STATES[job.state], progress=job.progress, phase=job.phase,
         metrics=job.metrics, metric_names=p.metrics, extractor=p.extractor, resize_mode=p.resize_mode, num_samples=p.num_samples,
-        error=job.error, warnings=job.warnings, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        error=public_message(job.error, store) if job.error else "", warnings=job.warnings, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
         report_url=job.report_url, dataset_id=p.reference.id,
     )
 
@@ -69,8 +83,13 @@ class EvaluatorServicer:
         try:
             job = await self.jobs.submit(evaluation)
         except GanworksError as exc:
-            await context.abort(status_of(exc), str(exc))
-        return to_proto(job)
+            log.info("refused evaluation of %s: %s", request.run, exc)
+            await context.abort(status_of(exc), public_message(str(exc), self.jobs.store))
+        except Exception:  # noqa: BLE001 - a bug must still answer with a status, and its details stay in the log
+            ref = uuid.uuid4().hex[:8]
+            log.exception("evaluation request failed unexpectedly (ref %s)", ref)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error (ref {ref}); the evaluator's log has the details")
+        return to_proto(job, self.jobs.store)
 
     def _job(self, job_id: str) -> Job | None:
         return self.jobs.jobs.get(job_id)
@@ -79,7 +98,7 @@ class EvaluatorServicer:
         job = self._job(request.id)
         if job is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no evaluation {request.id!r} on this server (ListEvaluations shows the known ones)")
-        return to_proto(job)
+        return to_proto(job, self.jobs.store)
 
     async def WatchEvaluation(self, request: pb.GetEvaluationRequest, context: grpc.aio.ServicerContext):
         job = self._job(request.id)
@@ -87,7 +106,7 @@ class EvaluatorServicer:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no evaluation {request.id!r} on this server (ListEvaluations shows the known ones)")
         while True:
             # Snapshot state and event together: the job may change while the message is being sent.
-            changed, done, message = job.changed, job.done, to_proto(job)
+            changed, done, message = job.changed, job.done, to_proto(job, self.jobs.store)
             yield message
             if done:
                 return
@@ -97,7 +116,7 @@ class EvaluatorServicer:
         jobs = [j for j in reversed(self.jobs.jobs.values()) if not request.run or j.plan.run == request.run]
         if request.limit > 0:
             jobs = jobs[: request.limit]
-        return pb.ListEvaluationsResponse(evaluations=[to_proto(j) for j in jobs])
+        return pb.ListEvaluationsResponse(evaluations=[to_proto(j, self.jobs.store) for j in jobs])
 
 
 class EvaluatorServer:
@@ -112,6 +131,7 @@ class EvaluatorServer:
         self._http = None
         self.continuous: ContinuousEvaluator | None = None
         self._stopped = asyncio.Event()
+        self._stopping: asyncio.Task | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -121,15 +141,13 @@ class EvaluatorServer:
             set_torch_threads(s.torch_threads)
         self.jobs = JobManager(self.store, s, self.metrics, self.extractors)
         await self.jobs.start()
-        self.server = grpc.aio.server()
+        register_secrets([s.auth_token])
+        self.server = grpc.aio.server(interceptors=interceptors(s.auth_token))
         add_servicer(self.server, EvaluatorServicer(self.jobs), SERVICE)
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection([SERVICE.full_name, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
-        address = f"{s.host}:{s.port}"
-        self.port = self.server.add_insecure_port(address)
-        if not self.port:
-            raise ConfigError(f"cannot listen on {address}: the port is taken or the host is not an address of this machine (--port)")
+        self.port = listen(self.server, s.host, s.port, s.tls_cert, s.tls_key)
         await self.server.start()
         for name in ("", SERVICE.full_name):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -141,15 +159,24 @@ class EvaluatorServer:
                 raise ConfigError("continuous mode needs the runs to watch: --runs R1,R2 (env GANWORKS_EVALUATOR_RUNS)")
             self.continuous = ContinuousEvaluator(self.store, s, self.jobs)
             self.continuous.start()
-        log.info("evaluator serving on %s:%d, /metrics on port %s, generator %s%s", s.host, self.port, self.metrics_port, s.generator,
-                 f", continuous over {','.join(s.runs)}" if s.continuous else "")
+        log.info("evaluator serving on %s:%d (TLS %s, auth %s), /metrics on port %s, generator %s%s", s.host, self.port, "on" if s.tls_cert else "off",
+                 "on" if s.auth_token else "off", self.metrics_port, s.generator, f", continuous over {','.join(s.runs)}" if s.continuous else "")
+
+    def stop_soon(self) -> asyncio.Task:
+        """For signal handlers: starts the drain once; later signals return the same task."""
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self.stop())
+        return self._stopping
 
     async def stop(self, grace: float | None = None) -> None:
+        """Drain: health NOT_SERVING, new calls UNAVAILABLE, calls in flight (watches included) get `grace` seconds."""
+        grace = self.settings.grace_seconds if grace is None else grace
+        log.info("draining: up to %.1fs for calls in flight", grace)
         if self.continuous is not None:
             await self.continuous.stop()
-        for name in ("", SERVICE.full_name):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.server.stop(self.settings.grace_seconds if grace is None else grace)
+        # Sets every health name NOT_SERVING and keeps it there, so a late readiness change cannot undo it.
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
         await self.jobs.stop()
         if self._http is not None:
             self._http.shutdown()

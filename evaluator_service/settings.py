@@ -58,6 +58,10 @@ class EvaluatorSettings:
     # "auto" takes CUDA when present; extraction is the only part that uses it.
     device: str = "auto"
     grace_seconds: float = 5.0
+    # Calls other than health and reflection need `authorization: Bearer <token>` when set (or from GANWORKS_EVALUATOR_AUTH_TOKEN_FILE).
+    auth_token: str = secret()
+    tls_cert: str = ""
+    tls_key: str = ""
 
     def __post_init__(self) -> None:
         for name in ("max_concurrent_jobs", "max_queue_size", "default_num_samples", "batch_size", "max_attempts", "continuous_inception_every"):
@@ -69,6 +73,8 @@ class EvaluatorSettings:
         inception_ids = (INCEPTION_ID, *TF_INCEPTION_IDS)
         if self.continuous_inception_extractor and self.continuous_inception_extractor not in inception_ids:
             raise InvalidRequestError(f"{ENV_PREFIX}CONTINUOUS_INCEPTION_EXTRACTOR (--inception-extractor) must be one of {', '.join(inception_ids)}, got {self.continuous_inception_extractor!r}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidRequestError("TLS needs both --tls-cert and --tls-key (env GANWORKS_EVALUATOR_TLS_CERT / _TLS_KEY)")
         kid_subset = get_metric("kid").params["subset_size"]
         if "kid" in self.default_metrics and self.default_num_samples < kid_subset:
             # Caught at start: otherwise every continuous evaluation would fail the same way.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import pathlib
 import time
 
 import grpc
@@ -17,9 +16,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from ganworks.api import generator_pb2 as pb
 from ganworks.api import inference_pb2 as oip
 from ganworks.errors import CheckpointError, ConfigError
+from ganworks.grpcauth import interceptors, listen
 from ganworks.rpc import add_servicer
 from ganworks.telemetry import pick_device, register_secrets, set_torch_threads
-from generator_service.auth import BearerTokenInterceptor
 from generator_service.batcher import DynamicBatcher
 from generator_service.encode import PngEncoder
 from generator_service.fastpath import fastest_form
@@ -83,10 +82,8 @@ class GeneratorServer:
         )
         self.router = RolloutRouter(self.store, self.manager, self.metrics, poll_seconds=s.poll_seconds)
         self.servicer = GeneratorServicer(s, self.manager, self.router, self.batcher, self.encoder, self.metrics)
-        interceptors = []
-        if s.auth_token:
-            interceptors.append(BearerTokenInterceptor(s.auth_token, on_refused=lambda m: self.metrics.requests.labels(m, "UNAUTHENTICATED").inc()))
-        self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(s))
+        refused = lambda method: self.metrics.requests.labels(method, "UNAUTHENTICATED").inc()  # noqa: E731
+        self.server = grpc.aio.server(interceptors=interceptors(s.auth_token, refused), options=grpc_options(s))
         # Not the generated add_…_to_server: a request that does not parse must be INVALID_ARGUMENT, not UNKNOWN.
         add_servicer(self.server, self.servicer, pb.DESCRIPTOR.services_by_name["Generator"])
         # The Open Inference Protocol on the same port, over the same servicer's router, batcher, limits and metrics.
@@ -94,17 +91,7 @@ class GeneratorServer:
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection([SERVICE_NAME, INFERENCE_SERVICE.full_name, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
-        address = f"{s.host}:{s.port}"
-        try:
-            if s.tls_cert:
-                credentials = grpc.ssl_server_credentials([(_read(s.tls_key, "--tls-key"), _read(s.tls_cert, "--tls-cert"))])
-                self.port = self.server.add_secure_port(address, credentials)
-            else:
-                self.port = self.server.add_insecure_port(address)
-        except RuntimeError:
-            self.port = 0
-        if not self.port:
-            raise ConfigError(f"cannot listen on {address}: the port is taken or the host is not an address of this machine (--host/--port)")
+        self.port = listen(self.server, s.host, s.port, s.tls_cert, s.tls_key)
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         await self._readiness()
         await self.server.start()
@@ -200,9 +187,3 @@ class GeneratorServer:
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()
 
-
-def _read(path: str, flag: str) -> bytes:
-    try:
-        return pathlib.Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot read it ({exc.strerror})") from None

@@ -13,13 +13,13 @@ SUCCEEDED, FAILED = pb.EVALUATION_STATE_SUCCEEDED, pb.EVALUATION_STATE_FAILED
 SMALL = {"kid.subset_size": 100, "kid.num_subsets": 10}
 
 
-def test_evaluating_a_published_snapshot_writes_a_report_and_sets_the_gauges(evaluator, shared_store):
-    result = evaluator.evaluate(run=RUN, num_samples=300, params=SMALL)
+def test_the_default_evaluation_of_a_published_snapshot_writes_a_report_and_sets_the_gauges(evaluator, shared_store):
+    result = evaluator.evaluate(run=RUN)  # every option at the server's default: the continuous set
 
     assert result.state == SUCCEEDED, result.error
     assert result.version == 2 and result.extractor == "digits-classifier" and result.resize_mode == "legacy-pytorch"
-    report = shared_store.get_json(f"runs/{RUN}/evals/000000002/digits-classifier-legacy-pytorch-n300-default.json")
-    assert report["run"] == RUN and report["step"] == 2 and report["num_samples"] == 300
+    report = shared_store.get_json(f"runs/{RUN}/evals/000000002/digits-classifier-legacy-pytorch-n1000-default.json")
+    assert report["run"] == RUN and report["step"] == 2 and report["num_samples"] == 1000
     assert report["dataset_id"].startswith("digits-32x32x1-train-") and report["warnings"] == []
     for key in ("fid", "kid_mean", "precision", "recall", "density", "coverage", "inception_score_mean", "diversity", "class_kl", "memorization_rate"):
         assert report["metrics"][key] == pytest.approx(result.metrics[key])
@@ -31,13 +31,31 @@ def test_evaluating_a_published_snapshot_writes_a_report_and_sets_the_gauges(eva
     assert evaluator.metric("ganworks_evaluator_evaluations_total", result="succeeded") == 1
 
 
+def test_requests_differing_in_seed_or_parameters_get_their_own_reports_and_leave_the_gauges_alone(start_evaluator, generator, shared_store):
+    evaluator = start_evaluator(generator=generator.address, default_num_samples=200, default_metrics=["fid", "prdc"])
+    default = evaluator.evaluate(run=RUN)
+    seeded = evaluator.evaluate(run=RUN, seed=5)
+    tuned = evaluator.evaluate(run=RUN, params={"prdc.nearest_k": 4})
+
+    assert default.state == seeded.state == tuned.state == SUCCEEDED
+    urls = {default.report_url, seeded.report_url, tuned.report_url}
+    assert len(urls) == 3, urls
+    assert seeded.metrics["fid"] != default.metrics["fid"]
+    evals = f"runs/{RUN}/evals/000000002/"
+    assert shared_store.get_json(evals + "digits-classifier-legacy-pytorch-n200-default.json")["metrics"] == dict(default.metrics)
+    assert shared_store.get_json(evals + "digits-classifier-legacy-pytorch-n200-default-seed5.json")["seed"] == 5
+    labels = {"run": RUN, "extractor": "digits-classifier"}
+    assert evaluator.metric("ganworks_evaluator_fid", **labels) == pytest.approx(default.metrics["fid"])
+    assert evaluator.metric("ganworks_evaluator_evaluations_total", result="succeeded") == 3
+
+
 def test_a_pinned_version_is_evaluated_with_the_cached_reference_and_the_same_numbers_for_the_same_seed(evaluator, shared_store):
     first = evaluator.evaluate(run=RUN, version=1, num_samples=200, metrics=["fid", "prdc"], seed=7)
     second = evaluator.evaluate(run=RUN, version=1, num_samples=200, metrics=["fid", "prdc"], seed=7)
 
     assert first.state == second.state == SUCCEEDED
     assert first.version == 1 and dict(first.metrics) == dict(second.metrics)
-    report = shared_store.get_json(f"runs/{RUN}/evals/000000001/digits-classifier-legacy-pytorch-n200-fid-prdc.json")
+    report = shared_store.get_json(f"runs/{RUN}/evals/000000001/digits-classifier-legacy-pytorch-n200-fid-prdc-seed7.json")
     assert report["reference_cached"] is True
     assert shared_store.exists(f"reference-stats/{report['dataset_id']}/digits-classifier/legacy-pytorch-{report['reference_samples']}.npz")
 
@@ -71,6 +89,15 @@ def test_bad_requests_are_refused_with_a_status_and_a_message_naming_the_problem
         evaluator.stub.Evaluate(pb.EvaluateRequest(**request_fields), timeout=60)
     assert info.value.code() == code
     assert message in info.value.details()
+
+
+def test_refusals_name_store_keys_but_never_the_servers_store_location(evaluator, store_url):
+    with pytest.raises(grpc.RpcError) as info:
+        evaluator.stub.Evaluate(pb.EvaluateRequest(run="no-such-run"), timeout=60)
+
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "runs/no-such-run/run.json does not exist" in info.value.details()
+    assert store_url not in info.value.details() and store_url.removeprefix("file://") not in info.value.details()
 
 
 def test_missing_inception_weights_fail_the_job_with_where_to_get_them(evaluator, shared_store):

@@ -1,4 +1,4 @@
-"""Bearer-token auth for the generator's gRPC calls; health and reflection stay open for probes and tools."""
+"""Bearer-token auth and TLS for every ganworks gRPC server; health and reflection stay open for probes and tools."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import hmac
 from typing import Callable
 
 import grpc
+
+from ganworks.commandline import read_flag_file
+from ganworks.errors import ConfigError
 
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -50,3 +53,24 @@ def _refusing(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHan
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(refuse_unary, **codec)
     return grpc.stream_stream_rpc_method_handler(refuse_stream, **codec)
+
+
+def listen(server: grpc.aio.Server, host: str, port: int, tls_cert: str = "", tls_key: str = "", flags: str = "--host/--port") -> int:
+    """Binds host:port, with TLS when a certificate is given; returns the port or raises a ConfigError naming `flags`."""
+    address = f"{host}:{port}"
+    try:
+        if tls_cert:
+            credentials = grpc.ssl_server_credentials([(read_flag_file("--tls-key", tls_key), read_flag_file("--tls-cert", tls_cert))])
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise ConfigError(f"cannot listen on {address}: the port is taken or the host is not an address of this machine ({flags})")
+    return bound
+
+
+def interceptors(token: str, on_refused: Callable[[str], None] = lambda method: None) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptors a server needs: a token check when a token is set, none otherwise."""
+    return [BearerTokenInterceptor(token, on_refused)] if token else []
