@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ModelConfigError, ObjectNotFoundError, SnapshotExistsError
+from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ModelConfigError, ObjectNotFoundError, SnapshotExistsError, SnapshotMissingError
 from ganworks.layout import MANIFEST, RUNS, SAMPLES, WEIGHTS, check_run_id, checkpoints_prefix, latest_key, run_of_key, snapshot_key, step_of_manifest_key
 from ganworks.models import get_family
 from ganworks.store import ArtifactStore
@@ -140,7 +140,10 @@ def publish_snapshot(
 
 
 def _advance_latest(store: ArtifactStore, run: str, step: int) -> None:
-    current = read_latest(store, run)
+    try:
+        current = read_latest(store, run)
+    except CheckpointFormatError:
+        current = None  # a corrupt LATEST must not stop publishing for good: the publisher owns it and rewrites it
     if current is None or step > current:
         store.put_bytes(latest_key(run), f"{step}\n".encode(), "text/plain")
 
@@ -148,10 +151,12 @@ def _advance_latest(store: ArtifactStore, run: str, step: int) -> None:
 def read_latest(store: ArtifactStore, run: str) -> int | None:
     """The step LATEST names, or None if the run has published nothing yet."""
     try:
-        raw = store.get_bytes(latest_key(run)).decode().strip()
+        data = store.get_bytes(latest_key(run))
     except ObjectNotFoundError:
         return None
-    if not raw.isdigit():
+    raw = data.decode("ascii", errors="replace").strip()
+    # ASCII digits only: str.isdigit() also accepts '²' or '٣', which int() then refuses or reads as another number.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise CheckpointFormatError(f"{store.url_for(latest_key(run))} holds {raw[:40]!r}, not a step number")
     return int(raw)
 
@@ -171,7 +176,7 @@ def read_manifest(store: ArtifactStore, run: str, step: int) -> Manifest:
     try:
         data = store.get_json(key)
     except ObjectNotFoundError:
-        raise CheckpointError(f"run {run!r} has no complete snapshot at step {step} ({store.url_for(key)} is missing)") from None
+        raise SnapshotMissingError(f"run {run!r} has no complete snapshot at step {step} ({store.url_for(key)} is missing)") from None
     except json.JSONDecodeError as exc:
         raise CheckpointFormatError(f"{store.url_for(key)} is not valid JSON: {exc}") from None
     return Manifest.from_json(data, store.url_for(key))
@@ -195,7 +200,7 @@ def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, devic
     try:
         weights = store.get_bytes(weights_key)
     except ObjectNotFoundError:
-        raise CheckpointError(f"{store.url_for(weights_key)} is missing although its manifest exists; re-publish step {step}") from None
+        raise SnapshotMissingError(f"{store.url_for(weights_key)} is missing although its manifest exists; re-publish step {step}") from None
     digest = hashlib.sha256(weights).hexdigest()
     if digest != manifest.sha256:
         raise CheckpointIntegrityError(

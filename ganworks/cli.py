@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module.configure(parser)
     args = parser.parse_args(ns.rest)
     args.log_level = ns.log_level
-    from ganworks.telemetry import setup_logging
+    from ganworks.telemetry import redact, setup_logging
 
     setup_logging(ns.log_level, component=ns.command)
     try:
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except GanworksError as exc:
         logging.getLogger("ganworks").debug("command failed", exc_info=True)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
 
 

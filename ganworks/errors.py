@@ -41,6 +41,10 @@ class SnapshotExistsError(CheckpointError):
     """A complete snapshot of that step already exists with other weights; published snapshots are immutable."""
 
 
+class SnapshotMissingError(CheckpointError):
+    """The snapshot is not (or not yet) in the store: worth asking again later, unlike a refused one."""
+
+
 class CheckpointFormatError(CheckpointError):
     """The manifest is of an unknown format version or misses required fields."""
 

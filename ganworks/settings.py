@@ -7,6 +7,7 @@ Secrets as volumes); secrets never appear in repr() or logs.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import pathlib
 from typing import Any, Mapping, TypeVar
@@ -103,3 +104,26 @@ class StoreSettings:
             self.s3_access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
         if not self.s3_secret_key:
             self.s3_secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+
+
+def public_fields(settings: Any) -> dict[str, Any]:
+    """The fields that are not secret: what may travel through a control plane (Ray's recorded run config, a job spec)."""
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if not f.metadata.get("secret")}
+
+
+def store_settings_here(public: Mapping[str, Any]) -> StoreSettings:
+    """StoreSettings in another process of the same deployment (a Ray worker): the given public fields, and the
+    credentials from this process's own environment or *_FILE mounts, so they never pass through Ray."""
+    from ganworks.telemetry import register_secrets
+
+    settings = load_settings(StoreSettings, {k: v for k, v in public.items() if k in _PUBLIC_STORE_FIELDS})
+    register_secrets([settings.s3_access_key, settings.s3_secret_key])
+    if settings.store.startswith("s3://") and not (settings.s3_access_key and settings.s3_secret_key):
+        logging.getLogger(__name__).warning(
+            "no S3 credentials in this process's environment (GANWORKS_S3_ACCESS_KEY/_SECRET_KEY, their _FILE, or AWS_*); "
+            "set them on every Ray node as on the driver: they are not sent through Ray"
+        )
+    return settings
+
+
+_PUBLIC_STORE_FIELDS = {f.name for f in dataclasses.fields(StoreSettings) if not f.metadata.get("secret")}

@@ -12,17 +12,29 @@ import torch
 _SECRETS: set[str] = set()
 
 
+def redact(text: str) -> str:
+    """The text with every registered secret value replaced by ***."""
+    for value in _SECRETS:
+        text = text.replace(value, "***")
+    return text
+
+
 class RedactSecrets(logging.Filter):
-    """Replaces every registered secret value in a log line with ***, whatever logged it."""
+    """Replaces every registered secret value in a log line, its traceback and stack with ***, whatever logged it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _SECRETS:
             message = record.getMessage()
-            redacted = message
-            for value in _SECRETS:
-                redacted = redacted.replace(value, "***")
+            redacted = redact(message)
             if redacted != message:
                 record.msg, record.args = redacted, None
+            # Formatters print exc_text when it is set, so the traceback is redacted once, here.
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = redact(record.exc_text)
+            if record.stack_info:
+                record.stack_info = redact(record.stack_info)
         return True
 
 
@@ -40,6 +52,16 @@ def setup_logging(level: str | int = "INFO", component: str = "ganworks") -> Non
     root.setLevel(level)
     for noisy in ("urllib3", "botocore", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def setup_worker_logging(level: int = logging.INFO, component: str = "trainer") -> None:
+    """In a process whose logging someone else set up (a Ray worker): a handler if there is none, redaction on all."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s {component} %(name)s: %(message)s")
+    for handler in root.handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())
 
 
 def start_metrics_server(port: int, host: str = "0.0.0.0", registry=None) -> int:

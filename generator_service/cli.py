@@ -24,6 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-queue-size", type=int, help="most samples waiting; more get RESOURCE_EXHAUSTED (default 1024)")
     serve.add_argument("--max-samples-per-request", type=int, help="most samples one call may ask for (default 1024)")
     serve.add_argument("--keep-versions", type=int, help="snapshots kept loaded per run for pinned calls (default 3)")
+    serve.add_argument("--max-reloads-per-minute", type=int, help="loads of not-loaded versions for pinned calls, per model and minute (default 6)")
     serve.add_argument("--poll-seconds", type=float, help="how often LATEST is checked (default 2)")
     serve.add_argument("--device", help="auto, cpu, cuda, cuda:N (default auto)")
     serve.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's choice)")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         "runs": [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None,
         "host": args.host, "port": args.port, "metrics_port": args.metrics_port,
         "max_batch_size": args.max_batch_size, "max_queue_delay_ms": args.max_queue_delay_ms, "max_queue_size": args.max_queue_size,
-        "max_samples_per_request": args.max_samples_per_request, "keep_versions": args.keep_versions, "poll_seconds": args.poll_seconds,
+        "max_samples_per_request": args.max_samples_per_request, "keep_versions": args.keep_versions, "max_reloads_per_minute": args.max_reloads_per_minute, "poll_seconds": args.poll_seconds,
         "device": args.device, "torch_threads": args.torch_threads, "fast_path": args.fast_path, "grace_seconds": args.grace_seconds,
         "auth_token": read_token_file("--auth-token-file", args.auth_token_file), "tls_cert": args.tls_cert, "tls_key": args.tls_key,
     }

@@ -23,6 +23,7 @@ class GeneratorMetrics:
         self.inflight = Gauge("ganworks_generator_inflight_requests", "Calls being served", registry=r)
         self.model_version = Gauge("ganworks_generator_model_version", "Step of the newest loaded snapshot", ["model"], registry=r)
         self.model_loads = Counter("ganworks_generator_model_loads", "Snapshot loads by result", ["model", "result"], registry=r)
+        self.watch_errors = Counter("ganworks_generator_watch_errors", "Polls of a model's LATEST that failed unexpectedly (retried with backoff)", ["model"], registry=r)
         self.model_load_seconds = Histogram("ganworks_generator_model_load_seconds", "Time to fetch, verify, build and warm up a snapshot", buckets=LATENCY_BUCKETS, registry=r)
         self.rollout_calls = Counter("ganworks_generator_rollout_calls", "Calls by the track that served them: latest, pinned (explicit version), stable, candidate", ["model", "track"], registry=r)
         self.rollout_step = Gauge("ganworks_generator_rollout_step", "Step each rollout track serves (0: none)", ["model", "track"], registry=r)

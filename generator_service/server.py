@@ -78,7 +78,7 @@ class GeneratorServer:
         self.encoder = PngEncoder(s.png_threads)
         self.manager = ModelManager(
             self.store, s.runs, device=self.device, keep_versions=s.keep_versions, poll_seconds=s.poll_seconds,
-            metrics=self.metrics, warm_up=self._warm_up, on_change=self._readiness_changed,
+            metrics=self.metrics, warm_up=self._warm_up, on_change=self._readiness_changed, max_reloads_per_minute=s.max_reloads_per_minute,
         )
         self.router = RolloutRouter(self.store, self.manager, self.metrics, poll_seconds=s.poll_seconds)
         self.servicer = GeneratorServicer(s, self.manager, self.router, self.batcher, self.encoder, self.metrics)
@@ -149,6 +149,8 @@ class GeneratorServer:
 
     async def _readiness(self) -> None:
         serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        # A replica whose watcher died would serve a stale model forever: liveness says so, and Kubernetes restarts it.
+        await self.health.set(LIVENESS, serving if self.manager.watching() else not_serving)
         for run in self.settings.runs:
             await self.health.set(f"{SERVICE_NAME}/{run}", serving if self.manager.ready(run) else not_serving)
         ready = serving if self.manager.ready() else not_serving

@@ -19,7 +19,7 @@ from ganworks.errors import CheckpointError, StoreError
 from generator_service.batcher import DeadlineExpiredError, DynamicBatcher, Job, QueueFullError
 from generator_service.encode import PngEncoder, bytes_per_image, raw_images
 from generator_service.metrics import GeneratorMetrics
-from generator_service.models import LoadedModel, ModelManager, ModelNotReadyError, RefusedVersionError, UnknownModelError, UnknownVersionError
+from generator_service.models import LoadedModel, ModelManager, ModelNotReadyError, RefusedVersionError, ReloadLimitError, UnknownModelError, UnknownVersionError
 from generator_service.rollout import RolloutRouter
 from generator_service.settings import GeneratorSettings
 from generator_service.validation import ParsedRequest, RequestError, check_basics, check_for_model
@@ -33,6 +33,7 @@ _ERROR_CODES = (
     (UnknownVersionError, grpc.StatusCode.NOT_FOUND),
     (ModelNotReadyError, grpc.StatusCode.UNAVAILABLE),
     (RefusedVersionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (ReloadLimitError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (QueueFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DeadlineExpiredError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (StoreError, grpc.StatusCode.UNAVAILABLE),

@@ -27,6 +27,8 @@ class GeneratorSettings:
     stream_images_per_message: int = 64
     # Versions of each run kept loaded for pinned calls (the newest always stays).
     keep_versions: int = 3
+    # Loads of versions that are not loaded, for pinned calls, per run and minute; more get RESOURCE_EXHAUSTED.
+    max_reloads_per_minute: int = 6
     poll_seconds: float = 2.0
     device: str = "auto"
     torch_threads: int = 0
@@ -42,7 +44,7 @@ class GeneratorSettings:
     max_connection_age_seconds: float = 300.0
 
     def __post_init__(self) -> None:
-        positive = ("max_batch_size", "max_queue_size", "max_samples_per_request", "stream_images_per_message", "keep_versions", "png_threads", "max_message_mb")
+        positive = ("max_batch_size", "max_queue_size", "max_samples_per_request", "stream_images_per_message", "keep_versions", "png_threads", "max_message_mb", "max_reloads_per_minute")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"generator setting {name} must be >= 1, got {getattr(self, name)!r} (flag --{name.replace('_', '-')}, env {ENV_PREFIX}{name.upper()})")

@@ -12,6 +12,8 @@ from ganworks.api import generator_pb2 as pb
 from generator_service.encode import bytes_per_image, effective_format
 from generator_service.models import LoadedModel
 
+# Standard-normal latents stay within about ±6; far beyond, a network overflows to NaN or saturates to a flat image.
+MAX_ABS_LATENT = 100.0
 KNOWN_FORMATS = {v.number for v in pb.OutputFormat.DESCRIPTOR.values}
 FORMAT_LIST = ", ".join(f"{v.name} ({v.number})" for v in pb.OutputFormat.DESCRIPTOR.values)
 
@@ -82,6 +84,9 @@ def check_for_model(request: pb.GenerateRequest, model: LoadedModel, max_message
         latents = np.asarray(request.latents, dtype=np.float32).reshape(n, m.latent_dim)
         if not np.isfinite(latents).all():
             raise _invalid("latents contain NaN or infinity; send finite floats")
+        largest = float(np.abs(latents).max())
+        if largest > MAX_ABS_LATENT:
+            raise _invalid(f"latents must lie in [-{MAX_ABS_LATENT:g}, {MAX_ABS_LATENT:g}] (draws from a standard normal), got a value of magnitude {largest:.3g}")
     fmt = effective_format(request.output_format)
     if max_message_bytes is not None:
         size = n * bytes_per_image(fmt, m.image_size, m.channels)

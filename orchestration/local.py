@@ -14,6 +14,8 @@ from orchestration.processes import ServiceProcess, free_port, ganworks_command,
 from orchestration.status import RateMeter, scrape, total
 
 log = logging.getLogger(__name__)
+# A local trial is for the person at this machine: every service listens on loopback only.
+LOOPBACK = "127.0.0.1"
 
 
 @dataclasses.dataclass
@@ -97,12 +99,12 @@ class LocalSystem:
             "GANWORKS_TRAINER_RUN": o.run, "GANWORKS_TRAINER_DATASET": o.dataset, "GANWORKS_TRAINER_IMAGE_SIZE": o.image_size,
             "GANWORKS_TRAINER_CONDITIONAL": o.conditional, "GANWORKS_TRAINER_NUM_WORKERS": o.num_workers, "GANWORKS_TRAINER_STEPS": o.steps,
             "GANWORKS_TRAINER_SNAPSHOT_EVERY": o.snapshot_every, "GANWORKS_TRAINER_BATCH_SIZE": o.batch_size,
-            "GANWORKS_TRAINER_METRICS_PORT": self.ports["trainer_metrics_port"], "GANWORKS_TRAINER_RAY_ADDRESS": "local",
+            "GANWORKS_TRAINER_METRICS_PORT": self.ports["trainer_metrics_port"], "GANWORKS_TRAINER_METRICS_HOST": LOOPBACK, "GANWORKS_TRAINER_RAY_ADDRESS": "local",
         })
 
     def start_generator(self) -> ServiceProcess:
         process = self._spawn("generator", ("generator", "serve"), {
-            "GANWORKS_GENERATOR_RUNS": self.options.run, "GANWORKS_GENERATOR_PORT": self.ports["generator_port"],
+            "GANWORKS_GENERATOR_RUNS": self.options.run, "GANWORKS_GENERATOR_HOST": LOOPBACK, "GANWORKS_GENERATOR_PORT": self.ports["generator_port"],
             "GANWORKS_GENERATOR_METRICS_PORT": self.ports["generator_metrics_port"],
         })
         wait_for_http(self.metrics_url("generator"), 60, process)
@@ -110,7 +112,7 @@ class LocalSystem:
 
     def start_evaluator(self) -> ServiceProcess:
         process = self._spawn("evaluator", ("evaluator", "serve"), {
-            "GANWORKS_EVALUATOR_PORT": self.ports["evaluator_port"], "GANWORKS_EVALUATOR_METRICS_PORT": self.ports["evaluator_metrics_port"],
+            "GANWORKS_EVALUATOR_HOST": LOOPBACK, "GANWORKS_EVALUATOR_PORT": self.ports["evaluator_port"], "GANWORKS_EVALUATOR_METRICS_PORT": self.ports["evaluator_metrics_port"],
             "GANWORKS_EVALUATOR_GENERATOR": self.generator_address, "GANWORKS_EVALUATOR_RUNS": self.options.run, "GANWORKS_EVALUATOR_CONTINUOUS": True,
             "GANWORKS_EVALUATOR_DEFAULT_NUM_SAMPLES": self.options.eval_samples, "GANWORKS_EVALUATOR_POLL_SECONDS": 2,
         })

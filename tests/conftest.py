@@ -85,10 +85,25 @@ def store(request):
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """One local Ray cluster for the whole session (starting one takes many seconds): 2 CPUs, no dashboard."""
+def ray_cluster(s3):
+    """One local Ray cluster for the whole session (starting one takes many seconds): 2 CPUs, no dashboard.
+
+    Its workers find the test S3 server's keys in their environment, as workers of a real cluster find them in
+    their pods' env or *_FILE mounts: ganworks never sends credentials through Ray. The test process's own
+    environment stays without them.
+    """
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    credentials = {k: v for k, v in s3.env().items() if k.endswith(("_ACCESS_KEY", "_SECRET_KEY"))}
+    saved = {k: os.environ.get(k) for k in credentials}
+    os.environ.update(credentials)  # the raylet, and so every worker, inherits the environment of ray.init
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     yield ray
     ray.shutdown()

@@ -59,6 +59,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     cluster.add_argument("--max-failures", type=int, help="restarts from the last checkpoint after a worker fails (default 3)")
     cluster.add_argument("--ray-address", help="'local' starts a Ray cluster here; 'auto' or ray://host:10001 joins one (default: RAY_ADDRESS or local)")
     cluster.add_argument("--metrics-port", type=int, help="Prometheus /metrics of rank 0; 0 picks a free port (env GANWORKS_TRAINER_METRICS_PORT; default 9310)")
+    cluster.add_argument("--metrics-host", help="address /metrics listens on (env GANWORKS_TRAINER_METRICS_HOST; default 0.0.0.0)")
     parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     parser.add_argument("--dry-run", action="store_true", help="check the flags, store and dataset, print the plan, train nothing")
     add_store_flags(parser)

@@ -54,6 +54,7 @@ class TrainOptions:
     max_failures: int = 3
     ray_address: str = ""  # "" = RAY_ADDRESS if set, else local
     metrics_port: int = 9310
+    metrics_host: str = "0.0.0.0"  # `ganworks up`/`demo` bind 127.0.0.1
     publish_retry_seconds: float = 120.0
 
     def __post_init__(self) -> None:

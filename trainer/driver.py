@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import pathlib
+import secrets
 import subprocess
 import threading
 import time
@@ -16,8 +17,9 @@ from ganworks.layout import TRAIN_STATE, check_run_id, run_info_key, run_prefix
 from ganworks.data import ImageDataset, load_dataset
 from ganworks.errors import ConfigError, GanworksError, ModelConfigError, ObjectNotFoundError
 from ganworks.models import HyperparameterError, ModelFamily, get_family
-from ganworks.settings import StoreSettings
+from ganworks.settings import StoreSettings, public_fields
 from ganworks.store import ArtifactStore, open_store
+from ganworks.telemetry import register_secrets
 from trainer.config import TrainOptions
 
 log = logging.getLogger("trainer")
@@ -140,8 +142,9 @@ def connect_ray(options: TrainOptions, worker_logs: bool = True) -> None:
     if not ray.is_initialized():
         address = options.ray_address or os.environ.get("RAY_ADDRESS", "local")
         if address == "local":
-            # A private, single-user cluster inside this process tree: token auth would only add set-up.
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            # Ray's ports listen on the node's address, not loopback (Ray resolves 127.0.0.1 to it), so the cluster
+            # takes a fresh token: only this process tree (which inherits the environment) can submit work to it.
+            enable_ray_token_auth(os.environ)
             # Ray runs workers at nice 15 by default, for clusters where they share nodes with more important
             # daemons; here training is the job, and at nice 15 it would lose the CPUs to any busy neighbour.
             os.environ.setdefault("RAY_worker_niceness", "0")
@@ -158,6 +161,14 @@ def connect_ray(options: TrainOptions, worker_logs: bool = True) -> None:
                           f"the Ray cluster has {total:g} CPUs. Lower --num-workers or add nodes")
     if options.use_gpu and options.num_workers > ray.cluster_resources().get("GPU", 0):
         raise ConfigError(f"--use-gpu with --num-workers {options.num_workers} needs that many GPUs; the cluster has {ray.cluster_resources().get('GPU', 0):g}")
+
+
+def enable_ray_token_auth(env) -> None:
+    """Token authentication for a local cluster unless RAY_AUTH_MODE says otherwise; the token is a registered secret."""
+    if "RAY_AUTH_MODE" not in env:
+        env["RAY_AUTH_MODE"] = "token"
+        env.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    register_secrets([env.get("RAY_AUTH_TOKEN", "")])
 
 
 def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
@@ -179,7 +190,9 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
         "architecture_params": p.architecture_params,
         "dataset": {"ref": ray.put((p.dataset.images, p.dataset.labels)), "id": p.dataset.id},
         # The resolved URL: workers run in Ray's session folder, where a relative path means another place.
-        "store": {"url": p.store.url, "settings": {**dataclasses.asdict(p.store_settings), "store": p.store.url}},
+        # No credentials: Ray records this config in its run state and serves it from its API; workers read
+        # the keys from their own environment or *_FILE mounts, as the driver does.
+        "store": {"url": p.store.url, "settings": {**public_fields(p.store_settings), "store": p.store.url}},
         "progress": progress,
     }
     trainer = TorchTrainer(

@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
 from ganworks.models import get_family
+from ganworks.telemetry import setup_worker_logging
 from trainer.config import TrainOptions
 from trainer.ema import make_ema
 from trainer.augment import AdaptiveAugment
@@ -31,8 +32,7 @@ log = logging.getLogger("trainer")
 def train_worker(config: dict) -> None:
     # ---- set-up -----------------------------------------------------------------------------------------------
     opts = TrainOptions(**config["options"])
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s trainer %(name)s: %(message)s")
+    setup_worker_logging()
     family, params = get_family(opts.model), config["architecture_params"]
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     device = ray.train.torch.get_device()

@@ -34,16 +34,16 @@ class TrainerMetrics:
         self.path_length_mean = Gauge("ganworks_trainer_path_length_mean", "moving mean of G's path lengths (with --pl-weight)", labels, registry=r).labels(run)
         self.nonfinite_steps = Counter("ganworks_trainer_nonfinite_steps", "updates skipped because a gradient was NaN or infinite", labels, registry=r).labels(run)
 
-    def serve(self, port: int) -> int | None:
+    def serve(self, port: int, host: str = "0.0.0.0") -> int | None:
         """Serves /metrics; returns the bound port, or None (logged) if it cannot: training goes on without it."""
         from ganworks.telemetry import start_metrics_server
 
         try:
-            bound = start_metrics_server(port, registry=self.registry)
+            bound = start_metrics_server(port, host=host, registry=self.registry)
         except OSError as exc:
             log.warning("trainer metrics not served: port %d: %s (pass --metrics-port 0 to pick a free one)", port, exc.strerror)
             return None
-        log.info("trainer metrics on http://0.0.0.0:%d/metrics", bound)
+        log.info("trainer metrics on http://%s:%d/metrics", host, bound)
         return bound
 
     def record(self, stats: dict) -> None:

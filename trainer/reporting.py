@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ganworks.settings import StoreSettings
+from ganworks.settings import store_settings_here
 from ganworks.store import open_store
 from trainer.config import TrainOptions
 from trainer.metrics import StatsLog, TrainerMetrics
@@ -24,10 +24,10 @@ class Rank0Reporter:
 
     def __init__(self, config: dict, opts: TrainOptions, params: dict[str, Any], step: int, images_seen: int):
         self.opts, self.progress = opts, config.get("progress")
-        store_settings = StoreSettings(**config["store"]["settings"])
+        store_settings = store_settings_here(config["store"]["settings"])
         store = open_store(config["store"]["url"], settings=store_settings)
         self.metrics = TrainerMetrics(opts.run)
-        metrics_port = self.metrics.serve(opts.metrics_port)
+        metrics_port = self.metrics.serve(opts.metrics_port, opts.metrics_host)
         self.metrics.steps.inc(step)
         self.metrics.images_seen.inc(images_seen)
         self.stats = StatsLog(store, opts.run, step)

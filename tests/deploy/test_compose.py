@@ -73,3 +73,16 @@ def test_compose_prometheus_config_is_valid_and_scrapes_every_component(tmp_path
     local.write_text(yaml.safe_dump(config))
     result = run_tool("promtool", "check", "config", str(local))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_published_port_listens_on_loopback_only():
+    # Ray's Jobs API runs any code it is sent and MinIO's console shows the data: none may face the host's network.
+    published = {name: service.get("ports", []) for name, service in _compose()["services"].items()}
+    assert any(published.values())
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"service {name} publishes {port} on every host interface"
+
+
+def test_prometheus_cannot_be_reconfigured_or_shut_down_over_http():
+    assert "--web.enable-lifecycle" not in _compose()["services"]["prometheus"]["command"]

@@ -46,6 +46,8 @@ CASES = {
     "latents of wrong length": (dict(model="plain", num_samples=2, latents=_latents(1)), INVALID, f"needs num_samples × latent_dim = 2 × {LATENT}"),
     "NaN latents": (dict(model="plain", num_samples=1, latents=_latents(1, math.nan)), INVALID, "NaN or infinity"),
     "infinite latents": (dict(model="plain", num_samples=1, latents=_latents(1, math.inf)), INVALID, "NaN or infinity"),
+    "huge finite latents": (dict(model="plain", num_samples=1, latents=_latents(1, 3e38)), INVALID, "latents must lie in [-100, 100]"),
+    "latents just out of range": (dict(model="plain", num_samples=1, latents=_latents(1, -100.5)), INVALID, "magnitude 100"),
     "unknown output format": (dict(model="plain", num_samples=1, output_format=7), INVALID, "output_format 7 is unknown; use one of"),
     "truncation zero": (dict(model="plain", num_samples=1, truncation=0.0), INVALID, "truncation must be in (0, 1]"),
     "truncation above one": (dict(model="plain", num_samples=1, truncation=1.5), INVALID, "truncation must be in (0, 1]"),

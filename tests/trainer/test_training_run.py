@@ -63,7 +63,9 @@ def test_a_stylegan2_run_with_path_length_and_adaptive_augmentation_publishes_a_
 
 
 @pytest.mark.s3
-def test_a_run_started_again_on_s3_resumes_from_its_last_step(ray_cluster, s3):
+def test_a_run_started_again_on_s3_resumes_from_its_last_step_without_its_keys_passing_through_ray(ray_cluster, s3, monkeypatch):
+    # Ray then records each run's config in its state actor, which its dashboard's Train API serves.
+    monkeypatch.setenv("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
     settings = s3.store_settings(store=s3.new_bucket_url("train"))
 
     first = train(settings, "resumed", steps=4, snapshot_every=2)
@@ -79,6 +81,15 @@ def test_a_run_started_again_on_s3_resumes_from_its_last_step(ray_cluster, s3):
     assert load_snapshot(store, "resumed").manifest.images_seen == 7 * 16
     assert _stats_steps(store, "resumed") == list(range(1, 8))
     assert any(info.key.startswith("runs/resumed/train_state/") for info in store.list("runs/resumed/train_state/"))
+    # The S3 keys never went through Ray: not in the run state Ray records (and serves from its API), not in its storage.
+    from ray.train.v2._internal.state.state_actor import get_state_actor
+
+    runs = ray_cluster.get(get_state_actor().get_train_runs.remote())
+    recorded = " ".join(run.model_dump_json() for run in runs.values())
+    assert "train_loop_config" in recorded and settings.s3_endpoint in recorded  # the config is there, only without keys
+    assert settings.s3_secret_key not in recorded and settings.s3_access_key not in recorded
+    for info in store.list("runs/resumed/train_state/"):
+        assert settings.s3_secret_key.encode() not in store.get_bytes(info.key), info.key
 
 
 def test_steps_with_non_finite_gradients_are_skipped_and_counted_and_never_reach_the_weights(ray_cluster, tmp_path):
