@@ -24,6 +24,7 @@ from trainer.augment import AdaptiveAugment
 from trainer.losses import g_regularisers_for, get_loss, regularisers_for
 from trainer.reporting import Rank0Reporter
 from trainer.step import GANStep, Networks
+from trainer.metrics import serve_worker_up
 from trainer.train_state import load_train_state, save_train_state
 
 log = logging.getLogger("trainer")
@@ -70,6 +71,8 @@ def train_worker(config: dict) -> None:
                        g_regularisers=g_regularisers_for(opts), augment=augment, global_batch=opts.batch_size)
     gan_step.load_state(step_state)
     reporter = Rank0Reporter(config, opts, params, step, images_seen) if rank == 0 else None
+    if rank != 0 and ray.train.get_context().get_local_rank() == 0:
+        serve_worker_up(opts.run, opts.metrics_port, opts.metrics_host)  # the PodMonitor scrapes every worker pod
     last_checkpoint = time.monotonic()
 
     # ---- the loop -----------------------------------------------------------------------------------------------

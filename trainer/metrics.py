@@ -13,6 +13,25 @@ from ganworks.layout import stats_key
 log = logging.getLogger(__name__)
 
 
+def _serve(registry: CollectorRegistry, port: int, host: str) -> int | None:
+    from ganworks.telemetry import start_metrics_server
+
+    try:
+        bound = start_metrics_server(port, host=host, registry=registry)
+    except OSError as exc:
+        log.warning("trainer metrics not served: port %d: %s (pass --metrics-port 0 to pick a free one)", port, exc.strerror)
+        return None
+    log.info("trainer metrics on http://%s:%d/metrics", host, bound)
+    return bound
+
+
+def serve_worker_up(run: str, port: int, host: str = "0.0.0.0") -> int | None:
+    """/metrics on a worker pod without rank 0: only ganworks_trainer_worker_up, so every scraped pod is an up target."""
+    registry = CollectorRegistry()
+    Gauge("ganworks_trainer_worker_up", "1 while a training worker runs here (the training metrics come from rank 0)", ["run"], registry=registry).labels(run).set(1)
+    return _serve(registry, port, host)
+
+
 class TrainerMetrics:
     """The trainer's Prometheus metrics for one run, in their own registry."""
 
@@ -36,15 +55,7 @@ class TrainerMetrics:
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int | None:
         """Serves /metrics; returns the bound port, or None (logged) if it cannot: training goes on without it."""
-        from ganworks.telemetry import start_metrics_server
-
-        try:
-            bound = start_metrics_server(port, host=host, registry=self.registry)
-        except OSError as exc:
-            log.warning("trainer metrics not served: port %d: %s (pass --metrics-port 0 to pick a free one)", port, exc.strerror)
-            return None
-        log.info("trainer metrics on http://%s:%d/metrics", host, bound)
-        return bound
+        return _serve(self.registry, port, host)
 
     def record(self, stats: dict) -> None:
         self.images_per_second.set(stats["images_per_second"])

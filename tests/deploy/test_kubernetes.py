@@ -223,7 +223,7 @@ def test_dev_overlay_runs_its_own_minio_with_a_volume_and_a_bucket():
     service = named(objects, "Service", "minio")
     assert store["GANWORKS_S3_ENDPOINT"] == f"http://minio:{service['spec']['ports'][0]['port']}"
     assert named(objects, "Secret", "ganworks-s3")
-    assert named(objects, "Deployment", "ganworks-generator")["spec"]["replicas"] == 1
+    assert named(objects, "HorizontalPodAutoscaler", "ganworks-generator")["spec"]["minReplicas"] == 1
 
 
 def test_gpu_overlay_asks_for_gpus_on_gpu_nodes_and_uses_an_external_store():
@@ -239,3 +239,90 @@ def test_gpu_overlay_asks_for_gpus_on_gpu_nodes_and_uses_an_external_store():
     assert "--use-gpu" in named(objects, "RayJob", "ganworks-train")["spec"]["entrypoint"]
     assert not of_kind(objects, "Secret") and not of_kind(objects, "StatefulSet"), "gpu uses an external store and an existing Secret"
     assert named(objects, "ConfigMap", "ganworks-store")["data"]["GANWORKS_S3_SECURE"] == "true"
+
+
+def _env(objects, template: dict) -> dict[str, str]:
+    """The environment of a pod template's first container, with ConfigMap references resolved."""
+    config = {cm["metadata"]["name"]: cm.get("data", {}) for cm in of_kind(objects, "ConfigMap")}
+    container = template["spec"]["containers"][0]
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(config.get(source.get("configMapRef", {}).get("name"), {}))
+    for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("configMapKeyRef")
+        env[item["name"]] = config[ref["name"]][ref["key"]] if ref else item.get("value", "")
+    return env
+
+
+@pytest.mark.parametrize("overlay", artifacts.OVERLAYS)
+def test_the_trainer_generator_and_evaluator_work_on_the_same_run(overlay):
+    objects = rendered(overlay)
+    templates = dict(pod_templates(objects))
+    job = named(objects, "RayJob", "ganworks-train")
+    trained = _env(objects, templates["RayJob/ganworks-train head"]).get("GANWORKS_TRAINER_RUN")  # the driver runs on the head
+    flag = re.search(r"--run (\S+)", job["spec"]["entrypoint"])
+    trained = flag.group(1) if flag else trained
+    served = _env(objects, templates["Deployment/ganworks-generator"]).get("GANWORKS_GENERATOR_RUNS")
+    evaluated = _env(objects, templates["Deployment/ganworks-evaluator"]).get("GANWORKS_EVALUATOR_RUNS")
+    assert trained and trained == served == evaluated, f"{overlay}: trains {trained}, serves {served}, evaluates {evaluated}"
+    assert named(objects, "ConfigMap", "ganworks-run")["data"]["run"] == trained
+    if overlay == "gpu":
+        assert trained == "faces" and "faces" in job["spec"]["entrypoint"]
+
+
+@pytest.mark.parametrize("overlay", artifacts.OVERLAYS)
+def test_the_image_runs_the_ray_version_the_rayjob_declares(overlay):
+    dockerfile = (artifacts.DEPLOY / "docker" / "Dockerfile").read_text()
+    pinned = re.search(r"ARG RAY_VERSION=(\S+)", dockerfile)
+    assert pinned and '"ray[default]==${RAY_VERSION}"' in dockerfile, "the image must pin ray"
+    assert named(rendered(overlay), "RayJob", "ganworks-train")["spec"]["rayClusterSpec"]["rayVersion"] == pinned.group(1)
+    # KubeRay 1.1-1.5 probe Ray pods with wget, which the slim image lacks: the docs must say which KubeRay works.
+    assert "KubeRay >= 1.6" in (artifacts.DEPLOY / "README.md").read_text()
+
+
+@pytest.mark.parametrize("overlay", artifacts.OVERLAYS)
+def test_the_trainer_podmonitor_scrapes_only_training_worker_pods(overlay):
+    objects = rendered(overlay)
+    monitor = named(objects, "PodMonitor", "ganworks-trainer")
+    port = monitor["spec"]["podMetricsEndpoints"][0]["port"]
+    scraped = [owner for owner, t in pod_templates(objects) if _labels_match(monitor["spec"]["selector"], t["metadata"].get("labels", {}))
+               and any(p.get("name") == port for c in _containers(t) for p in c.get("ports", []))]
+    # Only pods that run a training worker serve 9310 (rank 0 the training metrics, the others ganworks_trainer_worker_up).
+    assert scraped and all(" workers " in owner for owner in scraped), scraped
+
+
+@pytest.mark.parametrize("overlay", artifacts.OVERLAYS)
+def test_every_ganworks_pod_is_locked_down(overlay):
+    for owner, template in pod_templates(rendered(overlay)):
+        if not owner.startswith(("RayJob/", "Deployment/ganworks-")):
+            continue
+        spec = template["spec"]
+        assert spec.get("automountServiceAccountToken") is False, f"{owner} mounts the service-account token"
+        assert spec.get("securityContext", {}).get("seccompProfile") == {"type": "RuntimeDefault"}, f"{owner} has no seccomp profile"
+        for container in spec["containers"]:
+            context = container.get("securityContext", {})
+            assert context.get("readOnlyRootFilesystem") is True, f"{owner}/{container['name']}: writable root filesystem"
+            assert context.get("allowPrivilegeEscalation") is False and context.get("capabilities", {}).get("drop") == ["ALL"], f"{owner}/{container['name']}"
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{owner}/{container['name']}: a read-only root needs a writable /tmp"
+
+
+@pytest.mark.parametrize("overlay", artifacts.OVERLAYS)
+def test_generator_and_evaluator_take_grpc_only_from_their_namespace_and_labelled_clients(overlay):
+    objects = rendered(overlay)
+    for name, grpc_port, metrics_port in (("ganworks-generator", 50051, 9311), ("ganworks-evaluator", 50052, 9312)):
+        policy = named(objects, "NetworkPolicy", name)
+        pods = named(objects, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        assert _labels_match(policy["spec"]["podSelector"], pods) and policy["spec"]["policyTypes"] == ["Ingress"]
+        rules = policy["spec"]["ingress"]
+        grpc_rules = [r for r in rules if any(p["port"] == grpc_port for p in r.get("ports", []))]
+        assert grpc_rules and all(r.get("from") for r in grpc_rules), f"{name}: gRPC open to every source"
+        assert any(not r.get("from") and [p["port"] for p in r["ports"]] == [metrics_port] for r in rules), f"{name}: /metrics must stay scrapeable"
+
+
+@pytest.mark.parametrize("overlay", artifacts.OVERLAYS)
+def test_no_deployment_sets_replicas_that_an_autoscaler_owns(overlay):
+    objects = rendered(overlay)
+    for hpa in of_kind(objects, "HorizontalPodAutoscaler"):
+        target = named(objects, "Deployment", hpa["spec"]["scaleTargetRef"]["name"])
+        assert "replicas" not in target["spec"], f"Deployment {target['metadata']['name']} sets replicas although HPA {hpa['metadata']['name']} owns them"

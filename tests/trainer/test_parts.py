@@ -159,3 +159,16 @@ def test_the_trainer_exports_the_metric_names_dashboards_use():
     assert 'ganworks_trainer_loss{network="generator",run="demo"} 1.0' in text
     assert 'ganworks_trainer_discriminator_output{kind="fake",run="demo"} -0.5' in text
     assert 'ganworks_trainer_grad_norm{network="discriminator",run="demo"} 4.0' in text
+
+
+def test_a_worker_pod_without_rank_0_answers_its_scrape_with_worker_up_only():
+    import urllib.request
+
+    from trainer.metrics import serve_worker_up
+
+    port = serve_worker_up("r", 0, "127.0.0.1")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+
+    assert 'ganworks_trainer_worker_up{run="r"} 1.0' in text
+    assert "ganworks_trainer_steps_total" not in text  # the training numbers come from rank 0 alone
