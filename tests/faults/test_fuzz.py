@@ -178,3 +178,48 @@ def test_evaluator_answers_thousands_of_fuzzed_requests_without_internal_errors_
 @pytest.mark.parametrize("method", ["/ganworks.v1.Evaluator/Evaluate", "/ganworks.v1.Evaluator/GetEvaluation", "/ganworks.v1.Evaluator/WatchEvaluation", "/ganworks.v1.Evaluator/ListEvaluations"])
 def test_evaluator_answers_malformed_bytes_with_a_deliberate_status(evaluator, method):
     _fuzz_with_malformed_bytes(evaluator.address, method, streaming=method.endswith("WatchEvaluation"))
+
+
+TOKEN = "fuzz-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def evaluator_with_auth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz-evaluator-auth")
+    store = open_store(str(root / "store"))
+    write_run_json(store, "r")
+    publish_tiny(store, "r", 100)
+    token_file = root / "token"
+    token_file.write_text(TOKEN)
+    service = Evaluator(store.url, "", root / "logs", f"127.0.0.1:{free_port()}", continuous=False,
+                        extra=("--max-queue-size", "4", "--auth-token-file", str(token_file))).start()
+    yield service
+    service.stop()
+
+
+def test_an_evaluator_with_auth_refuses_every_call_without_the_token_and_answers_the_rest_deliberately(evaluator_with_auth):
+    seen: dict[tuple[str, str], int] = {}
+    with grpc.insecure_channel(evaluator_with_auth.address) as channel:
+        stub = evaluator_pb2_grpc.EvaluatorStub(channel)
+
+        @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @given(request=evaluate_requests(), method=st.sampled_from(["Evaluate", "GetEvaluation", "WatchEvaluation", "ListEvaluations"]),
+               credential=st.one_of(st.none(), st.just(f"Bearer {TOKEN}"), st.just(TOKEN), st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60)))
+        def fuzz(request, method, credential):
+            metadata = None if credential is None else [("authorization", credential)]
+            if method == "Evaluate":
+                code = _code(lambda: stub.Evaluate(request, timeout=20, metadata=metadata))
+            elif method == "ListEvaluations":
+                code = _code(lambda: stub.ListEvaluations(epb.ListEvaluationsRequest(run=request.run), timeout=20, metadata=metadata))
+            else:
+                code = _code(lambda: getattr(stub, method)(epb.GetEvaluationRequest(id=request.run), timeout=20, metadata=metadata))
+            authorized = credential == f"Bearer {TOKEN}"
+            seen[(authorized, code.name)] = seen.get((authorized, code.name), 0) + 1
+            assert code not in FORBIDDEN, f"{method}({request}) with {credential!r} -> {code}"
+            assert (code == grpc.StatusCode.UNAUTHENTICATED) != authorized, f"{method} with {credential!r} -> {code}"
+
+        fuzz()
+    print("evaluator with auth, (authorized, status code):", seen)
+    assert evaluator_with_auth.process.running
+    _assert_healthy(evaluator_with_auth.address)
+    assert seen.get((True, "OK"), 0) > 0 and seen.get((False, "UNAUTHENTICATED"), 0) > 0
