@@ -12,12 +12,12 @@ import time
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.api import evaluator_pb2_grpc
 from tests.evaluator.conftest import RUN
+from tests.probes import health
 from tests.tlscerts import self_signed_certificate
 
 TOKEN = "evaluator-token-for-tests"
@@ -31,14 +31,6 @@ def _code(call) -> grpc.StatusCode:
         return grpc.StatusCode.OK
     except grpc.RpcError as exc:
         return exc.code()
-
-
-def _health(channel, service: str = "") -> str:
-    try:
-        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-    except grpc.RpcError as exc:
-        return exc.code().name
 
 
 def test_every_evaluator_call_needs_the_token_while_health_and_reflection_stay_open(start_evaluator):
@@ -56,7 +48,7 @@ def test_every_evaluator_call_needs_the_token_while_health_and_reflection_stay_o
     authorized = [("authorization", f"Bearer {TOKEN}")]
     assert _code(lambda: calls["Evaluate"](authorized)) == grpc.StatusCode.NOT_FOUND  # through the check, to the servicer
     assert _code(lambda: calls["ListEvaluations"](authorized)) == grpc.StatusCode.OK
-    assert _health(evaluator.channel) == "SERVING"
+    assert health(evaluator.channel) == "SERVING"
     listing = reflection_pb2_grpc.ServerReflectionStub(evaluator.channel).ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
     assert "ganworks.v1.Evaluator" in {s.name for s in next(listing).list_services_response.service}
 
@@ -95,7 +87,7 @@ def test_sigterm_drains_the_evaluator_refusing_new_calls_and_exits_cleanly(store
             assert next(watch).id == job.id  # a watch is in flight when the signal comes
             process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 10
-            while _health(channel) == "SERVING":
+            while health(channel) == "SERVING":
                 assert time.monotonic() < deadline, "health still SERVING after SIGTERM"
                 time.sleep(0.1)
             assert _code(lambda: stub.ListEvaluations(pb.ListEvaluationsRequest(), timeout=5, metadata=authorized)) == grpc.StatusCode.UNAVAILABLE

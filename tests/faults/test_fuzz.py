@@ -125,14 +125,17 @@ from tests.faults.harness import Evaluator, write_run_json  # noqa: E402
 from tests.s3server import free_port  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def evaluator(tmp_path_factory):
+def _start_evaluator(root, *extra: str) -> Evaluator:
     """An evaluator whose generator address has nothing behind it: accepted jobs fail fast, the API is what is fuzzed."""
-    root = tmp_path_factory.mktemp("fuzz-evaluator")
     store = open_store(str(root / "store"))
     write_run_json(store, "r")
     publish_tiny(store, "r", 100)
-    service = Evaluator(store.url, "", root / "logs", f"127.0.0.1:{free_port()}", continuous=False, extra=("--max-queue-size", "4")).start()
+    return Evaluator(store.url, "", root / "logs", f"127.0.0.1:{free_port()}", continuous=False, extra=("--max-queue-size", "4", *extra)).start()
+
+
+@pytest.fixture(scope="module")
+def evaluator(tmp_path_factory):
+    service = _start_evaluator(tmp_path_factory.mktemp("fuzz-evaluator"))
     yield service
     service.stop()
 
@@ -151,6 +154,15 @@ def evaluate_requests():
     )
 
 
+def _call_evaluator(stub, method: str, request, text: str, limit: int, metadata=None) -> grpc.StatusCode:
+    """One call of `method` built from the fuzzed values; its status code."""
+    if method == "Evaluate":
+        return _code(lambda: stub.Evaluate(request, timeout=20, metadata=metadata))
+    if method == "ListEvaluations":
+        return _code(lambda: stub.ListEvaluations(epb.ListEvaluationsRequest(run=request.run, limit=limit), timeout=20, metadata=metadata))
+    return _code(lambda: getattr(stub, method)(epb.GetEvaluationRequest(id=text), timeout=20, metadata=metadata))
+
+
 def test_evaluator_answers_thousands_of_fuzzed_requests_without_internal_errors_and_stays_healthy(evaluator):
     seen: dict[str, int] = {}
     with grpc.insecure_channel(evaluator.address) as channel:
@@ -159,12 +171,7 @@ def test_evaluator_answers_thousands_of_fuzzed_requests_without_internal_errors_
         @FUZZ
         @given(request=evaluate_requests(), method=st.sampled_from(["Evaluate", "GetEvaluation", "WatchEvaluation", "ListEvaluations"]), text=st.text(max_size=40), limit=small_or_any_int32)
         def fuzz(request, method, text, limit):
-            if method == "Evaluate":
-                code = _code(lambda: stub.Evaluate(request, timeout=20))
-            elif method == "ListEvaluations":
-                code = _code(lambda: stub.ListEvaluations(epb.ListEvaluationsRequest(run=request.run, limit=limit), timeout=20))
-            else:
-                code = _code(lambda: getattr(stub, method)(epb.GetEvaluationRequest(id=text), timeout=20))
+            code = _call_evaluator(stub, method, request, text, limit)
             seen[code.name] = seen.get(code.name, 0) + 1
             assert code not in FORBIDDEN, f"{method}({request}) -> {code}"
 
@@ -186,13 +193,9 @@ TOKEN = "fuzz-token-0123456789"
 @pytest.fixture(scope="module")
 def evaluator_with_auth(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz-evaluator-auth")
-    store = open_store(str(root / "store"))
-    write_run_json(store, "r")
-    publish_tiny(store, "r", 100)
     token_file = root / "token"
     token_file.write_text(TOKEN)
-    service = Evaluator(store.url, "", root / "logs", f"127.0.0.1:{free_port()}", continuous=False,
-                        extra=("--max-queue-size", "4", "--auth-token-file", str(token_file))).start()
+    service = _start_evaluator(root, "--auth-token-file", str(token_file))
     yield service
     service.stop()
 
@@ -207,12 +210,7 @@ def test_an_evaluator_with_auth_refuses_every_call_without_the_token_and_answers
                credential=st.one_of(st.none(), st.just(f"Bearer {TOKEN}"), st.just(TOKEN), st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60)))
         def fuzz(request, method, credential):
             metadata = None if credential is None else [("authorization", credential)]
-            if method == "Evaluate":
-                code = _code(lambda: stub.Evaluate(request, timeout=20, metadata=metadata))
-            elif method == "ListEvaluations":
-                code = _code(lambda: stub.ListEvaluations(epb.ListEvaluationsRequest(run=request.run), timeout=20, metadata=metadata))
-            else:
-                code = _code(lambda: getattr(stub, method)(epb.GetEvaluationRequest(id=request.run), timeout=20, metadata=metadata))
+            code = _call_evaluator(stub, method, request, request.run, 0, metadata)
             authorized = credential == f"Bearer {TOKEN}"
             seen[(authorized, code.name)] = seen.get((authorized, code.name), 0) + 1
             assert code not in FORBIDDEN, f"{method}({request}) with {credential!r} -> {code}"

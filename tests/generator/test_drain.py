@@ -6,23 +6,15 @@ import signal
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ganworks.api import generator_pb2 as pb
 from ganworks.api import generator_pb2_grpc as pb_grpc
 from tests.generator.conftest import publish, start_server_process, stop_process
 from tests.waiting import metric_value, wait_until
+from tests.probes import health
 
 # Big enough that four calls of 256 samples keep the server busy for a few seconds on a CPU.
 SLOW = {"image_size": 64, "channels": 3, "latent_dim": 100, "width": 64}
-
-
-def _health(channel, service: str = "") -> str:
-    try:
-        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-    except grpc.RpcError as exc:
-        return exc.code().name
 
 
 @pytest.mark.slow
@@ -36,7 +28,7 @@ def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(tmp_path):
     address, metrics = f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
     try:
         with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 2**20)]) as channel:
-            wait_until(lambda: _health(channel) == "SERVING", 60, "the server becoming ready")
+            wait_until(lambda: health(channel) == "SERVING", 60, "the server becoming ready")
             stub = pb_grpc.GeneratorStub(channel)
             in_flight = [stub.Generate.future(pb.GenerateRequest(model="r", num_samples=256, seed=i, output_format=pb.OUTPUT_FORMAT_UINT8), timeout=600) for i in range(4)]
             # All four calls have arrived and the first batch is computing (1,024 samples, 32 a batch: many batches to go).
@@ -44,7 +36,7 @@ def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(tmp_path):
                        and metric_value(metrics, "ganworks_generator_batch_size_count") >= 1, 60, "four calls in flight")
             assert not any(call.done() for call in in_flight), "the calls finished before the drain began; make them bigger"
             process.send_signal(signal.SIGTERM)
-            wait_until(lambda: _health(channel) in ("NOT_SERVING", "UNAVAILABLE"), 30, "health turning NOT_SERVING after SIGTERM")
+            wait_until(lambda: health(channel) in ("NOT_SERVING", "UNAVAILABLE"), 30, "health turning NOT_SERVING after SIGTERM")
             with pytest.raises(grpc.RpcError) as err:
                 stub.Generate(pb.GenerateRequest(model="r", num_samples=1), timeout=10)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE

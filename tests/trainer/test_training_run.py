@@ -89,7 +89,8 @@ def test_a_run_started_again_on_s3_resumes_from_its_last_step_without_its_keys_p
     assert "train_loop_config" in recorded and settings.s3_endpoint in recorded  # the config is there, only without keys
     assert settings.s3_secret_key not in recorded and settings.s3_access_key not in recorded
     for info in store.list("runs/resumed/train_state/"):
-        assert settings.s3_secret_key.encode() not in store.get_bytes(info.key), info.key
+        if not info.key.endswith("/"):  # pyarrow writes "folder/" marker objects, which hold nothing
+            assert settings.s3_secret_key.encode() not in store.get_bytes(info.key), info.key
 
 
 def test_steps_with_non_finite_gradients_are_skipped_and_counted_and_never_reach_the_weights(ray_cluster, tmp_path):
