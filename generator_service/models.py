@@ -309,7 +309,10 @@ class ModelManager:
             model = LoadedModel(manifest=snapshot.manifest, generator=snapshot.generator, device=self.device)
             await self._warm_up(model)
         except UnknownVersionError:
-            self._unknown[(run, step)] = time.monotonic() + UNKNOWN_VERSION_SECONDS
+            now = time.monotonic()
+            if len(self._unknown) > 10_000:  # callers choose the versions: forget the expired ones before it grows
+                self._unknown = {key: until for key, until in self._unknown.items() if until > now}
+            self._unknown[(run, step)] = now + UNKNOWN_VERSION_SECONDS
             raise
         except Exception as exc:
             self.metrics.model_loads.labels(run, load_result(exc)).inc()
