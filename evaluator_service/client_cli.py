@@ -12,6 +12,7 @@ from rich.table import Table
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.api import evaluator_pb2_grpc
 from ganworks.commandline import CommandError
+from ganworks.output import add_output_flags, metric_text, print_csv, print_json
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="sampling seed (default: fixed, so evaluations are comparable)")
     parser.add_argument("--param", action="append", default=[], metavar="METRIC.NAME=VALUE", help="metric parameter, e.g. kid.subset_size=500 (repeatable)")
     parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds (default 3600)")
+    add_output_flags(parser, wide=False)
 
 
 def _params(items: list[str]) -> dict[str, float]:
@@ -62,17 +64,31 @@ def run(args: argparse.Namespace) -> int:
         except grpc.RpcError as exc:
             print(f"error: the evaluator at {args.address} answered {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
-    if evaluation.state != pb.EVALUATION_STATE_SUCCEEDED:
+    succeeded = evaluation.state == pb.EVALUATION_STATE_SUCCEEDED
+    if args.output == "json":
+        print_json(evaluation_json(evaluation))
+    elif args.output == "csv" and succeeded:
+        print_csv([{"metric": name, "value": evaluation.metrics[name]} for name in sorted(evaluation.metrics)], ["metric", "value"])
+    if not succeeded:
         print(f"error: evaluation {evaluation.id} of {evaluation.run} step {evaluation.version} failed: {evaluation.error}", file=sys.stderr)
         return 1
-    table = Table(title=f"{evaluation.run} step {evaluation.version} — {evaluation.extractor}, {evaluation.resize_mode}, n={evaluation.num_samples}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name in sorted(evaluation.metrics):
-        table.add_row(name, f"{evaluation.metrics[name]:.6g}")
-    Console().print(table)
+    if args.output == "table":
+        table = Table(title=f"{evaluation.run} step {evaluation.version} — {evaluation.extractor}, {evaluation.resize_mode}, n={evaluation.num_samples}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name in sorted(evaluation.metrics):
+            table.add_row(name, metric_text(name, evaluation.metrics[name]))
+        Console().print(table)
     for warning in evaluation.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     if evaluation.report_url:
         console.print(f"report: {evaluation.report_url}")
     return 0
+
+
+def evaluation_json(evaluation: pb.Evaluation) -> dict:
+    """The shape `--output json` prints (documented in the README): exact values, not the table's rounding."""
+    state = pb.EvaluationState.Name(evaluation.state).removeprefix("EVALUATION_STATE_").lower()
+    return {"id": evaluation.id, "run": evaluation.run, "step": evaluation.version, "state": state, "extractor": evaluation.extractor,
+            "resize_mode": evaluation.resize_mode, "num_samples": evaluation.num_samples, "metrics": dict(sorted(evaluation.metrics.items())),
+            "warnings": list(evaluation.warnings), "report_url": evaluation.report_url, "error": evaluation.error}

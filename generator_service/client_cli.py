@@ -10,6 +10,9 @@ import grpc
 import numpy as np
 
 from ganworks.commandline import CommandError, read_flag_file, read_token_file
+from ganworks.output import add_output_flags, print_csv, print_json
+
+GENERATED_FIELDS = ["out", "model", "version", "seed", "count", "format"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-file", help="file with the bearer token (or env GANWORKS_GENERATOR_AUTH_TOKEN)")
     parser.add_argument("--tls-ca", help="PEM file of the CA that signed the server's certificate; turns TLS on")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer (default 60)")
+    add_output_flags(parser, wide=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,5 +61,12 @@ def run(args: argparse.Namespace) -> int:
         out.write_bytes(grid_png(result.images, scale=args.scale))
     else:
         np.savez(out, images=result.images, labels=result.labels, seed=np.uint64(result.seed), version=np.int64(result.version))
-    print(f"wrote {len(result.images)} images of model {result.model} version {result.version} (seed {result.seed}) to {out}")
+    written = {"out": str(out), "model": result.model, "version": int(result.version), "seed": int(result.seed), "count": len(result.images),
+               "format": out.suffix.lower()[1:], "labels": [int(x) for x in result.labels]}
+    if args.output == "json":
+        print_json(written)
+    elif args.output == "csv":
+        print_csv([written], GENERATED_FIELDS)
+    else:
+        print(f"wrote {written['count']} images of model {result.model} version {result.version} (seed {result.seed}) to {out}")
     return 0

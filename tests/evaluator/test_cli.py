@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ganworks.cli import main
@@ -71,3 +73,22 @@ def test_fit_extractor_names_the_flag_of_a_bad_value(capsys):
 def test_serve_refuses_a_default_sample_count_below_the_kid_subset_naming_the_flag(tmp_path, capsys):
     code = main(["evaluator", "serve", "--num-samples", "500", "--port", "0", "--metrics-port", "-1", "--store", str(tmp_path / "store")])
     assert code == 2 and "--num-samples 500" in capsys.readouterr().err
+
+
+def test_evaluate_json_output_parses_and_holds_the_evaluation_and_its_exact_numbers(evaluator, capsys):
+    code = main(["evaluate", "--address", evaluator.address, "--run", RUN, "-n", "150", "--metrics", "fid", "--seed", "3", "--output", "json"])
+    out = capsys.readouterr().out
+
+    assert code == 0
+    result = json.loads(out)
+    assert (result["run"], result["step"], result["state"], result["extractor"], result["num_samples"]) == (RUN, 2, "succeeded", "digits-classifier", 150)
+    assert result["metrics"]["fid"] > 0 and result["error"] == ""
+    assert result["report_url"].endswith(".json")
+
+
+def test_a_failed_evaluation_in_json_still_prints_its_state_and_error_and_exits_1(evaluator, capsys):
+    code = main(["evaluate", "--address", evaluator.address, "--run", RUN, "-n", "50", "--metrics", "fid", "--extractor", "inception-v3-fid", "-o", "json"])
+
+    assert code == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["state"] == "failed" and "GANWORKS_EVALUATOR_INCEPTION_WEIGHTS" in result["error"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
 import numpy as np
 
 from ganworks.cli import main
@@ -31,3 +35,16 @@ def test_generate_reports_server_refusals_and_bad_flags_by_name(local_store, ser
     assert main(["generate", "--address", server.address, "--run", "c", "--out", str(tmp_path / "g.jpg")]) == 2
     assert "--out" in capsys.readouterr().err
     assert not (tmp_path / "g.png").exists()
+
+
+def test_generate_json_and_csv_give_what_was_written_for_a_script(local_store, serve, tmp_path, capsys):
+    publish(local_store, "c", 4, CONDITIONAL)
+    server = serve(local_store, ["c"])
+    out = tmp_path / "x.npz"
+    assert main(["generate", "--address", server.address, "--run", "c", "-n", "3", "--seed", "5", "--labels", "2", "--out", str(out), "--output", "json"]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert main(["generate", "--address", server.address, "--run", "c", "-n", "3", "--seed", "5", "--out", str(out), "--output", "csv"]) == 0
+    [row] = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+
+    assert written == {"out": str(out), "model": "c", "version": 4, "seed": 5, "count": 3, "format": "npz", "labels": [2, 2, 2]}
+    assert row == {"out": str(out), "model": "c", "version": "4", "seed": "5", "count": "3", "format": "npz"}
