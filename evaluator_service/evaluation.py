@@ -25,7 +25,8 @@ from ganworks import __version__
 from ganworks.checkpoint import list_snapshots, read_latest
 from ganworks.data import ImageDataset, load_dataset
 from ganworks.errors import ConfigError, DatasetError, ObjectNotFoundError
-from ganworks.layout import check_run_id, eval_report_key, latest_key, run_info_key
+from ganworks.layout import check_run_id, eval_report_key, evaluator_events_key, latest_key, run_info_key
+from ganworks.tensorboard_events import evaluation_events
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,8 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
         "code_version": __version__,
     }
     store.put_json(p.report_key, report)
+    # The same numbers for TensorBoard, in the run's tb/ folder beside the trainer's curves.
+    store.put_bytes(evaluator_events_key(p.run, p.step, p.metrics_set), evaluation_events(p.step, values, p.metrics_set, walltime=created_at), "application/octet-stream")
     progress("done", 1.0)
     log.info("evaluated %s step %d with %s: %s", p.run, p.step, extractor.id, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
     return report

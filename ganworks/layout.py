@@ -9,6 +9,8 @@
     runs/<run>/train_state/…                                   Ray Train checkpoints for resume (Ray names what is inside)
     runs/<run>/stats.jsonl                                     the trainer's statistics, one JSON line per interval
     runs/<run>/evals/<step:09d>/<metrics-set>.json             evaluator reports
+    runs/<run>/tb/events.out.tfevents.trainer                  TensorBoard: the trainer's scalars and sample grids
+    runs/<run>/tb/events.out.tfevents.<step:09d>.<metrics-set> TensorBoard: one evaluation's metrics
     reference-stats/<dataset-id>/<extractor-id>/<resize-mode>-<n>.npz
     extractors/<extractor-id>/<dataset-id>/{classifier.safetensors,manifest.json}
     extractors/<extractor-id>/{inception.safetensors,manifest.json}         imported weights, not tied to a dataset
@@ -104,6 +106,21 @@ def metrics_set_of_report_key(key: str) -> str | None:
     """The metrics-set name of a report key (None for other keys under evals/)."""
     name = key.rsplit("/", 1)[-1]
     return name[: -len(".json")] if name.endswith(".json") else None
+
+
+def tensorboard_prefix(run: str) -> str:
+    """The run's TensorBoard log folder (`tensorboard --logdir` on a synced copy of it)."""
+    return f"{run_prefix(run)}/tb/"
+
+
+def trainer_events_key(run: str) -> str:
+    # TensorBoard reads every file with "tfevents" in its name; the trainer rewrites its one file whole.
+    return f"{tensorboard_prefix(run)}events.out.tfevents.trainer"
+
+
+def evaluator_events_key(run: str, step: int, metrics_set: str) -> str:
+    """One file per evaluation, so a re-evaluation replaces its own numbers and nothing else."""
+    return f"{tensorboard_prefix(run)}events.out.tfevents.{step:09d}.{metrics_set}"
 
 
 # -- reference-stats/… and extractors/… -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What rank 0 tells Prometheus (`ganworks_trainer_*` on --metrics-port) and the run folder (`stats.jsonl`)."""
+"""What rank 0 tells Prometheus (`ganworks_trainer_*` on --metrics-port) and the run folder (`stats.jsonl`, TensorBoard events)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ganworks.layout import stats_key
+from ganworks.tensorboard_events import EventFile
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +78,20 @@ class TrainerMetrics:
 
 
 class StatsLog:
-    """runs/<run>/stats.jsonl: one JSON line per logging interval, rewritten whole (object stores cannot append)."""
+    """runs/<run>/stats.jsonl: one JSON line per logging interval, rewritten whole (object stores cannot append).
+
+    The same lines go to a TensorBoard event file (`events`, tags `train/<name>`), which the snapshot publisher
+    uploads beside stats.jsonl with the snapshot's grid added; a resumed run replays the lines it keeps into it.
+    """
 
     def __init__(self, store, run: str, resume_step: int):
         self.key = stats_key(run)
         self.lines: list[dict] = []
+        self.events = EventFile()
         if resume_step > 0:
-            self.lines = [line for line in self._read(store) if line.get("step", 0) <= resume_step]
+            for line in self._read(store):
+                if line.get("step", 0) <= resume_step:
+                    self.append(line)
 
     def _read(self, store) -> list[dict]:
         from ganworks.errors import ObjectNotFoundError
@@ -102,6 +110,8 @@ class StatsLog:
 
     def append(self, stats: dict) -> None:
         self.lines.append(stats)
+        curves = {k: v for k, v in stats.items() if k not in ("step", "time") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.events.scalars(int(stats.get("step", 0)), curves, prefix="train/", walltime=stats.get("time"))
 
     def encoded(self) -> bytes:
         return "".join(json.dumps(line, sort_keys=True) + "\n" for line in self.lines).encode()

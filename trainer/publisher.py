@@ -12,9 +12,10 @@ import torch
 from ganworks.checkpoint import publish_snapshot
 from ganworks.errors import SnapshotExistsError, StoreAuthError, StoreError
 from ganworks.images import grid_png, to_uint8
-from ganworks.layout import snapshot_prefix, stats_key
+from ganworks.layout import snapshot_prefix, stats_key, trainer_events_key
 from ganworks.models import get_family
 from ganworks.retry import retry_call
+from ganworks.tensorboard_events import EventFile
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class SnapshotJob:
     generator_state: dict[str, torch.Tensor]  # a CPU copy: training goes on changing the live one
     metrics: dict[str, float]
     stats_jsonl: bytes | None = None
+    events: EventFile | None = None  # the run's TensorBoard file: gets this snapshot's grid, then goes to the store whole
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -112,6 +114,8 @@ class SnapshotPublisher:
 
     def _publish(self, store, job: SnapshotJob) -> None:
         samples = self.grid.render(job.generator_state)
+        if job.events is not None:
+            job.events.image("samples", samples, job.step)
 
         def attempt() -> None:
             try:
@@ -122,6 +126,8 @@ class SnapshotPublisher:
                                  metrics=job.metrics, samples_png=samples)
                 if job.stats_jsonl is not None:
                     store.put_bytes(stats_key(self.run), job.stats_jsonl, "application/x-ndjson")
+                if job.events is not None:
+                    store.put_bytes(trainer_events_key(self.run), job.events.encoded(), "application/octet-stream")
             except SnapshotExistsError:
                 raise
             except BaseException:

@@ -68,11 +68,12 @@ class Rank0Reporter:
             return
         last = self.stats.lines[-1] if self.stats.lines else {}
         self.publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state={k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()},
-                                          metrics={k: float(last[k]) for k in ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean") if k in last}, stats_jsonl=self.stats.encoded()))
+                                          metrics={k: float(last[k]) for k in ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean") if k in last}, stats_jsonl=self.stats.encoded(), events=self.stats.events))
 
     def finish(self, step: int) -> None:
         if not self.publisher.close(timeout=self.opts.publish_retry_seconds + 30):
             log.error("the last snapshot was still uploading when the run ended")
+        self.stats.events.close()
         tell(self.progress, {"event": "done", "step": step, "published": self.publisher.published, "failed": self.publisher.failed})
 
 

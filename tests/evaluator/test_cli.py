@@ -8,6 +8,7 @@ import pytest
 
 from ganworks.cli import main
 from tests.evaluator.conftest import RUN
+from tests.tbreader import read_tensorboard
 
 
 def test_evaluate_prints_a_table_of_the_metrics(evaluator, capsys):
@@ -75,7 +76,7 @@ def test_serve_refuses_a_default_sample_count_below_the_kid_subset_naming_the_fl
     assert code == 2 and "--num-samples 500" in capsys.readouterr().err
 
 
-def test_evaluate_json_output_parses_and_holds_the_evaluation_and_its_exact_numbers(evaluator, capsys):
+def test_evaluate_json_output_parses_and_holds_the_evaluation_and_its_exact_numbers(evaluator, shared_store, capsys, tmp_path):
     code = main(["evaluate", "--address", evaluator.address, "--run", RUN, "-n", "150", "--metrics", "fid", "--seed", "3", "--output", "json"])
     out = capsys.readouterr().out
 
@@ -84,6 +85,11 @@ def test_evaluate_json_output_parses_and_holds_the_evaluation_and_its_exact_numb
     assert (result["run"], result["step"], result["state"], result["extractor"], result["num_samples"]) == (RUN, 2, "succeeded", "digits-classifier", 150)
     assert result["metrics"]["fid"] > 0 and result["error"] == ""
     assert result["report_url"].endswith(".json")
+    # The evaluator put the same numbers in the run's TensorBoard folder, at the snapshot's step.
+    metrics_set = result["report_url"].rsplit("/", 1)[-1].removesuffix(".json")
+    events = read_tensorboard(shared_store, RUN, tmp_path / "tb")
+    [fid] = events.Scalars(f"{metrics_set}/fid")
+    assert fid.step == 2 and fid.value == pytest.approx(result["metrics"]["fid"], rel=1e-6)
 
 
 def test_a_failed_evaluation_in_json_still_prints_its_state_and_error_and_exits_1(evaluator, capsys):

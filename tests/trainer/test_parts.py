@@ -10,12 +10,14 @@ from prometheus_client import generate_latest
 
 from ganworks.checkpoint import list_snapshots, load_snapshot, read_latest
 from ganworks.errors import StoreAuthError, StoreUnavailableError
+from ganworks.images import decode_png
 from ganworks.models import build_discriminator, build_generator
 from trainer.ema import ema_beta, make_ema, update_ema
-from trainer.metrics import TrainerMetrics
+from trainer.metrics import StatsLog, TrainerMetrics
 from trainer.publisher import SampleGrid, SnapshotJob, SnapshotPublisher
 from trainer.step import finite_grad_norm
 from trainer.train_state import load_train_state, save_train_state
+from tests.tbreader import read_tensorboard
 
 PARAMS = {"image_size": 16, "channels": 1, "num_classes": 10, "width": 8, "latent_dim": 8, "max_width": 512, "embed_dim": 32, "g_norm": "group", "spectral_norm": True}
 
@@ -142,6 +144,42 @@ def test_a_refused_credential_is_not_retried_and_training_goes_on(local_store):
 
     assert publisher.failed == [10] and flaky.failures == 99
     assert read_latest(local_store, "r") is None
+
+
+def _stats_line(step: int) -> dict:
+    return {"step": step, "time": 1.8e9 + step, "images_seen": 64 * step, "loss_g": 1.0 / step, "loss_d": 0.5, "d_real": 0.3, "d_fake": -0.2,
+            "grad_norm_g": 2.0, "grad_norm_d": 3.0, "images_per_second": 100.0, "nonfinite_steps": 0, "augment_p": 0.01 * step}
+
+
+def test_tensorboard_reads_the_training_curves_and_each_snapshots_grid_from_the_run_folder(local_store, tmp_path):
+    stats = StatsLog(local_store, "r", resume_step=0)
+    publisher = _publisher(local_store, TrainerMetrics("r"))
+    for step in (10, 20):
+        stats.append(_stats_line(step))
+        publisher.submit(SnapshotJob(**{**vars(_job(step)), "stats_jsonl": stats.encoded(), "events": stats.events}))
+    assert publisher.close(timeout=60)
+    events = read_tensorboard(local_store, "r", tmp_path / "tb")
+
+    tags = events.Tags()
+    assert {"train/loss_g", "train/loss_d", "train/d_real", "train/d_fake", "train/grad_norm_g", "train/images_per_second", "train/augment_p"} <= set(tags["scalars"])
+    assert [(e.step, e.value) for e in events.Scalars("train/loss_g")] == [(10, pytest.approx(0.1)), (20, pytest.approx(0.05))]
+    grids = events.Images("samples")
+    assert [g.step for g in grids] == publisher.published and publisher.published[-1] == 20
+    samples = decode_png(local_store.get_bytes("runs/r/checkpoints/000000020/samples.png"))
+    assert (grids[-1].height, grids[-1].width) == samples.shape[:2]
+
+
+def test_a_resumed_run_keeps_the_tensorboard_curves_up_to_its_resume_step(local_store, tmp_path):
+    first = StatsLog(local_store, "r", resume_step=0)
+    for step in (10, 20, 30):
+        first.append(_stats_line(step))
+    local_store.put_bytes("runs/r/stats.jsonl", first.encoded())
+
+    resumed = StatsLog(local_store, "r", resume_step=20)
+    resumed.append(_stats_line(30))
+    local_store.put_bytes("runs/r/tb/events.out.tfevents.trainer", resumed.events.encoded())
+
+    assert [e.step for e in read_tensorboard(local_store, "r", tmp_path / "tb").Scalars("train/loss_g")] == [10, 20, 30]
 
 
 def test_the_trainer_exports_the_metric_names_dashboards_use():
