@@ -15,6 +15,7 @@ from ganworks.commandline import stop_on_sigterm
 from ganworks.generator_client import GeneratorClient
 from ganworks.images import grid_png
 from orchestration.local import LocalSystem, store_env_from_args, SystemOptions
+from orchestration.report import write_report
 from orchestration.up import add_system_flags, options_from_args, print_addresses
 
 DEMO = SystemOptions(steps=900, snapshot_every=300, num_workers=2)
@@ -112,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         grid_path.write_bytes(grid_png(pixels, columns=manifest.num_classes or None, scale=2))
         reports = system.reports()
         report_path = system.write_json("report.json", {"run": options.run, "store": options.store, "latest_step": latest, "served_version": version, "evaluation": report, "evaluations": {str(k): v for k, v in reports.items()}, "serving": latency, "seconds": time.monotonic() - started})
+        with console.status("writing the run report…"):
+            page = write_report(store, options.run, system.workdir / "report")
     finally:
         system.stop()
     console.print(summary_table(reports, report.get("extractor", "?")))
@@ -121,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     serving.add_row(str(latency["calls"]), f"{latency['p50_ms']:.1f}", f"{latency['p99_ms']:.1f}", f"{latency['requests_per_s']:.0f}")
     console.print(serving)
     console.print(f"sample grid (snapshot {version}, a column per class): [bold]{grid_path}[/]")
+    console.print(f"run report (metric and training curves, every snapshot's grid): [bold]{page}[/]")
     console.print(f"evaluation report: [bold]{report_path}[/]")
     console.print(f"snapshots and reports in the store: {options.store}  (list them: ganworks runs --store {options.store})")
     console.print(f"done in {time.monotonic() - started:.0f}s")

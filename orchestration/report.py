@@ -11,12 +11,13 @@ import argparse
 import base64
 import datetime
 import html
+import importlib.util
 import json
 import pathlib
 from typing import Iterable
 
 from ganworks.commandline import add_store_flags, open_store_from_args
-from ganworks.errors import ObjectNotFoundError
+from ganworks.errors import GanworksError, ObjectNotFoundError
 from ganworks.layout import SAMPLES, snapshot_key, stats_key
 from orchestration.runs import run_detail
 
@@ -30,6 +31,10 @@ TRAINING_PANELS = (
 )
 NOT_CURVES = {"step", "time", "images_seen"}
 PANEL_NAMES = {"augment_p": "augmentation probability p", "aug_p": "augmentation probability p", "epsilon": "privacy budget ε", "dp_epsilon": "privacy budget ε"}
+
+
+class ReportError(GanworksError):
+    """The report cannot be written (a missing optional package)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -104,6 +109,8 @@ def _img(path: pathlib.Path, css_class: str, alt: str) -> str:
 
 def write_report(store, run: str, out: pathlib.Path) -> pathlib.Path:
     """Writes out/index.html and its PNGs (metric-*.png, training-*.png, grid-*.png); returns the page's path."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ReportError("the report plots with matplotlib, which is not installed: pip install 'ganworks[report]' (make venv installs it)")
     detail = run_detail(store, run)
     snapshots, stats = detail["snapshots"], read_stats(store, run)
     out.mkdir(parents=True, exist_ok=True)
