@@ -19,7 +19,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ModelConfigError, ObjectNotFoundError, SnapshotExistsError, SnapshotMissingError
-from ganworks.layout import MANIFEST, RUNS, SAMPLES, WEIGHTS, check_run_id, checkpoints_prefix, latest_key, run_of_key, snapshot_key, step_of_manifest_key
+from ganworks.layout import MANIFEST, RUNS, SAMPLES, WEIGHTS, check_run_id, checkpoints_prefix, latest_key, run_of_key, snapshot_key, stats_key, step_of_manifest_key
 from ganworks.models import get_family
 from ganworks.store import ArtifactStore
 
@@ -219,3 +219,18 @@ def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, devic
         raise CheckpointFormatError(f"{store.url_for(weights_key)} does not fit architecture {manifest.architecture!r} {manifest.architecture_params}: {exc}") from None
     generator.to(device).eval().requires_grad_(False)
     return Snapshot(manifest=manifest, generator=generator)
+
+
+def read_stats(store: ArtifactStore, run: str) -> list[dict]:
+    """The trainer's stats.jsonl lines, oldest first; [] when the run has none yet."""
+    try:
+        raw = store.get_bytes(stats_key(run)).decode()
+    except ObjectNotFoundError:
+        return []
+    lines = []
+    for text in raw.splitlines():
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            continue  # a line torn by an old crash: the rest is still useful
+    return lines

@@ -12,13 +12,13 @@ import base64
 import datetime
 import html
 import importlib.util
-import json
 import pathlib
 from typing import Iterable
 
+from ganworks.checkpoint import read_stats
 from ganworks.commandline import add_store_flags, open_store_from_args
 from ganworks.errors import GanworksError, ObjectNotFoundError
-from ganworks.layout import SAMPLES, snapshot_key, stats_key
+from ganworks.layout import SAMPLES, snapshot_key
 from orchestration.runs import run_detail
 
 # Training panels: a title and the stats.jsonl keys drawn on it. Any other number in stats.jsonl (augmentation
@@ -48,20 +48,6 @@ def run(args: argparse.Namespace) -> int:
     page = write_report(store, args.run, pathlib.Path(args.out or f"ganworks-reports/{args.run}"))
     print(f"report on run {args.run}: {page.resolve()}")
     return 0
-
-
-def read_stats(store, run: str) -> list[dict]:
-    try:
-        raw = store.get_bytes(stats_key(run)).decode()
-    except ObjectNotFoundError:
-        return []
-    lines = []
-    for text in raw.splitlines():
-        try:
-            lines.append(json.loads(text))
-        except json.JSONDecodeError:
-            continue
-    return lines
 
 
 def metric_series(snapshots: list[dict]) -> dict[str, dict[str, list[tuple[int, float]]]]:

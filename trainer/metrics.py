@@ -8,6 +8,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ganworks.checkpoint import read_stats
 from ganworks.layout import stats_key
 from ganworks.tensorboard_events import EventFile
 
@@ -89,24 +90,9 @@ class StatsLog:
         self.lines: list[dict] = []
         self.events = EventFile()
         if resume_step > 0:
-            for line in self._read(store):
+            for line in read_stats(store, run):
                 if line.get("step", 0) <= resume_step:
                     self.append(line)
-
-    def _read(self, store) -> list[dict]:
-        from ganworks.errors import ObjectNotFoundError
-
-        try:
-            raw = store.get_bytes(self.key).decode()
-        except ObjectNotFoundError:
-            return []
-        lines = []
-        for text in raw.splitlines():
-            try:
-                lines.append(json.loads(text))
-            except json.JSONDecodeError:
-                continue  # a line torn by an old crash: the rest is still useful
-        return lines
 
     def append(self, stats: dict) -> None:
         self.lines.append(stats)
