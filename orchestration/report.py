@@ -29,6 +29,7 @@ TRAINING_PANELS = (
     ("gradient norms", ("grad_norm_g", "grad_norm_d")),
     ("images per second", ("images_per_second",)),
 )
+FIRST_METRICS = ("fid", "kid_mean", "precision", "recall", "density", "coverage")
 NOT_CURVES = {"step", "time", "images_seen"}
 PANEL_NAMES = {"augment_p": "augmentation probability p", "aug_p": "augmentation probability p", "epsilon": "privacy budget ε", "dp_epsilon": "privacy budget ε"}
 
@@ -58,7 +59,8 @@ def metric_series(snapshots: list[dict]) -> dict[str, dict[str, list[tuple[int, 
             for name, value in report["metrics"].items():
                 if isinstance(value, (int, float)):
                     series.setdefault(name, {}).setdefault(report["metrics_set"], []).append((snapshot["step"], float(value)))
-    return dict(sorted(series.items()))
+    # The metrics people compare runs by come first; the rest follow by name.
+    return dict(sorted(series.items(), key=lambda item: (FIRST_METRICS.index(item[0]) if item[0] in FIRST_METRICS else len(FIRST_METRICS), item[0])))
 
 
 def training_panels(stats: list[dict]) -> list[tuple[str, list[str]]]:

@@ -16,7 +16,7 @@ def ganworks(*args: str, **kwargs) -> subprocess.CompletedProcess:
 def test_help_lists_every_command():
     out = ganworks("--help").stdout
 
-    for command in ("train", "generator", "evaluator", "generate", "evaluate", "up", "demo", "runs"):
+    for command in ("train", "generator", "evaluator", "generate", "evaluate", "up", "demo", "runs", "report"):
         assert f"  {command} " in out
 
 
