@@ -151,7 +151,7 @@ h1 {{ margin-bottom: 0.2em; }} .facts {{ color: #555; font-size: 0.9em; }}
 .curves {{ display: flex; flex-wrap: wrap; gap: 0.5em; }}
 figure {{ margin: 0; }} img.curve {{ width: 390px; border: 1px solid #eee; }}
 .strip {{ display: flex; gap: 0.8em; overflow-x: auto; padding-bottom: 0.5em; }}
-img.grid {{ height: 260px; image-rendering: pixelated; border: 1px solid #ccc; }}
+img.grid {{ height: 210px; image-rendering: pixelated; border: 1px solid #ccc; }}
 figcaption {{ text-align: center; font-size: 0.85em; color: #444; }}
 </style></head>
 <body>
