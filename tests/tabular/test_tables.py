@@ -1,0 +1,108 @@
+"""Tabular datasets: built-in tables, CSV/Parquet files, schema inference and overrides, and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ganworks.errors import DatasetError
+from ganworks.tabular.data import TabularSchemaError, load_table
+
+
+def _write_csv(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_credit_default_is_ten_thousand_card_holders_with_a_rare_default():
+    table = load_table("credit-default")
+    assert len(table) == 10_000
+    assert [(c.name, c.kind) for c in table.schema.columns] == [
+        ("default", "categorical"), ("student", "categorical"), ("balance", "continuous"), ("income", "continuous")]
+    assert table.schema.target == "default"
+    assert np.mean(table.columns["default"] == "Yes") == pytest.approx(0.0333)
+
+
+def test_credit_card_mixes_integers_and_categories_and_drops_the_row_id():
+    table = load_table("credit-card")
+    kinds = {c.name: c.kind for c in table.schema.columns}
+    assert "ID" not in kinds and kinds["Cards"] == "integer" and kinds["Income"] == "continuous" and kinds["Ethnicity"] == "categorical"
+    assert set(table.columns["Gender"]) == {"Male", "Female"}  # the CSV's " Male" is stripped
+
+
+def test_breast_cancer_has_569_patients_30_measurements_and_a_diagnosis():
+    table = load_table("breast-cancer")
+    assert (len(table), len(table.schema.columns), table.schema.target) == (569, 31, "diagnosis")
+    assert set(table.columns["diagnosis"]) == {"malignant", "benign"}
+
+
+def test_train_and_test_splits_are_disjoint_fixed_and_have_their_own_ids():
+    train, test, again = load_table("credit-card", split="train"), load_table("credit-card", split="test"), load_table("credit-card", split="train")
+    assert (len(train), len(test)) == (320, 80)
+    assert train.id == again.id and train.id != test.id
+    assert np.array_equal(train.columns["Income"], again.columns["Income"])
+
+
+def test_csv_and_parquet_of_the_same_table_load_alike_with_inferred_kinds(tmp_path):
+    csv = _write_csv(tmp_path / "t.csv", "age,score,smoker,city,flag\n30,1.5,true,Oslo,1\n41,2.25,false,Rome,0\n52,3.0,true,Oslo,1\n")
+    pq.write_table(pa.table({"age": [30, 41, 52], "score": [1.5, 2.25, 3.0], "smoker": [True, False, True], "city": ["Oslo", "Rome", "Oslo"], "flag": [1, 0, 1]}), tmp_path / "t.parquet")
+    from_csv, from_parquet = load_table(csv), load_table(str(tmp_path / "t.parquet"))
+    assert [(c.name, c.kind) for c in from_csv.schema.columns] == [
+        ("age", "integer"), ("score", "continuous"), ("smoker", "boolean"), ("city", "categorical"), ("flag", "boolean")]
+    assert from_csv.schema == from_parquet.schema
+    assert from_csv.columns["smoker"].tolist() == [True, False, True]
+
+
+def test_a_schema_file_overrides_kinds_and_names_the_target(tmp_path):
+    csv = _write_csv(tmp_path / "t.csv", "cards,income,y\n1,10.5,a\n2,20.5,b\n3,30.5,a\n")
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"columns": {"cards": "categorical"}, "target": "y"}))
+    table = load_table(csv, schema_file=schema)
+    assert table.schema.kind("cards") == "categorical" and table.columns["cards"].tolist() == ["1", "2", "3"]
+    assert table.schema.target == "y"
+
+
+def test_a_missing_file_is_a_dataset_error_that_says_what_to_give(tmp_path):
+    with pytest.raises(DatasetError, match="not found: give one of .*credit-default.*csv or .parquet"):
+        load_table(str(tmp_path / "nope.csv"))
+
+
+def test_a_schema_naming_an_unknown_column_is_refused(tmp_path):
+    csv = _write_csv(tmp_path / "t.csv", "a,b\n1,x\n2,y\n")
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"columns": {"c": "continuous"}}))
+    with pytest.raises(TabularSchemaError, match=r"names column\(s\) \['c'\] that the table does not have; columns: \['a', 'b'\]") as err:
+        load_table(csv, schema_file=schema)
+    assert err.value.column == "c"
+
+
+def test_an_all_missing_column_is_refused_with_how_to_drop_it(tmp_path):
+    csv = _write_csv(tmp_path / "t.csv", "a,empty\n1,\n2,\n")
+    with pytest.raises(TabularSchemaError, match="column 'empty' is missing in every row; drop it"):
+        load_table(csv)
+
+
+def test_a_categorical_with_more_levels_than_allowed_is_refused_and_the_limit_is_configurable(tmp_path):
+    csv = _write_csv(tmp_path / "t.csv", "name\n" + "\n".join(f"n{i}" for i in range(6)) + "\n")
+    with pytest.raises(TabularSchemaError, match="'name' has 6 levels, more than max_categories=5"):
+        load_table(csv, max_categories=5)
+    assert len(load_table(csv, max_categories=6)) == 6
+
+
+def test_a_number_column_declared_with_text_values_names_the_value(tmp_path):
+    csv = _write_csv(tmp_path / "t.csv", "a\nx\ny\n")
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"columns": {"a": "continuous"}}))
+    with pytest.raises(TabularSchemaError, match="column 'a' is declared continuous but holds 'x'"):
+        load_table(csv, schema_file=schema)
+
+
+def test_rows_with_a_missing_number_are_left_out_and_counted(tmp_path):
+    csv = _write_csv(tmp_path / "t.csv", "a,b\n1,x\n,y\n3,\n")
+    table = load_table(csv)
+    assert table.dropped_rows == 1
+    assert table.columns["b"].tolist() == ["x", "<missing>"]
