@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH_SPEC)"
 	$(PIP) install --quiet -e ".[test,report]"
+	# The built-in tables credit-default and credit-card are CSVs inside ISLP's wheel; ganworks reads them without
+	# importing ISLP, so its heavy dependencies (statsmodels, lifelines, pytorch-lightning, ...) are left out.
+	$(PIP) install --quiet --no-deps "ISLP==0.6.0"
 	touch $@
 
 venv: $(VENV)/.installed
