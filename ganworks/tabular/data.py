@@ -147,17 +147,24 @@ def _builtin(name: str) -> tuple[dict[str, np.ndarray], dict]:
     return columns, {"columns": {f: "continuous" for f in bunch.feature_names}, "target": "diagnosis"}
 
 
-def _fetch(url: str, workdir: pathlib.Path) -> pathlib.Path:
+def _local_path(spec: str, workdir: pathlib.Path) -> pathlib.Path:
+    """The file a spec names: an s3:// object is downloaded into workdir first."""
+    parsed = urllib.parse.urlsplit(spec)
+    if parsed.scheme == "s3":
+        return _fetch(parsed, workdir)
+    return pathlib.Path(urllib.parse.unquote(parsed.path)) if parsed.scheme == "file" else pathlib.Path(spec).expanduser()
+
+
+def _fetch(parsed: urllib.parse.SplitResult, workdir: pathlib.Path) -> pathlib.Path:
     from ganworks.store import open_store
 
-    parsed = urllib.parse.urlsplit(url)
     store = open_store(f"{parsed.scheme}://{parsed.netloc}")
     key = parsed.path.strip("/")
     dst = workdir / pathlib.PurePosixPath(key).name
     try:
         store.get_file(key, dst)
     except FileNotFoundError:
-        raise DatasetError(f"{url}: no such object in the store") from None
+        raise DatasetError(f"{parsed.geturl()}: no such object in the store") from None
     return dst
 
 
@@ -314,12 +321,7 @@ def load_table(spec: str, schema_file: str | pathlib.Path | None = None, split: 
             overrides = {**builtin, **overrides, "columns": {**builtin.get("columns", {}), **overrides.get("columns", {})}}
             name = spec
         else:
-            if spec.startswith("s3://"):
-                path = _fetch(spec, pathlib.Path(tmp))
-            elif spec.startswith("file://"):
-                path = pathlib.Path(urllib.parse.unquote(urllib.parse.urlsplit(spec).path))
-            else:
-                path = pathlib.Path(spec).expanduser()
+            path = _local_path(spec, pathlib.Path(tmp))
             if not path.is_file():
                 raise DatasetError(f"table {spec!r} not found: give one of {BUILTINS}, a .csv or .parquet file, or a store URL")
             raw, name = _read_file(path, spec), path.name.split(".")[0] or "table"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
 import pyarrow as pa
@@ -106,3 +107,24 @@ def test_rows_with_a_missing_number_are_left_out_and_counted(tmp_path):
     table = load_table(csv)
     assert table.dropped_rows == 1
     assert table.columns["b"].tolist() == ["x", "<missing>"]
+
+
+def test_a_table_is_read_from_a_store_url_and_a_missing_object_is_named(s3, tmp_path):
+    import os
+    from unittest import mock
+
+    from ganworks.store import open_store
+
+    url = s3.new_bucket_url("data")
+    store = open_store(url, settings=s3.store_settings())
+    store.put_file("t.csv", pathlib.Path(_write_csv(tmp_path / "t.csv", "a,b\n1,x\n2,y\n")))
+    bucket = url.split("/")[2]
+    with mock.patch.dict(os.environ, s3.env()):
+        table = load_table(f"s3://{bucket}/data/t.csv")
+        with pytest.raises(DatasetError, match=f"s3://{bucket}/data/gone.csv: no such object in the store"):
+            load_table(f"s3://{bucket}/data/gone.csv")
+    assert table.columns["b"].tolist() == ["x", "y"]
+
+
+def test_a_file_url_names_a_local_table(tmp_path):
+    assert len(load_table("file://" + _write_csv(tmp_path / "t.csv", "a\n1\n2\n"))) == 2
