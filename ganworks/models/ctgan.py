@@ -82,7 +82,8 @@ class CTGANFamily(ModelFamily):
 
     def check(self, params: dict[str, Any]) -> None:
         if params["data_dim"] == 0:
-            raise ModelConfigError("ctgan needs data_dim from a fitted DataTransformer (its width); fit the transformer on the table first")
+            raise ModelConfigError("ctgan models tables: its data_dim comes from a DataTransformer fitted on one; "
+                                   "`ganworks train` trains image models only for now, train ctgan with ganworks.tabular.synthesizer.fit")
 
     def describe(self, params: dict[str, Any]) -> dict[str, int]:
         return {"image_size": 0, "channels": 0, "num_classes": 0, "latent_dim": int(params["latent_dim"])}

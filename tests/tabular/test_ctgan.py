@@ -34,7 +34,7 @@ def model():
 def test_ctgan_hyperparameters_are_declared_and_checked():
     with pytest.raises(HyperparameterError, match="ctgan pac must be an integer from 1 to 64, got '0'"):
         CTGAN.validate({"pac": "0", "data_dim": 5})
-    with pytest.raises(ModelConfigError, match="ctgan needs data_dim from a fitted DataTransformer"):
+    with pytest.raises(ModelConfigError, match="ctgan models tables: its data_dim comes from a DataTransformer fitted on one"):
         CTGAN.validate({})
     assert "data_dim" not in CTGAN.settable() and "pac" in CTGAN.settable()
 
