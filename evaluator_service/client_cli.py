@@ -9,6 +9,8 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
+from evaluator_service.errors import InvalidRequestError
+from evaluator_service.metrics import METRICS
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.api import evaluator_pb2_grpc
 from ganworks.commandline import CommandError
@@ -30,15 +32,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _params(items: list[str]) -> dict[str, float]:
+    """--param METRIC.NAME=VALUE flags; a parameter of a metric this client knows is checked against its declared range
+    here, so the error names the flag (the server checks again, and alone for metrics newer than this client)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
+        metric, _, name = key.strip().partition(".")
         try:
-            out[key.strip()] = float(value)
+            number = float(value)
         except ValueError:
             sep = ""
-        if not sep or "." not in key:
+        if not sep or not name:
             raise CommandError(f"--param {item!r}: write METRIC.NAME=NUMBER, e.g. --param kid.subset_size=500")
+        if metric in METRICS:
+            try:
+                METRICS[metric].check_params({name: number})
+            except InvalidRequestError as exc:
+                raise CommandError(f"--param {item!r}: {exc}") from None
+        out[key.strip()] = number
     return out
 
 

@@ -12,13 +12,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from evaluator_service.errors import EvaluationError, InsufficientSamplesError, InvalidRequestError, NotFoundError
+from evaluator_service.errors import EvaluationError, InvalidRequestError, NotFoundError
+from evaluator_service.fanout import fan_out
 from evaluator_service.features import Extractor, ExtractorCache, check_extractor_id, check_resize_mode, default_extractor, has_logits
 from evaluator_service.features import classifier as classifier_extractor
-from evaluator_service.metrics import check_params, compute, get_metric
-from evaluator_service.metrics.fid import rank_warnings
-from evaluator_service.reference import ReferenceStats, load_or_compute
+from evaluator_service.metrics import Metric, get_metric
+from evaluator_service.metrics.spec import GENERATED_IMAGES, REFERENCE_IMAGES
+from evaluator_service.reference import ReferenceStats, load_or_compute, reference_images
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
+from evaluator_service.samples import Samples
 from evaluator_service.settings import EvaluatorSettings
 from evaluator_service.stats import FeatureStats
 from ganworks import __version__
@@ -99,8 +101,8 @@ def read_run_info(store, run: str) -> dict:
     return info
 
 
-def split_params(params: dict[str, float], metrics: list[str]) -> dict[str, dict[str, Any]]:
-    """{"kid.subset_size": 100} -> {"kid": {"subset_size": 100}}; integers stay integers."""
+def split_params(params: dict[str, float], metrics: list[str], num_samples: int) -> dict[str, dict[str, Any]]:
+    """{"kid.subset_size": 100} -> {kid: {"subset_size": 100}}, each value checked against its metric's declaration."""
     out: dict[str, dict[str, Any]] = {m: {} for m in metrics}
     for key, value in params.items():
         metric, _, name = key.partition(".")
@@ -108,15 +110,20 @@ def split_params(params: dict[str, float], metrics: list[str]) -> dict[str, dict
             raise InvalidRequestError(f"parameter {key!r} must be named <metric>.<parameter>, e.g. kid.subset_size")
         if metric not in out:
             raise InvalidRequestError(f"parameter {key!r} is for metric {metric!r}, which this evaluation does not compute ({', '.join(metrics)})")
-        out[metric][name] = int(value) if float(value).is_integer() else float(value)
-    for metric, values in out.items():
-        check_params(metric, values)
-    return out
+        out[metric][name] = value
+    checked = {metric: get_metric(metric).check_params(values) for metric, values in out.items()}
+    for metric, values in checked.items():  # every range first: a wrong value is a clearer error than a small n
+        get_metric(metric).check_sample_count(values, num_samples)
+    return checked
+
+
+def _needs(metric: Metric, side: str) -> bool:
+    return any(i.startswith(f"{side}.") for i in metric.inputs)
 
 
 def _without_logit_metrics(metrics: list[str], extractor: str, explicit: bool) -> list[str]:
     """The default set leaves out metrics that need class logits when the extractor has none; an explicit ask fails."""
-    needing = [m for m in metrics if "logits" in (get_metric(m).real, get_metric(m).fake)]
+    needing = [m for m in metrics if any(i.endswith((".logits", ".classes")) for i in get_metric(m).inputs)]
     if needing and explicit:
         raise InvalidRequestError(
             f"{', '.join(needing)} need{'s' if len(needing) == 1 else ''} class logits, but extractor {extractor!r} has none "
@@ -155,14 +162,12 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings) -> Plan
     check_extractor_id(extractor, reference)
     if not has_logits(extractor):
         metrics = _without_logit_metrics(metrics, extractor, explicit=bool(request.metrics))
-    params = split_params(dict(request.params), metrics)
-    kid_subset = params.get("kid", {}).get("subset_size", get_metric("kid").params["subset_size"]) if "kid" in metrics else 0
-    if kid_subset > n:
-        raise InsufficientSamplesError(f"kid.subset_size is {kid_subset} but only {n} samples are asked for; set kid.subset_size <= {n} or ask for more samples")
-    if "memorization" in metrics and held_out is None and not request.metrics:
-        metrics.remove("memorization")  # the default set adapts to a run without held-out data; an explicit ask fails
-    if "memorization" in metrics and held_out is None:
-        raise InvalidRequestError(f"memorization needs held-out data, but run {request.run!r} trained on split {split!r}; drop memorization from the metrics")
+    if held_out is None:
+        needing = [m for m in metrics if _needs(get_metric(m), "held_out")]
+        if needing and request.metrics:
+            raise InvalidRequestError(f"{', '.join(needing)} needs held-out data, but run {request.run!r} trained on split {split!r}; drop {', '.join(needing)} from the metrics")
+        metrics = [m for m in metrics if m not in needing]  # the default set adapts to a run without held-out data
+    params = split_params(dict(request.params), metrics, n)
     seed = settings.default_seed if request.seed is None else int(request.seed)
     variant = _variant(seed, settings.default_seed, params)
     default_set = not variant and not request.metrics and n == settings.default_num_samples and resize_mode == settings.default_resize_mode \
@@ -182,39 +187,37 @@ def _variant(seed: int, default_seed: int, params: dict[str, dict[str, Any]]) ->
     return "-".join(parts)
 
 
-@dataclasses.dataclass
-class Generated:
-    features: np.ndarray
-    logits: np.ndarray
-    stats: FeatureStats
-    workers: int = 1
-
-
-def _generate_features(sampler: GeneratorSampler, p: Plan, extractor: Extractor, batch_size: int, progress: Progress) -> Generated:
-    feats, logits, done = [], [], 0
+def _generate_features(sampler: GeneratorSampler, p: Plan, extractor: Extractor, batch_size: int, progress: Progress, keep_images: bool) -> Samples:
+    feats, logits, images, done = [], [], [], 0
     for batch in sampler.sample(p.run, p.step, p.num_samples, p.seed):
         f, lg = extractor.extract(batch.images, p.resize_mode, batch_size)
         feats.append(f)
         logits.append(lg)
+        if keep_images:
+            images.append(batch.images)
         done += len(f)
         progress("features", 0.2 + 0.7 * done / p.num_samples)
     features = np.concatenate(feats)
     # One large product at the end: per-batch outer products of 2048-d features are memory-bound.
-    return Generated(features, np.concatenate(logits), FeatureStats.of(features))
+    return Samples(features, np.concatenate(logits), FeatureStats.of(features), images=np.concatenate(images) if keep_images else None)
 
 
-def _inputs(metric: str, kind: str, reference: ReferenceStats, generated: Generated | None, held_out: ReferenceStats | None, extractor: Extractor) -> Any:
-    if kind == "none":
+def _side(ref: ReferenceStats, extractor: Extractor, images: np.ndarray | None = None) -> Samples:
+    # Dataset labels only line up with a classifier's own classes; for other extractors compare predicted classes.
+    own = extractor.id.endswith(classifier_extractor.SUFFIX)
+    return Samples(ref.features, ref.logits, ref.stats, labels=ref.labels if own else None, images=images)
+
+
+def _gather(name: str | None, sides: dict[str, Samples | None]) -> Any:
+    """The value of a declared input `<side>.<kind>` (see evaluator_service/metrics/spec.py)."""
+    if name is None:
         return None
-    if kind == "labels":
-        # Dataset labels only line up with a classifier's own classes; for other extractors compare predicted classes.
-        own = extractor.id.endswith(classifier_extractor.SUFFIX) and len(reference.labels)
-        return reference.labels if own else reference.logits
-    if kind == "held_out_features":
-        return held_out.features
-    if generated is None:  # the reference side of a features/logits input
-        return reference.stats if metric == "fid" else (reference.logits if kind == "logits" else reference.features)
-    return generated.stats if metric == "fid" else (generated.logits if kind == "logits" else generated.features)
+    side, _, kind = name.partition(".")
+    samples = sides.get(side)
+    value = getattr(samples, kind, None) if samples is not None else None
+    if value is None:
+        raise EvaluationError(f"input {name} is not available in this evaluation")
+    return value
 
 
 def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: ExtractorCache, progress: Progress = lambda phase, fraction: None) -> dict:
@@ -229,48 +232,47 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
     classifier_dataset = p.reference if p.run_info["dataset"].get("split", "train") == "train" else _dataset(p.run_info["dataset"]["spec"], p.reference.image_size, p.reference.channels, "train")
     extractor = extractors.get(p.extractor, classifier_dataset, p.run_info["dataset"]["spec"], on_phase=lambda name: phase(name, 0.02))
     phase("reference", 0.05)
+    metrics = [get_metric(name) for name in p.metrics]
+    inputs = {i for m in metrics for i in m.inputs}
     reference, cached = load_or_compute(store, p.reference, extractor, p.resize_mode, settings.max_reference_samples, settings.batch_size)
-    held_out = None
-    if "memorization" in p.metrics:
-        held_out, _ = load_or_compute(store, p.held_out, extractor, p.resize_mode, settings.max_reference_samples, settings.batch_size)
+    sides: dict[str, Samples | None] = {
+        "reference": _side(reference, extractor, reference_images(p.reference, settings.max_reference_samples) if REFERENCE_IMAGES in inputs else None),
+        "held_out": None,
+    }
+    if any(_needs(m, "held_out") for m in metrics):
+        sides["held_out"] = _side(load_or_compute(store, p.held_out, extractor, p.resize_mode, settings.max_reference_samples, settings.batch_size)[0], extractor)
     phase("sampling", 0.2)
     target = GeneratorTarget.from_settings(settings)
+    keep_images = GENERATED_IMAGES in inputs
     with GeneratorSampler(target) as sampler:
         model = sampler.describe(p.run, p.step)
-        if settings.ray_address and p.num_samples >= settings.fanout_min_samples:
-            from evaluator_service.fanout import fan_out
-
+        if settings.ray_address and p.num_samples >= settings.fanout_min_samples and not keep_images:
             phase("features", 0.25)
             generated = fan_out(settings.ray_address, settings.fanout_shards, target, p.run, p.step,
                                 p.num_samples, p.seed, extractor, p.resize_mode, settings.batch_size, sampler.chunk)
         else:
-            generated = _generate_features(sampler, p, extractor, settings.batch_size, phase)
+            generated = _generate_features(sampler, p, extractor, settings.batch_size, phase, keep_images)
+    sides["generated"] = generated
     phase("metrics", 0.9)
     values: dict[str, float] = {}
     warnings: list[str] = []
-    for name in p.metrics:
-        metric = get_metric(name)
-        params = dict(p.params.get(name, {}))
-        if name == "memorization":
-            params["train_features"] = reference.features
-        real = _inputs(name, metric.real, reference, None, held_out, extractor)
-        fake = _inputs(name, metric.fake, reference, generated, held_out, extractor)
-        if name == "fid":
-            warnings += rank_warnings(real, fake)
-        result = compute(name, real, fake, **params)
+    for metric in metrics:
+        real, fake = _gather(metric.real, sides), _gather(metric.fake, sides)
+        extra = {arg: _gather(name, sides) for arg, name in metric.extra.items()}
+        if metric.warnings is not None:
+            warnings += metric.warnings(real, fake)
+        result = metric.fn(real, fake, **extra, **p.params.get(metric.name, {}))
         bad = [k for k, v in result.items() if not np.isfinite(v)]
         if bad:
-            raise EvaluationError(f"{name} gave a non-finite {', '.join(bad)}; the features are degenerate (e.g. every generated image is identical)")
+            raise EvaluationError(f"{metric.name} gave a non-finite {', '.join(bad)}; the features are degenerate (e.g. every generated image is identical)")
         values.update(result)
-    if reference.count < p.num_samples and "fid" in p.metrics:
-        warnings.append(f"the reference has {reference.count} images, fewer than the {p.num_samples} generated; FIDs at different n are not comparable")
     now = time.monotonic()
     marks = sorted(phases.items(), key=lambda kv: kv[1]) + [("end", now)]
     report = {
         "run": p.run, "step": p.step, "metrics": values, "metric_names": p.metrics, "metrics_set": p.metrics_set,
         "extractor": extractor.id, "input_scaling": extractor.input_scaling, "resize_mode": p.resize_mode, "num_samples": p.num_samples, "seed": p.seed,
         "params": p.params, "dataset_id": p.reference.id, "reference_samples": reference.count, "reference_cached": cached,
-        "held_out_dataset_id": p.held_out.id if held_out is not None else None,
+        "held_out_dataset_id": p.held_out.id if sides["held_out"] is not None else None,
         "model_sha256": model.sha256, "generator": settings.generator, "feature_workers": generated.workers, "warnings": warnings,
         "extractor_info": {k: v for k, v in extractor.source.items() if k in ("sha256", "test_accuracy", "dataset_id", "weights")},
         "created_at": created_at, "duration_seconds": round(now - started, 3),

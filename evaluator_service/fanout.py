@@ -20,6 +20,7 @@ from evaluator_service.errors import EvaluationError
 from evaluator_service.features import Extractor
 from evaluator_service.features.inception import FIDInceptionV3
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
+from evaluator_service.samples import Samples
 from evaluator_service.stats import FeatureStats
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,9 @@ def extract_shard(target: GeneratorTarget, run: str, step: int, seed: int, chunk
 
 
 def fan_out(ray_address: str, shards: int, target: GeneratorTarget, run: str, step: int, num_samples: int, seed: int,
-            extractor: Extractor, resize_mode: str, batch_size: int, chunk_size: int = 256, torch_threads: int = 1):
+            extractor: Extractor, resize_mode: str, batch_size: int, chunk_size: int = 256, torch_threads: int = 1) -> Samples:
     """Features, logits and merged FeatureStats of num_samples generated images, computed by `shards` Ray tasks."""
     import ray
-
-    from evaluator_service.evaluation import Generated
 
     if not ray.is_initialized():
         ray.init(address=None if ray_address in ("", "local") else ray_address, include_dashboard=False, logging_level="WARNING")
@@ -93,4 +92,4 @@ def fan_out(ray_address: str, shards: int, target: GeneratorTarget, run: str, st
     for _, _, (count, total, outer) in parts:
         stats = stats.merge(FeatureStats(extractor.feature_dim, count, total, outer))
     log.info("extracted features of %d samples in %d Ray tasks", num_samples, shards)
-    return Generated(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), stats, workers=shards)
+    return Samples(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), stats, workers=shards)

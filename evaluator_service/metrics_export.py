@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# Report key -> gauge name suffix; labelled by run and extractor only (never the step: it is its own gauge).
-GAUGES = {
-    "fid": "fid",
-    "kid_mean": "kid",
-    "precision": "precision",
-    "recall": "recall",
-    "density": "density",
-    "coverage": "coverage",
-    "inception_score_mean": "inception_score",
-    "diversity": "diversity",
-    "memorization_rate": "memorization_rate",
-}
+from evaluator_service.metrics import METRICS
+
+# Report key -> gauge name suffix, as each metric declares it; labelled by run and extractor only (never the step: it is its own gauge).
+GAUGES = {output: gauge for metric in METRICS.values() for output, gauge in metric.gauges.items()}
 
 
 class EvaluatorMetrics:

@@ -41,10 +41,16 @@ class ReferenceStats:
 
 
 def _subset(dataset: ImageDataset, max_samples: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The images (and labels) the reference statistics are computed from: all, or a fixed subset of max_samples."""
     if max_samples <= 0 or len(dataset) <= max_samples:
         return dataset.images, dataset.labels
     index = np.sort(np.random.RandomState(0).permutation(len(dataset))[:max_samples])
     return dataset.images[index], (dataset.labels[index] if dataset.labels is not None else None)
+
+
+def reference_images(dataset: ImageDataset, max_samples: int = 50_000) -> np.ndarray:
+    """The uint8 images behind the reference statistics, row for row (for metrics that look at pixels)."""
+    return _subset(dataset, max_samples)[0]
 
 
 def _encode(ref: ReferenceStats) -> bytes:

@@ -9,11 +9,11 @@ from evaluator_service.features.inception import EXTRACTOR_ID as INCEPTION_ID
 from evaluator_service.features.inception import WEIGHTS_SHA256
 from evaluator_service.features.tf_import import EXTRACTOR_IDS as TF_INCEPTION_IDS
 from evaluator_service.features.resize import check_resize_mode
-from evaluator_service.metrics import get_metric
+from evaluator_service.metrics import METRICS, get_metric
 from ganworks.settings import secret
 
 ENV_PREFIX = "GANWORKS_EVALUATOR_"
-ALL_METRICS = ["fid", "kid", "prdc", "is", "diversity", "mode_coverage", "memorization"]
+ALL_METRICS = [name for name, metric in METRICS.items() if metric.default]
 
 
 @dataclasses.dataclass
@@ -75,10 +75,11 @@ class EvaluatorSettings:
             raise InvalidRequestError(f"{ENV_PREFIX}CONTINUOUS_INCEPTION_EXTRACTOR (--inception-extractor) must be one of {', '.join(inception_ids)}, got {self.continuous_inception_extractor!r}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise InvalidRequestError("TLS needs both --tls-cert and --tls-key (env GANWORKS_EVALUATOR_TLS_CERT / _TLS_KEY)")
-        kid_subset = get_metric("kid").params["subset_size"]
-        if "kid" in self.default_metrics and self.default_num_samples < kid_subset:
-            # Caught at start: otherwise every continuous evaluation would fail the same way.
-            raise InvalidRequestError(
-                f"--num-samples {self.default_num_samples} (GANWORKS_EVALUATOR_DEFAULT_NUM_SAMPLES) is smaller than KID's subset size {kid_subset}; "
-                f"use at least {kid_subset} samples or leave kid out of --metrics"
-            )
+        for metric in map(get_metric, self.default_metrics):
+            for p in metric.params:
+                if p.at_most_samples and p.default is not None and self.default_num_samples < p.default:
+                    # Caught at start: otherwise every continuous evaluation would fail the same way.
+                    raise InvalidRequestError(
+                        f"--num-samples {self.default_num_samples} (GANWORKS_EVALUATOR_DEFAULT_NUM_SAMPLES) is smaller than {metric.name}.{p.name} "
+                        f"({p.default}); use at least {p.default} samples or leave {metric.name} out of --metrics"
+                    )

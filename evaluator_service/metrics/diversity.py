@@ -12,6 +12,7 @@ import numpy as np
 
 from evaluator_service.errors import InsufficientSamplesError
 from evaluator_service.metrics.neighbours import as_float64, pairwise
+from evaluator_service.metrics.spec import GENERATED_FEATURES, REFERENCE_FEATURES, Metric, Param
 
 
 def _pair_distances(x: np.ndarray, max_samples: int, rng: np.random.RandomState) -> np.ndarray:
@@ -25,8 +26,6 @@ def diversity(real_features: np.ndarray, fake_features: np.ndarray, duplicate_qu
     real, fake = as_float64(real_features), as_float64(fake_features)
     if len(real) < 2 or len(fake) < 2:
         raise InsufficientSamplesError(f"diversity needs at least 2 reference and 2 generated samples, got {len(real)} and {len(fake)}")
-    if not 0.0 < duplicate_quantile < 1.0:
-        raise InsufficientSamplesError(f"diversity.duplicate_quantile must be in (0, 1), got {duplicate_quantile}")
     rng = np.random.RandomState(seed)
     real_pairs = _pair_distances(real, int(max_samples), rng)
     fake_pairs = _pair_distances(fake, int(max_samples), rng)
@@ -38,3 +37,16 @@ def diversity(real_features: np.ndarray, fake_features: np.ndarray, duplicate_qu
         "diversity": float(fake_pairs.mean() / real_mean),
         "duplicate_fraction": float((fake_pairs <= threshold).mean()),
     }
+
+
+METRIC = Metric(
+    "diversity", diversity, REFERENCE_FEATURES, GENERATED_FEATURES, ("diversity", "duplicate_fraction"),
+    "spread of generated samples relative to real ones",
+    params=(
+        Param("duplicate_quantile", float, 0.001, 0.0, 1.0, "quantile of real pair distances below which a pair is a duplicate", open_low=True, open_high=True),
+        # Memory grows with max_samples²: 5000 samples are 100 MB of float64 distances per side.
+        Param("max_samples", int, 2000, 2, 5000, "samples per side whose pairs are compared"),
+        Param("seed", int, 0, 0, 2**32 - 1, "seed of the sample draw"),
+    ),
+    gauges={"diversity": "diversity"},
+)

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.linalg
 
 from evaluator_service.errors import MetricComputationError
+from evaluator_service.metrics.spec import GENERATED_STATS, REFERENCE_STATS, Metric, Param
 from evaluator_service.stats import FeatureStats
 
 EPS = 1e-6
@@ -101,3 +102,20 @@ def rank_warnings(real_features: np.ndarray | FeatureStats, fake_features: np.nd
                 f"the FID is biased and not comparable with published numbers — use more than {stats.dim} samples"
             )
     return out
+
+
+def fid_warnings(real_features: np.ndarray | FeatureStats, fake_features: np.ndarray | FeatureStats) -> list[str]:
+    """rank_warnings, and a reference smaller than the generated set (FIDs at different n differ by their bias)."""
+    real, fake = as_stats(real_features), as_stats(fake_features)
+    out = rank_warnings(real, fake)
+    if real.count < fake.count:
+        out.append(f"the reference has {real.count} images, fewer than the {fake.count} generated; FIDs at different n are not comparable")
+    return out
+
+
+METRIC = Metric(
+    "fid", fid, REFERENCE_STATS, GENERATED_STATS, ("fid",), "Fréchet distance of feature Gaussians (lower is better)",
+    params=(Param("eps", float, EPS, 0.0, 1.0, "regulariser added to the covariances when the first attempt is not finite", open_low=True),),
+    warnings=fid_warnings,
+    gauges={"fid": "fid"},
+)

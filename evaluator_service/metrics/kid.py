@@ -11,14 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from evaluator_service.errors import InsufficientSamplesError
+from evaluator_service.metrics.spec import GENERATED_FEATURES, REFERENCE_FEATURES, Metric, Param
 
 
 def kid(real_features: np.ndarray, fake_features: np.ndarray, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict[str, float]:
     real = np.asarray(real_features, dtype=np.float64)
     fake = np.asarray(fake_features, dtype=np.float64)
     num_subsets, m = int(num_subsets), int(subset_size)
-    if m < 2 or num_subsets < 1:
-        raise InsufficientSamplesError(f"kid needs subset_size >= 2 and num_subsets >= 1, got {m} and {num_subsets}")
     for what, x in (("reference", real), ("generated", fake)):
         if len(x) < m:
             raise InsufficientSamplesError(
@@ -37,3 +36,15 @@ def kid(real_features: np.ndarray, fake_features: np.ndarray, num_subsets: int =
         within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
         mmds[i] = within - 2.0 * k_xy.sum() / (m * m)
     return {"kid_mean": float(mmds.mean()), "kid_std": float(mmds.std())}
+
+
+METRIC = Metric(
+    "kid", kid, REFERENCE_FEATURES, GENERATED_FEATURES, ("kid_mean", "kid_std"), "unbiased MMD² with a cubic kernel (lower is better)",
+    params=(
+        # Time grows with num_subsets × subset_size², memory with subset_size² (three float64 kernels).
+        Param("num_subsets", int, 100, 1, 1000, "subsets averaged"),
+        Param("subset_size", int, 1000, 2, 5000, "samples per subset, from each side", at_most_samples=True),
+        Param("seed", int, 0, 0, 2**32 - 1, "seed of the subset draws"),
+    ),
+    gauges={"kid_mean": "kid"},
+)

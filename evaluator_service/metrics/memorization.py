@@ -13,17 +13,25 @@ import numpy as np
 
 from evaluator_service.errors import InsufficientSamplesError, InvalidRequestError
 from evaluator_service.metrics.neighbours import as_float64, nearest_distance
+from evaluator_service.metrics.spec import GENERATED_FEATURES, HELD_OUT_FEATURES, REFERENCE_FEATURES, Metric, Param
 
 
 def memorization(real_features: np.ndarray, fake_features: np.ndarray, train_features: np.ndarray | None = None, quantile: float = 0.05) -> dict[str, float]:
     """real_features: held-out real samples; train_features: the samples the generator was trained on."""
     if train_features is None:
         raise InvalidRequestError("memorization needs the training features (train_features) besides the held-out ones")
-    if not 0.0 < quantile < 1.0:
-        raise InvalidRequestError(f"memorization.quantile must be in (0, 1), got {quantile}")
     held_out, fake, train = as_float64(real_features), as_float64(fake_features), as_float64(train_features)
     if len(held_out) < 2 or len(fake) < 1 or len(train) < 1:
         raise InsufficientSamplesError(f"memorization needs held-out, generated and training samples, got {len(held_out)}, {len(fake)} and {len(train)}")
     threshold = np.quantile(nearest_distance(held_out, train), quantile)
     fake_to_train = nearest_distance(fake, train)
     return {"memorization_rate": float((fake_to_train < threshold).mean()), "memorization_threshold": float(threshold)}
+
+
+METRIC = Metric(
+    "memorization", memorization, HELD_OUT_FEATURES, GENERATED_FEATURES, ("memorization_rate", "memorization_threshold"),
+    "generated samples suspiciously close to training samples",
+    params=(Param("quantile", float, 0.05, 0.0, 1.0, "quantile of held-out distances below which a sample counts as copied", open_low=True, open_high=True),),
+    extra={"train_features": REFERENCE_FEATURES},
+    gauges={"memorization_rate": "memorization_rate"},
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from evaluator_service.errors import InvalidRequestError
+from evaluator_service.metrics.spec import GENERATED_LOGITS, REFERENCE_CLASSES, Metric, Param
 
 FLOOR = 1e-6
 
@@ -41,3 +42,13 @@ def mode_coverage(real_features: np.ndarray, fake_features: np.ndarray, num_clas
         "class_coverage": float(covered.sum() / present.sum()),
         "class_kl": float((p * np.log(p / q)).sum()),
     }
+
+
+METRIC = Metric(
+    "mode_coverage", mode_coverage, REFERENCE_CLASSES, GENERATED_LOGITS, ("classes_covered", "class_coverage", "class_kl"),
+    "class histogram of generated samples vs real",
+    params=(
+        Param("num_classes", int, None, 1, 100_000, "classes counted (default: from the data)"),
+        Param("min_fraction", float, 0.1, 0.0, 1.0, "share of its expected samples a class needs to count as covered", open_low=True),
+    ),
+)

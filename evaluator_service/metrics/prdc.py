@@ -11,13 +11,12 @@ import numpy as np
 
 from evaluator_service.errors import InsufficientSamplesError
 from evaluator_service.metrics.neighbours import as_float64, blocks, kth_neighbour_distance
+from evaluator_service.metrics.spec import GENERATED_FEATURES, REFERENCE_FEATURES, Metric, Param
 
 
 def prdc(real_features: np.ndarray, fake_features: np.ndarray, nearest_k: int = 5, pr_nearest_k: int = 3) -> dict[str, float]:
     real, fake = as_float64(real_features), as_float64(fake_features)
     k_dc, k_pr = int(nearest_k), int(pr_nearest_k)
-    if min(k_dc, k_pr) < 1:
-        raise InsufficientSamplesError(f"prdc needs nearest_k >= 1 and pr_nearest_k >= 1, got {k_dc} and {k_pr}")
     needed = max(k_dc, k_pr) + 1
     if len(real) < needed or len(fake) < needed:
         raise InsufficientSamplesError(f"prdc with k={max(k_dc, k_pr)} needs at least {needed} reference and generated samples, got {len(real)} and {len(fake)}")
@@ -39,3 +38,14 @@ def prdc(real_features: np.ndarray, fake_features: np.ndarray, nearest_k: int = 
         "density": float(density_hits.sum() / (k_dc * len(fake))),
         "coverage": float(covered.mean()),
     }
+
+
+METRIC = Metric(
+    "prdc", prdc, REFERENCE_FEATURES, GENERATED_FEATURES, ("precision", "recall", "density", "coverage"),
+    "fidelity (precision, density) and diversity (recall, coverage)",
+    params=(
+        Param("nearest_k", int, 5, 1, 100, "k of density and coverage", at_most_samples=True),
+        Param("pr_nearest_k", int, 3, 1, 100, "k of precision and recall", at_most_samples=True),
+    ),
+    gauges={k: k for k in ("precision", "recall", "density", "coverage")},
+)

@@ -38,6 +38,6 @@ def test_a_run_that_has_not_published_yet_is_not_found_with_what_to_wait_for(loc
 
 
 def test_settings_refuse_a_default_sample_count_below_the_kid_subset():
-    with pytest.raises(InvalidRequestError, match="smaller than KID's subset size 1000"):
+    with pytest.raises(InvalidRequestError, match=r"smaller than kid.subset_size \(1000\)"):
         EvaluatorSettings(default_num_samples=500)
     assert EvaluatorSettings(default_num_samples=500, default_metrics=["fid", "prdc"]).default_num_samples == 500
