@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
@@ -12,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from evaluator_service.cache import BoundedCache
 from evaluator_service.errors import EvaluationError, InvalidRequestError, NotFoundError
 from evaluator_service.fanout import fan_out
 from evaluator_service.features import Extractor, ExtractorCache, check_extractor_id, check_resize_mode, default_extractor, has_logits
@@ -67,6 +67,7 @@ class Plan:
     variant: str = ""
     # The request is the continuous default set (every option at the server's default): only it drives the gauges.
     default_set: bool = False
+    classifier_dataset: ImageDataset | None = None
 
     @property
     def metrics_set(self) -> str:
@@ -78,9 +79,8 @@ class Plan:
         return eval_report_key(self.run, self.step, self.metrics_set)
 
 
-@functools.lru_cache(maxsize=8)
-def _dataset(spec: str, image_size: int, channels: int, split: str) -> ImageDataset:
-    return load_dataset(spec, image_size=image_size, channels=channels, split=split)
+def _dataset(datasets: BoundedCache[ImageDataset], spec: str, image_size: int, channels: int, split: str) -> ImageDataset:
+    return datasets.get_or_create((spec, image_size, channels, split), lambda: load_dataset(spec, image_size=image_size, channels=channels, split=split))
 
 
 def read_run_info(store, run: str) -> dict:
@@ -132,8 +132,12 @@ def _without_logit_metrics(metrics: list[str], extractor: str, explicit: bool) -
     return [m for m in metrics if m not in needing]
 
 
-def plan(store, request: EvaluationRequest, settings: EvaluatorSettings) -> Plan:
-    """Checks a request against the store and settings; raises a typed error a person can act on."""
+def plan(store, request: EvaluationRequest, settings: EvaluatorSettings, datasets: BoundedCache[ImageDataset] | None = None) -> Plan:
+    """Checks a request against the store and settings; raises a typed error a person can act on.
+
+    `datasets` keeps loaded datasets between plans (the server's, bounded by max_cached_datasets); without
+    it every call loads them again."""
+    datasets = datasets if datasets is not None else BoundedCache("datasets", 3)
     info = read_run_info(store, request.run)
     ds = info["dataset"]
     if request.version:
@@ -154,8 +158,11 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings) -> Plan
     resize_mode = check_resize_mode(request.resize_mode or settings.default_resize_mode)
     split = ds.get("split", "train")
     try:
-        reference = _dataset(ds["spec"], int(ds["image_size"]), int(ds["channels"]), split)
-        held_out = _dataset(ds["spec"], int(ds["image_size"]), int(ds["channels"]), "test") if split == "train" else None
+        shape = (ds["spec"], int(ds["image_size"]), int(ds["channels"]))
+        reference = _dataset(datasets, *shape, split)
+        held_out = _dataset(datasets, *shape, "test") if split == "train" else None
+        # The dataset classifier is fitted on the training split whatever split the run compares with.
+        classifier_dataset = reference if split == "train" else _dataset(datasets, *shape, "train")
     except DatasetError as exc:
         raise InvalidRequestError(f"the run's dataset cannot be loaded: {exc}") from None
     extractor = request.extractor or settings.default_extractor or default_extractor(reference)
@@ -175,7 +182,7 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings) -> Plan
     return Plan(
         run=request.run, step=step, num_samples=n, metrics=metrics, extractor=extractor, resize_mode=resize_mode,
         seed=seed, params=params, run_info=info, reference=reference, held_out=held_out, default_metrics=not request.metrics,
-        variant=variant, default_set=default_set,
+        variant=variant, default_set=default_set, classifier_dataset=classifier_dataset,
     )
 
 
@@ -229,8 +236,7 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
         progress(name, fraction)
 
     phase("extractor", 0.01)
-    classifier_dataset = p.reference if p.run_info["dataset"].get("split", "train") == "train" else _dataset(p.run_info["dataset"]["spec"], p.reference.image_size, p.reference.channels, "train")
-    extractor = extractors.get(p.extractor, classifier_dataset, p.run_info["dataset"]["spec"], on_phase=lambda name: phase(name, 0.02))
+    extractor = extractors.get(p.extractor, p.classifier_dataset or p.reference, p.run_info["dataset"]["spec"], on_phase=lambda name: phase(name, 0.02))
     phase("reference", 0.05)
     metrics = [get_metric(name) for name in p.metrics]
     inputs = {i for m in metrics for i in m.inputs}

@@ -14,11 +14,13 @@ import logging
 import time
 import uuid
 
+from evaluator_service.cache import BoundedCache
 from evaluator_service.errors import EvaluationError
 from evaluator_service.evaluation import EvaluationRequest, Plan, plan, run_evaluation
 from evaluator_service.features import ExtractorCache
 from evaluator_service.metrics_export import EvaluatorMetrics
 from evaluator_service.settings import EvaluatorSettings
+from ganworks.data import ImageDataset
 from ganworks.errors import GanworksError, StoreError
 
 log = logging.getLogger(__name__)
@@ -32,9 +34,19 @@ class QueueFullError(EvaluationError):
 
 @dataclasses.dataclass
 class Job:
+    """One evaluation's record. While it waits or runs it holds its Plan; once done only what the API shows, so
+    a kept job pins no dataset, reference statistics or features."""
+
     id: str
     request: EvaluationRequest
-    plan: Plan
+    plan: Plan | None
+    run: str
+    step: int
+    metric_names: list[str]
+    extractor: str
+    resize_mode: str
+    num_samples: int
+    dataset_id: str
     state: str = PENDING
     phase: str = "queued"
     progress: float = 0.0
@@ -46,12 +58,16 @@ class Job:
     created_at: float = dataclasses.field(default_factory=time.time)
     started_at: float = 0.0
     finished_at: float = 0.0
-    extractor: str = ""
     changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event, repr=False)
 
     @property
     def done(self) -> bool:
         return self.state in (SUCCEEDED, FAILED)
+
+    @classmethod
+    def of(cls, job_id: str, request: EvaluationRequest, p: Plan) -> "Job":
+        return cls(id=job_id, request=request, plan=p, run=p.run, step=p.step, metric_names=list(p.metrics), extractor=p.extractor,
+                   resize_mode=p.resize_mode, num_samples=p.num_samples, dataset_id=p.reference.id)
 
     def touch(self) -> None:
         """Wakes every watcher and arms a fresh event for the next change."""
@@ -73,6 +89,7 @@ class JobManager:
     def __init__(self, store, settings: EvaluatorSettings, metrics: EvaluatorMetrics, extractors: ExtractorCache):
         self.store, self.settings, self.metrics, self.extractors = store, settings, metrics, extractors
         self.jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self.datasets: BoundedCache[ImageDataset] = BoundedCache("datasets", settings.max_cached_datasets)
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=settings.max_queue_size)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_concurrent_jobs + 1, thread_name_prefix="evaluation")
         self._workers: list[asyncio.Task] = []
@@ -88,27 +105,47 @@ class JobManager:
 
     async def plan(self, request: EvaluationRequest) -> Plan:
         """Validates a request off the event loop (it reads the store and the dataset)."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, plan, self.store, request, self.settings)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, plan, self.store, request, self.settings, self.datasets)
 
     async def submit(self, request: EvaluationRequest) -> Job:
         """Plans and queues an evaluation; QueueFullError when the queue is full, a typed error when the request is wrong."""
         if self.queue.full():
             raise QueueFullError(f"{self.queue.qsize()} evaluations are already waiting (max_queue_size {self.settings.max_queue_size}); retry when one finishes")
         p = await self.plan(request)
-        job = Job(id=uuid.uuid4().hex[:16], request=request, plan=p, extractor=p.extractor)
+        job = Job.of(uuid.uuid4().hex[:16], request, p)
         try:
             self.queue.put_nowait(job)
         except asyncio.QueueFull:
             raise QueueFullError(f"{self.queue.qsize()} evaluations are already waiting (max_queue_size {self.settings.max_queue_size}); retry when one finishes") from None
         self.jobs[job.id] = job
-        while len(self.jobs) > self.settings.keep_jobs:
-            oldest = next(iter(self.jobs))
-            if not self.jobs[oldest].done:
-                break
-            self.jobs.pop(oldest)
+        self.prune()
         self.metrics.queue_depth.set(self.queue.qsize())
         log.info("queued evaluation %s of %s step %d (%s, n=%d)", job.id, p.run, p.step, p.extractor, p.num_samples)
         return job
+
+    def prune(self, now: float | None = None) -> None:
+        """Drops finished jobs older than keep_jobs_seconds, then the oldest finished ones beyond keep_jobs; never a live one."""
+        now = time.time() if now is None else now
+        done = [j for j in self.jobs.values() if j.done]
+        expired = {j.id for j in done if now - j.finished_at > self.settings.keep_jobs_seconds}
+        excess = len(self.jobs) - len(expired) - self.settings.keep_jobs
+        for j in done:
+            if excess <= 0:
+                break
+            if j.id not in expired:
+                expired.add(j.id)
+                excess -= 1
+        for job_id in expired:
+            del self.jobs[job_id]
+
+    def get(self, job_id: str) -> Job | None:
+        self.prune()
+        return self.jobs.get(job_id)
+
+    def listed(self, run: str = "") -> list[Job]:
+        """Kept jobs, newest first."""
+        self.prune()
+        return [j for j in reversed(self.jobs.values()) if not run or j.run == run]
 
     async def wait(self, job: Job) -> Job:
         while not job.done:
@@ -139,13 +176,14 @@ class JobManager:
                     log.exception("evaluation %s failed unexpectedly", job.id)
                     job.error = f"internal error ({type(exc).__name__}: {exc}); the evaluator log has the details"
                 else:
-                    log.warning("evaluation %s of %s step %d failed (%s): %s", job.id, job.plan.run, job.plan.step, job.reason, job.error)
+                    log.warning("evaluation %s of %s step %d failed (%s): %s", job.id, job.run, job.step, job.reason, job.error)
                 self.metrics.record_failure(job.reason, time.monotonic() - started)
             else:
                 job.state, job.metrics, job.warnings = SUCCEEDED, report["metrics"], report["warnings"]
                 job.report_url, job.progress = self.store.url_for(job.plan.report_key), 1.0
                 self.metrics.record_success(report, time.monotonic() - started, gauges=job.plan.default_set)
             finally:
-                job.finished_at = time.time()
+                job.finished_at, job.plan = time.time(), None
                 job.touch()
                 self.queue.task_done()
+                self.prune()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sized
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from evaluator_service.metrics import METRICS
@@ -20,9 +22,15 @@ class EvaluatorMetrics:
         self.evaluations = Counter("ganworks_evaluator_evaluations", "finished evaluation jobs", ["result"], registry=r)
         self.failures = Counter("ganworks_evaluator_failures", "failed evaluation jobs by reason", ["reason"], registry=r)
         self.queue_depth = Gauge("ganworks_evaluator_queue_depth", "evaluation jobs waiting for a worker", registry=r)
+        self.cache_entries = Gauge("ganworks_evaluator_cache_entries", "entries kept between evaluations, by cache (bounded by a setting each)", ["cache"], registry=r)
         for result in ("succeeded", "failed"):
             self.evaluations.labels(result)
         self._shown: dict[tuple[str, str], int] = {}
+
+    def watch_sizes(self, **sized: Sized) -> None:
+        """cache_entries{cache=name} reads len() of each at scrape time."""
+        for name, container in sized.items():
+            self.cache_entries.labels(name).set_function(container.__len__)
 
     def record_success(self, report: dict, seconds: float, gauges: bool = True) -> None:
         """Counts the evaluation; its numbers reach the gauges only for the default set and a step not older than shown."""

@@ -57,12 +57,11 @@ def public_message(message: str, store) -> str:
 
 
 def to_proto(job: Job, store) -> pb.Evaluation:
-    p = job.plan
     return pb.Evaluation(
-        id=job.id, run=p.run, version=p.step, state=STATES[job.state], progress=job.progress, phase=job.phase,
-        metrics=job.metrics, metric_names=p.metrics, extractor=p.extractor, resize_mode=p.resize_mode, num_samples=p.num_samples,
+        id=job.id, run=job.run, version=job.step, state=STATES[job.state], progress=job.progress, phase=job.phase,
+        metrics=job.metrics, metric_names=job.metric_names, extractor=job.extractor, resize_mode=job.resize_mode, num_samples=job.num_samples,
         error=public_message(job.error, store) if job.error else "", warnings=job.warnings, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-        report_url=job.report_url, dataset_id=p.reference.id,
+        report_url=job.report_url, dataset_id=job.dataset_id,
     )
 
 
@@ -92,7 +91,7 @@ class EvaluatorServicer:
         return to_proto(job, self.jobs.store)
 
     def _job(self, job_id: str) -> Job | None:
-        return self.jobs.jobs.get(job_id)
+        return self.jobs.get(job_id)
 
     async def GetEvaluation(self, request: pb.GetEvaluationRequest, context: grpc.aio.ServicerContext) -> pb.Evaluation:
         job = self._job(request.id)
@@ -113,7 +112,7 @@ class EvaluatorServicer:
             await changed.wait()
 
     async def ListEvaluations(self, request: pb.ListEvaluationsRequest, context: grpc.aio.ServicerContext) -> pb.ListEvaluationsResponse:
-        jobs = [j for j in reversed(self.jobs.jobs.values()) if not request.run or j.plan.run == request.run]
+        jobs = self.jobs.listed(request.run)
         if request.limit > 0:
             jobs = jobs[: request.limit]
         return pb.ListEvaluationsResponse(evaluations=[to_proto(j, self.jobs.store) for j in jobs])
@@ -125,7 +124,8 @@ class EvaluatorServer:
     def __init__(self, settings: EvaluatorSettings, store, registry: CollectorRegistry | None = None):
         self.settings, self.store = settings, store
         self.metrics = EvaluatorMetrics(registry)
-        self.extractors = ExtractorCache(store, settings.inception_weights, settings.inception_sha256, settings.auto_fit_extractor, settings.device)
+        self.extractors = ExtractorCache(store, settings.inception_weights, settings.inception_sha256, settings.auto_fit_extractor, settings.device,
+                                         settings.max_cached_extractors)
         self.port = 0
         self.metrics_port: int | None = None
         self._http = None
@@ -140,6 +140,7 @@ class EvaluatorServer:
         if s.torch_threads:
             set_torch_threads(s.torch_threads)
         self.jobs = JobManager(self.store, s, self.metrics, self.extractors)
+        self.metrics.watch_sizes(jobs=self.jobs.jobs, datasets=self.jobs.datasets, extractors=self.extractors.loaded)
         await self.jobs.start()
         register_secrets([s.auth_token])
         self.server = grpc.aio.server(interceptors=interceptors(s.auth_token))

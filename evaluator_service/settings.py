@@ -49,7 +49,12 @@ class EvaluatorSettings:
     continuous_inception_every: int = 5
     continuous_inception_metrics: list[str] = dataclasses.field(default_factory=lambda: ["fid"])
     max_attempts: int = 3
+    # Finished jobs answer GetEvaluation/ListEvaluations until there are more than keep_jobs or they are older than this.
     keep_jobs: int = 1000
+    keep_jobs_seconds: float = 86_400.0
+    # Loaded datasets and extractors kept between evaluations (each a few MB to a few hundred MB).
+    max_cached_datasets: int = 4
+    max_cached_extractors: int = 4
     # Ray fan-out of sampling + extraction for large evaluations: "" (off), "local", "auto" or ray://host:port.
     ray_address: str = ""
     fanout_min_samples: int = 20_000
@@ -64,9 +69,11 @@ class EvaluatorSettings:
     tls_key: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("max_concurrent_jobs", "max_queue_size", "default_num_samples", "batch_size", "max_attempts", "continuous_inception_every"):
+        for name in ("max_concurrent_jobs", "max_queue_size", "default_num_samples", "batch_size", "max_attempts", "continuous_inception_every", "keep_jobs", "max_cached_datasets", "max_cached_extractors"):
             if int(getattr(self, name)) < 1:
                 raise InvalidRequestError(f"{ENV_PREFIX}{name.upper()} must be >= 1, got {getattr(self, name)}")
+        if not self.keep_jobs_seconds > 0:
+            raise InvalidRequestError(f"{ENV_PREFIX}KEEP_JOBS_SECONDS must be > 0, got {self.keep_jobs_seconds}")
         for metric in (*self.default_metrics, *self.continuous_inception_metrics):
             get_metric(metric)
         check_resize_mode(self.default_resize_mode)

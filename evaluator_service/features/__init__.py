@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from typing import Callable
 
 import numpy as np
 import torch
 
+from evaluator_service.cache import BoundedCache
 from evaluator_service.errors import ExtractorMissingError, InvalidRequestError
 from evaluator_service.features import classifier, inception, tf_import
 from evaluator_service.features.resize import RESIZE_MODES, check_resize_mode, resize
@@ -97,9 +97,11 @@ def check_extractor_id(extractor_id: str, dataset: ImageDataset) -> str:
 
 
 class ExtractorCache:
-    """Loads each extractor once per process; fits a missing dataset classifier when allowed."""
+    """Keeps the last `capacity` extractors loaded (one per dataset classifier, one Inception); fits a missing dataset
+    classifier when allowed. Keyed by dataset id, so it is bounded: a dataset whose content changes has a new id."""
 
-    def __init__(self, store, inception_weights: str = "", inception_sha256: str = inception.WEIGHTS_SHA256, auto_fit: bool = True, device: str = "cpu"):
+    def __init__(self, store, inception_weights: str = "", inception_sha256: str = inception.WEIGHTS_SHA256, auto_fit: bool = True, device: str = "cpu",
+                 capacity: int = 4):
         from ganworks.telemetry import pick_device
 
         self.store, self.inception_weights, self.inception_sha256 = store, inception_weights, inception_sha256
@@ -107,17 +109,13 @@ class ExtractorCache:
         if self.device.type == "cuda":
             # cuDNN would run convolutions in TF32 on recent GPUs (about 1e-3 relative): features must equal the CPU's.
             torch.backends.cudnn.allow_tf32 = False
-        self._loaded: dict[tuple[str, str], Extractor] = {}
-        self._lock = threading.Lock()
+        self.loaded: BoundedCache[Extractor] = BoundedCache("extractors", capacity)
 
     def get(self, extractor_id: str, dataset: ImageDataset, spec: str, on_phase: Callable[[str], None] | None = None) -> Extractor:
         check_extractor_id(extractor_id, dataset)
         generic = extractor_id == inception.EXTRACTOR_ID or extractor_id in tf_import.EXTRACTOR_IDS
         key = (extractor_id, "" if generic else dataset.id)
-        with self._lock:
-            if key not in self._loaded:
-                self._loaded[key] = self._open(extractor_id, dataset, spec, on_phase).to(self.device)
-            return self._loaded[key]
+        return self.loaded.get_or_create(key, lambda: self._open(extractor_id, dataset, spec, on_phase).to(self.device))
 
     def _open(self, extractor_id: str, dataset: ImageDataset, spec: str, on_phase) -> Extractor:
         if extractor_id == inception.EXTRACTOR_ID:

@@ -147,3 +147,27 @@ def test_unknown_evaluation_id_is_not_found(evaluator):
     with pytest.raises(grpc.RpcError) as info:
         evaluator.stub.GetEvaluation(pb.GetEvaluationRequest(id="nope"), timeout=10)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_finished_jobs_beyond_the_kept_count_are_dropped_oldest_first_and_shown_in_the_gauge(start_evaluator, generator):
+    evaluator = start_evaluator(generator=generator.address, keep_jobs=2)
+    ids = [evaluator.evaluate(run=RUN, num_samples=20, metrics=["fid"], seed=i).id for i in range(3)]
+
+    listed = [e.id for e in evaluator.stub.ListEvaluations(pb.ListEvaluationsRequest(), timeout=10).evaluations]
+    assert listed == [ids[2], ids[1]]
+    with pytest.raises(grpc.RpcError) as info:
+        evaluator.stub.GetEvaluation(pb.GetEvaluationRequest(id=ids[0]), timeout=10)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert evaluator.stub.GetEvaluation(pb.GetEvaluationRequest(id=ids[2]), timeout=10).state == SUCCEEDED
+    assert evaluator.metric("ganworks_evaluator_cache_entries", cache="jobs") == 2
+
+
+def test_finished_jobs_older_than_the_kept_age_are_dropped(start_evaluator, generator):
+    evaluator = start_evaluator(generator=generator.address, keep_jobs_seconds=0.5)
+    first = evaluator.evaluate(run=RUN, num_samples=20, metrics=["fid"])
+    assert first.state == SUCCEEDED, first.error
+
+    evaluator.wait_for(lambda: not evaluator.stub.ListEvaluations(pb.ListEvaluationsRequest(), timeout=10).evaluations, timeout=30, what="the job to expire")
+    with pytest.raises(grpc.RpcError) as info:
+        evaluator.stub.GetEvaluation(pb.GetEvaluationRequest(id=first.id), timeout=10)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -1,0 +1,21 @@
+"""Caches kept between evaluations are bounded: the least recently used entry goes first."""
+
+from __future__ import annotations
+
+from evaluator_service.cache import BoundedCache
+
+
+def test_a_bounded_cache_keeps_its_capacity_and_drops_the_least_recently_used_entry():
+    cache: BoundedCache[str] = BoundedCache("datasets", 2)
+    built = []
+
+    def make(key: str):
+        return lambda: built.append(key) or key.upper()
+
+    cache.get_or_create("a", make("a"))
+    cache.get_or_create("b", make("b"))
+    assert cache.get_or_create("a", make("a")) == "A"  # a is now the most recent
+    cache.get_or_create("c", make("c"))  # drops b
+    cache.get_or_create("b", make("b"))  # built again; drops a
+
+    assert len(cache) == 2 and built == ["a", "b", "c", "b"]
