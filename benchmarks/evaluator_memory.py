@@ -41,11 +41,8 @@ SMALL = {"kid.subset_size": 50, "kid.num_subsets": 10}
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
 
 
 def prepare_store(url: str) -> None:
@@ -133,7 +130,7 @@ def main() -> int:
                 if (i + 1) % 10 == 0:
                     print(f"{i + 1} evaluations, evaluator RSS {rss[-1]:.1f} MB, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
             jobs = len(stub.ListEvaluations(pb.ListEvaluationsRequest(), timeout=30).evaluations)
-        sizes = scrape(metrics_port, "ganworks_evaluator_cache_entries")
+        sizes = scrape(metrics_port, "ganworks_evaluator_cache_entries")  # jobs, datasets, extractors kept
     finally:
         evaluator.terminate()
         evaluator.wait(30)

@@ -54,7 +54,7 @@ class ContinuousEvaluator:
                     continue
                 try:
                     # One plan per cadence; the report key differs between snapshots by the step only.
-                    base = plan(self.store, dataclasses.replace(template, version=steps[-1]), self.settings, self.jobs.datasets)
+                    base = plan(self.store, dataclasses.replace(template, version=steps[-1]), self.settings, getattr(self.jobs, "datasets", None))
                 except GanworksError as exc:
                     log.warning("cannot evaluate run %s: %s", run, exc)
                     continue
