@@ -89,7 +89,10 @@ def _settings(args: argparse.Namespace):
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from evaluator_service.heap import limit_heap_growth
+
     settings = _settings(args)
+    limit_heap_growth(settings.malloc_arena_max, settings.malloc_mmap_threshold)
     store = open_store_from_args(args)
     asyncio.run(_serve_forever(settings, store))
     return 0

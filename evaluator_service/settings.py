@@ -55,6 +55,9 @@ class EvaluatorSettings:
     # Loaded datasets and extractors kept between evaluations (each a few MB to a few hundred MB).
     max_cached_datasets: int = 4
     max_cached_extractors: int = 4
+    # glibc heap limits set at `evaluator serve` start (0 = glibc's default); see evaluator_service/heap.py.
+    malloc_arena_max: int = 2
+    malloc_mmap_threshold: int = 131_072
     # Ray fan-out of sampling + extraction for large evaluations: "" (off), "local", "auto" or ray://host:port.
     ray_address: str = ""
     fanout_min_samples: int = 20_000

@@ -19,3 +19,11 @@ def test_a_bounded_cache_keeps_its_capacity_and_drops_the_least_recently_used_en
     cache.get_or_create("b", make("b"))  # built again; drops a
 
     assert len(cache) == 2 and built == ["a", "b", "c", "b"]
+
+
+def test_the_heap_limits_the_server_sets_at_start_are_accepted_by_this_glibc():
+    from evaluator_service.heap import limit_heap_growth
+    from evaluator_service.settings import EvaluatorSettings
+
+    settings = EvaluatorSettings()
+    assert limit_heap_growth(settings.malloc_arena_max, settings.malloc_mmap_threshold) is True
