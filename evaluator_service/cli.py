@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 from ganworks.commandline import CommandError, add_store_flags, open_store_from_args, read_token_file
 from ganworks.errors import ConfigError
+from ganworks.rpc import serve_until_signalled
 from ganworks.settings import load_settings
 
 
@@ -101,13 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
 async def _serve_forever(settings, store) -> None:
     from evaluator_service.server import EvaluatorServer
 
-    server = EvaluatorServer(settings, store)
-    await server.start()
-    print(f"ganworks evaluator listening on {settings.host}:{server.port} metrics_port={server.metrics_port}", flush=True)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.stop_soon)
-    await server.wait_for_termination()
+    await serve_until_signalled(EvaluatorServer(settings, store), "evaluator", settings.host)
 
 
 def _fit(args: argparse.Namespace) -> int:

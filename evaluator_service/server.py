@@ -24,7 +24,7 @@ from evaluator_service.settings import EvaluatorSettings
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.errors import ConfigError, GanworksError, StoreError
 from ganworks.grpcauth import interceptors, listen
-from ganworks.rpc import add_servicer
+from ganworks.rpc import DrainOnSignal, add_servicer
 from ganworks.telemetry import register_secrets, set_torch_threads
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class EvaluatorServicer:
         return pb.ListEvaluationsResponse(evaluations=[to_proto(j, self.jobs.store) for j in jobs])
 
 
-class EvaluatorServer:
+class EvaluatorServer(DrainOnSignal):
     """One evaluator instance: its own gRPC server, job manager, metrics registry and (optionally) continuous loop."""
 
     def __init__(self, settings: EvaluatorSettings, store, registry: CollectorRegistry | None = None):
@@ -131,7 +131,6 @@ class EvaluatorServer:
         self._http = None
         self.continuous: ContinuousEvaluator | None = None
         self._stopped = asyncio.Event()
-        self._stopping: asyncio.Task | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -162,12 +161,6 @@ class EvaluatorServer:
             self.continuous.start()
         log.info("evaluator serving on %s:%d (TLS %s, auth %s), /metrics on port %s, generator %s%s", s.host, self.port, "on" if s.tls_cert else "off",
                  "on" if s.auth_token else "off", self.metrics_port, s.generator, f", continuous over {','.join(s.runs)}" if s.continuous else "")
-
-    def stop_soon(self) -> asyncio.Task:
-        """For signal handlers: starts the drain once; later signals return the same task."""
-        if self._stopping is None:
-            self._stopping = asyncio.get_running_loop().create_task(self.stop())
-        return self._stopping
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: health NOT_SERVING, new calls UNAVAILABLE, calls in flight (watches included) get `grace` seconds."""

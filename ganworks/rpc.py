@@ -7,8 +7,10 @@ answered with a status and a message a caller can act on.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
+import signal
 from typing import Any, Callable
 
 import grpc
@@ -75,3 +77,25 @@ def add_servicer(server: grpc.aio.Server, servicer: Any, service: ServiceDescrip
             handler = grpc.unary_unary_rpc_method_handler(_guard_unary(behavior), request_deserializer=_tolerant(request_class), response_serializer=response_class.SerializeToString)
         handlers[method.name] = handler
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+
+
+class DrainOnSignal:
+    """Mixin for a server with an async `stop()` drain: signal handlers start that drain once, whatever signals follow."""
+
+    _stopping: "asyncio.Task | None" = None
+
+    def stop_soon(self) -> "asyncio.Task":
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self.stop())
+        return self._stopping
+
+
+async def serve_until_signalled(server: Any, name: str, host: str) -> None:
+    """Starts `server`, prints the line launchers wait for, drains on SIGTERM/SIGINT and returns once it has stopped."""
+    await server.start()
+    print(f"ganworks {name} listening on {host}:{server.port} metrics_port={server.metrics_port}", flush=True)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stop_soon)
+    await server.wait_for_termination()
+    await server.stop_soon()

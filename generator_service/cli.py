@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 from ganworks.commandline import CommandError, add_store_flags, open_store_from_args, read_token_file
+from ganworks.rpc import serve_until_signalled
 from ganworks.settings import load_settings
 from generator_service.settings import ENV_PREFIX, GeneratorSettings
 
@@ -70,11 +70,4 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(settings: GeneratorSettings, store) -> None:
     from generator_service.server import GeneratorServer
 
-    server = GeneratorServer(settings, store)
-    await server.start()
-    print(f"ganworks generator listening on {settings.host}:{server.port} metrics_port={server.metrics_port}", flush=True)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.stop_soon)
-    await server.wait_for_termination()
-    await server.stop_soon()
+    await serve_until_signalled(GeneratorServer(settings, store), "generator", settings.host)

@@ -17,7 +17,7 @@ from ganworks.api import generator_pb2 as pb
 from ganworks.api import inference_pb2 as oip
 from ganworks.errors import CheckpointError, ConfigError
 from ganworks.grpcauth import interceptors, listen
-from ganworks.rpc import add_servicer
+from ganworks.rpc import DrainOnSignal, add_servicer
 from ganworks.telemetry import pick_device, register_secrets, set_torch_threads
 from generator_service.batcher import DynamicBatcher
 from generator_service.encode import PngEncoder
@@ -53,7 +53,7 @@ def grpc_options(settings: GeneratorSettings) -> list[tuple[str, int]]:
     ]
 
 
-class GeneratorServer:
+class GeneratorServer(DrainOnSignal):
     """One generator service instance: its own gRPC server, batcher, models and metrics registry."""
 
     def __init__(self, settings: GeneratorSettings, store, registry: CollectorRegistry | None = None):
@@ -65,7 +65,6 @@ class GeneratorServer:
         self.port = 0
         self.metrics_port: int | None = None
         self._http = None
-        self._stopping: asyncio.Task | None = None
         self._ready_changed = asyncio.Event()
 
     async def start(self) -> None:
@@ -157,12 +156,6 @@ class GeneratorServer:
         await self.health.set("", ready)
         await self.health.set(SERVICE_NAME, ready)
         self._ready_changed.set()
-
-    def stop_soon(self) -> asyncio.Task:
-        """For signal handlers: starts the drain once; later signals return the same task."""
-        if self._stopping is None:
-            self._stopping = asyncio.get_running_loop().create_task(self.stop())
-        return self._stopping
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: health NOT_SERVING, new calls UNAVAILABLE, in-flight calls get up to `grace` seconds to finish."""
