@@ -7,6 +7,7 @@ import asyncio
 
 from ganworks.commandline import CommandError, add_store_flags, open_store_from_args, read_token_file
 from ganworks.errors import ConfigError
+from ganworks.grpcauth import add_server_security_flags
 from ganworks.rpc import serve_until_signalled
 from ganworks.settings import load_settings
 
@@ -41,9 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--ray-address", help="fan large evaluations out to Ray: local, auto or ray://host:port (env GANWORKS_EVALUATOR_RAY_ADDRESS; default off)")
     serve.add_argument("--device", help="feature extraction device: auto, cpu, cuda, cuda:N (default auto)")
     serve.add_argument("--grace-seconds", type=float, help="time calls in flight get to finish on SIGTERM (default 5)")
-    serve.add_argument("--auth-token-file", help="file holding the bearer token calls must send (env GANWORKS_EVALUATOR_AUTH_TOKEN or _FILE)")
-    serve.add_argument("--tls-cert", help="PEM certificate chain file; with --tls-key turns TLS on")
-    serve.add_argument("--tls-key", help="PEM private key file")
+    add_server_security_flags(serve, "GANWORKS_EVALUATOR_")
     fit = sub.add_parser("fit-extractor", help="fit the classifier extractor of a labelled dataset and store it")
     add_store_flags(fit)
     fit.add_argument("--dataset", required=True, help="labelled dataset: digits, a .npz with labels, an image folder with class subfolders, or a store URL")

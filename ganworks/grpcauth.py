@@ -74,3 +74,10 @@ def listen(server: grpc.aio.Server, host: str, port: int, tls_cert: str = "", tl
 def interceptors(token: str, on_refused: Callable[[str], None] = lambda method: None) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors a server needs: a token check when a token is set, none otherwise."""
     return [BearerTokenInterceptor(token, on_refused)] if token else []
+
+
+def add_server_security_flags(parser, env_prefix: str) -> None:
+    """The flags every ganworks gRPC server takes for its token and TLS (env `<prefix>AUTH_TOKEN[_FILE]`, `_TLS_CERT`, `_TLS_KEY`)."""
+    parser.add_argument("--auth-token-file", help=f"file holding the bearer token calls must send (env {env_prefix}AUTH_TOKEN or _FILE)")
+    parser.add_argument("--tls-cert", help="PEM certificate chain file; with --tls-key turns TLS on")
+    parser.add_argument("--tls-key", help="PEM private key file")

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from ganworks.commandline import CommandError, add_store_flags, open_store_from_args, read_token_file
+from ganworks.grpcauth import add_server_security_flags
 from ganworks.rpc import serve_until_signalled
 from ganworks.settings import load_settings
 from generator_service.settings import ENV_PREFIX, GeneratorSettings
@@ -30,9 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's choice)")
     serve.add_argument("--no-fast-path", dest="fast_path", action="store_const", const=False, help="serve the eager model instead of the fastest form that draws the same pixels (env GANWORKS_GENERATOR_FAST_PATH=false)")
     serve.add_argument("--grace-seconds", type=float, help="time in-flight calls get to finish on SIGTERM (default 20)")
-    serve.add_argument("--auth-token-file", help="file holding the bearer token calls must send (env GANWORKS_GENERATOR_AUTH_TOKEN or _FILE)")
-    serve.add_argument("--tls-cert", help="PEM certificate chain file; with --tls-key turns TLS on")
-    serve.add_argument("--tls-key", help="PEM private key file")
+    add_server_security_flags(serve, ENV_PREFIX)
     promote = sub.add_parser("promote", help="serve STEP of RUN to every replica (or, with --canary F, to a fraction F of unpinned calls)")
     add_store_flags(promote)
     promote.add_argument("run", help="run id")
