@@ -27,10 +27,14 @@ def _serve(registry: CollectorRegistry, port: int, host: str) -> int | None:
     return bound
 
 
+def _worker_up(run: str, registry: CollectorRegistry) -> None:
+    Gauge("ganworks_trainer_worker_up", "1 while a training worker runs here (the training metrics come from rank 0)", ["run"], registry=registry).labels(run).set(1)
+
+
 def serve_worker_up(run: str, port: int, host: str = "0.0.0.0") -> int | None:
     """/metrics on a worker pod without rank 0: only ganworks_trainer_worker_up, so every scraped pod is an up target."""
     registry = CollectorRegistry()
-    Gauge("ganworks_trainer_worker_up", "1 while a training worker runs here (the training metrics come from rank 0)", ["run"], registry=registry).labels(run).set(1)
+    _worker_up(run, registry)
     return _serve(registry, port, host)
 
 
@@ -41,6 +45,7 @@ class TrainerMetrics:
         self.run = run
         self.registry = registry or CollectorRegistry()
         r, labels = self.registry, ["run"]
+        _worker_up(run, r)  # rank 0's pod is a worker pod too
         self.steps = Counter("ganworks_trainer_steps", "optimisation steps done (G and D each once)", labels, registry=r).labels(run)
         self.images_seen = Counter("ganworks_trainer_images_seen", "real images shown to D over all workers", labels, registry=r).labels(run)
         self.images_per_second = Gauge("ganworks_trainer_images_per_second", "training speed over the last logging interval", labels, registry=r).labels(run)

@@ -19,6 +19,12 @@ pytestmark = pytest.mark.slow
 SMALL = ("--image-size", "16", "--num-workers", "1", "--snapshot-every", "10", "--batch-size", "32", "--eval-samples", "1000")
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """One store for both: the digits classifier the first fits is the second's too (fitting it is most of a demo's time)."""
+    return str(tmp_path_factory.mktemp("store"))
+
+
 def ganworks(*args: str, env: dict[str, str], log) -> subprocess.Popen:
     # Its own session, like a shell's foreground job: Ctrl-C is SIGINT to that group.
     return subprocess.Popen([sys.executable, "-m", "ganworks.cli", *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -26,10 +32,10 @@ def ganworks(*args: str, env: dict[str, str], log) -> subprocess.Popen:
 
 
 @pytest.mark.timeout(1200)
-def test_demo_trains_serves_evaluates_shows_the_result_and_leaves_no_process(tmp_path):
+def test_demo_trains_serves_evaluates_shows_the_result_and_leaves_no_process(tmp_path, store):
     env = marked_env()
     with open(tmp_path / "demo.out", "w") as log:
-        process = ganworks("demo", "--store", str(tmp_path / "store"), "--workdir", str(tmp_path / "demo"), "--run", "d", *SMALL, "--steps", "20",
+        process = ganworks("demo", "--store", store, "--workdir", str(tmp_path / "demo"), "--run", "d", *SMALL, "--steps", "20",
                            "--timeout", "1000", env=env, log=log)
         code = process.wait(1100)
     out = (tmp_path / "demo.out").read_text(errors="replace")
@@ -42,11 +48,11 @@ def test_demo_trains_serves_evaluates_shows_the_result_and_leaves_no_process(tmp
     wait_until(lambda: not processes_marked(env), 60, "every process of the demo to exit", interval=0.5)
 
 
-def test_up_serves_until_ctrl_c_then_stops_everything(tmp_path):
+def test_up_serves_until_ctrl_c_then_stops_everything(tmp_path, store):
     env = marked_env()
     log_path = tmp_path / "up.out"
     with open(log_path, "w") as log:
-        process = ganworks("up", "--store", str(tmp_path / "store"), "--workdir", str(tmp_path / "up"), "--run", "u", *SMALL, env=env, log=log)
+        process = ganworks("up", "--store", store, "--workdir", str(tmp_path / "up"), "--run", "u", *SMALL, env=env, log=log)
         try:
             def address() -> str | None:
                 assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
