@@ -1,8 +1,7 @@
 """Picks, at load time, the fastest form of a snapshot's generator that draws the same images (within one uint8 step).
 
-Forms tried: the eager module, the eager module in channels-last memory format, and a frozen TorchScript
-graph (traced, frozen, optimised for inference). A form counts only if its pixels match the eager ones to
-within 1/255 at the batch size measured and at batch 1; the fastest of those (median of a few timed runs
+Forms tried: the eager module and the eager module in channels-last memory format. A form counts only if
+its pixels match the eager ones to within 1/255 at the batch size measured and at batch 1; the fastest of those (median of a few timed runs
 at max_batch_size) is served. Runs in the device thread, before the snapshot is swapped in.
 """
 
@@ -11,7 +10,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-import warnings
 from typing import Callable
 
 import numpy as np
@@ -28,16 +26,9 @@ def _channels_last(generator: torch.nn.Module, example: tuple) -> torch.nn.Modul
     return copy.deepcopy(generator).to(memory_format=torch.channels_last)
 
 
-def _frozen_graph(generator: torch.nn.Module, example: tuple) -> torch.nn.Module:
-    # TorchScript is deprecated in favour of torch.compile, which needs a C++ toolchain at load time; the
-    # tracer's warnings are about checks (shapes, batch size) that the pixel comparison covers.
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(copy.deepcopy(generator).eval(), example, check_trace=False)
-        return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-
-
-FORMS: dict[str, Callable[[torch.nn.Module, tuple], torch.nn.Module]] = {"channels_last": _channels_last, "frozen_graph": _frozen_graph}
+# A frozen TorchScript graph was a form too, until a 10-minute soak showed each one leaking about 5 MB that
+# nothing frees (JIT caches): with a snapshot every few seconds the generator grew 140 MB. Forms must be free.
+FORMS: dict[str, Callable[[torch.nn.Module, tuple], torch.nn.Module]] = {"channels_last": _channels_last}
 
 
 def _example(family: ModelFamily, params: dict, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -33,7 +33,7 @@ class GeneratorSettings:
     device: str = "auto"
     torch_threads: int = 0
     png_threads: int = 2
-    # At load time, serve the fastest form of the model (channels-last, frozen graph) that draws the same pixels (±1/255).
+    # At load time, serve the fastest form of the model (channels-last) that draws the same pixels (±1/255).
     fast_path: bool = True
     auth_token: str = secret()
     tls_cert: str = ""
