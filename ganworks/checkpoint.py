@@ -1,9 +1,10 @@
 """The snapshot format and publish protocol: the contract between the trainer and the services.
 
-A snapshot is weights (safetensors), an optional sample grid and a manifest under the run's checkpoints,
-plus the run's LATEST (written last: the newest complete step); `ganworks.layout` names the keys.
-Publishing is atomic by order: weights, samples, manifest, then LATEST. A reader follows LATEST or
-complete manifests only and verifies the weights' sha256 before building the model. No pickle.
+A snapshot is weights (safetensors), an optional sample grid, optional files the model needs beside its weights
+(a tabular model's transformer.json) and a manifest under the run's checkpoints, plus the run's LATEST
+(written last: the newest complete step); `ganworks.layout` names the keys. Publishing is atomic by order:
+weights, samples, files, manifest, then LATEST. A reader follows LATEST or complete manifests only and verifies
+the sha256 of the weights and of every file before building the model. No pickle.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class Manifest:
     created_at: float = dataclasses.field(default_factory=time.time)
     dataset_id: str = ""
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Files published beside the weights, name -> sha256 (e.g. transformer.json of a tabular model).
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -69,13 +72,20 @@ class Manifest:
             manifest.num_classes, manifest.latent_dim = int(manifest.num_classes), int(manifest.latent_dim)
         except (TypeError, ValueError) as exc:
             raise CheckpointFormatError(f"{where} has a field of the wrong type: {exc}") from None
+        if not isinstance(manifest.files, dict) or not all(isinstance(v, str) and _plain_name(k) for k, v in manifest.files.items()):
+            raise CheckpointFormatError(f"{where}: files must map plain file names to sha256 digests, got {manifest.files!r:.200}")
         return manifest
+
+
+def _plain_name(name: object) -> bool:
+    return isinstance(name, str) and bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
 @dataclasses.dataclass
 class Snapshot:
     manifest: Manifest
     generator: torch.nn.Module
+    files: dict[str, bytes] = dataclasses.field(default_factory=dict)  # the manifest's files, verified
 
 
 def _state_bytes(state: dict[str, torch.Tensor]) -> bytes:
@@ -95,6 +105,7 @@ def publish_snapshot(
     dataset_id: str = "",
     metrics: dict[str, float] | None = None,
     samples_png: bytes | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> Manifest:
     """Publishes a generator snapshot: weights, samples, manifest, then LATEST (only if step is newer).
 
@@ -108,12 +119,16 @@ def publish_snapshot(
     family = get_family(architecture)
     weights = _state_bytes(generator_state)
     digest = hashlib.sha256(weights).hexdigest()
+    files = dict(files or {})
+    for name in files:
+        if name in (WEIGHTS, MANIFEST, SAMPLES) or not _plain_name(name):
+            raise ConfigError(f"snapshot file name {name!r} is reserved or not a plain file name")
     try:
         existing = read_manifest(store, run, step)
     except CheckpointError:
         existing = None  # none, or a partial one (weights without a manifest), which is safe to replace
     if existing is not None:
-        if existing.sha256 != digest:
+        if existing.sha256 != digest or existing.files != {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}:
             raise SnapshotExistsError(
                 f"run {run!r} already has a complete snapshot at step {step} with other weights; published snapshots "
                 "are immutable (a resumed run skips the steps an earlier attempt published)"
@@ -130,10 +145,13 @@ def publish_snapshot(
         images_seen=images_seen,
         dataset_id=dataset_id,
         metrics=dict(metrics or {}),
+        files={name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     )
     store.put_bytes(snapshot_key(run, step, WEIGHTS), weights)
     if samples_png is not None:
         store.put_bytes(snapshot_key(run, step, SAMPLES), samples_png, "image/png")
+    for name, data in files.items():
+        store.put_bytes(snapshot_key(run, step, name), data)
     store.put_json(snapshot_key(run, step, MANIFEST), manifest.to_json())
     _advance_latest(store, run, step)
     return manifest
@@ -207,6 +225,15 @@ def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, devic
             f"sha256 of {store.url_for(weights_key)} is {digest}, manifest says {manifest.sha256}; "
             "the upload was incomplete or the object was modified — the snapshot is refused"
         )
+    files = {}
+    for name, expected in manifest.files.items():
+        key = snapshot_key(run, step, name)
+        try:
+            files[name] = store.get_bytes(key)
+        except ObjectNotFoundError:
+            raise SnapshotMissingError(f"{store.url_for(key)} is missing although its manifest lists it; re-publish step {step}") from None
+        if hashlib.sha256(files[name]).hexdigest() != expected:
+            raise CheckpointIntegrityError(f"sha256 of {store.url_for(key)} differs from the manifest's; the snapshot is refused")
     try:
         family = get_family(manifest.architecture)
         generator = family.build_generator(family.validate(manifest.architecture_params))
@@ -218,7 +245,7 @@ def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, devic
     except Exception as exc:  # safetensors and torch raise several types for a mismatched file
         raise CheckpointFormatError(f"{store.url_for(weights_key)} does not fit architecture {manifest.architecture!r} {manifest.architecture_params}: {exc}") from None
     generator.to(device).eval().requires_grad_(False)
-    return Snapshot(manifest=manifest, generator=generator)
+    return Snapshot(manifest=manifest, generator=generator, files=files)
 
 
 def read_stats(store: ArtifactStore, run: str) -> list[dict]:

@@ -4,6 +4,7 @@
     runs/<run>/checkpoints/<step:09d>/generator.safetensors    a snapshot's weights
     runs/<run>/checkpoints/<step:09d>/manifest.json            what the snapshot is (written after the weights)
     runs/<run>/checkpoints/<step:09d>/samples.png              a grid to look at
+    runs/<run>/checkpoints/<step:09d>/transformer.json         tabular models: the fitted data transformer
     runs/<run>/LATEST                                          written last: the newest complete step
     runs/<run>/rollout.json                                    which step unpinned generator calls get (ganworks/rollout.py)
     runs/<run>/train_state/…                                   Ray Train checkpoints for resume (Ray names what is inside)
@@ -31,6 +32,7 @@ TRAIN_STATE = "train_state"  # the Ray Train run name, a folder under the run's 
 WEIGHTS = "generator.safetensors"
 MANIFEST = "manifest.json"
 SAMPLES = "samples.png"
+TRANSFORMER = "transformer.json"  # beside a tabular model's weights; the manifest's `files` holds its sha256
 EXTRACTOR_WEIGHTS = "classifier.safetensors"
 IMPORTED_WEIGHTS = "inception.safetensors"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")

@@ -65,6 +65,7 @@ class Discriminator(nn.Module):
 
 class CTGANFamily(ModelFamily):
     name = "ctgan"
+    tabular = True
     params = (
         Param("latent_dim", int, 128, "noise dimension (CTGAN's embedding_dim)", min=1, max=4096),
         Param("g_width", int, 256, "units of each generator residual block", min=8, max=4096),
@@ -83,7 +84,7 @@ class CTGANFamily(ModelFamily):
     def check(self, params: dict[str, Any]) -> None:
         if params["data_dim"] == 0:
             raise ModelConfigError("ctgan models tables: its data_dim comes from a DataTransformer fitted on one; "
-                                   "`ganworks train` trains image models only for now, train ctgan with ganworks.tabular.synthesizer.fit")
+                                   "train it on a table (`ganworks train --model ctgan --dataset credit-default`) or with ganworks.tabular.synthesizer.fit")
 
     def describe(self, params: dict[str, Any]) -> dict[str, int]:
         return {"image_size": 0, "channels": 0, "num_classes": 0, "latent_dim": int(params["latent_dim"])}

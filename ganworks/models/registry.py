@@ -95,6 +95,8 @@ class ModelFamily:
 
     name: str = ""
     params: tuple[Param, ...] = ()
+    # True for a family that makes table rows (its snapshots carry a transformer.json); False for images.
+    tabular: bool = False
 
     # ---- hyperparameters ------------------------------------------------------------------------------------
 

@@ -137,19 +137,26 @@ def ml_efficacy(real_train: Table, synthetic: Table, real_test: Table, schema: S
 # ---- privacy: distance to closest record ------------------------------------------------------------------------------
 
 
-def _distances(rows: Table, others: Table, schema: Schema, ranges: dict[str, float]) -> np.ndarray:
+def _distances(rows: Table, others: Table, schema: Schema, ranges: dict[str, float], chunk: int = 1024) -> np.ndarray:
     """Per row of `rows`, the distance to the closest row of `others`: the mean over columns of |a − b| / range
-    for numbers and 0/1 mismatch for categories (the Gower-style distance SDMetrics' DCR metrics use)."""
+    for numbers and 0/1 mismatch for categories (the Gower-style distance SDMetrics' DCR metrics use).
+    Computed `chunk` rows at a time, so memory stays at chunk × len(others) whatever the table size."""
     n = len(rows[schema.columns[0].name])
-    m = len(others[schema.columns[0].name])
-    total = np.zeros((n, m))
+    columns = []
     for column in schema.columns:
-        a, b = rows[column.name], others[column.name]
         if column.kind in NUMERIC_KINDS:
-            total += np.abs(np.asarray(a, float)[:, None] - np.asarray(b, float)[None, :]) / (ranges[column.name] or 1.0)
+            scale = ranges[column.name] or 1.0
+            columns.append((True, np.asarray(rows[column.name], float) / scale, np.asarray(others[column.name], float) / scale))
         else:
-            total += np.asarray(a).astype(str)[:, None] != np.asarray(b).astype(str)[None, :]
-    return total.min(axis=1) / len(schema.columns)
+            columns.append((False, np.asarray(rows[column.name]).astype(str), np.asarray(others[column.name]).astype(str)))
+    closest = np.empty(n)
+    for start in range(0, n, chunk):
+        total = 0.0
+        for numeric, a, b in columns:
+            part = a[start : start + chunk, None]
+            total = total + (np.abs(part - b[None, :]) if numeric else part != b[None, :])
+        closest[start : start + chunk] = np.min(total, axis=1) if n else 0.0
+    return closest / len(schema.columns)
 
 
 def closer_to_train_share(synthetic: Table, real_train: Table, real_holdout: Table, schema: Schema) -> float:

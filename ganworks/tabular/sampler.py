@@ -23,24 +23,31 @@ class ConditionSampler:
         self.columns = transformer.discrete()
         self.offsets = np.cumsum([0] + [c.width for c in self.columns])[:-1].astype(np.int64)
         self.cond_dim = int(sum(c.width for c in self.columns))
-        self._log_freq = []
-        for column in self.columns:
+        names = [c.name for c in self.columns]
+        self.target = names.index(transformer.schema.target) if transformer.schema.target in names else None
+        # Cumulative log-frequency probabilities, one row per column, padded with 1 so one uniform draw per
+        # row picks a level for every row at once (no Python loop per row).
+        width = max((c.width for c in self.columns), default=0)
+        self._cumulative = np.ones((len(self.columns), width))
+        for c, column in enumerate(self.columns):
             weights = np.log(np.asarray(column.frequencies, dtype=np.float64) + 1.0)
-            self._log_freq.append(weights / weights.sum())
-        self._spans = [s for s in transformer.spans if s.discrete]
-        # rows_by_level[c][v]: the indices of encoded rows whose column c has level v
-        self._rows_by_level = []
+            self._cumulative[c, : column.width] = np.cumsum(weights / weights.sum())
+            self._cumulative[c, column.width - 1 :] = 1.0
+        # The encoded rows of level v of column c are _order[_first[g] : _first[g] + _count[g]], g = offsets[c] + v.
+        self._order = self._first = self._count = None
         if encoded is not None:
-            for span in self._spans:
-                levels = encoded[:, span.start : span.start + span.width].argmax(axis=1)
-                self._rows_by_level.append([np.flatnonzero(levels == v) for v in range(span.width)])
+            spans = [s for s in transformer.spans if s.discrete]
+            levels = np.concatenate([encoded[:, s.start : s.start + s.width].argmax(axis=1) + off for s, off in zip(spans, self.offsets)]) if spans else np.zeros(0, np.int64)
+            self._order = np.argsort(levels, kind="stable") % max(len(encoded), 1)
+            self._count = np.bincount(levels, minlength=self.cond_dim)
+            self._first = np.concatenate([[0], np.cumsum(self._count)[:-1]]).astype(np.int64)
 
     def sample_training(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
         """(cond vectors, column mask, column index, level index) for a batch; None when the table has no categorical column."""
         if not self.columns:
             return None
         column = rng.integers(len(self.columns), size=batch)
-        level = np.array([rng.choice(len(self._log_freq[c]), p=self._log_freq[c]) for c in column], dtype=np.int64)
+        level = (self._cumulative[column] > rng.random((batch, 1))).argmax(axis=1).astype(np.int64)
         cond = np.zeros((batch, self.cond_dim), dtype=np.float32)
         cond[np.arange(batch), self.offsets[column] + level] = 1.0
         mask = np.zeros((batch, len(self.columns)), dtype=np.float32)
@@ -49,15 +56,23 @@ class ConditionSampler:
 
     def sample_real_rows(self, column: np.ndarray, level: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """For each (column, level), the index of a real row that has it."""
-        return np.array([rng.choice(self._rows_by_level[c][v]) for c, v in zip(column, level)], dtype=np.int64)
+        g = self.offsets[column] + level
+        if (self._count[g] == 0).any():
+            raise ValueError("a drawn level has no real row; training conditions draw only levels present in the data")
+        return self._order[self._first[g] + (rng.random(len(g)) * self._count[g]).astype(np.int64)]
 
     def sample_original(self, count: int, rngs: list[np.random.Generator]) -> np.ndarray | None:
-        """Conditions for unconditional generation, row i from rngs[i]: levels drawn by their real frequency, so the output follows the data."""
+        """Conditions for unconditional generation, row i from rngs[i], levels drawn by their real frequency.
+
+        The column is the schema's target when it is categorical: every row is then made as "a row with
+        this target level", the conditional the generator learned best (training shows rare levels by
+        log-frequency), and the target keeps its real frequency. Without one, a column is drawn per row.
+        """
         if not self.columns:
             return None
         cond = np.zeros((count, self.cond_dim), dtype=np.float32)
         for i, rng in enumerate(rngs):
-            c = int(rng.integers(len(self.columns)))
+            c = self.target if self.target is not None else int(rng.integers(len(self.columns)))
             freq = np.asarray(self.columns[c].frequencies, dtype=np.float64)
             cond[i, self.offsets[c] + rng.choice(len(freq), p=freq / freq.sum())] = 1.0
         return cond

@@ -9,6 +9,7 @@ one-hot is then set to it, so every returned row has exactly the requested value
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 from typing import Any
@@ -19,7 +20,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ganworks.errors import CheckpointError
+from ganworks.checkpoint import Snapshot
+from ganworks.errors import CheckpointError, CheckpointFormatError, DatasetError
+from ganworks.layout import TRANSFORMER
 from ganworks.models import get_family, seeds
 from ganworks.tabular.data import TabularDataset
 from ganworks.tabular.sampler import ConditionSampler
@@ -27,7 +30,7 @@ from ganworks.tabular.transformer import DataTransformer
 
 FAMILY = get_family("ctgan")
 GUMBEL_STREAM = 2  # beside seeds.NOISE_STREAM and seeds.LABEL_STREAM
-GENERATOR_FILE, TRANSFORMER_FILE, CONFIG_FILE = "generator.safetensors", "transformer.json", "model.json"
+GENERATOR_FILE, TRANSFORMER_FILE, CONFIG_FILE = "generator.safetensors", TRANSFORMER, "model.json"
 
 
 @dataclasses.dataclass
@@ -36,35 +39,78 @@ class TabularModel:
     transformer: DataTransformer
     generator: nn.Module
 
-    @property
+    @functools.cached_property
     def sampler(self) -> ConditionSampler:
         return ConditionSampler(self.transformer)
 
-    @torch.no_grad()
-    def sample(self, count: int, seed: int = 0, condition: tuple[str, str] | None = None) -> dict[str, np.ndarray]:
-        """count rows as a table; row i depends on (seed, i) only. condition=(column, value) fixes a categorical column."""
-        sampler = self.sampler
+    def inputs(self, seed: int, start: int, count: int, condition: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(noise, condition vectors, Gumbel uniforms) of rows start .. start+count-1 of `seed`, each from (seed, index) alone.
+
+        condition is (column index, level index) among the categorical columns (ConditionSampler.condition).
+        """
+        sampler, indices = self.sampler, range(start, start + count)
+        z = seeds.normal_rows(seed, start, count, self.params["latent_dim"])
         if condition is not None:
-            index, level = sampler.condition(*condition)  # ConditionError before any work
-            cond = sampler.condition_vectors(condition[0], condition[1], count)
+            cond = np.zeros((count, sampler.cond_dim), dtype=np.float32)
+            cond[:, sampler.offsets[condition[0]] + condition[1]] = 1.0
         else:
-            cond = sampler.sample_original(count, [seeds.sample_rng(seed, i, seeds.LABEL_STREAM) for i in range(count)])
-        z = torch.from_numpy(seeds.normal_rows(seed, 0, count, self.params["latent_dim"]))
-        self.generator.eval()
-        raw = self.generator(z, None if cond is None else torch.from_numpy(cond)).numpy()
-        # Gumbel-max: argmax(logits + Gumbel noise) samples each one-hot as Gumbel-softmax does, with per-row noise.
-        uniform = np.stack([seeds.sample_rng(seed, i, GUMBEL_STREAM).random(raw.shape[1]) for i in range(count)]) if count else raw
+            cond = sampler.sample_original(count, [seeds.sample_rng(seed, i, seeds.LABEL_STREAM) for i in indices])
+        uniform = np.empty((count, self.transformer.width))
+        for row, i in enumerate(indices):
+            uniform[row] = seeds.sample_rng(seed, i, GUMBEL_STREAM).random(self.transformer.width)
+        return z, cond, uniform
+
+    def finish(self, raw: np.ndarray, uniform: np.ndarray, condition: tuple[int, int] | None = None) -> np.ndarray:
+        """Encoded rows from the generator's raw outputs: tanh scalars, one-hots drawn by Gumbel-max with the rows' own uniforms.
+
+        argmax(logits + Gumbel noise) draws a one-hot as CTGAN's Gumbel-softmax does (whose argmax decoding
+        ignores the temperature). A condition then sets its column's one-hot, so every row has the value.
+        """
         rows = raw - np.log(-np.log(np.clip(uniform, 1e-12, 1 - 1e-12)))
         for span in self.transformer.spans:
             if span.activation == "tanh":
                 rows[:, span.start] = np.tanh(raw[:, span.start])
         if condition is not None:
-            span = [s for s in self.transformer.spans if s.discrete][index]
+            span = [s for s in self.transformer.spans if s.discrete][condition[0]]
             rows[:, span.start : span.start + span.width] = 0.0
-            rows[:, span.start + level] = 1.0
-        return self.transformer.inverse_transform(rows)
+            rows[:, span.start + condition[1]] = 1.0
+        return rows.astype(np.float32)
 
-    # ---- saving (safetensors + JSON, no pickle) ------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, count: int, seed: int = 0, condition: tuple[str, str] | None = None, start: int = 0) -> dict[str, np.ndarray]:
+        """count rows as a table; row i depends on (seed, start + i) only. condition=(column, value) fixes a categorical column.
+
+        The generator runs in eval mode: its BatchNorm layers use the statistics gathered in training, so a row
+        never depends on the other rows of its batch (CTGAN samples with batch statistics instead).
+        """
+        where = None if condition is None else self.sampler.condition(*condition)  # ConditionError before any work
+        z, cond, uniform = self.inputs(seed, start, count, where)
+        self.generator.eval()
+        raw = self.generator(torch.from_numpy(z), None if cond is None else torch.from_numpy(cond)).numpy()
+        return self.transformer.inverse_transform(self.finish(raw, uniform, where))
+
+    # ---- snapshots and folders (safetensors + JSON, no pickle) ---------------------------------------------------------
+
+    def snapshot_files(self) -> dict[str, bytes]:
+        """The files a published snapshot carries beside the weights (checkpoint.publish_snapshot(files=...))."""
+        return {TRANSFORMER: self.transformer.dumps().encode()}
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot) -> "TabularModel":
+        """The model a loaded snapshot of the ctgan family stands for: its generator and the transformer beside it."""
+        m = snapshot.manifest
+        if TRANSFORMER not in snapshot.files:
+            raise CheckpointFormatError(f"snapshot {m.step} of run {m.run!r} is a {m.architecture} model without {TRANSFORMER}; re-publish it with its transformer")
+        try:
+            transformer = DataTransformer.loads(snapshot.files[TRANSFORMER].decode())
+        except (DatasetError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointFormatError(f"{TRANSFORMER} of snapshot {m.step} of run {m.run!r} is unusable: {exc}") from None
+        params = FAMILY.validate(m.architecture_params)
+        if transformer.width != params["data_dim"] or ConditionSampler(transformer).cond_dim != params["cond_dim"]:
+            raise CheckpointFormatError(f"{TRANSFORMER} of snapshot {m.step} of run {m.run!r} does not fit its generator "
+                                        f"(width {transformer.width}, generator data_dim {params['data_dim']})")
+        return cls(params, transformer, snapshot.generator.eval())
+
 
     def save(self, folder: str | pathlib.Path) -> None:
         folder = pathlib.Path(folder)
@@ -116,8 +162,8 @@ def fit(dataset: TabularDataset, epochs: int = 300, batch_size: int = 500, seed:
     sampler = ConditionSampler(transformer, encoded)
     params = FAMILY.validate({**params, "data_dim": transformer.width, "cond_dim": sampler.cond_dim})
     generator, discriminator = FAMILY.build_generator(params), FAMILY.build_discriminator(params)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.9), weight_decay=1e-6)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.9), weight_decay=1e-6)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.9), weight_decay=1e-6, foreach=True)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.9), weight_decay=1e-6, foreach=True)
     data = torch.from_numpy(encoded)
     tau = params["gumbel_tau"]
     for _ in range(epochs * max(len(encoded) // batch_size, 1)):
@@ -136,7 +182,9 @@ def fit(dataset: TabularDataset, epochs: int = 300, batch_size: int = 500, seed:
         fake = transformer.activate(generator(z, cond), tau=tau)
         fake_in = fake if cond is None else torch.cat([fake, cond], dim=1)
         real_in = real if cond_real is None else torch.cat([real, cond_real], dim=1)
-        loss_d = discriminator(fake_in.detach()).mean() - discriminator(real_in).mean()
+        # fake and real in one forward pass: pac groups never straddle the two halves (the batch is a multiple of pac)
+        scores = discriminator(torch.cat([fake_in.detach(), real_in]))
+        loss_d = scores[: batch_size // params["pac"]].mean() - scores[batch_size // params["pac"] :].mean()
         loss_d = loss_d + params["gp_weight"] * _gradient_penalty(discriminator, real_in, fake_in.detach(), params["pac"])
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()

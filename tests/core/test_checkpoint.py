@@ -144,3 +144,22 @@ def test_publishing_the_same_weights_again_completes_an_interrupted_publish(stor
     _publish(store, 100, seed=0)
 
     assert read_latest(store, "r1") == 100
+
+
+def test_files_published_beside_the_weights_come_back_verified_and_a_modified_one_is_refused(store):
+    from ganworks.layout import TRANSFORMER
+
+    _publish(store, 100, files={TRANSFORMER: b'{"format": "x"}'})
+    snapshot = load_snapshot(store, "r1")
+    assert snapshot.files == {TRANSFORMER: b'{"format": "x"}'}
+    assert set(snapshot.manifest.files) == {TRANSFORMER}
+
+    store.put_bytes(snapshot_key("r1", 100, TRANSFORMER), b'{"format": "y"}')
+    with pytest.raises(CheckpointIntegrityError, match="transformer.json differs from the manifest"):
+        load_snapshot(store, "r1")
+
+
+def test_a_snapshot_file_name_must_be_a_plain_name_that_is_not_reserved(store):
+    for name in ("../escape.json", WEIGHTS, ""):
+        with pytest.raises(ConfigError, match="reserved or not a plain file name"):
+            _publish(store, 100, files={name: b"x"})

@@ -62,6 +62,18 @@ def test_training_conditions_draw_levels_by_log_frequency_and_real_rows_that_hav
     assert np.array_equal(cond.sum(axis=1), np.ones(20_000)) and np.array_equal(mask.sum(axis=1), np.ones(20_000))
 
 
+def test_unconditional_rows_are_conditioned_on_the_target_at_its_real_frequency():
+    dataset = _dataset(n=1000)
+    transformer = DataTransformer.fit(dataset.schema, dataset.columns, max_modes=2)
+    sampler = ConditionSampler(transformer)
+    cond = sampler.sample_original(4000, [np.random.default_rng(i) for i in range(4000)])
+    target = sampler.columns[sampler.target]
+    assert target.name == "default"
+    assert cond[:, sampler.offsets[sampler.target] : sampler.offsets[sampler.target] + target.width].sum() == 4000  # never the other column
+    yes = cond[:, sampler.offsets[sampler.target] + target.levels.index("Yes")].mean()
+    assert yes == pytest.approx(np.mean(dataset.columns["default"] == "Yes"), abs=0.015)  # the data's ~0.10, not log-frequency's ~0.40
+
+
 def test_conditional_sampling_returns_only_the_requested_value(model):
     rows = model.sample(300, seed=3, condition=("default", "Yes"))
     assert set(rows["default"]) == {"Yes"}

@@ -76,3 +76,18 @@ def test_a_category_unseen_when_fitting_is_refused_with_the_known_ones(fitted):
     table["segment"][0] = "crypto"
     with pytest.raises(ValueError, match=r"column 'segment': values \['crypto'\] were not seen.*known: \['corporate', 'private', 'retail'\]"):
         transformer.transform(table)
+
+
+def test_activation_gives_tanh_scalars_and_one_hots_drawn_at_each_spans_softmax_frequencies(fitted):
+    import torch
+
+    torch.manual_seed(0)
+    raw = torch.randn(1, fitted.width).repeat(20_000, 1)
+    out = fitted.activate(raw, tau=0.2, hard=True)
+    for span in fitted.spans:
+        piece, logits = out[:, span.start : span.start + span.width], raw[0, span.start : span.start + span.width]
+        if span.activation == "tanh":
+            assert torch.allclose(piece[:, 0], torch.tanh(logits[0]).expand(20_000))
+        else:
+            assert torch.equal(piece.sum(dim=1), torch.ones(20_000))
+            assert torch.allclose(piece.mean(dim=0), torch.softmax(logits, dim=0), atol=0.015)
