@@ -3,6 +3,7 @@
     from ganworks.generator_client import GeneratorClient
     with GeneratorClient("localhost:50051", token=..., root_certificates=open("ca.crt", "rb").read()) as client:
         batch = client.generate("my-run", 16, seed=1)      # batch.images: 16×H×W×C uint8
+        rows = client.generate_records("credit-run", 500, seed=1, condition="default=Yes")  # rows.table: a pyarrow.Table
 
 Both forms share their request building, response decoding, bearer token, TLS and retry policy; the
 evaluator's sampler, `ganworks generate` and the demo all call the generator through it.
@@ -103,6 +104,48 @@ def decode_response(responses: Sequence[pb.GenerateResponse]) -> GeneratedImages
     return GeneratedImages(np.stack(images), np.asarray(labels), first.model, first.version, first.seed)
 
 
+RECORD_FORMATS = {"arrow": pb.RECORD_FORMAT_ARROW, "csv": pb.RECORD_FORMAT_CSV}
+
+
+@dataclasses.dataclass
+class GeneratedRecords:
+    data: bytes  # the rows as the server sent them: an Arrow IPC stream or CSV
+    format: str  # "arrow" or "csv"
+    columns: list[str]
+    model: str
+    version: int
+    seed: int
+
+    @property
+    def table(self):
+        """The rows as a pyarrow.Table."""
+        from ganworks.tabular.records import records_table
+
+        return records_table(self.data, self.format)
+
+
+def build_records_request(model: str, num_rows: int, *, seed: int | None = None, version: int = 0, condition: str | tuple[str, str] | None = None, format: str = "arrow") -> pb.GenerateRecordsRequest:
+    """condition: "column=value" or (column, value); every row then has that value."""
+    if format not in RECORD_FORMATS:
+        raise ValueError(f"format must be one of {sorted(RECORD_FORMATS)}, got {format!r}")
+    request = pb.GenerateRecordsRequest(model=model, version=version, num_rows=num_rows, format=RECORD_FORMATS[format])
+    if seed is not None:
+        request.seed = seed
+    if condition is not None:
+        if isinstance(condition, str):
+            column, sep, value = condition.partition("=")
+            if not sep:
+                raise ValueError(f"a condition is column=value, got {condition!r}")
+            condition = (column.strip(), value.strip())
+        request.conditions.add(column=condition[0], value=condition[1])
+    return request
+
+
+def decode_records(response: pb.GenerateRecordsResponse) -> GeneratedRecords:
+    fmt = "csv" if response.format == pb.RECORD_FORMAT_CSV else "arrow"
+    return GeneratedRecords(response.data, fmt, list(response.columns), response.model, response.version, response.seed)
+
+
 class _ClientBase:
     def __init__(self, address: str, *, token: str | None = None, root_certificates: bytes | None = None, timeout: float = 60.0, retries: int = 4,
                  retry: RetryPolicy | None = None, options: Sequence[tuple[str, object]] = ()):
@@ -150,6 +193,9 @@ class GeneratorClient(_ClientBase):
     def generate_stream(self, model: str, num_samples: int, **kwargs) -> GeneratedImages:
         return decode_response(self.call("GenerateStream", build_request(model, num_samples, **kwargs)))
 
+    def generate_records(self, model: str, num_rows: int, **kwargs) -> GeneratedRecords:
+        return decode_records(self.call("GenerateRecords", build_records_request(model, num_rows, **kwargs)))
+
     def list_models(self) -> list[pb.ModelInfo]:
         return list(self.call("ListModels", pb.ListModelsRequest()).models)
 
@@ -192,6 +238,9 @@ class AsyncGeneratorClient(_ClientBase):
 
     async def generate_stream(self, model: str, num_samples: int, **kwargs) -> GeneratedImages:
         return decode_response(await self.call("GenerateStream", build_request(model, num_samples, **kwargs)))
+
+    async def generate_records(self, model: str, num_rows: int, **kwargs) -> GeneratedRecords:
+        return decode_records(await self.call("GenerateRecords", build_records_request(model, num_rows, **kwargs)))
 
     async def list_models(self) -> list[pb.ModelInfo]:
         return list((await self.call("ListModels", pb.ListModelsRequest())).models)

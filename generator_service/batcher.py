@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ganworks.errors import CheckpointError
 from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel
 
@@ -47,6 +48,7 @@ class Job:
     labels: np.ndarray | None = None  # num_samples class labels, or None (drawn from the seed)
     latents: np.ndarray | None = None  # num_samples × latent_dim, or None (drawn from the seed)
     truncation: float = 1.0
+    condition: tuple[int, int] | None = None  # tabular models: (column, level) every row has, or None
     deadline: float | None = None  # time.monotonic() after which computing is pointless
     future: asyncio.Future = dataclasses.field(default=None)  # type: ignore[assignment]
     images: np.ndarray | None = None
@@ -226,6 +228,8 @@ def _compute(model: LoadedModel, parts: list[_Part], padded: int) -> tuple[np.nd
     The batch is padded with zero latents to `padded` samples; the generator treats samples independently
     (per-sample normalisation), so the padding changes no real sample and is cut off the result.
     """
+    if model.tabular is not None:
+        return _compute_rows(model, parts, padded), None
     manifest, family, params = model.manifest, model.family, model.manifest.architecture_params
     latents, labels, psi = [], [], []
     for part in parts:
@@ -251,3 +255,35 @@ def _compute(model: LoadedModel, parts: list[_Part], padded: int) -> tuple[np.nd
     with torch.inference_mode():
         out = family.generate(model.generator, z, y, torch.from_numpy(np.concatenate(psi)).to(model.device))
     return out[:size].float().cpu().numpy(), (y[:size].cpu().numpy() if y is not None else None)
+
+
+def _compute_rows(model: LoadedModel, parts: list[_Part], padded: int) -> np.ndarray:
+    """A tabular model's batch: each row's noise, condition and Gumbel draws from (seed, index), one forward pass,
+    then encoded rows (the service decodes them). The generator is in eval mode, so BatchNorm uses its trained
+    statistics and no row depends on its batch-mates or on the zero padding."""
+    tabular = model.tabular
+    inputs = [tabular.inputs(p.job.seed, p.job.first_index + p.start, p.count, p.job.condition) for p in parts]
+    size = sum(p.count for p in parts)
+    z = np.concatenate([i[0] for i in inputs] + [np.zeros((padded - size, tabular.params["latent_dim"]), dtype=np.float32)])
+    cond = None
+    if inputs[0][1] is not None:
+        cond = torch.from_numpy(np.concatenate([i[1] for i in inputs] + [np.zeros((padded - size, inputs[0][1].shape[1]), dtype=np.float32)])).to(model.device)
+    with torch.inference_mode():
+        raw = model.generator(torch.from_numpy(z).to(model.device), cond)[:size].float().cpu().numpy()
+    rows, offset = [], 0
+    for part, (_, _, uniform) in zip(parts, inputs):
+        rows.append(tabular.finish(raw[offset : offset + part.count], uniform, part.job.condition))
+        offset += part.count
+    return np.concatenate(rows)
+
+
+def warm_up_rows(model: LoadedModel, shapes: list[int]) -> None:
+    """Every batch shape through a tabular model before it serves; a generator that makes NaN/inf is refused."""
+    tabular, m = model.tabular, model.manifest
+    for size in reversed(shapes):
+        z = torch.zeros(size, m.latent_dim, device=model.device)
+        cond = torch.zeros(size, tabular.sampler.cond_dim, device=model.device) if tabular.sampler.cond_dim else None
+        with torch.inference_mode():
+            out = model.generator(z, cond)
+        if not torch.isfinite(out).all():
+            raise CheckpointError(f"snapshot {m.step} of model {m.run!r} produces NaN/inf rows on zero noise; it is refused")

@@ -14,7 +14,7 @@ class GeneratorMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter("ganworks_generator_requests", "Calls answered, by method and gRPC status code", ["method", "code"], registry=r)
-        self.samples = Counter("ganworks_generator_samples", "Images generated", ["model"], registry=r)
+        self.samples = Counter("ganworks_generator_samples", "Images or table rows generated", ["model"], registry=r)
         self.latency = Histogram("ganworks_generator_request_latency_seconds", "Time from call start to answer", ["method"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue_wait = Histogram("ganworks_generator_queue_wait_seconds", "Time a request part waited before its batch ran", buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("ganworks_generator_batch_size", "Samples per model call", buckets=BATCH_BUCKETS, registry=r)

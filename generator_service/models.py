@@ -18,6 +18,7 @@ from ganworks.errors import (
 )
 from ganworks.layout import MANIFEST, check_run_id, latest_key, snapshot_key
 from ganworks.models import ModelFamily, get_family
+from ganworks.tabular.synthesizer import TabularModel
 from generator_service.metrics import GeneratorMetrics
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class LoadedModel:
     manifest: Manifest
     generator: torch.nn.Module
     device: torch.device
+    tabular: TabularModel | None = None  # a table model (family ctgan): its transformer and sampling; None for images
 
     @property
     def family(self) -> ModelFamily:
@@ -306,7 +308,8 @@ class ModelManager:
             if pinned:
                 await loop.run_in_executor(self._io, self._check_published, run, step)
             snapshot = await loop.run_in_executor(self._io, lambda: load_snapshot(self.store, run, step, device=self.device))
-            model = LoadedModel(manifest=snapshot.manifest, generator=snapshot.generator, device=self.device)
+            tabular = TabularModel.from_snapshot(snapshot) if get_family(snapshot.manifest.architecture).tabular else None
+            model = LoadedModel(manifest=snapshot.manifest, generator=snapshot.generator, device=self.device, tabular=tabular)
             await self._warm_up(model)
         except UnknownVersionError:
             now = time.monotonic()

@@ -19,7 +19,7 @@ from ganworks.errors import CheckpointError, ConfigError
 from ganworks.grpcauth import interceptors, listen
 from ganworks.rpc import DrainOnSignal, add_servicer
 from ganworks.telemetry import pick_device, register_secrets, set_torch_threads
-from generator_service.batcher import DynamicBatcher
+from generator_service.batcher import DynamicBatcher, warm_up_rows
 from generator_service.encode import PngEncoder
 from generator_service.fastpath import fastest_form
 from generator_service.inference import InferenceServicer
@@ -129,6 +129,8 @@ class GeneratorServer(DrainOnSignal):
         m = model.manifest
 
         def run() -> None:
+            if model.tabular is not None:
+                return warm_up_rows(model, self.batcher.shapes)
             if self.settings.fast_path:
                 model.generator, form, timings = fastest_form(model.generator, model.family, model.family.validate(m.architecture_params), batch=self.batcher.max_batch_size, device=model.device)
                 measured = ", ".join(f"{name} {self.batcher.max_batch_size / seconds:.0f}" for name, seconds in timings.items())

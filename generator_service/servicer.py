@@ -16,17 +16,22 @@ import numpy as np
 from ganworks.api import generator_pb2 as pb
 from ganworks.api import generator_pb2_grpc as pb_grpc
 from ganworks.errors import CheckpointError, StoreError
+from ganworks.tabular import records
+from ganworks.tabular.transformer import DiscreteEncoding
 from generator_service.batcher import DeadlineExpiredError, DynamicBatcher, Job, QueueFullError
 from generator_service.encode import PngEncoder, bytes_per_image, raw_images
 from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel, ModelManager, ModelNotReadyError, RefusedVersionError, ReloadLimitError, UnknownModelError, UnknownVersionError
 from generator_service.rollout import RolloutRouter
 from generator_service.settings import GeneratorSettings
-from generator_service.validation import ParsedRequest, RequestError, check_basics, check_for_model
+from generator_service.validation import ParsedRequest, RequestError, check_basics, check_for_model, check_records_basics, check_records_for_model
 
 log = logging.getLogger(__name__)
 # Raw answers up to this many values are converted on the event loop (a few tens of microseconds).
 INLINE_PIXELS = 64 * 64 * 3 * 4
+# The batcher's queue kind of GenerateRecords jobs: rows are decoded and formatted after the batch, so every
+# format shares one queue per model version.
+TABULAR_OUTPUT = -1
 
 _ERROR_CODES = (
     (UnknownModelError, grpc.StatusCode.NOT_FOUND),
@@ -83,18 +88,24 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             if self.inflight == 0:
                 self.idle.set()
 
-    async def prepare(self, request: pb.GenerateRequest, context, max_message_bytes: int | None, check_model: Callable[[LoadedModel], None] | None = None) -> tuple[LoadedModel, ParsedRequest, int, float | None]:
-        """Validates a request, routes it to a model version (by its seed) and checks it against that model."""
-        check_basics(request, self.settings.max_samples_per_request)
+    async def route(self, request, context) -> tuple[LoadedModel, int, float | None]:
+        """The model version a call goes to (routed by its seed), the seed in effect and the call's deadline."""
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline had passed when it arrived; give it more time")
+        deadline = time.monotonic() + remaining if remaining is not None else None
         seed = request.seed if request.HasField("seed") else secrets.randbits(63)
-        model = await self.router.resolve(request.model, request.version, seed)
+        return await self.router.resolve(request.model, request.version, seed), seed, deadline
+
+    async def prepare(self, request: pb.GenerateRequest, context, max_message_bytes: int | None, check_model: Callable[[LoadedModel], None] | None = None) -> tuple[LoadedModel, ParsedRequest, int, float | None]:
+        """Validates a request, routes it to a model version (by its seed) and checks it against that model."""
+        check_basics(request, self.settings.max_samples_per_request)
+        model, seed, deadline = await self.route(request, context)
+        if model.tabular is not None:
+            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, f"model {model.run!r} (version {model.step}) makes table rows, not images: call GenerateRecords")
         if check_model is not None:
             check_model(model)
         parsed = check_for_model(request, model, max_message_bytes)
-        deadline = time.monotonic() + remaining if remaining is not None else None
         return model, parsed, seed, deadline
 
     def job(self, model, parsed: ParsedRequest, seed: int, deadline, start: int, count: int, first_index: int | None = None) -> Job:
@@ -162,6 +173,18 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             finally:
                 _forget(jobs)
 
+    async def GenerateRecords(self, request, context):
+        async with self.serving("GenerateRecords", context):
+            fmt = check_records_basics(request, self.settings.max_samples_per_request)
+            model, seed, deadline = await self.route(request, context)
+            condition = check_records_for_model(request, model, self.max_message_bytes)
+            job = Job(model=model, num_samples=request.num_rows, seed=seed, output_kind=TABULAR_OUTPUT, condition=condition, deadline=deadline)
+            (job,) = await self.compute([job])
+            transformer = model.tabular.transformer
+            data = await asyncio.get_running_loop().run_in_executor(None, lambda: records.encode(transformer.inverse_transform(job.images), transformer.schema, fmt))
+            return pb.GenerateRecordsResponse(model=model.run, version=model.step, format=pb.RECORD_FORMAT_CSV if fmt == records.CSV else pb.RECORD_FORMAT_ARROW,
+                                              data=data, num_rows=job.num_samples, columns=transformer.schema.names, seed=seed)
+
     async def ListModels(self, request, context):
         async with self.serving("ListModels", context):
             models = [self._info(self.manager.current(run)) for run in self.manager.runs if self.manager.current(run) is not None]
@@ -192,7 +215,16 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             metrics={k: float(v) for k, v in m.metrics.items()},
             loaded_versions=self.manager.loaded_versions(m.run),
             dataset_id=m.dataset_id,
+            columns_json=_columns_json(model),
         )
+
+
+def _columns_json(model: LoadedModel) -> str:
+    """A tabular model's columns (name, kind, a categorical's levels) and target; "" for an image model."""
+    if model.tabular is None:
+        return ""
+    columns = [{"name": enc.name, "kind": enc.kind, **({"levels": enc.levels} if isinstance(enc, DiscreteEncoding) else {})} for enc in model.tabular.transformer.encodings]
+    return json.dumps({"columns": columns, "target": model.tabular.transformer.schema.target})
 
 
 def _forget(jobs: list[Job]) -> None:

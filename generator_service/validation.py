@@ -10,6 +10,9 @@ import numpy as np
 
 from ganworks.api import generator_pb2 as pb
 from generator_service.encode import bytes_per_image, effective_format
+from ganworks.tabular import records
+from ganworks.tabular.sampler import ConditionError
+from ganworks.tabular.transformer import DiscreteEncoding
 from generator_service.models import LoadedModel
 
 # Standard-normal latents stay within about ±6; far beyond, a network overflows to NaN or saturates to a flat image.
@@ -97,3 +100,50 @@ def check_for_model(request: pb.GenerateRequest, model: LoadedModel, max_message
             )
     psi = request.truncation if request.HasField("truncation") else 1.0
     return ParsedRequest(num_samples=n, output_format=fmt, truncation=psi, labels=labels, latents=latents)
+
+
+# ---- GenerateRecords (tabular models) ------------------------------------------------------------------------------
+
+RECORD_FORMATS = {pb.RECORD_FORMAT_UNSPECIFIED: records.ARROW, pb.RECORD_FORMAT_ARROW: records.ARROW, pb.RECORD_FORMAT_CSV: records.CSV}
+RECORD_FORMAT_LIST = ", ".join(f"{v.name} ({v.number})" for v in pb.RecordFormat.DESCRIPTOR.values)
+
+
+def check_records_basics(request: pb.GenerateRecordsRequest, max_rows: int) -> str:
+    """What can be checked without the model; the record format ("arrow" or "csv")."""
+    if not request.model:
+        raise _invalid("model is empty: set it to a run id (ListModels shows the served models)")
+    if request.version < 0:
+        raise _invalid(f"version must be 0 (newest) or a published step, got {request.version}")
+    if not 0 < request.num_rows <= max_rows:
+        raise _invalid(f"num_rows must be between 1 and this server's maximum of {max_rows} per call, got {request.num_rows}; split larger requests")
+    if request.format not in RECORD_FORMATS:
+        raise _invalid(f"format {request.format} is unknown; use one of {RECORD_FORMAT_LIST}")
+    if len(request.conditions) > 1:
+        raise _invalid(f"give at most one condition (the model conditions on one column at a time), got {len(request.conditions)}")
+    return RECORD_FORMATS[request.format]
+
+
+def _row_bytes(model: LoadedModel) -> int:
+    """An upper estimate of one row's size as CSV text (the larger of the two formats)."""
+    size = 0
+    for enc in model.tabular.transformer.encodings:
+        size += 2 + (max(len(level) for level in enc.levels) * 2 if isinstance(enc, DiscreteEncoding) else 24)
+    return size
+
+
+def check_records_for_model(request: pb.GenerateRecordsRequest, model: LoadedModel, max_message_bytes: int) -> tuple[int, int] | None:
+    """The condition as (column, level) of the model's categorical columns, or None; refusals name what is allowed."""
+    if model.tabular is None:
+        raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, f"model {model.run!r} (version {model.step}) makes images, not table rows: call Generate or GenerateStream")
+    condition = None
+    if request.conditions:
+        wanted = request.conditions[0]
+        try:
+            condition = model.tabular.sampler.condition(wanted.column, wanted.value)
+        except ConditionError as exc:
+            raise _invalid(str(exc)) from None
+    size = request.num_rows * _row_bytes(model)
+    if size > max_message_bytes:
+        raise _invalid(f"the answer could reach {size // 2**20} MiB, above the {max_message_bytes // 2**20} MiB message limit; "
+                       f"ask for at most {max_message_bytes // _row_bytes(model)} rows per call")
+    return condition

@@ -8,16 +8,67 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RecordFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RECORD_FORMAT_UNSPECIFIED: _ClassVar[RecordFormat]
+    RECORD_FORMAT_ARROW: _ClassVar[RecordFormat]
+    RECORD_FORMAT_CSV: _ClassVar[RecordFormat]
+
 class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     OUTPUT_FORMAT_UNSPECIFIED: _ClassVar[OutputFormat]
     OUTPUT_FORMAT_PNG: _ClassVar[OutputFormat]
     OUTPUT_FORMAT_UINT8: _ClassVar[OutputFormat]
     OUTPUT_FORMAT_FLOAT32: _ClassVar[OutputFormat]
+RECORD_FORMAT_UNSPECIFIED: RecordFormat
+RECORD_FORMAT_ARROW: RecordFormat
+RECORD_FORMAT_CSV: RecordFormat
 OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
 OUTPUT_FORMAT_PNG: OutputFormat
 OUTPUT_FORMAT_UINT8: OutputFormat
 OUTPUT_FORMAT_FLOAT32: OutputFormat
+
+class Condition(_message.Message):
+    __slots__ = ("column", "value")
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    column: str
+    value: str
+    def __init__(self, column: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class GenerateRecordsRequest(_message.Message):
+    __slots__ = ("model", "version", "num_rows", "seed", "conditions", "format")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    num_rows: int
+    seed: int
+    conditions: _containers.RepeatedCompositeFieldContainer[Condition]
+    format: RecordFormat
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., num_rows: _Optional[int] = ..., seed: _Optional[int] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., format: _Optional[_Union[RecordFormat, str]] = ...) -> None: ...
+
+class GenerateRecordsResponse(_message.Message):
+    __slots__ = ("model", "version", "format", "data", "num_rows", "columns", "seed")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    format: RecordFormat
+    data: bytes
+    num_rows: int
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    seed: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., format: _Optional[_Union[RecordFormat, str]] = ..., data: _Optional[bytes] = ..., num_rows: _Optional[int] = ..., columns: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("model", "version", "num_samples", "seed", "class_labels", "truncation", "latents", "output_format", "max_images_per_message")
@@ -86,7 +137,7 @@ class DescribeModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model", "version", "architecture", "architecture_params_json", "image_size", "channels", "num_classes", "latent_dim", "images_seen", "sha256", "created_at", "metrics", "loaded_versions", "dataset_id")
+    __slots__ = ("model", "version", "architecture", "architecture_params_json", "image_size", "channels", "num_classes", "latent_dim", "images_seen", "sha256", "created_at", "metrics", "loaded_versions", "dataset_id", "columns_json")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +159,7 @@ class ModelInfo(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     LOADED_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_JSON_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     architecture: str
@@ -122,4 +174,5 @@ class ModelInfo(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     loaded_versions: _containers.RepeatedScalarFieldContainer[int]
     dataset_id: str
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., architecture: _Optional[str] = ..., architecture_params_json: _Optional[str] = ..., image_size: _Optional[int] = ..., channels: _Optional[int] = ..., num_classes: _Optional[int] = ..., latent_dim: _Optional[int] = ..., images_seen: _Optional[int] = ..., sha256: _Optional[str] = ..., created_at: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., loaded_versions: _Optional[_Iterable[int]] = ..., dataset_id: _Optional[str] = ...) -> None: ...
+    columns_json: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., architecture: _Optional[str] = ..., architecture_params_json: _Optional[str] = ..., image_size: _Optional[int] = ..., channels: _Optional[int] = ..., num_classes: _Optional[int] = ..., latent_dim: _Optional[int] = ..., images_seen: _Optional[int] = ..., sha256: _Optional[str] = ..., created_at: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., loaded_versions: _Optional[_Iterable[int]] = ..., dataset_id: _Optional[str] = ..., columns_json: _Optional[str] = ...) -> None: ...

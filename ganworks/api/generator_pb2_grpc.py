@@ -57,6 +57,11 @@ class GeneratorStub:
                 request_serializer=ganworks_dot_v1_dot_generator__pb2.DescribeModelRequest.SerializeToString,
                 response_deserializer=ganworks_dot_v1_dot_generator__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.GenerateRecords = channel.unary_unary(
+                '/ganworks.v1.Generator/GenerateRecords',
+                request_serializer=ganworks_dot_v1_dot_generator__pb2.GenerateRecordsRequest.SerializeToString,
+                response_deserializer=ganworks_dot_v1_dot_generator__pb2.GenerateRecordsResponse.FromString,
+                _registered_method=True)
 
 
 class GeneratorServicer:
@@ -92,6 +97,15 @@ class GeneratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateRecords(self, request, context):
+        """GenerateRecords returns synthetic table rows from a tabular model (family "ctgan"), as an Apache Arrow
+        IPC stream or CSV, so a backend reads them with any Arrow or CSV library. Image models answer
+        FAILED_PRECONDITION here, and tabular models FAILED_PRECONDITION to Generate and GenerateStream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GeneratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +128,11 @@ def add_GeneratorServicer_to_server(servicer, server):
                     servicer.DescribeModel,
                     request_deserializer=ganworks_dot_v1_dot_generator__pb2.DescribeModelRequest.FromString,
                     response_serializer=ganworks_dot_v1_dot_generator__pb2.ModelInfo.SerializeToString,
+            ),
+            'GenerateRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateRecords,
+                    request_deserializer=ganworks_dot_v1_dot_generator__pb2.GenerateRecordsRequest.FromString,
+                    response_serializer=ganworks_dot_v1_dot_generator__pb2.GenerateRecordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +245,33 @@ class Generator:
             '/ganworks.v1.Generator/DescribeModel',
             ganworks_dot_v1_dot_generator__pb2.DescribeModelRequest.SerializeToString,
             ganworks_dot_v1_dot_generator__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganworks.v1.Generator/GenerateRecords',
+            ganworks_dot_v1_dot_generator__pb2.GenerateRecordsRequest.SerializeToString,
+            ganworks_dot_v1_dot_generator__pb2.GenerateRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,
