@@ -16,11 +16,11 @@ from evaluator_service.errors import EvaluationError, InvalidRequestError, NotFo
 from evaluator_service.fanout import fan_out
 from evaluator_service.features import Extractor, ExtractorCache, check_extractor_id, check_resize_mode, default_extractor, has_logits
 from evaluator_service.features import classifier as classifier_extractor
-from evaluator_service.metrics import Metric, get_metric
+from evaluator_service.metrics import METRICS, Metric, get_metric
 from evaluator_service.metrics.spec import GENERATED_IMAGES, REFERENCE_IMAGES
 from evaluator_service.reference import ReferenceStats, load_or_compute, reference_images
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
-from evaluator_service.samples import Samples
+from evaluator_service.samples import Samples, TableSamples
 from evaluator_service.settings import EvaluatorSettings
 from evaluator_service.stats import FeatureStats
 from ganworks import __version__
@@ -60,7 +60,7 @@ class Plan:
     seed: int
     params: dict[str, dict[str, Any]]
     run_info: dict
-    reference: ImageDataset
+    reference: ImageDataset  # a TabularDataset for a table run
     held_out: ImageDataset | None
     default_metrics: bool
     # "" for the server's default seed and parameters, else what sets this request apart, so reports never collide.
@@ -96,6 +96,8 @@ def read_run_info(store, run: str) -> dict:
     except ValueError as exc:
         raise InvalidRequestError(f"{store.url_for(key)} is not valid JSON: {exc}") from None
     dataset = info.get("dataset") if isinstance(info, dict) else None
+    if isinstance(dataset, dict) and dataset.get("kind") == "table" and "spec" in dataset:
+        return info
     if not isinstance(dataset, dict) or not {"spec", "image_size", "channels"} <= set(dataset):
         raise InvalidRequestError(f"{store.url_for(key)} has no dataset spec/image_size/channels; the evaluator cannot tell what to compare the run with")
     return info
@@ -140,18 +142,13 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings, dataset
     datasets = datasets if datasets is not None else BoundedCache("datasets", 3)
     info = read_run_info(store, request.run)
     ds = info["dataset"]
-    if request.version:
-        if request.version not in list_snapshots(store, request.run):
-            raise NotFoundError(f"run {request.run!r} has no snapshot at step {request.version}; published steps: {list_snapshots(store, request.run)[-10:] or 'none'}")
-        step = request.version
-    else:
-        latest = read_latest(store, request.run)
-        if latest is None:
-            raise NotFoundError(f"run {request.run!r} has not published a snapshot yet; evaluate it once `{store.url_for(latest_key(request.run))}` exists")
-        step = latest
+    step = _step(store, request)
+    if ds.get("kind") == "table":
+        return _plan_table(request, settings, datasets, info, step)
     metrics = list(dict.fromkeys(request.metrics)) or list(settings.default_metrics)
     for name in metrics:
-        get_metric(name)
+        if get_metric(name).tabular:
+            raise InvalidRequestError(f"{name} is a metric of table runs; run {request.run!r} makes images (image metrics: {', '.join(m for m, x in METRICS.items() if not x.tabular)})")
     n = request.num_samples or settings.default_num_samples
     if n < 2 or n > settings.max_num_samples:
         raise InvalidRequestError(f"num_samples must be from 2 to {settings.max_num_samples}, got {n}")
@@ -184,6 +181,56 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings, dataset
         seed=seed, params=params, run_info=info, reference=reference, held_out=held_out, default_metrics=not request.metrics,
         variant=variant, default_set=default_set, classifier_dataset=classifier_dataset,
     )
+
+
+def _step(store, request: EvaluationRequest) -> int:
+    """The step to evaluate: the pinned version (published), or the newest one LATEST names."""
+    if request.version:
+        if request.version not in list_snapshots(store, request.run):
+            raise NotFoundError(f"run {request.run!r} has no snapshot at step {request.version}; published steps: {list_snapshots(store, request.run)[-10:] or 'none'}")
+        return request.version
+    latest = read_latest(store, request.run)
+    if latest is None:
+        raise NotFoundError(f"run {request.run!r} has not published a snapshot yet; evaluate it once `{store.url_for(latest_key(request.run))}` exists")
+    return latest
+
+
+# A table run's evaluations name no extractor or resize mode: its report and gauges say "table".
+TABLE_EXTRACTOR, TABLE_RESIZE = "table", "none"
+
+
+def _plan_table(request: EvaluationRequest, settings: EvaluatorSettings, datasets: BoundedCache, info: dict, step: int) -> Plan:
+    """plan() for a tabular run: the table's train and held-out rows, and the table metrics (all of them by default)."""
+    from ganworks.tabular.data import load_table
+
+    ds = info["dataset"]
+    table_metrics = [name for name, metric in METRICS.items() if metric.tabular]
+    metrics = list(dict.fromkeys(request.metrics)) or table_metrics
+    for name in metrics:
+        if not get_metric(name).tabular:
+            raise InvalidRequestError(f"{name} is an image metric; run {request.run!r} makes table rows (table metrics: {', '.join(table_metrics)})")
+    if request.extractor not in ("", TABLE_EXTRACTOR) or request.resize_mode not in ("", TABLE_RESIZE):
+        raise InvalidRequestError(f"run {request.run!r} makes table rows: leave extractor and resize_mode empty (they are for images)")
+    n = request.num_samples or settings.default_num_samples
+    if n < 2 or n > settings.max_num_samples:
+        raise InvalidRequestError(f"num_samples must be from 2 to {settings.max_num_samples}, got {n}")
+    split = ds.get("split", "train")
+    try:
+        reference = datasets.get_or_create(("table", ds["spec"], split), lambda: load_table(ds["spec"], split=split))
+        held_out = datasets.get_or_create(("table", ds["spec"], "test"), lambda: load_table(ds["spec"], split="test")) if split == "train" else None
+    except DatasetError as exc:
+        raise InvalidRequestError(f"the run's table cannot be loaded: {exc}") from None
+    if held_out is None:
+        needing = [m for m in metrics if _needs(get_metric(m), "held_out")]
+        if needing and request.metrics:
+            raise InvalidRequestError(f"{', '.join(needing)} needs held-out rows, but run {request.run!r} trained on split {split!r}; drop {', '.join(needing)} from the metrics")
+        metrics = [m for m in metrics if m not in needing]
+    params = split_params(dict(request.params), metrics, n)
+    seed = settings.default_seed if request.seed is None else int(request.seed)
+    variant = _variant(seed, settings.default_seed, params)
+    return Plan(run=request.run, step=step, num_samples=n, metrics=metrics, extractor=TABLE_EXTRACTOR, resize_mode=TABLE_RESIZE, seed=seed, params=params,
+                run_info=info, reference=reference, held_out=held_out, default_metrics=not request.metrics, variant=variant,
+                default_set=not variant and not request.metrics and n == settings.default_num_samples)
 
 
 def _variant(seed: int, default_seed: int, params: dict[str, dict[str, Any]]) -> str:
@@ -229,6 +276,8 @@ def _gather(name: str | None, sides: dict[str, Samples | None]) -> Any:
 
 def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: ExtractorCache, progress: Progress = lambda phase, fraction: None) -> dict:
     """Runs a planned evaluation and writes its report; returns the report."""
+    if p.extractor == TABLE_EXTRACTOR:
+        return _run_table_evaluation(store, p, settings, progress)
     started, created_at, phases = time.monotonic(), time.time(), {}
 
     def phase(name: str, fraction: float) -> None:
@@ -260,18 +309,7 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
             generated = _generate_features(sampler, p, extractor, settings.batch_size, phase, keep_images)
     sides["generated"] = generated
     phase("metrics", 0.9)
-    values: dict[str, float] = {}
-    warnings: list[str] = []
-    for metric in metrics:
-        real, fake = _gather(metric.real, sides), _gather(metric.fake, sides)
-        extra = {arg: _gather(name, sides) for arg, name in metric.extra.items()}
-        if metric.warnings is not None:
-            warnings += metric.warnings(real, fake)
-        result = metric.fn(real, fake, **extra, **p.params.get(metric.name, {}))
-        bad = [k for k, v in result.items() if not np.isfinite(v)]
-        if bad:
-            raise EvaluationError(f"{metric.name} gave a non-finite {', '.join(bad)}; the features are degenerate (e.g. every generated image is identical)")
-        values.update(result)
+    values, warnings = _compute_metrics(metrics, sides, p)
     now = time.monotonic()
     marks = sorted(phases.items(), key=lambda kv: kv[1]) + [("end", now)]
     report = {
@@ -285,9 +323,53 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
         "phase_seconds": {name: round(nxt[1] - t, 3) for (name, t), nxt in zip(marks, marks[1:])},
         "code_version": __version__,
     }
+    return _write_report(store, p, report, progress)
+
+
+def _compute_metrics(metrics: list[Metric], sides: dict[str, Any], p: Plan) -> tuple[dict[str, float], list[str]]:
+    values: dict[str, float] = {}
+    warnings: list[str] = []
+    for metric in metrics:
+        real, fake = _gather(metric.real, sides), _gather(metric.fake, sides)
+        extra = {arg: _gather(name, sides) for arg, name in metric.extra.items()}
+        if metric.warnings is not None:
+            warnings += metric.warnings(real, fake)
+        result = metric.fn(real, fake, **extra, **p.params.get(metric.name, {}))
+        bad = [k for k, v in result.items() if not np.isfinite(v)]
+        if bad:
+            raise EvaluationError(f"{metric.name} gave a non-finite {', '.join(bad)}; the samples are degenerate (e.g. every generated sample is identical)")
+        values.update(result)
+    return values, warnings
+
+
+def _write_report(store, p: Plan, report: dict, progress: Progress) -> dict:
     store.put_json(p.report_key, report)
     # The same numbers for TensorBoard, in the run's tb/ folder beside the trainer's curves.
-    store.put_bytes(evaluator_events_key(p.run, p.step, p.metrics_set), evaluation_events(p.step, values, p.metrics_set, walltime=created_at), "application/octet-stream")
+    values = report["metrics"]
+    store.put_bytes(evaluator_events_key(p.run, p.step, p.metrics_set), evaluation_events(p.step, values, p.metrics_set, walltime=report["created_at"]), "application/octet-stream")
     progress("done", 1.0)
-    log.info("evaluated %s step %d with %s: %s", p.run, p.step, extractor.id, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+    log.info("evaluated %s step %d with %s: %s", p.run, p.step, report["extractor"], ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
     return report
+
+
+def _run_table_evaluation(store, p: Plan, settings: EvaluatorSettings, progress: Progress) -> dict:
+    """A table run's evaluation: rows from the generator (GenerateRecords), then the table metrics against its train and held-out rows."""
+    from ganworks.tabular.data import TabularDataset
+
+    started, created_at = time.monotonic(), time.time()
+    progress("sampling", 0.1)
+    with GeneratorSampler(GeneratorTarget.from_settings(settings)) as sampler:
+        model = sampler.describe(p.run, p.step)
+        columns = sampler.sample_rows(p.run, p.step, p.num_samples, p.seed, p.reference.schema)
+    generated = TabularDataset(columns=columns, schema=p.reference.schema, id=f"{p.run}-{p.step}-generated", source="generator")
+    sides = {"reference": TableSamples(p.reference), "held_out": TableSamples(p.held_out) if p.held_out is not None else None, "generated": TableSamples(generated)}
+    progress("metrics", 0.6)
+    values, warnings = _compute_metrics([get_metric(name) for name in p.metrics], sides, p)
+    report = {
+        "run": p.run, "step": p.step, "metrics": values, "metric_names": p.metrics, "metrics_set": p.metrics_set, "extractor": TABLE_EXTRACTOR,
+        "resize_mode": TABLE_RESIZE, "num_samples": p.num_samples, "seed": p.seed, "params": p.params, "dataset_id": p.reference.id,
+        "reference_samples": len(p.reference), "held_out_dataset_id": p.held_out.id if p.held_out is not None else None,
+        "model_sha256": model.sha256, "generator": settings.generator, "warnings": warnings, "created_at": created_at,
+        "duration_seconds": round(time.monotonic() - started, 3), "code_version": __version__,
+    }
+    return _write_report(store, p, report, progress)

@@ -98,3 +98,21 @@ class GeneratorSampler(GeneratorClient):
             images[j] = np.frombuffer(image.data, dtype=np.uint8).reshape(h, w, c)
             labels[j] = image.class_label
         return SampleBatch(images, labels)
+
+    def sample_rows(self, run: str, version: int, num_rows: int, seed: int, schema) -> dict[str, np.ndarray]:
+        """num_rows rows of a table run at version (GenerateRecords, Arrow), in chunks with their own seeds, as numpy columns."""
+        from ganworks.tabular.records import ARROW, records_table
+
+        parts = []
+        for i in range(-(-num_rows // self.chunk)):
+            n = min(self.chunk, num_rows - i * self.chunk)
+            request = pb.GenerateRecordsRequest(model=run, version=version, num_rows=n, seed=(seed * 1_000_003 + i) % 2**64, format=pb.RECORD_FORMAT_ARROW)
+            response = self._call(f"GenerateRecords({run}, version {version})", "GenerateRecords", request)
+            if response.version != version or response.num_rows != n:
+                raise GeneratorError(f"asked the generator for {n} rows of {run} version {version}, it answered {response.num_rows} of version {response.version}")
+            parts.append(records_table(response.data, ARROW))
+        columns = {}
+        for column in schema.columns:
+            values = np.concatenate([part.column(column.name).to_numpy(zero_copy_only=False) for part in parts])
+            columns[column.name] = values.astype(object) if column.kind == "categorical" else values
+        return columns

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -22,3 +23,10 @@ class Samples:
     def classes(self) -> np.ndarray:
         """Labels where they are the extractor's own classes, else the extractor's logits (predicted classes)."""
         return self.labels if self.labels is not None and len(self.labels) else self.logits
+
+
+@dataclasses.dataclass
+class TableSamples:
+    """One side of a table run's evaluation: its rows with their schema (a ganworks.tabular.data.TabularDataset)."""
+
+    table: Any

@@ -23,6 +23,7 @@ class SystemOptions:
     store: str = "./ganworks-store"
     run: str = "digits-demo"
     dataset: str = "digits"
+    model: str = "dcgan"  # the model family; "ctgan" trains on a table (dataset credit-default, ...)
     image_size: int = 32
     conditional: bool = True
     num_workers: int = 2
@@ -96,7 +97,7 @@ class LocalSystem:
     def start_trainer(self) -> ServiceProcess:
         o = self.options
         return self._spawn("trainer", ("train",), {
-            "GANWORKS_TRAINER_RUN": o.run, "GANWORKS_TRAINER_DATASET": o.dataset, "GANWORKS_TRAINER_IMAGE_SIZE": o.image_size,
+            "GANWORKS_TRAINER_RUN": o.run, "GANWORKS_TRAINER_DATASET": o.dataset, "GANWORKS_TRAINER_MODEL": o.model, "GANWORKS_TRAINER_IMAGE_SIZE": o.image_size,
             "GANWORKS_TRAINER_CONDITIONAL": o.conditional, "GANWORKS_TRAINER_NUM_WORKERS": o.num_workers, "GANWORKS_TRAINER_STEPS": o.steps,
             "GANWORKS_TRAINER_SNAPSHOT_EVERY": o.snapshot_every, "GANWORKS_TRAINER_BATCH_SIZE": o.batch_size,
             "GANWORKS_TRAINER_METRICS_PORT": self.ports["trainer_metrics_port"], "GANWORKS_TRAINER_METRICS_HOST": LOOPBACK, "GANWORKS_TRAINER_RAY_ADDRESS": "local",

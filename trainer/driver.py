@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from ganworks import __version__
-from ganworks.layout import TRAIN_STATE, check_run_id, run_info_key, run_prefix
-from ganworks.data import ImageDataset, load_dataset
+from ganworks.layout import TRAIN_STATE, TRANSFORMER, check_run_id, run_info_key, run_prefix
+from ganworks.data import load_dataset
 from ganworks.errors import ConfigError, GanworksError, ModelConfigError, ObjectNotFoundError
 from ganworks.models import HyperparameterError, ModelFamily, get_family
 from ganworks.settings import StoreSettings, public_fields
@@ -30,25 +30,49 @@ class TrainingFailedError(GanworksError):
 
 
 @dataclasses.dataclass
+class TablePlan:
+    """What a tabular run trains on: the fitted transformer (published with every snapshot) and the encoded rows."""
+
+    transformer_json: str
+    encoded: Any  # numpy rows × transformer width, float32
+    test: Any  # the held-out rows (TabularDataset), or None with --split all
+
+
+@dataclasses.dataclass
 class TrainPlan:
     """A run checked against the store, the dataset and the architecture; nothing has been written yet."""
 
     options: TrainOptions
     store_settings: StoreSettings
     store: ArtifactStore
-    dataset: ImageDataset
+    dataset: Any  # an ImageDataset, or a TabularDataset for a tabular family
     architecture_params: dict[str, Any]
+    table: TablePlan | None = None
 
     def run_json(self) -> dict[str, Any]:
         d = self.dataset
+        if self.table is not None:
+            dataset = table_split_json(self.options.dataset, d, self.table.test, self.options.split)
+        else:
+            dataset = {"spec": self.options.dataset, "id": d.id, "image_size": d.image_size, "channels": d.channels, "num_classes": d.num_classes, "class_names": list(d.class_names), "split": self.options.split}
         return {
             "run": self.options.run,
             "code_version": code_version(),
             "options": self.options.to_json(),
-            "dataset": {"spec": self.options.dataset, "id": d.id, "image_size": d.image_size, "channels": d.channels, "num_classes": d.num_classes, "class_names": list(d.class_names), "split": self.options.split},
+            "dataset": dataset,
             "architecture": self.options.model,  # the model family; the manifest names it the same way
             "architecture_params": self.architecture_params,
         }
+
+
+def table_split_json(spec: str, train: Any, test: Any, split: str) -> dict[str, Any]:
+    """run.json's record of a table and its split: which rows trained, which were held out for evaluation."""
+    from ganworks.tabular.data import TEST_FRACTION
+
+    held_out = None if test is None else {"id": test.id, "rows": len(test)}
+    return {"spec": spec, "kind": "table", "id": train.id, "rows": len(train), "schema": train.schema.to_json(), "split": split,
+            "test_fraction": TEST_FRACTION if test is not None else 0.0, "held_out": held_out,
+            "split_rule": "rows shuffled by numpy RandomState(0); the last test_fraction are held out, the same rows in every run"}
 
 
 @dataclasses.dataclass
@@ -77,6 +101,8 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
         options.run = time.strftime("run-%Y%m%d-%H%M%S")
     check_run_id(options.run)
     family = _family(options.model)
+    if family.tabular:
+        return _plan_table(options, store_settings, family)
     _model_params(family, options, channels=None, num_classes=None)  # before the dataset: a wrong size or model flag fails fast
     store = open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
     dataset = load_dataset(options.dataset, image_size=options.image_size, channels=options.channels or None, split=options.split)
@@ -88,6 +114,37 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     params = _model_params(family, options, channels=dataset.channels, num_classes=dataset.num_classes if options.conditional else 0)
     _check_same_run(store, options.run, options.model, params, dataset.id)
     return TrainPlan(options, store_settings, store, dataset, params)
+
+
+def _plan_table(options: TrainOptions, store_settings: StoreSettings, family: ModelFamily) -> TrainPlan:
+    """plan() for a tabular family: the table loaded and its transformer fitted here, before any Ray start-up."""
+    from ganworks.tabular.data import load_table
+    from ganworks.tabular.synthesizer import prepare
+
+    for flag, given in (("--conditional", options.conditional), ("--augment ada", options.augment != "none")):
+        if given:
+            raise ConfigError(f"{flag} is for image models; {family.name} conditions on the table's categorical columns by itself")
+    settable = family.settable()
+    for key in options.model_params:
+        if key not in settable:
+            raise ConfigError(f"--model-param {key}: {family.name} has no such settable hyperparameter; use one of {', '.join(settable)}")
+    try:
+        pac = family.validate({**options.model_params, "data_dim": 1})["pac"]
+    except HyperparameterError as exc:
+        raise ConfigError(f"--model-param {exc.param}: {exc}") from None
+    per_worker = options.batch_size // options.num_workers
+    if per_worker % pac:
+        raise ConfigError(f"--batch-size {options.batch_size} over --num-workers {options.num_workers} gives {per_worker} rows per worker, "
+                          f"not a multiple of pac={pac} (the rows the discriminator judges together); e.g. --batch-size {pac * options.num_workers * 50}")
+    options.loss = "wgan-gp"  # CTGAN's loss, whatever --loss says: run.json records what trained
+    store = open_store(settings=store_settings)
+    table = load_table(options.dataset, split=options.split)
+    if len(table) // options.num_workers < per_worker:
+        raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(table)} training rows allow with {options.num_workers} workers")
+    test = load_table(options.dataset, split="test") if options.split == "train" else None
+    params, transformer, encoded = prepare(table, options.seed, **options.model_params)
+    _check_same_run(store, options.run, options.model, params, table.id)
+    return TrainPlan(options, store_settings, store, table, params, table=TablePlan(transformer.dumps(), encoded, test))
 
 
 # The hyperparameters the trainer sets from the dataset and its own flags, not from --model-param.
@@ -180,6 +237,7 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
 
     from trainer.loop import train_worker
     from trainer.progress import ProgressView
+    from trainer.tabular_loop import train_table_worker
 
     opts = p.options
     p.store.put_json(run_info_key(opts.run), p.run_json())
@@ -188,15 +246,18 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
     config = {
         "options": opts.to_json(),
         "architecture_params": p.architecture_params,
-        "dataset": {"ref": ray.put((p.dataset.images, p.dataset.labels)), "id": p.dataset.id},
+        "dataset": {"ref": ray.put(p.table.encoded if p.table else (p.dataset.images, p.dataset.labels)), "id": p.dataset.id},
         # The resolved URL: workers run in Ray's session folder, where a relative path means another place.
         # No credentials: Ray records this config in its run state and serves it from its API; workers read
         # the keys from their own environment or *_FILE mounts, as the driver does.
         "store": {"url": p.store.url, "settings": {**public_fields(p.store_settings), "store": p.store.url}},
         "progress": progress,
     }
+    if p.table is not None:
+        config["transformer"] = p.table.transformer_json
+        config["snapshot_files"] = {TRANSFORMER: p.table.transformer_json.encode()}
     trainer = TorchTrainer(
-        train_worker,
+        train_table_worker if p.table is not None else train_worker,
         train_loop_config=config,
         torch_config=TorchConfig(backend="nccl" if opts.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=opts.num_workers, use_gpu=opts.use_gpu, resources_per_worker={"CPU": opts.cpus_per_worker}),

@@ -89,8 +89,8 @@ def train_worker(config: dict) -> None:
             reporter.after_step(result, step, images_seen, nonfinite)
             reporter.maybe_publish(step, images_seen, G_ema)
         # ---- every rank: Ray's resume checkpoint. Ones uploaded faster than Ray registers them only queue up, and a crash loses the queue.
-        if step == opts.steps or (step % opts.checkpoint_interval == 0 and _agree(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device)):
-            _report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts, gan_step.state())
+        if step == opts.steps or (step % opts.checkpoint_interval == 0 and agree_across_ranks(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device)):
+            report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts, gan_step.state())
             last_checkpoint = time.monotonic()
 
     if reporter is not None:
@@ -119,14 +119,14 @@ class RealBatches:
         return self.images[index], (self.labels[index] if self.labels is not None else None)
 
 
-def _agree(decision: bool, device: torch.device) -> bool:
+def agree_across_ranks(decision: bool, device: torch.device) -> bool:
     """Rank 0's decision on every rank: Ray's report is a barrier that all ranks must reach alike."""
     flag = torch.tensor([int(decision)], device=device)
     dist.broadcast(flag, src=0)
     return bool(flag.item())
 
 
-def _report_checkpoint(step: int, images_seen: int, nonfinite: int, world: int, rank: int, noise: torch.Generator, nets: Networks, opts: TrainOptions,
+def report_checkpoint(step: int, images_seen: int, nonfinite: int, world: int, rank: int, noise: torch.Generator, nets: Networks, opts: TrainOptions,
                        step_state: dict[str, float]) -> None:
     # Each rank's noise stream goes into the checkpoint, so a resumed run draws what it would have drawn.
     rng = noise.get_state()

@@ -1,4 +1,4 @@
-"""Publishes G_ema snapshots from a background thread, so training never waits on the store; retries with backoff."""
+"""Publishes G_ema snapshots (G for ctgan) from a background thread, so training never waits on the store; retries with backoff."""
 
 from __future__ import annotations
 
@@ -60,10 +60,12 @@ class SnapshotPublisher:
     """One background thread; a newer job replaces one still waiting, so a slow store costs snapshots, not speed."""
 
     def __init__(self, open_store: Callable[[], Any], *, run: str, architecture: str, architecture_params: dict[str, Any], dataset_id: str,
-                 grid: SampleGrid, retry_seconds: float, on_published: Callable[[int], None] | None = None, on_failure: Callable[[], None] | None = None):
+                 grid: SampleGrid | None, retry_seconds: float, on_published: Callable[[int], None] | None = None, on_failure: Callable[[], None] | None = None,
+                 files: dict[str, bytes] | None = None):
+        """grid: None for a model without images (ctgan); files: published beside every snapshot's weights (transformer.json)."""
         self._open_store = open_store
         self.run, self.architecture, self.params, self.dataset_id = run, architecture, architecture_params, dataset_id
-        self.grid, self.retry_seconds = grid, retry_seconds
+        self.grid, self.retry_seconds, self.files = grid, retry_seconds, dict(files or {})
         self._on_published = on_published or (lambda step: None)
         self._on_failure = on_failure or (lambda: None)
         self._pending: SnapshotJob | None = None
@@ -113,8 +115,8 @@ class SnapshotPublisher:
                 log.error("snapshot of step %d not published after %.0fs of retries: %s", job.step, self.retry_seconds, exc)
 
     def _publish(self, store, job: SnapshotJob) -> None:
-        samples = self.grid.render(job.generator_state)
-        if job.events is not None:
+        samples = self.grid.render(job.generator_state) if self.grid is not None else None
+        if job.events is not None and samples is not None:
             job.events.image("samples", samples, job.step)
 
         def attempt() -> None:
@@ -123,7 +125,7 @@ class SnapshotPublisher:
                 # reader sees a partial snapshot, and the next attempt writes every object again.
                 publish_snapshot(store, run=self.run, step=job.step, generator_state=job.generator_state, architecture=self.architecture,
                                  architecture_params=self.params, images_seen=job.images_seen, dataset_id=self.dataset_id,
-                                 metrics=job.metrics, samples_png=samples)
+                                 metrics=job.metrics, samples_png=samples, files=self.files)
                 if job.stats_jsonl is not None:
                     store.put_bytes(stats_key(self.run), job.stats_jsonl, "application/x-ndjson")
                 if job.events is not None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ganworks.models import get_family
 from ganworks.settings import store_settings_here
 from ganworks.store import open_store
 from trainer.config import TrainOptions
@@ -17,6 +18,8 @@ from trainer.step import StepResult
 
 log = logging.getLogger("trainer")
 _INTERVAL_KEYS = ("loss_g", "loss_d", "d_real", "d_fake", "grad_norm_g", "grad_norm_d")
+# The interval averages a snapshot's manifest records (those the run has).
+SNAPSHOT_METRICS = ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean", "gradient_penalty", "condition_loss")
 
 
 class Rank0Reporter:
@@ -33,7 +36,8 @@ class Rank0Reporter:
         self.stats = StatsLog(store, opts.run, step)
         self.publisher = SnapshotPublisher(
             lambda: open_store(config["store"]["url"], settings=store_settings), run=opts.run, architecture=opts.model,
-            architecture_params=params, dataset_id=config["dataset"]["id"], grid=SampleGrid(opts.model, params, opts.sample_grid_seed),
+            architecture_params=params, dataset_id=config["dataset"]["id"],
+            grid=None if get_family(opts.model).tabular else SampleGrid(opts.model, params, opts.sample_grid_seed), files=config.get("snapshot_files"),
             retry_seconds=opts.publish_retry_seconds, on_failure=self.metrics.publish_failures.inc,
             on_published=lambda at: (self.metrics.snapshot_published(at), tell(self.progress, {"event": "published", "step": at})),
         )
@@ -68,7 +72,7 @@ class Rank0Reporter:
             return
         last = self.stats.lines[-1] if self.stats.lines else {}
         self.publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state={k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()},
-                                          metrics={k: float(last[k]) for k in ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean") if k in last}, stats_jsonl=self.stats.encoded(), events=self.stats.events))
+                                          metrics={k: float(last[k]) for k in SNAPSHOT_METRICS if k in last}, stats_jsonl=self.stats.encoded(), events=self.stats.events))
 
     def finish(self, step: int) -> None:
         if not self.publisher.close(timeout=self.opts.publish_retry_seconds + 30):

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ganworks.models import ModelFamily
+from ganworks.optim import finite_grad_norm, optimizer_step  # noqa: F401 - finite_grad_norm is part of this module's interface
 from trainer.ema import ema_beta, update_ema
 from trainer.augment import AdaptiveAugment
 from trainer.losses import AdversarialLoss, DRegulariser, GRegulariser
@@ -104,7 +105,7 @@ class GANStep:
         next_added = iter(added_logits)
         for reg, extra in zip(due, extras):
             loss_d = loss_d + reg.penalty(real_logits, real_in, next(next_added) if extra is not None else None, extra)
-        return loss_d, real_logits, fake_logits, _optimizer_step(self.nets.d_opt, self.nets.D, loss_d)
+        return loss_d, real_logits, fake_logits, optimizer_step(self.nets.d_opt, self.nets.D, loss_d)
 
     def generator_step(self, step: int = 0):
         """Through D's plain module, so D's DDP does not wait for gradients D does not get; G regularisers use the same forward."""
@@ -120,31 +121,9 @@ class GANStep:
             loss_g = self.loss.g_term(D(self._d_input(fake), fake_y).float())
             for reg in due:
                 loss_g = loss_g + reg.penalty(fake, latent, self.noise)
-        norm_g = _optimizer_step(self.nets.g_opt, self.nets.G, loss_g)
+        norm_g = optimizer_step(self.nets.g_opt, self.nets.G, loss_g)
         D.requires_grad_(True)
         return loss_g, norm_g
 
     def update_ema(self, global_batch: int, images_seen: int, half_life_images: float, rampup: float) -> None:
         update_ema(self.nets.G_ema, self.nets.G, ema_beta(global_batch, images_seen, half_life_images, rampup))
-
-
-def _optimizer_step(optimizer: torch.optim.Optimizer, module: torch.nn.Module, loss: torch.Tensor) -> float | None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    norm = finite_grad_norm(module)
-    if norm is not None:
-        optimizer.step()
-    return norm
-
-
-def finite_grad_norm(module: torch.nn.Module) -> float | None:
-    """The global gradient norm, or None (and the gradients dropped) when any gradient is NaN or infinite."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return 0.0
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
-    if not torch.isfinite(norm):
-        for p in module.parameters():
-            p.grad = None
-        return None
-    return float(norm)

@@ -42,7 +42,8 @@ def save_train_state(folder: pathlib.Path, *, generator, discriminator, generato
     folder = pathlib.Path(folder)
     _save(generator.state_dict(), folder / "generator.safetensors")
     _save(discriminator.state_dict(), folder / "discriminator.safetensors")
-    _save(generator_ema.state_dict(), folder / "generator_ema.safetensors")
+    if generator_ema is not None:  # None: a model trained without G_ema (ctgan)
+        _save(generator_ema.state_dict(), folder / "generator_ema.safetensors")
     meta = {}
     for name, optimizer in (("g_optimizer", g_optimizer), ("d_optimizer", d_optimizer)):
         tensors, meta[name] = _optimizer_tensors(optimizer)
@@ -62,7 +63,8 @@ def load_train_state(folder: pathlib.Path, *, generator, discriminator, generato
         raise CheckpointFormatError(f"training checkpoint format {meta.get('format_version')!r} is not {FORMAT_VERSION}; start a new run id")
     generator.load_state_dict(load_file(str(folder / "generator.safetensors")))
     discriminator.load_state_dict(load_file(str(folder / "discriminator.safetensors")))
-    generator_ema.load_state_dict(load_file(str(folder / "generator_ema.safetensors")))
+    if generator_ema is not None:
+        generator_ema.load_state_dict(load_file(str(folder / "generator_ema.safetensors")))
     for name, optimizer in (("g_optimizer", g_optimizer), ("d_optimizer", d_optimizer)):
         optimizer.load_state_dict(_optimizer_state(load_file(str(folder / f"{name}.safetensors")), meta[name]))
     rng = {int(key[4:]): value for key, value in load_file(str(folder / "rng.safetensors")).items()}

@@ -149,6 +149,10 @@ def quality() -> dict:
         ("Inception score", "inception_score", "higher is better"),
         ("Diversity", "diversity", "mean pairwise feature distance of generated samples"),
         ("Memorization rate", "memorization_rate", "share of generated samples nearly identical to a training image"),
+        ("Table quality", "table_quality", "table runs: SDMetrics quality score (mean of column shapes and pair trends), higher is better"),
+        ("ML efficacy", "ml_efficacy", "table runs: F1 of a model trained on synthetic rows / trained on real rows, on held-out rows"),
+        ("Closer to train than held-out (excess)", "closer_to_train_excess",
+         "table runs: share of synthetic rows nearer a training row than any held-out row, above a non-copying generator's; the privacy alert fires above 0.1"),
     ]
     panels = [
         _panel(title, [(f"max by (run, extractor) (ganworks_evaluator_{name}{{{RUN}}})", "{{run}} ({{extractor}})")], "short", description=text)

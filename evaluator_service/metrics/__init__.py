@@ -21,6 +21,9 @@ REGISTERED = (
     "diversity",
     "mode_coverage",
     "memorization",
+    "table_quality",
+    "ml_efficacy",
+    "dcr",
 )
 
 METRICS: dict[str, Metric] = {m.name: m for m in (importlib.import_module(f"{__name__}.{module}").METRIC for module in REGISTERED)}

@@ -3,9 +3,10 @@
 An input is named `<side>.<kind>`: the side is where the samples come from (`reference` — the run's dataset,
 `held_out` — its test split, `generated` — the snapshot's samples) and the kind what is taken of them
 (`features`, `stats` — the features' float64 mean and covariance, `logits`, `classes` — dataset labels when
-the extractor is the dataset's own classifier, else its predicted logits, `images` — raw uint8 pixels).
+the extractor is the dataset's own classifier, else its predicted logits, `images` — raw uint8 pixels,
+`table` — a tabular run's rows with their schema, a ganworks.tabular.data.TabularDataset).
 The pipeline (`evaluator_service/evaluation.py`) gathers exactly the declared inputs; a new kind of input
-(table columns, translated images) is a new name here and one attribute on the pipeline's samples.
+(translated images, ...) is a new name here and one attribute on the pipeline's samples.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ GENERATED_FEATURES = "generated.features"
 GENERATED_STATS = "generated.stats"
 GENERATED_LOGITS = "generated.logits"
 GENERATED_IMAGES = "generated.images"
+REFERENCE_TABLE = "reference.table"
+HELD_OUT_TABLE = "held_out.table"
+GENERATED_TABLE = "generated.table"
+TABLE_INPUTS = (REFERENCE_TABLE, HELD_OUT_TABLE, GENERATED_TABLE)
 INPUTS = (REFERENCE_FEATURES, REFERENCE_STATS, REFERENCE_CLASSES, REFERENCE_IMAGES, HELD_OUT_FEATURES,
-          GENERATED_FEATURES, GENERATED_STATS, GENERATED_LOGITS, GENERATED_IMAGES)
+          GENERATED_FEATURES, GENERATED_STATS, GENERATED_LOGITS, GENERATED_IMAGES, *TABLE_INPUTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +119,11 @@ class Metric:
     def inputs(self) -> tuple[str, ...]:
         """Every input the pipeline must gather for this metric."""
         return tuple(i for i in (self.real, self.fake, *self.extra.values()) if i is not None)
+
+    @property
+    def tabular(self) -> bool:
+        """A metric of table runs (its inputs are tables); the others are for image runs."""
+        return any(i in TABLE_INPUTS for i in self.inputs)
 
     @property
     def defaults(self) -> dict[str, int | float | None]:

@@ -24,6 +24,7 @@ from ganworks.checkpoint import Snapshot
 from ganworks.errors import CheckpointError, CheckpointFormatError, DatasetError
 from ganworks.layout import TRANSFORMER
 from ganworks.models import get_family, seeds
+from ganworks.optim import optimizer_step
 from ganworks.tabular.data import TabularDataset
 from ganworks.tabular.sampler import ConditionSampler
 from ganworks.tabular.transformer import DataTransformer
@@ -132,12 +133,12 @@ class TabularModel:
         return cls(params, DataTransformer.loads((folder / TRANSFORMER_FILE).read_text()), generator.eval())
 
 
-def _gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, pac: int) -> torch.Tensor:
-    """WGAN-GP on pac groups: one interpolation coefficient per group, as the discriminator sees groups."""
-    alpha = torch.rand(real.shape[0] // pac, 1, 1).repeat(1, pac, real.shape[1]).reshape(-1, real.shape[1])
-    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(discriminator(mixed).sum(), mixed, create_graph=True)
-    return ((grad.reshape(-1, pac * real.shape[1]).norm(2, dim=1) - 1) ** 2).mean()
+# CTGAN's optimiser: Adam with these betas and weight decay, for both networks.
+BETAS, WEIGHT_DECAY = (0.5, 0.9), 1e-6
+
+
+def optimizers(generator: nn.Module, discriminator: nn.Module, lr: float = 2e-4) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    return tuple(torch.optim.Adam(net.parameters(), lr=lr, betas=BETAS, weight_decay=WEIGHT_DECAY, foreach=True) for net in (generator, discriminator))
 
 
 def _condition_loss(transformer: DataTransformer, raw: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -150,55 +151,102 @@ def _condition_loss(transformer: DataTransformer, raw: torch.Tensor, cond: torch
     return (torch.stack(losses, dim=1) * mask).sum() / raw.shape[0]
 
 
-def fit(dataset: TabularDataset, epochs: int = 300, batch_size: int = 500, seed: int = 0, lr: float = 2e-4, **model_params: Any) -> TabularModel:
-    """Trains a CTGAN-class model on the table (CTGAN's defaults: Adam 2e-4, betas (0.5, 0.9), one D step per G step)."""
-    params = FAMILY.validate({**model_params, "data_dim": 1})  # checked before the (slow) mixture fits
-    if batch_size % params["pac"] or batch_size < params["pac"]:
-        raise ValueError(f"batch_size {batch_size} must be a positive multiple of pac={params['pac']}")
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    transformer = DataTransformer.fit(dataset.schema, dataset.columns, params["max_modes"], params["weight_threshold"], seed)
-    encoded = transformer.transform(dataset.columns, rng=rng)
-    sampler = ConditionSampler(transformer, encoded)
-    params = FAMILY.validate({**params, "data_dim": transformer.width, "cond_dim": sampler.cond_dim})
-    generator, discriminator = FAMILY.build_generator(params), FAMILY.build_discriminator(params)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.9), weight_decay=1e-6, foreach=True)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.9), weight_decay=1e-6, foreach=True)
-    data = torch.from_numpy(encoded)
-    tau = params["gumbel_tau"]
-    for _ in range(epochs * max(len(encoded) // batch_size, 1)):
-        # discriminator step
-        drawn = sampler.sample_training(batch_size, rng)
-        z = torch.randn(batch_size, params["latent_dim"])
+@dataclasses.dataclass
+class CTGANStepResult:
+    loss_d: torch.Tensor
+    loss_g: torch.Tensor
+    real_scores: torch.Tensor
+    fake_scores: torch.Tensor
+    norm_d: float | None  # None: a non-finite gradient, the update was skipped
+    norm_g: float | None
+    gradient_penalty: torch.Tensor
+    condition_loss: torch.Tensor
+
+
+class CTGANStep:
+    """One CTGAN training step (a WGAN-GP discriminator step, then a generator step), for `fit` and the Ray trainer.
+
+    G and D may be DistributedDataParallel wrappers: the discriminator step runs D once on fake, real and the
+    gradient penalty's interpolates together (DDP wants one forward per backward), and the generator step
+    goes through D's plain module with D frozen, so D's gradients are neither computed nor all-reduced.
+    Noise, Gumbel draws, dropout and the interpolation come from torch's global RNG; conditions and real
+    rows from the `rng` each call is given.
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                 transformer: DataTransformer, sampler: ConditionSampler, data: torch.Tensor, params: dict[str, Any], batch_size: int):
+        if batch_size % params["pac"] or batch_size < params["pac"]:
+            raise ValueError(f"batch_size {batch_size} must be a positive multiple of pac={params['pac']}")
+        self.G, self.D, self.opt_g, self.opt_d = generator, discriminator, opt_g, opt_d
+        self.G_plain, self.D_plain = getattr(generator, "module", generator), getattr(discriminator, "module", discriminator)
+        self.transformer, self.sampler, self.data, self.params, self.batch = transformer, sampler, data, params, batch_size
+        self.device = data.device
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device)
+
+    def _with(self, rows: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return rows if cond is None else torch.cat([rows, cond], dim=1)
+
+    def __call__(self, rng: np.random.Generator) -> "CTGANStepResult":
+        n, pac, p = self.batch, self.params["pac"], self.params
+        # ---- discriminator: fake and real rows with their conditions, and the interpolates between them
+        drawn = self.sampler.sample_training(n, rng)
         if drawn is None:
             cond = cond_real = None
-            real = data[torch.from_numpy(rng.integers(len(data), size=batch_size))]
+            real = self.data[self._tensor(rng.integers(len(self.data), size=n))]
         else:
-            cond_np, _, column, level = drawn
-            cond = torch.from_numpy(cond_np)
-            perm = rng.permutation(batch_size)  # real rows are matched to shuffled conditions, as in CTGAN
-            real = data[torch.from_numpy(sampler.sample_real_rows(column[perm], level[perm], rng))]
-            cond_real = cond[torch.from_numpy(perm)]
-        fake = transformer.activate(generator(z, cond), tau=tau)
-        fake_in = fake if cond is None else torch.cat([fake, cond], dim=1)
-        real_in = real if cond_real is None else torch.cat([real, cond_real], dim=1)
-        # fake and real in one forward pass: pac groups never straddle the two halves (the batch is a multiple of pac)
-        scores = discriminator(torch.cat([fake_in.detach(), real_in]))
-        loss_d = scores[: batch_size // params["pac"]].mean() - scores[batch_size // params["pac"] :].mean()
-        loss_d = loss_d + params["gp_weight"] * _gradient_penalty(discriminator, real_in, fake_in.detach(), params["pac"])
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        # generator step
-        drawn = sampler.sample_training(batch_size, rng)
-        z = torch.randn(batch_size, params["latent_dim"])
-        cond = None if drawn is None else torch.from_numpy(drawn[0])
-        raw = generator(z, cond)
-        fake = transformer.activate(raw, tau=tau)
-        loss_g = -discriminator(fake if cond is None else torch.cat([fake, cond], dim=1)).mean()
-        if drawn is not None:
-            loss_g = loss_g + _condition_loss(transformer, raw, cond, torch.from_numpy(drawn[1]))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+            cond = self._tensor(drawn[0])
+            perm = rng.permutation(n)  # real rows are matched to shuffled conditions, as in CTGAN
+            real = self.data[self._tensor(self.sampler.sample_real_rows(drawn[2][perm], drawn[3][perm], rng))]
+            cond_real = cond[self._tensor(perm)]
+        z = torch.randn(n, p["latent_dim"], device=self.device)
+        with torch.no_grad():
+            fake_in = self._with(self.transformer.activate(self.G_plain(z, cond), tau=p["gumbel_tau"]), cond)
+        real_in = self._with(real, cond_real)
+        # one interpolation coefficient per pac group, as the discriminator judges groups
+        alpha = torch.rand(n // pac, 1, 1, device=self.device).expand(-1, pac, real_in.shape[1]).reshape(n, -1)
+        mixed = (alpha * real_in + (1 - alpha) * fake_in).requires_grad_(True)
+        scores_fake, scores_real, scores_mixed = self.D(torch.cat([fake_in, real_in, mixed])).split(n // pac)
+        (grad,) = torch.autograd.grad(scores_mixed.sum(), mixed, create_graph=True)
+        penalty = ((grad.reshape(-1, pac * real_in.shape[1]).norm(2, dim=1) - 1) ** 2).mean()
+        loss_d = scores_fake.mean() - scores_real.mean() + p["gp_weight"] * penalty
+        norm_d = optimizer_step(self.opt_d, self.D_plain, loss_d)
+        # ---- generator: fool D, and make the conditioned value (cross-entropy on the conditioned column)
+        drawn = self.sampler.sample_training(n, rng)
+        cond = None if drawn is None else self._tensor(drawn[0])
+        raw = self.G(torch.randn(n, p["latent_dim"], device=self.device), cond)
+        self.D_plain.requires_grad_(False)
+        try:
+            loss_adv = -self.D_plain(self._with(self.transformer.activate(raw, tau=p["gumbel_tau"]), cond)).mean()
+        finally:
+            self.D_plain.requires_grad_(True)
+        loss_cond = _condition_loss(self.transformer, raw, cond, self._tensor(drawn[1])) if drawn is not None else torch.zeros((), device=self.device)
+        loss_g = loss_adv + loss_cond
+        norm_g = optimizer_step(self.opt_g, self.G_plain, loss_g)
+        return CTGANStepResult(loss_d.detach(), loss_g.detach(), scores_real.detach(), scores_fake.detach(), norm_d, norm_g, penalty.detach(), loss_cond.detach())
+
+
+def prepare(dataset: TabularDataset, seed: int, **model_params: Any) -> tuple[dict[str, Any], DataTransformer, np.ndarray]:
+    """The validated hyperparameters (data_dim, cond_dim from the table), the fitted transformer and the encoded rows."""
+    params = FAMILY.validate({**model_params, "data_dim": 1})  # checked before the (slow) mixture fits
+    transformer = DataTransformer.fit(dataset.schema, dataset.columns, params["max_modes"], params["weight_threshold"], seed)
+    encoded = transformer.transform(dataset.columns, rng=np.random.default_rng(seed))
+    params = FAMILY.validate({**params, "data_dim": transformer.width, "cond_dim": ConditionSampler(transformer).cond_dim})
+    return params, transformer, encoded
+
+
+def fit(dataset: TabularDataset, epochs: int = 300, batch_size: int = 500, seed: int = 0, lr: float = 2e-4, **model_params: Any) -> TabularModel:
+    """Trains a CTGAN-class model on the table in this process (CTGAN's defaults: Adam 2e-4, betas (0.5, 0.9), one D step per G step)."""
+    pac = FAMILY.validate({**model_params, "data_dim": 1})["pac"]
+    if batch_size % pac or batch_size < pac:
+        raise ValueError(f"batch_size {batch_size} must be a positive multiple of pac={pac}")
+    params, transformer, encoded = prepare(dataset, seed, **model_params)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    generator, discriminator = FAMILY.build_generator(params), FAMILY.build_discriminator(params)
+    step = CTGANStep(generator, discriminator, *optimizers(generator, discriminator, lr), transformer, ConditionSampler(transformer, encoded),
+                     torch.from_numpy(encoded), params, batch_size)
+    for _ in range(epochs * max(len(encoded) // batch_size, 1)):
+        step(rng)
     return TabularModel(params, transformer, generator.eval())

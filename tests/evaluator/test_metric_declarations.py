@@ -47,7 +47,7 @@ def test_a_declaration_with_a_default_outside_its_range_does_not_load():
     with pytest.raises(ValueError, match="default 0 is outside"):
         Param("k", int, 0, 1, 10, "neighbours")
     with pytest.raises(ValueError, match="unknown inputs"):
-        Metric("x", lambda r, f: {}, "reference.table", "generated.features", ("x",), "")
+        Metric("x", lambda r, f: {}, "reference.audio", "generated.features", ("x",), "")
 
 
 def test_the_pipeline_names_no_metric():
