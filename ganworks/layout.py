@@ -31,6 +31,9 @@ TRAIN_STATE = "train_state"  # the Ray Train run name, a folder under the run's 
 WEIGHTS = "generator.safetensors"
 MANIFEST = "manifest.json"
 SAMPLES = "samples.png"
+# What a snapshot holds besides G_ema so another run can start from it (`ganworks train --init-from`):
+# the raw generator and the discriminator, by role.
+TRAINING_WEIGHTS = {"generator": "training-generator.safetensors", "discriminator": "training-discriminator.safetensors"}
 EXTRACTOR_WEIGHTS = "classifier.safetensors"
 IMPORTED_WEIGHTS = "inception.safetensors"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
@@ -81,7 +84,7 @@ def snapshot_prefix(run: str, step: int) -> str:
 
 
 def snapshot_key(run: str, step: int, name: str) -> str:
-    """One file of a snapshot: WEIGHTS, MANIFEST or SAMPLES."""
+    """One file of a snapshot: WEIGHTS, MANIFEST, SAMPLES or one of TRAINING_WEIGHTS."""
     return f"{snapshot_prefix(run, step)}/{name}"
 
 

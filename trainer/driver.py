@@ -20,6 +20,7 @@ from ganworks.models import HyperparameterError, ModelFamily, get_family
 from ganworks.settings import StoreSettings, public_fields
 from ganworks.store import ArtifactStore, open_store
 from ganworks.telemetry import register_secrets
+from trainer import transfer
 from trainer.config import TrainOptions
 
 log = logging.getLogger("trainer")
@@ -38,10 +39,12 @@ class TrainPlan:
     store: ArtifactStore
     dataset: ImageDataset
     architecture_params: dict[str, Any]
+    init: transfer.InitSource | None = None  # --init-from: the checked source snapshot
 
     def run_json(self) -> dict[str, Any]:
         d = self.dataset
-        return {
+        started = {"init_from": self.init.describe()} if self.init is not None else {}
+        return {**started, 
             "run": self.options.run,
             "code_version": code_version(),
             "options": self.options.to_json(),
@@ -79,6 +82,9 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     family = _family(options.model)
     _model_params(family, options, channels=None, num_classes=None)  # before the dataset: a wrong size or model flag fails fast
     store = open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
+    source = transfer.find_source(store, options.init_from) if options.init_from else None
+    if source is not None and source.architecture == family.name:
+        options.model_params = {**transfer.source_params(family, source), **options.model_params}
     dataset = load_dataset(options.dataset, image_size=options.image_size, channels=options.channels or None, split=options.split)
     if options.conditional and dataset.labels is None:
         raise ConfigError(f"--conditional needs a dataset with labels; {options.dataset!r} has none (an image folder gets them from class subfolders)")
@@ -86,8 +92,9 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     if len(dataset) // options.num_workers < per_worker:
         raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(dataset)} training images allow with {options.num_workers} workers")
     params = _model_params(family, options, channels=dataset.channels, num_classes=dataset.num_classes if options.conditional else 0)
-    _check_same_run(store, options.run, options.model, params, dataset.id)
-    return TrainPlan(options, store_settings, store, dataset, params)
+    init = transfer.check_source(store, options.init_from, source, family, params, options.freeze_d_blocks) if source is not None else None
+    _check_same_run(store, options.run, options.model, params, dataset.id, init.describe() if init else None)
+    return TrainPlan(options, store_settings, store, dataset, params, init)
 
 
 # The hyperparameters the trainer sets from the dataset and its own flags, not from --model-param.
@@ -119,7 +126,7 @@ def _model_params(family: ModelFamily, options: TrainOptions, *, channels: int |
         raise ConfigError(f"--model {family.name}: {exc}") from None
 
 
-def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: dict[str, Any], dataset_id: str) -> None:
+def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: dict[str, Any], dataset_id: str, init_from: dict | None = None) -> None:
     """Resuming is by run id; resuming with another model or dataset would load weights that do not fit."""
     try:
         before = store.get_json(run_info_key(run))
@@ -130,6 +137,10 @@ def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: d
                           f"resume it with the same --model and --model-param flags or choose a new --run")
     if before.get("dataset", {}).get("id") != dataset_id:
         raise ConfigError(f"run {run!r} already exists in {store.url} trained on dataset {before.get('dataset', {}).get('id')}, not {dataset_id}; choose a new --run")
+    if before.get("init_from") != init_from:
+        started = before.get("init_from")
+        said = f"--init-from {started['run']}@{started['step']}" if started else "no --init-from"
+        raise ConfigError(f"run {run!r} already exists in {store.url} and was started with {said}; resume it with the same flags or choose a new --run")
 
 
 def connect_ray(options: TrainOptions, worker_logs: bool = True) -> None:
@@ -195,6 +206,8 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
         "store": {"url": p.store.url, "settings": {**public_fields(p.store_settings), "store": p.store.url}},
         "progress": progress,
     }
+    if p.init is not None:  # the source's checked weights, as safetensors bytes: the workers load them on a fresh start
+        config["init"] = {"weights": ray.put(p.init.weights), "reinitialised": p.init.reinitialised}
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=config,

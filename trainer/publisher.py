@@ -28,6 +28,7 @@ class SnapshotJob:
     metrics: dict[str, float]
     stats_jsonl: bytes | None = None
     events: EventFile | None = None  # the run's TensorBoard file: gets this snapshot's grid, then goes to the store whole
+    training_states: dict[str, dict[str, torch.Tensor]] | None = None  # raw G and D, so another run can start from this snapshot
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -123,7 +124,7 @@ class SnapshotPublisher:
                 # reader sees a partial snapshot, and the next attempt writes every object again.
                 publish_snapshot(store, run=self.run, step=job.step, generator_state=job.generator_state, architecture=self.architecture,
                                  architecture_params=self.params, images_seen=job.images_seen, dataset_id=self.dataset_id,
-                                 metrics=job.metrics, samples_png=samples)
+                                 metrics=job.metrics, samples_png=samples, training_states=job.training_states)
                 if job.stats_jsonl is not None:
                     store.put_bytes(stats_key(self.run), job.stats_jsonl, "application/x-ndjson")
                 if job.events is not None:

@@ -63,11 +63,12 @@ class Rank0Reporter:
             tell(self.progress, {"event": "log", **line})
             self._new_interval()
 
-    def maybe_publish(self, step: int, images_seen: int, G_ema: torch.nn.Module) -> None:
+    def maybe_publish(self, step: int, images_seen: int, G_ema: torch.nn.Module, G: torch.nn.Module, D: torch.nn.Module) -> None:
         if step % self.opts.snapshot_every and step != self.opts.steps:
             return
         last = self.stats.lines[-1] if self.stats.lines else {}
-        self.publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state={k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()},
+        self.publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state=_cpu_copy(G_ema),
+                                          training_states={"generator": _cpu_copy(G), "discriminator": _cpu_copy(D)},
                                           metrics={k: float(last[k]) for k in ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean") if k in last}, stats_jsonl=self.stats.encoded(), events=self.stats.events))
 
     def finish(self, step: int) -> None:
@@ -75,6 +76,11 @@ class Rank0Reporter:
             log.error("the last snapshot was still uploading when the run ended")
         self.stats.events.close()
         tell(self.progress, {"event": "done", "step": step, "published": self.publisher.published, "failed": self.publisher.failed})
+
+
+def _cpu_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the state that training cannot change while the publisher uploads it."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 def tell(progress, message: dict) -> None:

@@ -277,6 +277,9 @@ class StyleGAN2(GaussianLatents):
     def build_discriminator(self, p: dict[str, Any]) -> nn.Module:
         return Discriminator(p)
 
+    def discriminator_blocks(self, discriminator: nn.Module) -> list[nn.Module]:
+        return [discriminator.from_rgb, *discriminator.blocks]
+
     def truncate(self, generator: nn.Module, ws: torch.Tensor, truncation: torch.Tensor, cutoff: int = 0) -> torch.Tensor:
         """ws pulled towards w_avg by each sample's ψ (1 = unchanged, 0 = w_avg), in the first `cutoff` layers (0 = all)."""
         psi = truncation.to(ws.dtype).reshape(-1, 1, 1)
