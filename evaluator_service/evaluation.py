@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -29,10 +30,24 @@ from ganworks.data import ImageDataset, load_dataset
 from ganworks.errors import ConfigError, DatasetError, ObjectNotFoundError
 from ganworks.layout import check_run_id, eval_report_key, evaluator_events_key, latest_key, run_info_key
 from ganworks.tensorboard_events import evaluation_events
+from ganworks.mlflow_tracking import MlflowRun, tracking_uri
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]
+
+
+_MLFLOW_RUNS: dict[tuple[str, str], MlflowRun | None] = {}
+_MLFLOW_LOCK = threading.Lock()
+
+
+def mlflow_run(run: str) -> MlflowRun | None:
+    """The run's MLflow run (one background sender per run and tracking URI); None without GANWORKS_MLFLOW_TRACKING_URI."""
+    key = (tracking_uri(), run)
+    with _MLFLOW_LOCK:
+        if key not in _MLFLOW_RUNS:
+            _MLFLOW_RUNS[key] = MlflowRun.from_uri(key[0], run)
+        return _MLFLOW_RUNS[key]
 
 
 @dataclasses.dataclass
@@ -288,6 +303,9 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
     store.put_json(p.report_key, report)
     # The same numbers for TensorBoard, in the run's tb/ folder beside the trainer's curves.
     store.put_bytes(evaluator_events_key(p.run, p.step, p.metrics_set), evaluation_events(p.step, values, p.metrics_set, walltime=created_at), "application/octet-stream")
+    tracking = mlflow_run(p.run)
+    if tracking is not None:  # with GANWORKS_MLFLOW_TRACKING_URI: the same numbers in the run's MLflow run, at the snapshot's step
+        tracking.log_metrics({f"{p.metrics_set}/{name}": value for name, value in values.items()}, p.step, created_at)
     progress("done", 1.0)
     log.info("evaluated %s step %d with %s: %s", p.run, p.step, extractor.id, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
     return report

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from ganworks import __version__
+from ganworks import __version__, mlflow_tracking
 from ganworks.layout import TRAIN_STATE, check_run_id, run_info_key, run_prefix
 from ganworks.data import ImageDataset, load_dataset
 from ganworks.errors import ConfigError, GanworksError, ModelConfigError, ObjectNotFoundError
@@ -206,6 +206,9 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
         "store": {"url": p.store.url, "settings": {**public_fields(p.store_settings), "store": p.store.url}},
         "progress": progress,
     }
+    tracking = mlflow_tracking.worker_config()
+    if tracking is not None:  # rank 0 logs to MLflow; credentials stay in the workers' environment, never in Ray's config
+        config["mlflow"] = tracking
     if p.init is not None:  # the source's checked weights, as safetensors bytes: the workers load them on a fresh start
         config["init"] = {"weights": ray.put(p.init.weights), "reinitialised": p.init.reinitialised}
     trainer = TorchTrainer(

@@ -67,6 +67,7 @@ class SnapshotPublisher:
         self.grid, self.retry_seconds = grid, retry_seconds
         self._on_published = on_published or (lambda step: None)
         self._on_failure = on_failure or (lambda: None)
+        self.on_samples: Callable[[int, bytes], None] | None = None  # each published snapshot's grid (MLflow)
         self._pending: SnapshotJob | None = None
         self._busy = False
         self._closed = False
@@ -138,4 +139,6 @@ class SnapshotPublisher:
         retry_call(attempt, is_transient=_is_transient, total_seconds=self.retry_seconds, initial_delay=0.5, max_delay=10.0, what=f"publishing step {job.step}")
         self.published.append(job.step)
         self._on_published(job.step)
+        if self.on_samples is not None:
+            self.on_samples(job.step, samples)
         log.info("published snapshot step %d to %s", job.step, store.url_for(snapshot_prefix(self.run, job.step)))

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from ganworks.layout import run_info_key
+from ganworks.mlflow_tracking import MlflowRun
 from ganworks.settings import store_settings_here
 from ganworks.store import open_store
 from trainer.config import TrainOptions
@@ -37,6 +39,10 @@ class Rank0Reporter:
             retry_seconds=opts.publish_retry_seconds, on_failure=self.metrics.publish_failures.inc,
             on_published=lambda at: (self.metrics.snapshot_published(at), tell(self.progress, {"event": "published", "step": at})),
         )
+        self.mlflow = MlflowRun.from_worker_config(config.get("mlflow"), opts.run)
+        if self.mlflow is not None:
+            self.mlflow.log_params(store.get_json(run_info_key(opts.run)))  # written by the driver before the workers start
+            self.publisher.on_samples = lambda at, png: self.mlflow.log_png(png, f"step_{at:09d}.png")
         self._new_interval()
         tell(self.progress, {"event": "start", "step": step, "metrics_port": metrics_port})
 
@@ -60,6 +66,8 @@ class Rank0Reporter:
                         images_per_second=self.interval_images / max(elapsed, 1e-9))
             self.metrics.record(line)
             self.stats.append(line)
+            if self.mlflow is not None:
+                self.mlflow.log_metrics({k: v for k, v in line.items() if k not in ("step", "time")}, step, line["time"])
             tell(self.progress, {"event": "log", **line})
             self._new_interval()
 
@@ -75,6 +83,8 @@ class Rank0Reporter:
         if not self.publisher.close(timeout=self.opts.publish_retry_seconds + 30):
             log.error("the last snapshot was still uploading when the run ended")
         self.stats.events.close()
+        if self.mlflow is not None and not self.mlflow.close(timeout=30):
+            log.warning("MLflow tracking was still sending when the run ended; the rest is dropped")
         tell(self.progress, {"event": "done", "step": step, "published": self.publisher.published, "failed": self.publisher.failed})
 
 
