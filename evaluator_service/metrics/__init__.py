@@ -21,6 +21,7 @@ REGISTERED = (
     "diversity",
     "mode_coverage",
     "memorization",
+    "utility",
 )
 
 METRICS: dict[str, Metric] = {m.name: m for m in (importlib.import_module(f"{__name__}.{module}").METRIC for module in REGISTERED)}
