@@ -1,4 +1,4 @@
-"""The whole system under mixed load: 75 s in every `make test`; opt-in soak (`pytest -m soak`) for 10 minutes (GANWORKS_SOAK_SECONDS)."""
+"""The whole system under mixed load: 60 s in every `make test`; opt-in soak (`pytest -m soak`) for 10 minutes (GANWORKS_SOAK_SECONDS)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from orchestration.local import LocalSystem, SystemOptions
 from orchestration.processes import wait_for_grpc_health
 
 SOAK_SECONDS = float(os.environ.get("GANWORKS_SOAK_SECONDS", "600"))
-SHORT_SECONDS = 75.0
+SHORT_SECONDS = 60.0
 # Beyond the load itself: Ray, the first snapshot, the generator's warm-up, the evaluator's first report, the stop
 # (a few minutes on 2 idle cores; generous for 2 loaded ones).
 SETUP_SECONDS = 1200
