@@ -34,8 +34,9 @@ def rss_mb(pid: int) -> float:
     pytest.param(SHORT_SECONDS, id="short", marks=[pytest.mark.slow, pytest.mark.timeout(SHORT_SECONDS + SETUP_SECONDS)]),
     pytest.param(SOAK_SECONDS, id="soak", marks=[pytest.mark.soak, pytest.mark.timeout(SOAK_SECONDS + SETUP_SECONDS)]),
 ])
-def test_whole_system_under_mixed_load_has_no_errors_below_capacity_and_flat_memory(tmp_path, seconds):
-    options = SystemOptions(store=str(tmp_path / "store"), run="soak", image_size=16, num_workers=1, steps=10_000_000, snapshot_every=100, eval_samples=1000, workdir=str(tmp_path))
+def test_whole_system_under_mixed_load_has_no_errors_below_capacity_and_flat_memory(tmp_path, fitted_store, seconds):
+    # The session's store: its digits classifier is already fitted, so the evaluator's first report comes sooner.
+    options = SystemOptions(store=fitted_store, run=f"soak-{int(seconds)}", image_size=16, num_workers=1, steps=10_000_000, snapshot_every=40, eval_samples=1000, workdir=str(tmp_path))
     system = LocalSystem(options)
     errors: list[str] = []
     calls = [0]
@@ -48,7 +49,7 @@ def test_whole_system_under_mixed_load_has_no_errors_below_capacity_and_flat_mem
             while not stop.is_set():
                 i += 1
                 try:
-                    client.generate("soak", 1 + i % 8, seed=worker * 10**6 + i, output="png" if i % 2 else "uint8")
+                    client.generate(options.run, 1 + i % 8, seed=worker * 10**6 + i, output="png" if i % 2 else "uint8")
                     calls[0] += 1
                 except grpc.RpcError as exc:
                     errors.append(f"generate: {exc.code().name} {exc.details()}")
@@ -59,7 +60,7 @@ def test_whole_system_under_mixed_load_has_no_errors_below_capacity_and_flat_mem
             stub = evaluator_pb2_grpc.EvaluatorStub(channel)
             while not stop.wait(20):
                 try:
-                    stub.ListEvaluations(epb.ListEvaluationsRequest(run="soak", limit=5), timeout=10)
+                    stub.ListEvaluations(epb.ListEvaluationsRequest(run=options.run, limit=5), timeout=10)
                 except grpc.RpcError as exc:
                     errors.append(f"list evaluations: {exc.code().name}")
 
