@@ -57,17 +57,6 @@ def no_secret_in_any_log(tmp_path_factory):
     assert not leaks, "secrets appeared in logs:\n" + "\n".join(leaks[:10])
 
 
-TESTS = pathlib.Path(__file__).parent
-
-
-def pytest_collection_modifyitems(config, items):
-    """`make test` runs two pytest-xdist workers (`--dist loadgroup`): each test file runs whole on one worker, so its
-    module fixtures start once; the e2e folder runs whole on one worker, so its package-wide live system starts once."""
-    for item in items:
-        relative = pathlib.Path(str(item.fspath)).resolve().relative_to(TESTS.resolve())
-        item.add_marker(pytest.mark.xdist_group("e2e" if relative.parts[0] == "e2e" else relative.as_posix()))
-
-
 @pytest.fixture(scope="session")
 def s3() -> S3Endpoint:
     endpoint = start_s3()
