@@ -149,6 +149,8 @@ class LocalSystem:
                 # The service names its own flag and the variable: "--num-samples 200 (GANWORKS_EVALUATOR_DEFAULT_NUM_SAMPLES)".
                 message = re.sub(rf"--[\w-]+ (\S+) \({variable}\)", rf"{flag} \1", message)
                 message = message.replace(variable, flag)
+            # A service flag these commands do not have: the user sets its variable, which the services inherit.
+            message = re.sub(r"--[\w-]+ \((GANWORKS_\w+)\)", r"\1", message)
             return f"the {name} refused its settings: {message}"
         return ""
 
