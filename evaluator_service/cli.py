@@ -8,6 +8,7 @@ import asyncio
 from ganworks.commandline import CommandError, add_store_flags, open_store_from_args, read_token_file
 from ganworks.errors import ConfigError
 from ganworks.grpcauth import add_server_security_flags
+from ganworks.mlflow_tracking import check_installed
 from ganworks.rpc import serve_until_signalled
 from ganworks.settings import load_settings
 
@@ -91,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
     from evaluator_service.heap import limit_heap_growth
 
     settings = _settings(args)
+    check_installed()  # GANWORKS_MLFLOW_TRACKING_URI without MLflow: said now, not at the first evaluation
     limit_heap_growth(settings.malloc_arena_max, settings.malloc_mmap_threshold)
     store = open_store_from_args(args)
     asyncio.run(_serve_forever(settings, store))

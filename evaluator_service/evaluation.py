@@ -50,6 +50,16 @@ def mlflow_run(run: str) -> MlflowRun | None:
         return _MLFLOW_RUNS[key]
 
 
+def close_mlflow_runs(timeout: float) -> bool:
+    """At shutdown: sends what the runs' MLflow senders still hold, all within timeout seconds, and ends their threads
+    (a later evaluation gets a fresh sender). False if something was left unsent."""
+    with _MLFLOW_LOCK:
+        senders = [sender for sender in _MLFLOW_RUNS.values() if sender is not None]
+        _MLFLOW_RUNS.clear()
+    deadline = time.monotonic() + timeout
+    return all([sender.close(max(deadline - time.monotonic(), 0.1)) for sender in senders])
+
+
 @dataclasses.dataclass
 class EvaluationRequest:
     run: str

@@ -11,6 +11,7 @@ in MLflow's own variables (MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN), not i
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import time
 import urllib.parse
 from typing import Any, Callable
 
+from ganworks.errors import ConfigError
 from ganworks.telemetry import register_secrets
 
 ENV_URI = "GANWORKS_MLFLOW_TRACKING_URI"
@@ -52,6 +54,16 @@ def worker_config() -> dict[str, Any] | None:
 
 def tracking_uri() -> str:
     return os.environ.get(ENV_URI, "").strip()
+
+
+_MISSING = f"{ENV_URI} is set but MLflow is not installed: pip install 'ganworks[mlflow]' (the mlflow-skinny client), or unset {ENV_URI}"
+
+
+def check_installed() -> None:
+    """At a command's start: tracking asked for without MLflow installed is a setup error, said before anything runs.
+    Looks the package up without importing it (the import takes seconds)."""
+    if tracking_uri() and importlib.util.find_spec("mlflow") is None:
+        raise ConfigError(_MISSING)
 
 
 def public_uri(uri: str) -> str:
@@ -104,7 +116,8 @@ class MlflowRun:
         try:
             import mlflow  # noqa: F401
         except ImportError:
-            log.error("%s is set but MLflow is not installed: pip install 'ganworks[mlflow]'; going on without MLflow", ENV_URI)
+            # A worker whose environment lacks what the driver checked: the run goes on, untracked.
+            log.error("%s; going on without MLflow", _MISSING)
             return None
         return cls(uri, run)
 

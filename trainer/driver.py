@@ -76,6 +76,7 @@ def code_version() -> str:
 def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     """Every check that needs no Ray cluster, cheapest first: a wrong flag fails in seconds, not after start-up."""
     options.validate()
+    mlflow_tracking.check_installed()
     if not options.run:
         options.run = time.strftime("run-%Y%m%d-%H%M%S")
     check_run_id(options.run)

@@ -176,7 +176,7 @@ def test_finished_jobs_older_than_the_kept_age_are_dropped(start_evaluator, gene
 def test_with_mlflow_tracking_the_metrics_join_the_runs_mlflow_run_at_the_snapshots_step(evaluator, monkeypatch, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from evaluator_service.evaluation import mlflow_run
+    from evaluator_service.evaluation import close_mlflow_runs
     from ganworks.mlflow_tracking import RUN_TAG
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -184,7 +184,7 @@ def test_with_mlflow_tracking_the_metrics_join_the_runs_mlflow_run_at_the_snapsh
     monkeypatch.setenv("GANWORKS_MLFLOW_TRACKING_URI", uri)
 
     result = evaluator.evaluate(run=RUN, version=1, num_samples=200, metrics=["fid"], seed=11)
-    assert mlflow_run(RUN).close(timeout=60)
+    assert close_mlflow_runs(timeout=60)  # what the evaluator does when it stops
 
     client = MlflowClient(tracking_uri=uri)
     [tracked] = client.search_runs([client.get_experiment_by_name("ganworks").experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{RUN}'")

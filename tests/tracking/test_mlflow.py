@@ -4,15 +4,17 @@ land in one MLflow run per ganworks run, read back with MLflow's own client from
 from __future__ import annotations
 
 import logging
-import time
+import socket
+import sys
+import threading
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from ganworks.cli import main
 from ganworks.mlflow_tracking import RUN_TAG, MlflowRun, public_uri
 from ganworks.settings import StoreSettings
 from ganworks.store import open_store
-from tests.s3server import free_port
 from tests.trainer.helpers import train
 
 
@@ -50,23 +52,40 @@ def test_params_metrics_and_grids_land_in_one_mlflow_run_that_a_second_writer_fi
     assert [a.path for a in client.list_artifacts(run.info.run_id, "grids")] == ["grids/step_000000010.png"]
 
 
-def test_an_unreachable_tracking_server_never_blocks_the_caller_and_its_warning_carries_no_credentials(monkeypatch, caplog):
+def test_logging_returns_while_the_tracking_server_sits_on_a_request_and_its_failure_warning_carries_no_credentials(monkeypatch, caplog):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    uri = f"http://alice:s3cret-pass@127.0.0.1:{free_port()}"
-    tracking = MlflowRun.from_uri(uri, "r2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "600")  # longer than the test: only the background thread ever waits on it
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a tracking server that takes requests and answers none
+        uri = f"http://alice:s3cret-pass@127.0.0.1:{server.getsockname()[1]}"
+        tracking = MlflowRun.from_uri(uri, "r2")
+        caller = threading.Thread(target=lambda: [tracking.log_metrics({"loss_g": 1.0}, step=step) for step in range(50)])
+        with caplog.at_level(logging.WARNING, logger="ganworks.mlflow_tracking"):
+            caller.start()
+            server.settimeout(60)
+            connection, _ = server.accept()
+            with connection:
+                request = connection.recv(65536)
+                caller.join(30)
+                assert not caller.is_alive(), "logging waits on the tracking server"
+            server.close()  # the unanswered request fails now, and everything after it at once
+            assert tracking.close(timeout=60)
 
-    started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="ganworks.mlflow_tracking"):
-        for step in range(50):
-            tracking.log_metrics({"loss_g": 1.0}, step=step)
-        queued = time.monotonic() - started
-        tracking.close(timeout=20)
-
-    assert queued < 1.0, "logging waits on the tracking server"
+    assert request.startswith(b"GET /api/"), request[:80]
     assert "MLflow tracking at http://127.0.0.1" in caplog.text
     assert "s3cret-pass" not in caplog.text and "alice" not in caplog.text
     assert public_uri(uri) == uri.replace("alice:s3cret-pass@", "")
+
+
+@pytest.mark.parametrize("command", [["train", "--no-progress", "--steps", "2", "--run", "r"], ["evaluator", "serve"]])
+def test_tracking_asked_for_without_mlflow_installed_is_refused_at_start_naming_the_extra(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GANWORKS_MLFLOW_TRACKING_URI", f"file://{tmp_path / 'mlruns'}")
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # what Python does for a package that is not installed
+
+    code = main([*command, "--store", str(tmp_path / "store")])
+
+    assert code == 2
+    assert "GANWORKS_MLFLOW_TRACKING_URI is set but MLflow is not installed: pip install 'ganworks[mlflow]'" in capsys.readouterr().err
+    assert not (tmp_path / "store" / "runs").exists() and not (tmp_path / "mlruns").exists()
 
 
 @pytest.mark.ray
