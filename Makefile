@@ -26,10 +26,12 @@ venv: $(VENV)/.installed
 # Debian's prometheus package gives promtool and the server for the dashboard tests; unpacked, never started as a service.
 # Debian's dataset-fashion-mnist gives the Fashion-MNIST IDX files (linked when installed, else unpacked).
 # Debian's chromium package is the headless browser the report test renders in; unpacked into .venv/tools, not installed system-wide.
-$(VENV)/.tools: $(VENV)/.installed tests/tools/install-prometheus.sh tests/tools/install-fashion-mnist.sh tests/tools/install-chromium.sh
+# pytorch-fid (with its torchvision) is the reference for the FID agreement test; kept out of the venv, in .venv/tools.
+$(VENV)/.tools: $(VENV)/.installed tests/tools/install-prometheus.sh tests/tools/install-fashion-mnist.sh tests/tools/install-chromium.sh tests/tools/install-pytorch-fid.sh
 	bash tests/tools/install-prometheus.sh $(VENV)/tools
 	bash tests/tools/install-fashion-mnist.sh $(VENV)/tools/fashion-mnist
 	bash tests/tools/install-chromium.sh $(VENV)/tools
+	bash tests/tools/install-pytorch-fid.sh $(PY) $(VENV)/tools/pytorch-fid
 	touch $@
 
 tools: $(VENV)/.tools

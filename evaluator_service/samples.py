@@ -12,17 +12,19 @@ from evaluator_service.stats import FeatureStats
 
 @dataclasses.dataclass
 class Samples:
-    features: np.ndarray  # N×D
-    logits: np.ndarray  # N×K
-    stats: FeatureStats  # float64 mean and covariance of the features
-    labels: np.ndarray | None = None  # dataset labels that match the extractor's classes, when there are any
+    features: np.ndarray | None  # N×D; None on a side that only gives pixels and labels
+    logits: np.ndarray | None  # N×K
+    stats: FeatureStats | None  # float64 mean and covariance of the features
+    # True class labels: the dataset's, or those a conditional generator was asked for (-1 from an unconditional one).
+    labels: np.ndarray | None = None
     images: np.ndarray | None = None  # uint8 N×H×W×C, kept only when a metric asks for them
     workers: int = 1  # how many processes extracted the features
+    labels_are_classes: bool = False  # the labels are the extractor's own classes (it is the dataset's classifier)
 
     @property
-    def classes(self) -> np.ndarray:
+    def classes(self) -> np.ndarray | None:
         """Labels where they are the extractor's own classes, else the extractor's logits (predicted classes)."""
-        return self.labels if self.labels is not None and len(self.labels) else self.logits
+        return self.labels if self.labels_are_classes and self.labels is not None and len(self.labels) else self.logits
 
 
 @dataclasses.dataclass

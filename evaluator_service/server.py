@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from evaluator_service.continuous import ContinuousEvaluator
 from evaluator_service.errors import InvalidRequestError, NotFoundError
-from evaluator_service.evaluation import EvaluationRequest
+from evaluator_service.evaluation import EvaluationRequest, close_mlflow_runs
 from evaluator_service.features import ExtractorCache
 from evaluator_service.jobs import Job, JobManager, QueueFullError
 from evaluator_service.metrics_export import EvaluatorMetrics
@@ -172,6 +172,8 @@ class EvaluatorServer(DrainOnSignal):
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.jobs.stop()
+        if not await asyncio.to_thread(close_mlflow_runs, grace):
+            log.warning("MLflow tracking was still sending when the evaluator stopped; the rest is dropped")
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

@@ -91,5 +91,5 @@ class EvaluatorSettings:
                     # Caught at start: otherwise every continuous evaluation would fail the same way.
                     raise InvalidRequestError(
                         f"--num-samples {self.default_num_samples} (GANWORKS_EVALUATOR_DEFAULT_NUM_SAMPLES) is smaller than {metric.name}.{p.name} "
-                        f"({p.default}); use at least {p.default} samples or leave {metric.name} out of --metrics"
+                        f"({p.default}); use at least {p.default} samples or leave {metric.name} out of --metrics ({ENV_PREFIX}DEFAULT_METRICS)"
                     )

@@ -20,7 +20,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ModelConfigError, ObjectNotFoundError, SnapshotExistsError, SnapshotMissingError
-from ganworks.layout import MANIFEST, RUNS, SAMPLES, WEIGHTS, check_run_id, checkpoints_prefix, latest_key, run_of_key, snapshot_key, stats_key, step_of_manifest_key
+from ganworks.layout import MANIFEST, RUNS, SAMPLES, TRAINING_WEIGHTS, WEIGHTS, check_run_id, checkpoints_prefix, latest_key, run_of_key, snapshot_key, stats_key, step_of_manifest_key
 from ganworks.models import get_family
 from ganworks.store import ArtifactStore
 
@@ -46,6 +46,9 @@ class Manifest:
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     # Files published beside the weights, name -> sha256 (e.g. transformer.json of a tabular model).
     files: dict[str, str] = dataclasses.field(default_factory=dict)
+    # sha256 of the training weights published with G_ema, by role (layout.TRAINING_WEIGHTS); empty in snapshots
+    # published without them (older ganworks), which can be served and evaluated but not trained on from.
+    training_weights: dict[str, str] = dataclasses.field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -106,8 +109,12 @@ def publish_snapshot(
     metrics: dict[str, float] | None = None,
     samples_png: bytes | None = None,
     files: dict[str, bytes] | None = None,
+    training_states: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Manifest:
-    """Publishes a generator snapshot: weights, samples, manifest, then LATEST (only if step is newer).
+    """Publishes a generator snapshot: weights, training weights, samples, manifest, then LATEST (only if step is newer).
+
+    training_states holds the raw generator's and the discriminator's state by role ("generator",
+    "discriminator"), so another run can start from this snapshot (`ganworks train --init-from`).
 
     A complete snapshot is immutable: publishing the same weights again (a retried attempt) only makes
     sure LATEST is set; other weights for an existing step raise SnapshotExistsError, so readers that
@@ -121,8 +128,12 @@ def publish_snapshot(
     digest = hashlib.sha256(weights).hexdigest()
     files = dict(files or {})
     for name in files:
-        if name in (WEIGHTS, MANIFEST, SAMPLES) or not _plain_name(name):
+        if name in (WEIGHTS, MANIFEST, SAMPLES, *TRAINING_WEIGHTS.values()) or not _plain_name(name):
             raise ConfigError(f"snapshot file name {name!r} is reserved or not a plain file name")
+    unknown = set(training_states or {}) - set(TRAINING_WEIGHTS)
+    if unknown:
+        raise ConfigError(f"unknown training weights {sorted(unknown)}; a snapshot holds {sorted(TRAINING_WEIGHTS)}")
+    extra = {role: _state_bytes(state) for role, state in (training_states or {}).items()}
     try:
         existing = read_manifest(store, run, step)
     except CheckpointError:
@@ -146,8 +157,11 @@ def publish_snapshot(
         dataset_id=dataset_id,
         metrics=dict(metrics or {}),
         files={name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+        training_weights={role: hashlib.sha256(data).hexdigest() for role, data in extra.items()},
     )
     store.put_bytes(snapshot_key(run, step, WEIGHTS), weights)
+    for role, data in extra.items():
+        store.put_bytes(snapshot_key(run, step, TRAINING_WEIGHTS[role]), data)
     if samples_png is not None:
         store.put_bytes(snapshot_key(run, step, SAMPLES), samples_png, "image/png")
     for name, data in files.items():
@@ -246,6 +260,25 @@ def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, devic
         raise CheckpointFormatError(f"{store.url_for(weights_key)} does not fit architecture {manifest.architecture!r} {manifest.architecture_params}: {exc}") from None
     generator.to(device).eval().requires_grad_(False)
     return Snapshot(manifest=manifest, generator=generator, files=files)
+
+
+def load_training_weights(store: ArtifactStore, run: str, step: int) -> dict[str, bytes]:
+    """The verified safetensors bytes of a complete snapshot's training weights, by role; {} if it has none."""
+    manifest = read_manifest(store, run, step)
+    found: dict[str, bytes] = {}
+    for role, expected in manifest.training_weights.items():
+        if role not in TRAINING_WEIGHTS:
+            raise CheckpointFormatError(f"{store.url_for(snapshot_key(run, step, MANIFEST))} lists unknown training weights {role!r}")
+        key = snapshot_key(run, step, TRAINING_WEIGHTS[role])
+        try:
+            data = store.get_bytes(key)
+        except ObjectNotFoundError:
+            raise SnapshotMissingError(f"{store.url_for(key)} is missing although its manifest lists it; re-publish step {step}") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != expected:
+            raise CheckpointIntegrityError(f"sha256 of {store.url_for(key)} is {digest}, manifest says {expected}; the object was modified — refused")
+        found[role] = data
+    return found
 
 
 def read_stats(store: ArtifactStore, run: str) -> list[dict]:

@@ -33,6 +33,9 @@ WEIGHTS = "generator.safetensors"
 MANIFEST = "manifest.json"
 SAMPLES = "samples.png"
 TRANSFORMER = "transformer.json"  # beside a tabular model's weights; the manifest's `files` holds its sha256
+# What a snapshot holds besides G_ema so another run can start from it (`ganworks train --init-from`):
+# the raw generator and the discriminator, by role.
+TRAINING_WEIGHTS = {"generator": "training-generator.safetensors", "discriminator": "training-discriminator.safetensors"}
 EXTRACTOR_WEIGHTS = "classifier.safetensors"
 IMPORTED_WEIGHTS = "inception.safetensors"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
@@ -83,7 +86,7 @@ def snapshot_prefix(run: str, step: int) -> str:
 
 
 def snapshot_key(run: str, step: int, name: str) -> str:
-    """One file of a snapshot: WEIGHTS, MANIFEST or SAMPLES."""
+    """One file of a snapshot: WEIGHTS, MANIFEST, SAMPLES or one of TRAINING_WEIGHTS."""
     return f"{snapshot_prefix(run, step)}/{name}"
 
 

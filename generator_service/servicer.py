@@ -196,7 +196,10 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "model is empty: set it to a run id (ListModels shows the served models)")
             if request.version < 0:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"version must be 0 (newest) or a published step, got {request.version}")
-            return self._info(await self.manager.get(request.model, request.version))
+            route = self.router.route(request.model) if request.version == 0 else None
+            # Version 0 is "what a call without a version gets": under a pinned or canary policy that is the stable
+            # step the policy serves, not LATEST.
+            return self._info(route.stable if route is not None else await self.manager.get(request.model, request.version))
 
     def _info(self, model: LoadedModel) -> pb.ModelInfo:
         m = model.manifest

@@ -7,9 +7,11 @@ import json
 import logging
 import os
 import pathlib
+import re
 import time
 from typing import Any
 
+from ganworks.commandline import CommandError
 from orchestration.processes import ServiceProcess, free_port, ganworks_command, wait_for_grpc_health, wait_for_http
 from orchestration.status import RateMeter, scrape, total
 
@@ -129,7 +131,29 @@ class LocalSystem:
             self.start_evaluator()
         except BaseException:
             self.stop()
+            refused = self.refused_settings()
+            if refused:
+                raise CommandError(refused) from None
             raise
+
+    def refused_settings(self) -> str:
+        """A service that exited with status 2 refused its settings: its message, with the variables this system set
+        from the user's flags named by those flags (e.g. --eval-samples, not GANWORKS_EVALUATOR_DEFAULT_NUM_SAMPLES)."""
+        for name, process in self.processes.items():
+            if process.running or process.exit_code() != 2:
+                continue
+            errors = [line for line in process.log_tail(40).splitlines() if line.startswith("error:")]
+            if not errors:
+                continue
+            message = errors[-1].removeprefix("error:").strip()
+            for variable, flag in USER_FLAGS.items():
+                # The service names its own flag and the variable: "--num-samples 200 (GANWORKS_EVALUATOR_DEFAULT_NUM_SAMPLES)".
+                message = re.sub(rf"--[\w-]+ (\S+) \({variable}\)", rf"{flag} \1", message)
+                message = message.replace(variable, flag)
+            # A service flag these commands do not have: the user sets its variable, which the services inherit.
+            message = re.sub(r"--[\w-]+ \((GANWORKS_\w+)\)", r"\1", message)
+            return f"the {name} refused its settings: {message}"
+        return ""
 
     def stop(self, grace: float = 20.0) -> None:
         """Trainer first (it checkpoints), then the evaluator, then the generator it reads from."""
@@ -207,6 +231,14 @@ class LocalSystem:
         path = self.workdir / name
         path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
         return path
+
+
+# The services' variables this system sets from `ganworks up`/`demo` flags: a service's complaint about one names the flag.
+USER_FLAGS = {
+    "GANWORKS_EVALUATOR_DEFAULT_NUM_SAMPLES": "--eval-samples", "GANWORKS_TRAINER_NUM_WORKERS": "--num-workers", "GANWORKS_TRAINER_BATCH_SIZE": "--batch-size",
+    "GANWORKS_TRAINER_SNAPSHOT_EVERY": "--snapshot-every", "GANWORKS_TRAINER_IMAGE_SIZE": "--image-size", "GANWORKS_TRAINER_DATASET": "--dataset",
+    "GANWORKS_TRAINER_RUN": "--run", "GANWORKS_GENERATOR_RUNS": "--run", "GANWORKS_EVALUATOR_RUNS": "--run",
+}
 
 
 def _env_value(value: object) -> str:

@@ -107,3 +107,17 @@ def ray_cluster(s3):
                 os.environ[key] = value
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def fitted_store(tmp_path_factory) -> str:
+    """One local store whose digits classifier (16 px, one quick epoch) is fitted once for the whole session.
+
+    The tests that bring a whole system up (`ganworks demo`/`up`, the soak) put their runs in it: the evaluator finds
+    the classifier instead of fitting it, and the reference statistics the first evaluator computes serve the rest.
+    """
+    from tests.faults.harness import fit_classifier
+
+    path = str(tmp_path_factory.mktemp("fitted-store"))
+    fit_classifier(path, image_size=16)
+    return path

@@ -29,6 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--model-param", dest="model_params", action="append", metavar="KEY=VALUE",
                       help=f"a hyperparameter of the model family, repeatable, e.g. --model-param width=64 (dcgan: {_settable('dcgan')}; stylegan2: {_settable('stylegan2')}); "
                            "docs/trainer.md lists them with their defaults")
+    data.add_argument("--init-from", metavar="RUN[@STEP]", help="start from another run's snapshot (its LATEST, or STEP) in the same store: "
+                      "transfer learning; the model flags default to the source's, and a different class count gets new class embeddings")
+    data.add_argument("--freeze-d-blocks", type=int, metavar="K", help="with --init-from: keep the first K discriminator blocks at the source's weights (default 0)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--loss", help=f"one of {', '.join(sorted(LOSSES))} (default hinge)")
     opt.add_argument("--steps", type=int, help="train until this step (default 1000)")

@@ -39,6 +39,10 @@ class TrainOptions:
     augment: str = "none"  # "ada": adaptive augmentation of everything D sees (trainer/augment.py)
     augment_target: float = 0.6  # ADA: the wanted fraction of positive D logits on real images
     augment_speed_images: int = 100_000  # ADA: images over which p can go from 0 to 1
+    # Transfer learning: start from another run's snapshot, RUN or RUN@STEP (trainer/transfer.py); optionally
+    # keep the first k discriminator blocks frozen at the source's weights (FreezeD).
+    init_from: str = ""
+    freeze_d_blocks: int = 0
     ema_half_life_images: int = 10_000
     ema_rampup: float = 0.05  # the half-life is at most this fraction of the images seen (0 = no ramp-up)
     snapshot_every: int = 100
@@ -71,7 +75,9 @@ class TrainOptions:
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        for name in ("checkpoint_every", "checkpoint_min_seconds", "max_failures", "r1_gamma", "gp_weight", "pl_weight", "ema_half_life_images", "ema_rampup", "metrics_port"):
+        if self.freeze_d_blocks and not self.init_from:
+            raise ConfigError("--freeze-d-blocks keeps blocks at a source snapshot's weights: it needs --init-from RUN[@STEP]")
+        for name in ("freeze_d_blocks", "checkpoint_every", "checkpoint_min_seconds", "max_failures", "r1_gamma", "gp_weight", "pl_weight", "ema_half_life_images", "ema_rampup", "metrics_port"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.batch_size % self.num_workers:

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from ganworks import __version__
+from ganworks import __version__, mlflow_tracking
 from ganworks.layout import TRAIN_STATE, TRANSFORMER, check_run_id, run_info_key, run_prefix
 from ganworks.data import load_dataset
 from ganworks.errors import ConfigError, GanworksError, ModelConfigError, ObjectNotFoundError
@@ -20,6 +20,7 @@ from ganworks.models import HyperparameterError, ModelFamily, get_family
 from ganworks.settings import StoreSettings, public_fields
 from ganworks.store import ArtifactStore, open_store
 from ganworks.telemetry import register_secrets
+from trainer import transfer
 from trainer.config import TrainOptions
 
 log = logging.getLogger("trainer")
@@ -48,14 +49,16 @@ class TrainPlan:
     dataset: Any  # an ImageDataset, or a TabularDataset for a tabular family
     architecture_params: dict[str, Any]
     table: TablePlan | None = None
+    init: transfer.InitSource | None = None  # --init-from: the checked source snapshot
 
     def run_json(self) -> dict[str, Any]:
         d = self.dataset
+        started = {"init_from": self.init.describe()} if self.init is not None else {}
         if self.table is not None:
             dataset = table_split_json(self.options.dataset, d, self.table.test, self.options.split)
         else:
             dataset = {"spec": self.options.dataset, "id": d.id, "image_size": d.image_size, "channels": d.channels, "num_classes": d.num_classes, "class_names": list(d.class_names), "split": self.options.split}
-        return {
+        return {**started,
             "run": self.options.run,
             "code_version": code_version(),
             "options": self.options.to_json(),
@@ -97,6 +100,7 @@ def code_version() -> str:
 def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     """Every check that needs no Ray cluster, cheapest first: a wrong flag fails in seconds, not after start-up."""
     options.validate()
+    mlflow_tracking.check_installed()
     if not options.run:
         options.run = time.strftime("run-%Y%m%d-%H%M%S")
     check_run_id(options.run)
@@ -105,6 +109,9 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
         return _plan_table(options, store_settings, family)
     _model_params(family, options, channels=None, num_classes=None)  # before the dataset: a wrong size or model flag fails fast
     store = open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
+    source = transfer.find_source(store, options.init_from, _run_info(store, options.run).get("init_from")) if options.init_from else None
+    if source is not None and source.architecture == family.name:
+        options.model_params = {**transfer.source_params(family, source), **options.model_params}
     dataset = load_dataset(options.dataset, image_size=options.image_size, channels=options.channels or None, split=options.split)
     if options.conditional and dataset.labels is None:
         raise ConfigError(f"--conditional needs a dataset with labels; {options.dataset!r} has none (an image folder gets them from class subfolders)")
@@ -112,8 +119,9 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     if len(dataset) // options.num_workers < per_worker:
         raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(dataset)} training images allow with {options.num_workers} workers")
     params = _model_params(family, options, channels=dataset.channels, num_classes=dataset.num_classes if options.conditional else 0)
-    _check_same_run(store, options.run, options.model, params, dataset.id)
-    return TrainPlan(options, store_settings, store, dataset, params)
+    init = transfer.check_source(store, options.init_from, source, family, params, options.freeze_d_blocks) if source is not None else None
+    _check_same_run(store, options.run, options.model, params, dataset.id, init.describe() if init else None)
+    return TrainPlan(options, store_settings, store, dataset, params, init)
 
 
 def _plan_table(options: TrainOptions, store_settings: StoreSettings, family: ModelFamily) -> TrainPlan:
@@ -121,6 +129,8 @@ def _plan_table(options: TrainOptions, store_settings: StoreSettings, family: Mo
     from ganworks.tabular.data import load_table
     from ganworks.tabular.synthesizer import prepare
 
+    if options.init_from:
+        raise ConfigError(f"--init-from is for image models; a {family.name} run starts from scratch (its transformer is fitted to this table)")
     for flag, given in (("--conditional", options.conditional), ("--augment ada", options.augment != "none")):
         if given:
             raise ConfigError(f"{flag} is for image models; {family.name} conditions on the table's categorical columns by itself")
@@ -176,17 +186,28 @@ def _model_params(family: ModelFamily, options: TrainOptions, *, channels: int |
         raise ConfigError(f"--model {family.name}: {exc}") from None
 
 
-def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: dict[str, Any], dataset_id: str) -> None:
-    """Resuming is by run id; resuming with another model or dataset would load weights that do not fit."""
+def _run_info(store: ArtifactStore, run: str) -> dict[str, Any]:
+    """The run.json of a run being resumed; {} for a new run."""
     try:
-        before = store.get_json(run_info_key(run))
+        return store.get_json(run_info_key(run))
     except ObjectNotFoundError:
+        return {}
+
+
+def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: dict[str, Any], dataset_id: str, init_from: dict | None = None) -> None:
+    """Resuming is by run id; resuming with another model or dataset would load weights that do not fit."""
+    before = _run_info(store, run)
+    if not before:
         return
     if before.get("architecture") != architecture or before.get("architecture_params") != params:
         raise ConfigError(f"run {run!r} already exists in {store.url} with architecture {before.get('architecture')} {before.get('architecture_params')}; "
                           f"resume it with the same --model and --model-param flags or choose a new --run")
     if before.get("dataset", {}).get("id") != dataset_id:
         raise ConfigError(f"run {run!r} already exists in {store.url} trained on dataset {before.get('dataset', {}).get('id')}, not {dataset_id}; choose a new --run")
+    if before.get("init_from") != init_from:
+        started = before.get("init_from")
+        said = f"--init-from {started['run']}@{started['step']}" if started else "no --init-from"
+        raise ConfigError(f"run {run!r} already exists in {store.url} and was started with {said}; resume it with the same flags or choose a new --run")
 
 
 def connect_ray(options: TrainOptions, worker_logs: bool = True) -> None:
@@ -256,6 +277,11 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
     if p.table is not None:
         config["transformer"] = p.table.transformer_json
         config["snapshot_files"] = {TRANSFORMER: p.table.transformer_json.encode()}
+    tracking = mlflow_tracking.worker_config()
+    if tracking is not None:  # rank 0 logs to MLflow; credentials stay in the workers' environment, never in Ray's config
+        config["mlflow"] = tracking
+    if p.init is not None:  # the source's checked weights, as safetensors bytes: the workers load them on a fresh start
+        config["init"] = {"weights": ray.put(p.init.weights), "reinitialised": p.init.reinitialised}
     trainer = TorchTrainer(
         train_table_worker if p.table is not None else train_worker,
         train_loop_config=config,

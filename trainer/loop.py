@@ -26,6 +26,7 @@ from trainer.reporting import Rank0Reporter
 from trainer.step import GANStep, Networks
 from trainer.metrics import serve_worker_up
 from trainer.train_state import load_train_state, save_train_state
+from trainer.transfer import freeze_blocks, load_into
 
 log = logging.getLogger("trainer")
 
@@ -49,6 +50,8 @@ def train_worker(config: dict) -> None:
     g_opt = torch.optim.Adam(G.parameters(), lr=opts.g_lr, betas=(opts.beta1, opts.beta2))
     d_opt = torch.optim.Adam(D.parameters(), lr=opts.d_lr, betas=(opts.beta1, opts.beta2))
     noise = torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + rank)
+    if opts.freeze_d_blocks:
+        freeze_blocks(family, D, opts.freeze_d_blocks)
 
     # ---- resume from Ray's last checkpoint (a new fit of the same run, or a restart after a failure) ----------
     step, images_seen, nonfinite, step_state = 0, 0, 0, {}
@@ -63,6 +66,9 @@ def train_worker(config: dict) -> None:
         else:  # a different number of workers: fresh but reproducible noise streams
             noise.manual_seed(opts.seed * 1000 + rank + 7919 * step)
         log.info("rank %d resumed at step %d (%d images seen)", rank, step, images_seen)
+    elif "init" in config:  # a fresh start of an --init-from run: the source snapshot's weights (trainer/transfer.py)
+        load_into(ray.get(config["init"]["weights"]), config["init"]["reinitialised"], {"generator_ema": G_ema, "generator": G, "discriminator": D})
+        log.info("rank %d starts from %s", rank, opts.init_from)
 
     nets = Networks(G, D, G_ema, DDP(G), DDP(D), g_opt, d_opt)
     # The loss, its regularisers on D and G (trainer/losses.py), and the augmentation of what D sees (trainer/augment.py).
@@ -87,7 +93,7 @@ def train_worker(config: dict) -> None:
         # ---- rank 0: metrics and stats.jsonl, then a snapshot (published in the background) ----
         if reporter is not None:
             reporter.after_step(result, step, images_seen, nonfinite)
-            reporter.maybe_publish(step, images_seen, G_ema)
+            reporter.maybe_publish(step, images_seen, G_ema, G, D)
         # ---- every rank: Ray's resume checkpoint. Ones uploaded faster than Ray registers them only queue up, and a crash loses the queue.
         if step == opts.steps or (step % opts.checkpoint_interval == 0 and agree_across_ranks(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device)):
             report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts, gan_step.state())

@@ -28,6 +28,7 @@ class SnapshotJob:
     metrics: dict[str, float]
     stats_jsonl: bytes | None = None
     events: EventFile | None = None  # the run's TensorBoard file: gets this snapshot's grid, then goes to the store whole
+    training_states: dict[str, dict[str, torch.Tensor]] | None = None  # raw G and D, so another run can start from this snapshot
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -68,6 +69,7 @@ class SnapshotPublisher:
         self.grid, self.retry_seconds, self.files = grid, retry_seconds, dict(files or {})
         self._on_published = on_published or (lambda step: None)
         self._on_failure = on_failure or (lambda: None)
+        self.on_samples: Callable[[int, bytes], None] | None = None  # each published snapshot's grid (MLflow)
         self._pending: SnapshotJob | None = None
         self._busy = False
         self._closed = False
@@ -125,7 +127,7 @@ class SnapshotPublisher:
                 # reader sees a partial snapshot, and the next attempt writes every object again.
                 publish_snapshot(store, run=self.run, step=job.step, generator_state=job.generator_state, architecture=self.architecture,
                                  architecture_params=self.params, images_seen=job.images_seen, dataset_id=self.dataset_id,
-                                 metrics=job.metrics, samples_png=samples, files=self.files)
+                                 metrics=job.metrics, samples_png=samples, training_states=job.training_states, files=self.files)
                 if job.stats_jsonl is not None:
                     store.put_bytes(stats_key(self.run), job.stats_jsonl, "application/x-ndjson")
                 if job.events is not None:
@@ -139,4 +141,6 @@ class SnapshotPublisher:
         retry_call(attempt, is_transient=_is_transient, total_seconds=self.retry_seconds, initial_delay=0.5, max_delay=10.0, what=f"publishing step {job.step}")
         self.published.append(job.step)
         self._on_published(job.step)
+        if self.on_samples is not None:
+            self.on_samples(job.step, samples)
         log.info("published snapshot step %d to %s", job.step, store.url_for(snapshot_prefix(self.run, job.step)))

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 
 from ganworks.models import get_family
+from ganworks.layout import run_info_key
+from ganworks.mlflow_tracking import MlflowRun
 from ganworks.settings import store_settings_here
 from ganworks.store import open_store
 from trainer.config import TrainOptions
@@ -41,6 +43,10 @@ class Rank0Reporter:
             retry_seconds=opts.publish_retry_seconds, on_failure=self.metrics.publish_failures.inc,
             on_published=lambda at: (self.metrics.snapshot_published(at), tell(self.progress, {"event": "published", "step": at})),
         )
+        self.mlflow = MlflowRun.from_worker_config(config.get("mlflow"), opts.run)
+        if self.mlflow is not None:
+            self.mlflow.log_params(store.get_json(run_info_key(opts.run)))  # written by the driver before the workers start
+            self.publisher.on_samples = lambda at, png: self.mlflow.log_png(png, f"step_{at:09d}.png")
         self._new_interval()
         tell(self.progress, {"event": "start", "step": step, "metrics_port": metrics_port})
 
@@ -64,21 +70,31 @@ class Rank0Reporter:
                         images_per_second=self.interval_images / max(elapsed, 1e-9))
             self.metrics.record(line)
             self.stats.append(line)
+            if self.mlflow is not None:
+                self.mlflow.log_metrics({k: v for k, v in line.items() if k not in ("step", "time")}, step, line["time"])
             tell(self.progress, {"event": "log", **line})
             self._new_interval()
 
-    def maybe_publish(self, step: int, images_seen: int, G_ema: torch.nn.Module) -> None:
+    def maybe_publish(self, step: int, images_seen: int, G_ema: torch.nn.Module, G: torch.nn.Module, D: torch.nn.Module) -> None:
         if step % self.opts.snapshot_every and step != self.opts.steps:
             return
         last = self.stats.lines[-1] if self.stats.lines else {}
-        self.publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state={k: v.detach().cpu().clone() for k, v in G_ema.state_dict().items()},
+        self.publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state=_cpu_copy(G_ema),
+                                          training_states={"generator": _cpu_copy(G), "discriminator": _cpu_copy(D)},
                                           metrics={k: float(last[k]) for k in SNAPSHOT_METRICS if k in last}, stats_jsonl=self.stats.encoded(), events=self.stats.events))
 
     def finish(self, step: int) -> None:
         if not self.publisher.close(timeout=self.opts.publish_retry_seconds + 30):
             log.error("the last snapshot was still uploading when the run ended")
         self.stats.events.close()
+        if self.mlflow is not None and not self.mlflow.close(timeout=30):
+            log.warning("MLflow tracking was still sending when the run ended; the rest is dropped")
         tell(self.progress, {"event": "done", "step": step, "published": self.publisher.published, "failed": self.publisher.failed})
+
+
+def _cpu_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the state that training cannot change while the publisher uploads it."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 def tell(progress, message: dict) -> None:

@@ -110,6 +110,7 @@ class GANStep:
     def generator_step(self, step: int = 0):
         """Through D's plain module, so D's DDP does not wait for gradients D does not get; G regularisers use the same forward."""
         D = self.nets.D
+        trainable = [p for p in D.parameters() if p.requires_grad]  # not the blocks --freeze-d-blocks froze
         D.requires_grad_(False)
         z, fake_y = self.latents(self.batch_size)
         due = [reg for reg in self.g_regularisers if reg.due(step)]
@@ -122,7 +123,8 @@ class GANStep:
             for reg in due:
                 loss_g = loss_g + reg.penalty(fake, latent, self.noise)
         norm_g = optimizer_step(self.nets.g_opt, self.nets.G, loss_g)
-        D.requires_grad_(True)
+        for p in trainable:
+            p.requires_grad_(True)
         return loss_g, norm_g
 
     def update_ema(self, global_batch: int, images_seen: int, half_life_images: float, rampup: float) -> None:

@@ -83,7 +83,7 @@ def train_table_worker(config: dict) -> None:
         rows_seen += opts.batch_size
         if reporter is not None:
             reporter.after_step(result, step, rows_seen, nonfinite)
-            reporter.maybe_publish(step, rows_seen, G)
+            reporter.maybe_publish(step, rows_seen, G, G, D)
         if step == opts.steps or (step % opts.checkpoint_interval == 0 and agree_across_ranks(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device)):
             report_checkpoint(step, rows_seen, nonfinite, world, rank, unused_noise, nets, opts, {})
             last_checkpoint = time.monotonic()

@@ -21,6 +21,7 @@ REGISTERED = (
     "diversity",
     "mode_coverage",
     "memorization",
+    "utility",
     "table_quality",
     "ml_efficacy",
     "dcr",

@@ -4,6 +4,8 @@ An input is named `<side>.<kind>`: the side is where the samples come from (`ref
 `held_out` — its test split, `generated` — the snapshot's samples) and the kind what is taken of them
 (`features`, `stats` — the features' float64 mean and covariance, `logits`, `classes` — dataset labels when
 the extractor is the dataset's own classifier, else its predicted logits, `images` — raw uint8 pixels,
+`labels` — true class labels: the dataset's, or for generated samples the labels the conditional model was asked
+for, -1 from an unconditional one),
 `table` — a tabular run's rows with their schema, a ganworks.tabular.data.TabularDataset).
 The pipeline (`evaluator_service/evaluation.py`) gathers exactly the declared inputs; a new kind of input
 (translated images, ...) is a new name here and one attribute on the pipeline's samples.
@@ -21,17 +23,22 @@ REFERENCE_FEATURES = "reference.features"
 REFERENCE_STATS = "reference.stats"
 REFERENCE_CLASSES = "reference.classes"
 REFERENCE_IMAGES = "reference.images"
+REFERENCE_LABELS = "reference.labels"
 HELD_OUT_FEATURES = "held_out.features"
+HELD_OUT_IMAGES = "held_out.images"
+HELD_OUT_LABELS = "held_out.labels"
 GENERATED_FEATURES = "generated.features"
 GENERATED_STATS = "generated.stats"
 GENERATED_LOGITS = "generated.logits"
 GENERATED_IMAGES = "generated.images"
+GENERATED_LABELS = "generated.labels"
 REFERENCE_TABLE = "reference.table"
 HELD_OUT_TABLE = "held_out.table"
 GENERATED_TABLE = "generated.table"
 TABLE_INPUTS = (REFERENCE_TABLE, HELD_OUT_TABLE, GENERATED_TABLE)
-INPUTS = (REFERENCE_FEATURES, REFERENCE_STATS, REFERENCE_CLASSES, REFERENCE_IMAGES, HELD_OUT_FEATURES,
-          GENERATED_FEATURES, GENERATED_STATS, GENERATED_LOGITS, GENERATED_IMAGES, *TABLE_INPUTS)
+INPUTS = (REFERENCE_FEATURES, REFERENCE_STATS, REFERENCE_CLASSES, REFERENCE_IMAGES, REFERENCE_LABELS, HELD_OUT_FEATURES, HELD_OUT_IMAGES,
+          HELD_OUT_LABELS, GENERATED_FEATURES, GENERATED_STATS, GENERATED_LOGITS, GENERATED_IMAGES, GENERATED_LABELS,
+          *TABLE_INPUTS)
 
 
 @dataclasses.dataclass(frozen=True)

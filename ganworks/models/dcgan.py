@@ -103,6 +103,9 @@ class DCGAN(GaussianLatents):
     def build_discriminator(self, p: dict[str, Any]) -> nn.Module:
         return Discriminator(p["image_size"], p["channels"], p["num_classes"], p["width"], p["max_width"], p["spectral_norm"])
 
+    def discriminator_blocks(self, discriminator: nn.Module) -> list[nn.Module]:
+        return [m for m in discriminator.features if isinstance(m, nn.Conv2d)]
+
     def generate(self, generator: nn.Module, latents: torch.Tensor, labels: torch.Tensor | None, truncation: torch.Tensor) -> torch.Tensor:
         # The truncation trick in z space: the prior's mean is zero, so pulling towards it is a scale.
         z = latents * truncation.to(latents.dtype).unsqueeze(1)

@@ -132,6 +132,10 @@ class ModelFamily:
     def build_discriminator(self, params: dict[str, Any]) -> nn.Module:
         raise NotImplementedError
 
+    def discriminator_blocks(self, discriminator: nn.Module) -> list[nn.Module]:
+        """D's blocks from the input side; fine-tuning may freeze the first k (`ganworks train --freeze-d-blocks`)."""
+        raise ModelConfigError(f"{self.name} does not name its discriminator's blocks, so its discriminator cannot be partly frozen")
+
     # ---- latents and conditions ---------------------------------------------------------------------------------
 
     def random_latents(self, params: dict[str, Any], count: int, rng: torch.Generator) -> torch.Tensor:

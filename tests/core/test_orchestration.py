@@ -37,3 +37,21 @@ def test_every_service_is_started_by_its_command_and_configured_by_variables_it_
     evaluator = system.processes["evaluator"].env
     assert evaluator["GANWORKS_EVALUATOR_GENERATOR"] == system.generator_address and evaluator["GANWORKS_EVALUATOR_RUNS"] == "r1"
     assert system.processes["trainer"].env["GANWORKS_TRAINER_CONDITIONAL"] == "true"
+
+
+def test_a_service_refusing_a_setting_the_user_gave_names_the_users_flag_and_only_settings_the_user_can_change(tmp_path):
+    system = local.LocalSystem(local.SystemOptions(store=str(tmp_path / "store"), run="r1", eval_samples=200, workdir=str(tmp_path)))
+    system.logs.mkdir(parents=True, exist_ok=True)
+
+    try:
+        system.start_evaluator()  # the real service: it checks its settings at start and exits with status 2
+    except RuntimeError:
+        pass
+    finally:
+        system.stop()
+
+    refused = system.refused_settings()
+    assert refused.startswith("the evaluator refused its settings: --eval-samples 200 is smaller than kid.subset_size"), refused
+    assert "GANWORKS_EVALUATOR_DEFAULT_NUM_SAMPLES" not in refused and "--num-samples" not in refused
+    # The evaluator's --metrics is no flag of `ganworks demo`/`up`: its hint names the variable the services inherit.
+    assert refused.endswith("leave kid out of GANWORKS_EVALUATOR_DEFAULT_METRICS") and "--metrics" not in refused, refused

@@ -25,17 +25,32 @@ def _per_sample_reference(x, weight, styles, demodulate):
     return torch.cat(outputs)
 
 
+@pytest.mark.parametrize("form", ["grouped", "scaled", None])
 @pytest.mark.parametrize("demodulate", [True, False])
 @pytest.mark.parametrize("kernel", [1, 3])
-def test_grouped_modulated_conv_equals_a_per_sample_loop_of_plain_convs(demodulate, kernel):
+def test_each_form_of_the_batched_modulated_conv_equals_a_per_sample_loop_of_plain_convs(demodulate, kernel, form):
     gen = torch.Generator().manual_seed(0)
     x, weight = torch.randn(5, 6, 8, 8, generator=gen), torch.randn(7, 6, kernel, kernel, generator=gen)
     styles = torch.randn(5, 6, generator=gen) + 1
 
-    grouped = modulated_conv2d(x, weight, styles, demodulate)
+    batched = modulated_conv2d(x, weight, styles, demodulate, form=form)
 
-    assert grouped.shape == (5, 7, 8, 8)
-    torch.testing.assert_close(grouped, _per_sample_reference(x, weight, styles, demodulate), rtol=1e-4, atol=1e-5)
+    assert batched.shape == (5, 7, 8, 8)
+    torch.testing.assert_close(batched, _per_sample_reference(x, weight, styles, demodulate), rtol=1e-4, atol=1e-5)
+
+
+def test_both_forms_give_the_same_gradients_to_the_weight_the_styles_and_the_input():
+    grads = []
+    for form in ("grouped", "scaled"):
+        x = torch.randn(4, 6, 8, 8, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
+        weight = torch.randn(5, 6, 3, 3, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+        styles = (torch.randn(4, 6, generator=torch.Generator().manual_seed(4)) + 1).requires_grad_(True)
+        modulated_conv2d(x, weight, styles, True, form=form).sin().sum().backward()
+        grads.append((x.grad, weight.grad, styles.grad))
+    for grouped, scaled in zip(*grads):
+        torch.testing.assert_close(scaled, grouped, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="form must be one of"):
+        modulated_conv2d(torch.zeros(1, 6, 4, 4), torch.zeros(5, 6, 3, 3), torch.ones(1, 6), form="looped")
 
 
 def test_demodulated_outputs_keep_unit_scale_whatever_the_style_magnitude():

@@ -19,10 +19,10 @@ pytestmark = pytest.mark.slow
 SMALL = ("--image-size", "16", "--num-workers", "1", "--snapshot-every", "10", "--batch-size", "32", "--eval-samples", "1000")
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
-    """One store for both: the digits classifier the first fits is the second's too (fitting it is most of a demo's time)."""
-    return str(tmp_path_factory.mktemp("store"))
+@pytest.fixture
+def store(fitted_store) -> str:
+    """The session's store, its digits classifier already fitted (fitting it would be most of a demo's time)."""
+    return fitted_store
 
 
 def ganworks(*args: str, env: dict[str, str], log) -> subprocess.Popen:

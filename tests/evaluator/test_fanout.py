@@ -19,6 +19,8 @@ def test_evaluation_fanned_out_to_ray_workers_matches_the_single_process_numbers
 
     assert one.state == many.state == pb.EVALUATION_STATE_SUCCEEDED, many.error
     assert shared_store.get_json(f"runs/{RUN}/evals/000000001/digits-classifier-legacy-pytorch-n600-fid-is-prdc-seed11.json")["feature_workers"] == 2
-    assert many.metrics["fid"] == pytest.approx(one.metrics["fid"], rel=1e-9)
+    # The same computation, up to float32 rounding: a Ray worker extracts with its own torch thread count, so feature
+    # sums may round differently (seen: FID 2.6e-9 apart); a lost, doubled or misordered shard moves them far more.
+    assert many.metrics["fid"] == pytest.approx(one.metrics["fid"], rel=1e-6)
     for key in ("precision", "recall", "density", "coverage", "inception_score_mean"):
-        assert many.metrics[key] == pytest.approx(one.metrics[key], rel=1e-9)
+        assert many.metrics[key] == pytest.approx(one.metrics[key], rel=1e-6)

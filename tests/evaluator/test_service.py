@@ -171,3 +171,22 @@ def test_finished_jobs_older_than_the_kept_age_are_dropped(start_evaluator, gene
     with pytest.raises(grpc.RpcError) as info:
         evaluator.stub.GetEvaluation(pb.GetEvaluationRequest(id=first.id), timeout=10)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_with_mlflow_tracking_the_metrics_join_the_runs_mlflow_run_at_the_snapshots_step(evaluator, monkeypatch, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from evaluator_service.evaluation import close_mlflow_runs
+    from ganworks.mlflow_tracking import RUN_TAG
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = f"file://{tmp_path / 'mlruns'}"
+    monkeypatch.setenv("GANWORKS_MLFLOW_TRACKING_URI", uri)
+
+    result = evaluator.evaluate(run=RUN, version=1, num_samples=200, metrics=["fid"], seed=11)
+    assert close_mlflow_runs(timeout=60)  # what the evaluator does when it stops
+
+    client = MlflowClient(tracking_uri=uri)
+    [tracked] = client.search_runs([client.get_experiment_by_name("ganworks").experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{RUN}'")
+    [fid_key] = [key for key in tracked.data.metrics if key.endswith("/fid")]
+    assert [(m.step, m.value) for m in client.get_metric_history(tracked.info.run_id, fid_key)] == [(1, pytest.approx(result.metrics["fid"]))]

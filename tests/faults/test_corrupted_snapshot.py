@@ -58,25 +58,25 @@ def test_corrupted_snapshot_is_refused_by_every_reader_of_the_store(tmp_path):
         load_snapshot(store, "r")
 
 
-def test_corrupted_snapshot_fails_its_evaluation_with_the_reason_instead_of_a_number(tmp_path):
+def test_corrupted_snapshot_fails_its_evaluation_with_the_reason_instead_of_a_number(tmp_path, fitted_store):
     from ganworks.api import evaluator_pb2 as epb
     from ganworks.api import evaluator_pb2_grpc
-    from tests.faults.harness import Evaluator, fit_classifier, write_run_json
+    from tests.faults.harness import Evaluator, write_run_json
 
     import grpc
 
-    store = open_store(str(tmp_path / "store"))
-    write_run_json(store, "r")
-    fit_classifier(store.url)
-    publish_tiny(store, "r", 100)
-    generator = Generator(store.url, "r", tmp_path / "logs").start()
+    # The session's store (its classifier already fitted); the run is this test's own.
+    store = open_store(fitted_store)
+    write_run_json(store, "corrupt")
+    publish_tiny(store, "corrupt", 100)
+    generator = Generator(store.url, "corrupt", tmp_path / "logs").start()
     evaluator = Evaluator(store.url, "", tmp_path / "logs", generator.address, continuous=False, extra=("--metrics", "fid", "--num-samples", "200"))
     try:
         evaluator.start()
-        corrupt_and_announce(store, "r", 200)
+        corrupt_and_announce(store, "corrupt", 200)
         with grpc.insecure_channel(evaluator.address) as channel:
             stub = evaluator_pb2_grpc.EvaluatorStub(channel)
-            job = stub.Evaluate(epb.EvaluateRequest(run="r", version=200), timeout=30)
+            job = stub.Evaluate(epb.EvaluateRequest(run="corrupt", version=200), timeout=30)
             final = list(stub.WatchEvaluation(epb.GetEvaluationRequest(id=job.id), timeout=120))[-1]
         failures = scrape(evaluator.metrics_url)
     finally:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ganworks.store import open_store
-from tests.faults.harness import Evaluator, Generator, fit_classifier, publish_tiny, write_run_json
+from tests.faults.harness import Evaluator, Generator, publish_tiny, write_run_json
 
 pytestmark = pytest.mark.slow
 FAST_METRICS = ("--metrics", "fid,prdc", "--num-samples", "300")
@@ -29,28 +29,28 @@ def wait_for_reports(store, run: str, steps: set[int], timeout: float) -> None:
         time.sleep(0.5)
 
 
-def test_restarted_continuous_evaluator_evaluates_every_snapshot_exactly_once(tmp_path):
-    store = open_store(str(tmp_path / "store"))
-    write_run_json(store, "r")
-    fit_classifier(store.url)
-    publish_tiny(store, "r", 10)
-    publish_tiny(store, "r", 20)
-    generator = Generator(store.url, "r", tmp_path / "logs").start()
-    evaluator = Evaluator(store.url, "r", tmp_path / "logs", generator.address, extra=FAST_METRICS)
+def test_restarted_continuous_evaluator_evaluates_every_snapshot_exactly_once(tmp_path, fitted_store):
+    # The session's store (its classifier already fitted); the run is this test's own.
+    store = open_store(fitted_store)
+    write_run_json(store, "restart")
+    publish_tiny(store, "restart", 10)
+    publish_tiny(store, "restart", 20)
+    generator = Generator(store.url, "restart", tmp_path / "logs").start()
+    evaluator = Evaluator(store.url, "restart", tmp_path / "logs", generator.address, extra=FAST_METRICS)
     try:
         evaluator.start()
-        wait_for_reports(store, "r", {10}, 180)
-        first_report = store.stat(report_keys(store, "r")[10][0])
+        wait_for_reports(store, "restart", {10}, 180)
+        first_report = store.stat(report_keys(store, "restart")[10][0])
         evaluator.kill()  # possibly in the middle of step 20
-        publish_tiny(store, "r", 30)
-        publish_tiny(store, "r", 40)
+        publish_tiny(store, "restart", 30)
+        publish_tiny(store, "restart", 40)
         evaluator.start()
-        wait_for_reports(store, "r", {10, 20, 30, 40}, 240)
+        wait_for_reports(store, "restart", {10, 20, 30, 40}, 240)
     finally:
         evaluator.stop()
         generator.stop()
 
-    reports = report_keys(store, "r")
+    reports = report_keys(store, "restart")
     assert sorted(reports) == [10, 20, 30, 40], "no snapshot was missed"
     assert all(len(keys) == 1 for keys in reports.values()), f"one report per snapshot: {reports}"
     assert store.stat(reports[10][0]).etag == first_report.etag, "step 10 was not evaluated again"

@@ -18,6 +18,10 @@ pytestmark = pytest.mark.slow
 RECOVERY_BOUND_SECONDS = 120
 
 
+# The kill comes right after the first registered checkpoint (step 30 or so): 240 steps leave most of the run after it.
+STEPS = 240
+
+
 def train_workers(session_id: int) -> list[int]:
     """PIDs of the Ray Train worker processes that belong to one trainer's process session."""
     found = []
@@ -49,7 +53,7 @@ def test_killed_ray_worker_is_restarted_from_the_last_checkpoint_and_the_run_fin
     trainer = ServiceProcess(
         "trainer",
         ganworks_command("train", "--run", "r", "--dataset", "digits", "--image-size", "16", "--model-param", "width=8", "--num-workers", "2",
-                         "--steps", "600", "--snapshot-every", "30", "--checkpoint-min-seconds", "1", "--metrics-port", "0", "--no-progress",
+                         "--steps", str(STEPS), "--snapshot-every", "30", "--checkpoint-min-seconds", "1", "--metrics-port", "0", "--no-progress",
                          "--max-failures", "2", "--store", store.url),
         tmp_path / "trainer.log",
     ).start()
@@ -74,8 +78,8 @@ def test_killed_ray_worker_is_restarted_from_the_last_checkpoint_and_the_run_fin
 
     assert trainer.exit_code() == 0, trainer.log_tail(40)
     snapshots = list_snapshots(store, "r")
-    assert snapshots[-1] == 600 and snapshots == sorted(set(snapshots)), "published steps are monotonic up to the last one"
-    assert killed_at_step < 600
+    assert snapshots[-1] == STEPS and snapshots == sorted(set(snapshots)), "published steps are monotonic up to the last one"
+    assert killed_at_step < STEPS
     log = (tmp_path / "trainer.log").read_text(errors="replace")
     assert "[FailurePolicy] RETRY" in log, "Ray restarted the worker group"
     assert recovery < RECOVERY_BOUND_SECONDS, f"the next new snapshot came {recovery:.0f}s after the kill"

@@ -145,3 +145,12 @@ def test_inference_protocol_calls_follow_the_same_routing(local_store, serve):
     versions = [int(_infer(server, _seed_request([seed])).model_version) for seed in range(40)]
     assert versions == [route.pick(seed)[0].step for seed in range(40)]
     assert set(versions) == {1, 2}
+
+
+def test_describe_model_without_a_version_describes_the_step_the_policy_serves_not_latest(local_store, serve):
+    server, _ = _canary(local_store, serve, 0.2)  # LATEST is 2, the stable step 1
+    with server.client() as client:
+        described = client.describe("r")
+        pinned = client.describe("r", version=2)
+    assert described.version == 1
+    assert pinned.version == 2

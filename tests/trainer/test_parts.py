@@ -86,6 +86,7 @@ def test_resume_state_round_trips_networks_optimizers_and_rng(tmp_path):
 
     assert (meta["step"], meta["images_seen"]) == (7, 448)
     assert all(torch.equal(a, b) for a, b in zip(nets[1].state_dict().values(), fresh[1].state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), fresh_ema.state_dict().values()))  # G_ema resumes too
     assert torch.equal(opts[0].state_dict()["state"][0]["exp_avg"], fresh_opts[0].state_dict()["state"][0]["exp_avg"])
     assert torch.equal(rng_back[1], rng[1])
     assert not list(pathlib.Path(tmp_path).glob("*.pt*")), "no pickle files"

@@ -1,0 +1,200 @@
+"""Transfer learning: `ganworks train --init-from RUN[@STEP]` starts a new run at another run's published weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load as load_safetensors
+
+from ganworks.checkpoint import list_snapshots, load_snapshot, load_training_weights, publish_snapshot, read_manifest
+from ganworks.cli import main
+from ganworks.errors import CheckpointIntegrityError, ConfigError
+from ganworks.models import get_family
+from ganworks.settings import StoreSettings
+from ganworks.store import open_store
+from trainer import transfer
+from trainer.ema import make_ema
+from trainer.publisher import SampleGrid
+from tests.trainer.helpers import train
+
+SOURCE_PARAMS = {"width": 8, "image_size": 32, "channels": 1, "num_classes": 10}
+
+
+def _publish_source(store, run: str = "base", step: int = 40, params: dict | None = None, seed: int = 3, training: bool = True):
+    """A source snapshot as the trainer publishes it: G_ema, its grid, and the raw G and D."""
+    family = get_family("dcgan")
+    params = family.validate(params or SOURCE_PARAMS)
+    torch.manual_seed(seed)
+    G_ema, G, D = family.build_generator(params), family.build_generator(params), family.build_discriminator(params)
+    grid = SampleGrid("dcgan", params, seed=0)
+    states = {"generator": G.state_dict(), "discriminator": D.state_dict()} if training else None
+    publish_snapshot(store, run=run, step=step, generator_state=G_ema.state_dict(), architecture="dcgan", architecture_params=params,
+                     samples_png=grid.render(G_ema.state_dict()), training_states=states)
+    return G_ema, G, D
+
+
+def _dry_run(capsys, store_path, *flags: str) -> tuple[int, str, str]:
+    code = main(["train", "--dry-run", "--store", str(store_path), "--run", "tuned", "--conditional", *flags])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_snapshot_carries_verified_training_weights_and_a_modified_one_is_refused(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    _, G, D = _publish_source(store)
+
+    weights = load_training_weights(store, "base", 40)
+
+    assert set(weights) == {"generator", "discriminator"}
+    assert torch.equal(load_safetensors(weights["discriminator"])["head.bias"], D.state_dict()["head.bias"])
+    assert set(read_manifest(store, "base", 40).training_weights) == {"generator", "discriminator"}
+    key = "runs/base/checkpoints/000000040/training-discriminator.safetensors"
+    store.put_bytes(key, store.get_bytes(key)[:-4] + b"\0\0\0\0")
+    with pytest.raises(CheckpointIntegrityError, match="training-discriminator"):
+        load_training_weights(store, "base", 40)
+
+
+@pytest.mark.parametrize("spec, named", [("nowhere", "has no published snapshot of run 'nowhere'"),
+                                         ("base@7", "has no complete snapshot at step 7; its published steps end with: 40"),
+                                         ("base@x@y", "is not RUN or RUN@STEP")])
+def test_init_from_an_unknown_run_or_step_is_refused_naming_the_flag(capsys, tmp_path, spec, named):
+    _publish_source(open_store(str(tmp_path / "store")))
+
+    code, _, err = _dry_run(capsys, tmp_path / "store", "--init-from", spec)
+
+    assert code == 2
+    assert f"--init-from {spec!r}" in err and named in err
+
+
+def test_init_from_a_published_snapshot_takes_its_model_flags_and_records_where_it_started(capsys, tmp_path):
+    _publish_source(open_store(str(tmp_path / "store")))
+
+    code, out, err = _dry_run(capsys, tmp_path / "store", "--init-from", "base")
+
+    assert code == 0, err
+    run_json = json.loads(out)
+    assert run_json["architecture_params"]["width"] == 8  # the source's, without --model-param
+    assert run_json["init_from"]["run"] == "base" and run_json["init_from"]["step"] == 40
+    assert run_json["init_from"]["sha256"] == read_manifest(open_store(str(tmp_path / "store")), "base", 40).sha256
+
+
+@pytest.mark.parametrize("flags, named", [(["--model-param", "width=16"], "width: source 8, this run 16"),
+                                          (["--image-size", "64"], "image_size: source 32, this run 64"),
+                                          (["--model", "stylegan2"], "is a dcgan snapshot; train with --model dcgan")])
+def test_init_from_a_snapshot_of_another_architecture_is_refused_naming_what_differs(capsys, tmp_path, flags, named):
+    _publish_source(open_store(str(tmp_path / "store")))
+
+    code, _, err = _dry_run(capsys, tmp_path / "store", "--init-from", "base@40", *flags)
+
+    assert code == 2
+    assert named in err
+
+
+def test_a_snapshot_without_training_weights_cannot_be_started_from(capsys, tmp_path):
+    _publish_source(open_store(str(tmp_path / "store")), training=False)
+
+    code, _, err = _dry_run(capsys, tmp_path / "store", "--init-from", "base")
+
+    assert code == 2
+    assert "published without its discriminator and generator weights" in err
+
+
+def test_unconditional_from_conditional_is_refused_and_freezing_needs_a_source(capsys, tmp_path):
+    _publish_source(open_store(str(tmp_path / "store")))
+
+    code = main(["train", "--dry-run", "--store", str(tmp_path / "store"), "--run", "plain", "--init-from", "base"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is conditional with 10 classes, this run is unconditional: add --conditional" in err
+
+    code, _, err = _dry_run(capsys, tmp_path / "store", "--freeze-d-blocks", "2")
+    assert code == 2 and "--freeze-d-blocks" in err and "needs --init-from" in err
+
+    code, _, err = _dry_run(capsys, tmp_path / "store", "--init-from", "base", "--freeze-d-blocks", "9")
+    assert code == 2 and "--freeze-d-blocks 9: this dcgan discriminator has 4 blocks" in err
+
+
+def test_another_class_count_starts_only_the_class_embeddings_fresh_and_keeps_every_other_weight(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    G_ema, G, D = _publish_source(store)
+    family = get_family("dcgan")
+    params = family.validate({**SOURCE_PARAMS, "num_classes": 2})
+
+    source = transfer.check_source(store, "base", read_manifest(store, "base", 40), family, params, freeze_d_blocks=0)
+    torch.manual_seed(0)
+    networks = {"generator_ema": family.build_generator(params), "generator": family.build_generator(params), "discriminator": family.build_discriminator(params)}
+    fresh_embed = networks["generator"].embed.weight.detach().clone()
+    transfer.load_into(source.weights, source.reinitialised, networks)
+
+    assert source.reinitialised["generator"] == ["embed.weight"]
+    assert "embed.parametrizations.weight.original" in source.reinitialised["discriminator"]
+    assert torch.equal(networks["generator"].embed.weight, fresh_embed)
+    assert torch.equal(networks["generator"].project.weight, G.project.weight)
+    assert torch.equal(networks["generator_ema"].to_image.weight, G_ema.to_image.weight)
+    assert torch.equal(networks["discriminator"].head.parametrizations.weight.original, D.head.parametrizations.weight.original)
+    assert networks["generator"](torch.randn(2, 64), torch.tensor([0, 1])).shape == (2, 1, 32, 32)
+
+
+def test_a_source_with_another_architecture_inside_is_refused_before_training(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    _publish_source(store, params={**SOURCE_PARAMS, "width": 4})
+    family = get_family("dcgan")
+    manifest = read_manifest(store, "base", 40)
+    manifest.architecture_params = dict(manifest.architecture_params, width=8)  # a manifest that lies about its weights
+
+    with pytest.raises(ConfigError, match="does not fit|has shape"):
+        transfer.check_source(store, "base", manifest, family, family.validate(SOURCE_PARAMS), freeze_d_blocks=0)
+
+
+def test_a_new_run_starts_at_the_source_weights_so_the_same_seeds_draw_the_source_grid(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    _publish_source(store)
+    family = get_family("dcgan")
+    params = family.validate(SOURCE_PARAMS)
+    source = transfer.check_source(store, "base", read_manifest(store, "base", 40), family, params, freeze_d_blocks=0)
+    torch.manual_seed(123)  # the new run's own fresh initialisation, overwritten by the source's weights
+    G = family.build_generator(params)
+    networks = {"generator_ema": make_ema(G), "generator": G, "discriminator": family.build_discriminator(params)}
+
+    transfer.load_into(source.weights, source.reinitialised, networks)
+
+    grid = SampleGrid("dcgan", params, seed=0).render(networks["generator_ema"].state_dict())
+    assert grid == store.get_bytes("runs/base/checkpoints/000000040/samples.png")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_run_from_a_snapshot_trains_from_its_weights_and_keeps_frozen_d_blocks(ray_cluster, tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    _, G, D = _publish_source(store)
+
+    # Learning rates far below float32 resolution: whatever training does not move must still be the source's.
+    outcome = train(StoreSettings(store=str(tmp_path / "store")), "tuned", steps=2, snapshot_every=2, init_from="base@40", freeze_d_blocks=2,
+                    g_lr=1e-20, d_lr=1e-3)
+
+    assert outcome.step == 2 and list_snapshots(store, "tuned") == [2]
+    assert store.get_json("runs/tuned/run.json")["init_from"]["run"] == "base"
+    trained = {role: load_safetensors(data) for role, data in load_training_weights(store, "tuned", 2).items()}
+    assert torch.equal(trained["generator"]["project.weight"], G.project.weight)
+    frozen = [m for m in D.features if isinstance(m, torch.nn.Conv2d)][:2]
+    assert torch.equal(trained["discriminator"]["features.0.parametrizations.weight.original"], frozen[0].parametrizations.weight.original)
+    assert torch.equal(trained["discriminator"]["features.2.parametrizations.weight.original"], frozen[1].parametrizations.weight.original)
+    assert not torch.equal(trained["discriminator"]["features.4.parametrizations.weight.original"], D.features[4].parametrizations.weight.original)
+
+
+def test_the_same_command_resumes_a_run_from_its_source_step_after_the_source_published_a_newer_one(tmp_path):
+    from trainer import driver
+    from trainer.config import TrainOptions
+
+    store = open_store(str(tmp_path / "store"))
+    _publish_source(store)
+    settings = StoreSettings(store=str(tmp_path / "store"))
+    options = dict(run="tuned", dataset="digits", conditional=True, init_from="base", metrics_port=0)
+    started = driver.plan(TrainOptions(**options), settings)
+    store.put_json("runs/tuned/run.json", started.run_json())  # what `ganworks train` writes before training
+    _publish_source(store, step=80, seed=4)  # the source run goes on training
+
+    resumed = driver.plan(TrainOptions(**options), settings)
+
+    assert started.init.step == resumed.init.step == 40

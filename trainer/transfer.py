@@ -1,0 +1,153 @@
+"""Starting a run from another run's published snapshot (`ganworks train --init-from RUN[@STEP]`): transfer learning.
+
+The source snapshot gives G_ema, the raw G and D (published with every snapshot as safetensors; see
+`ganworks.checkpoint`). Everything is checked on the driver before Ray starts: the source exists and is
+complete, it was trained with the same family and hyperparameters, and every tensor fits. The one allowed
+difference is the class count of a conditional model: the tensors whose shape follows the number of classes
+(class embeddings, projections) start fresh, the rest is kept. The workers then load the checked bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from ganworks.checkpoint import list_snapshots, load_snapshot, load_training_weights, read_latest, read_manifest
+from ganworks.errors import CheckpointError, ConfigError
+from ganworks.models import ModelFamily
+from ganworks.store import ArtifactStore
+
+_SPEC = re.compile(r"^(?P<run>[^@]+?)(?:@(?P<step>\d+))?$")
+FLAG = "--init-from"
+# The roles of the weights a new run starts from, and the network each one is loaded into.
+ROLES = ("generator_ema", "generator", "discriminator")
+
+
+@dataclasses.dataclass
+class InitSource:
+    """A checked source snapshot: its verified weights by role, and the tensors that start fresh in the new run."""
+
+    run: str
+    step: int
+    sha256: str
+    num_classes: int
+    weights: dict[str, bytes]  # role -> safetensors bytes
+    reinitialised: dict[str, list[str]]  # role -> state keys whose shape follows the class count
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records about where the run started."""
+        return {"run": self.run, "step": self.step, "sha256": self.sha256, "num_classes": self.num_classes,
+                "reinitialised": {role: keys for role, keys in self.reinitialised.items() if keys}}
+
+
+def parse_spec(text: str) -> tuple[str, int | None]:
+    match = _SPEC.match(text.strip())
+    if not match:
+        raise ConfigError(f"{FLAG} {text!r} is not RUN or RUN@STEP (for example {FLAG} digits-base@2000)")
+    return match["run"], int(match["step"]) if match["step"] is not None else None
+
+
+def find_source(store: ArtifactStore, text: str, started: dict | None = None):
+    """The manifest of the snapshot `text` names (RUN: its LATEST); ConfigError naming the flag when there is none.
+
+    started is the `init_from` a resumed run recorded in its run.json: RUN without a step then means the step the run
+    started from, not the source's LATEST of today (which may have moved on since)."""
+    run, step = parse_spec(text)
+    if step is None and started and started.get("run") == run:
+        step = int(started["step"])
+    try:
+        latest = read_latest(store, run)
+        steps = list_snapshots(store, run)
+    except CheckpointError as exc:
+        raise ConfigError(f"{FLAG} {text!r}: cannot read run {run!r} in {store.url}: {exc}") from None
+    if latest is None and not steps:
+        raise ConfigError(f"{FLAG} {text!r}: {store.url} has no published snapshot of run {run!r}; `ganworks runs` lists the runs there")
+    if step is None:
+        step = latest if latest is not None else steps[-1]
+    elif step not in steps:
+        shown = ", ".join(str(s) for s in steps[-10:])
+        raise ConfigError(f"{FLAG} {text!r}: run {run!r} has no complete snapshot at step {step}; its published steps end with: {shown}")
+    try:
+        return read_manifest(store, run, step)
+    except CheckpointError as exc:
+        raise ConfigError(f"{FLAG} {text!r}: {exc}") from None
+
+
+def source_params(family: ModelFamily, manifest) -> dict[str, Any]:
+    """The source's settable hyperparameters: the new run's defaults, so `--init-from` alone gives the same architecture."""
+    return {key: value for key, value in manifest.architecture_params.items() if key in family.settable()}
+
+
+def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily, params: dict[str, Any], freeze_d_blocks: int) -> InitSource:
+    """Checks that the new run's networks can start from the source snapshot and loads its verified weights."""
+    where = f"{FLAG} {text!r} ({manifest.run} step {manifest.step})"
+    if manifest.architecture != family.name:
+        raise ConfigError(f"{where} is a {manifest.architecture} snapshot; train with --model {manifest.architecture} to start from it")
+    source = family.validate(manifest.architecture_params)
+    differ = sorted(key for key in source if key != "num_classes" and source[key] != params.get(key))
+    if differ:
+        said = ", ".join(f"{key}: source {source[key]!r}, this run {params.get(key)!r}" for key in differ)
+        raise ConfigError(f"{where} has another architecture ({said}); the weights cannot carry over — match the source "
+                          f"(--image-size, --channels, --model-param) or train from scratch")
+    old_classes, new_classes = source.get("num_classes", 0), params.get("num_classes", 0)
+    if bool(old_classes) != bool(new_classes):
+        hint = "add --conditional" if old_classes else "drop --conditional"
+        raise ConfigError(f"{where} is {'conditional with %d classes' % old_classes if old_classes else 'unconditional'}, "
+                          f"this run is {'conditional' if new_classes else 'unconditional'}: {hint}, or train from scratch")
+    try:
+        weights = load_training_weights(store, manifest.run, manifest.step)
+        ema = load_snapshot(store, manifest.run, manifest.step).generator
+    except CheckpointError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    missing = sorted(set(ROLES[1:]) - set(weights))
+    if missing:
+        raise ConfigError(f"{where} was published without its {' and '.join(missing)} weights (by an older ganworks), so training "
+                          "cannot start from it; choose a snapshot published by this version")
+    weights["generator_ema"] = save_safetensors({k: v.contiguous() for k, v in ema.state_dict().items()})
+    networks = {"generator_ema": family.build_generator(params), "generator": family.build_generator(params), "discriminator": family.build_discriminator(params)}
+    reinitialised = {role: _fitting(where, role, load_safetensors(weights[role]), networks[role].state_dict(), old_classes, new_classes) for role in ROLES}
+    if freeze_d_blocks:
+        try:
+            blocks = family.discriminator_blocks(networks["discriminator"])
+        except Exception as exc:  # noqa: BLE001 - the family says why in its message
+            raise ConfigError(f"--freeze-d-blocks: {exc}") from None
+        if freeze_d_blocks > len(blocks):
+            raise ConfigError(f"--freeze-d-blocks {freeze_d_blocks}: this {family.name} discriminator has {len(blocks)} blocks")
+    return InitSource(manifest.run, manifest.step, manifest.sha256, old_classes, weights, reinitialised)
+
+
+def _fitting(where: str, role: str, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], old_classes: int, new_classes: int) -> list[str]:
+    """The keys that start fresh (their shape follows the class count); ConfigError for any other mismatch."""
+    if set(source) != set(target):
+        extra, absent = sorted(set(source) - set(target)), sorted(set(target) - set(source))
+        raise ConfigError(f"{where}: its {role} does not fit this run's network (unexpected {extra[:5]}, missing {absent[:5]})")
+    fresh = []
+    for key, tensor in source.items():
+        want = target[key].shape
+        if tensor.shape == want:
+            continue
+        follows_classes = len(tensor.shape) == len(want) and all(a == b or (a, b) == (old_classes, new_classes) for a, b in zip(tensor.shape, want))
+        if not follows_classes:
+            raise ConfigError(f"{where}: its {role} tensor {key} has shape {tuple(tensor.shape)}, this run's network {tuple(want)}")
+        fresh.append(key)
+    return fresh
+
+
+def load_into(weights: dict[str, bytes], reinitialised: dict[str, list[str]], networks: dict[str, torch.nn.Module]) -> None:
+    """Loads the checked source weights into the new run's freshly built networks; the re-initialised keys keep their fresh values."""
+    for role, module in networks.items():
+        state = {k: v for k, v in load_safetensors(weights[role]).items() if k not in set(reinitialised.get(role, ()))}
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        if unexpected or sorted(missing) != sorted(reinitialised.get(role, ())):
+            raise ConfigError(f"{FLAG}: the {role} weights do not fit (missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def freeze_blocks(family: ModelFamily, discriminator: torch.nn.Module, count: int) -> None:
+    """FreezeD: the first `count` discriminator blocks (from the input side) keep the source's weights."""
+    for block in family.discriminator_blocks(discriminator)[:count]:
+        block.requires_grad_(False)
