@@ -53,7 +53,7 @@ from ganworks.api import generator_pb2 as gpb  # noqa: E402
 from ganworks.api import generator_pb2_grpc  # noqa: E402
 from ganworks.generator_client import CHANNEL_OPTIONS, RetryPolicy, build_request  # noqa: E402
 from orchestration.faultproxy import FaultProxy  # noqa: E402
-from orchestration.processes import ServiceProcess, free_port, ganworks_command, marked_env, processes_marked, wait_for_grpc_health  # noqa: E402
+from orchestration.processes import ServiceProcess, free_port, ganworks_command, marked_env, processes_marked, ray_train_workers, wait_for_grpc_health  # noqa: E402
 from orchestration.s3local import spawn_moto, wait_moto_ready  # noqa: E402
 
 RUN = "soak"
@@ -287,19 +287,7 @@ class System:
             raise RuntimeError(f"the trainer exited with {trainer.exit_code()}; its log ends:\n{trainer.log_tail(30)}")
 
     def ray_workers(self) -> list[int]:
-        """PIDs of the Ray Train worker processes of this trainer (they share its process session)."""
-        session, found = self.services["trainer"].pid, []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmdline = f.read().decode(errors="replace")
-                if os.getsid(int(entry)) == session and cmdline.startswith("ray::RayTrainWorker"):
-                    found.append(int(entry))
-            except (OSError, ProcessLookupError):
-                continue
-        return sorted(found)
+        return ray_train_workers(self.services["trainer"].pid) if self.services["trainer"].pid else []
 
     def stop(self) -> None:
         for name in ("trainer", "evaluator", "generator-a", "generator-b"):

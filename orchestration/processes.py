@@ -121,6 +121,24 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def ray_train_workers(session_id: int) -> list[int]:
+    """PIDs of the Ray Train worker processes in one process session: those of a `ganworks train` started with
+    start_new_session (as ServiceProcess starts it), whose local Ray cluster runs in the trainer's session."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            sid = os.getsid(int(entry))
+        except (OSError, ProcessLookupError):
+            continue
+        if sid == session_id and cmdline.startswith("ray::RayTrainWorker"):
+            found.append(int(entry))
+    return sorted(found)
+
+
 # Every process started with this variable in its environment (Ray's daemons and workers inherit it) can be found
 # again, to show that none is left behind after a stop.
 MARK = "GANWORKS_TEST_PROCESS_MARK"
