@@ -113,9 +113,7 @@ class MlflowRun:
         """None when no URI is given or MLflow is not installed (said once, naming the extra)."""
         if not uri:
             return None
-        try:
-            import mlflow  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("mlflow") is None:  # looked up, not imported: the sender thread imports it
             # A worker whose environment lacks what the driver checked: the run goes on, untracked.
             log.error("%s; going on without MLflow", _MISSING)
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -17,10 +18,30 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
+# Ports handed to services are drawn from 20000-32767: below Linux's ephemeral range (32768-60999), from which
+# every outgoing connection (gRPC/S3 clients, Ray's own sockets) takes a port, and above Ray's worker ports
+# (10002-19999). A port asked of the kernel with bind(0) comes from the ephemeral range, and between choosing it
+# and a service binding it (tens of seconds when the evaluator starts after training) an outgoing connection of
+# any process could take it: the evaluator then failed to start with "address already in use".
+_PORT_RANGE = (20000, 32767)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback TCP port nothing listens on now, not handed out before by this process."""
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(2000):
+        port = rng.randint(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {_PORT_RANGE[0]}-{_PORT_RANGE[1]}")
 
 
 def ganworks_command(*args: str) -> list[str]:

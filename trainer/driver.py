@@ -83,7 +83,7 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     family = _family(options.model)
     _model_params(family, options, channels=None, num_classes=None)  # before the dataset: a wrong size or model flag fails fast
     store = open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
-    source = transfer.find_source(store, options.init_from) if options.init_from else None
+    source = transfer.find_source(store, options.init_from, _run_info(store, options.run).get("init_from")) if options.init_from else None
     if source is not None and source.architecture == family.name:
         options.model_params = {**transfer.source_params(family, source), **options.model_params}
     dataset = load_dataset(options.dataset, image_size=options.image_size, channels=options.channels or None, split=options.split)
@@ -127,11 +127,18 @@ def _model_params(family: ModelFamily, options: TrainOptions, *, channels: int |
         raise ConfigError(f"--model {family.name}: {exc}") from None
 
 
+def _run_info(store: ArtifactStore, run: str) -> dict[str, Any]:
+    """The run.json of a run being resumed; {} for a new run."""
+    try:
+        return store.get_json(run_info_key(run))
+    except ObjectNotFoundError:
+        return {}
+
+
 def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: dict[str, Any], dataset_id: str, init_from: dict | None = None) -> None:
     """Resuming is by run id; resuming with another model or dataset would load weights that do not fit."""
-    try:
-        before = store.get_json(run_info_key(run))
-    except ObjectNotFoundError:
+    before = _run_info(store, run)
+    if not before:
         return
     if before.get("architecture") != architecture or before.get("architecture_params") != params:
         raise ConfigError(f"run {run!r} already exists in {store.url} with architecture {before.get('architecture')} {before.get('architecture_params')}; "

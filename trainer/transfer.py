@@ -52,9 +52,14 @@ def parse_spec(text: str) -> tuple[str, int | None]:
     return match["run"], int(match["step"]) if match["step"] is not None else None
 
 
-def find_source(store: ArtifactStore, text: str):
-    """The manifest of the snapshot `text` names (RUN: its LATEST); ConfigError naming the flag when there is none."""
+def find_source(store: ArtifactStore, text: str, started: dict | None = None):
+    """The manifest of the snapshot `text` names (RUN: its LATEST); ConfigError naming the flag when there is none.
+
+    started is the `init_from` a resumed run recorded in its run.json: RUN without a step then means the step the run
+    started from, not the source's LATEST of today (which may have moved on since)."""
     run, step = parse_spec(text)
+    if step is None and started and started.get("run") == run:
+        step = int(started["step"])
     try:
         latest = read_latest(store, run)
         steps = list_snapshots(store, run)
@@ -95,7 +100,7 @@ def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily,
         raise ConfigError(f"{where} is {'conditional with %d classes' % old_classes if old_classes else 'unconditional'}, "
                           f"this run is {'conditional' if new_classes else 'unconditional'}: {hint}, or train from scratch")
     try:
-        weights = {role: data for role, data in load_training_weights(store, manifest.run, manifest.step).items()}
+        weights = load_training_weights(store, manifest.run, manifest.step)
         ema = load_snapshot(store, manifest.run, manifest.step).generator
     except CheckpointError as exc:
         raise ConfigError(f"{where}: {exc}") from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import socket
 import subprocess
 import time
 import urllib.error
@@ -13,17 +12,11 @@ import urllib.request
 
 import yaml
 
-from orchestration.processes import terminate
+from orchestration.processes import free_port, terminate
 
 
 class PrometheusError(RuntimeError):
     """Prometheus did not start, or answered a query with an error."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrometheusServer:

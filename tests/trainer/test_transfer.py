@@ -181,3 +181,20 @@ def test_a_run_from_a_snapshot_trains_from_its_weights_and_keeps_frozen_d_blocks
     assert torch.equal(trained["discriminator"]["features.0.parametrizations.weight.original"], frozen[0].parametrizations.weight.original)
     assert torch.equal(trained["discriminator"]["features.2.parametrizations.weight.original"], frozen[1].parametrizations.weight.original)
     assert not torch.equal(trained["discriminator"]["features.4.parametrizations.weight.original"], D.features[4].parametrizations.weight.original)
+
+
+def test_the_same_command_resumes_a_run_from_its_source_step_after_the_source_published_a_newer_one(tmp_path):
+    from trainer import driver
+    from trainer.config import TrainOptions
+
+    store = open_store(str(tmp_path / "store"))
+    _publish_source(store)
+    settings = StoreSettings(store=str(tmp_path / "store"))
+    options = dict(run="tuned", dataset="digits", conditional=True, init_from="base", metrics_port=0)
+    started = driver.plan(TrainOptions(**options), settings)
+    store.put_json("runs/tuned/run.json", started.run_json())  # what `ganworks train` writes before training
+    _publish_source(store, step=80, seed=4)  # the source run goes on training
+
+    resumed = driver.plan(TrainOptions(**options), settings)
+
+    assert started.init.step == resumed.init.step == 40
