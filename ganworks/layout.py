@@ -76,6 +76,12 @@ def stats_key(run: str) -> str:
     return f"{run_prefix(run)}/stats.jsonl"
 
 
+def train_state_key(run: str, name: str = "checkpoint_manager_snapshot.json") -> str:
+    """A file Ray Train keeps in the run's train_state folder; by default its record of the registered checkpoints
+    (what a restarted worker group resumes from)."""
+    return f"{run_prefix(run)}/{TRAIN_STATE}/{name}"
+
+
 def checkpoints_prefix(run: str) -> str:
     """Where every snapshot of the run lies (with a trailing slash, for listing)."""
     return f"{run_prefix(run)}/checkpoints/"

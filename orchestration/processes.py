@@ -142,6 +142,50 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def ray_train_workers(session_id: int) -> list[int]:
+    """PIDs of the Ray Train worker processes in one process session: those of a `ganworks train` started with
+    start_new_session (as ServiceProcess starts it), whose local Ray cluster runs in the trainer's session."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            sid = os.getsid(int(entry))
+        except (OSError, ProcessLookupError):
+            continue
+        if sid == session_id and cmdline.startswith("ray::RayTrainWorker"):
+            found.append(int(entry))
+    return sorted(found)
+
+
+# Every process started with this variable in its environment (Ray's daemons and workers inherit it) can be found
+# again, to show that none is left behind after a stop.
+MARK = "GANWORKS_TEST_PROCESS_MARK"
+
+
+def marked_env() -> dict[str, str]:
+    """Environment to start a command with; Ray's daemons and workers inherit it too."""
+    import uuid
+
+    return {**os.environ, MARK: uuid.uuid4().hex}
+
+
+def processes_marked(env: dict[str, str]) -> list[str]:
+    """'pid cmdline' of every live process started (directly or not) with env's marker."""
+    needle = f"{MARK}={env[MARK]}".encode()
+    found = []
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (proc / "environ").read_bytes().split(b"\0") and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{proc.name} {cmdline[:120]}")
+        except OSError:
+            continue
+    return found
+
+
 def wait_for_grpc_health(address: str, timeout: float, process: ServiceProcess | None = None, service: str = "") -> None:
     """Waits until the server at address answers SERVING, or raises with the process's log tail."""
     deadline = time.monotonic() + timeout

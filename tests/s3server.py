@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 
 from orchestration.processes import free_port
+from orchestration.s3local import spawn_moto, wait_moto_ready
 
 
 @dataclasses.dataclass
@@ -61,31 +58,8 @@ class S3Endpoint:
 
     def start(self) -> None:
         """(Re)starts the moto server on the same port; its objects are in memory, so a restart empties it."""
-        self.process = _spawn(self.port, self.enforce_auth)
-        _wait_ready(self.port, self.process)
-
-
-def _spawn(port: int, enforce_auth: bool = False) -> subprocess.Popen:
-    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
-    cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
-    env = dict(os.environ)
-    if enforce_auth:
-        # moto then checks every request's access key against its IAM users (there are none): all are refused.
-        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
-    return subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-
-
-def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {process.returncode}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"moto_server did not answer on port {port} within {timeout}s")
+        self.process = spawn_moto(self.port, self.enforce_auth)
+        wait_moto_ready(self.port, self.process)
 
 
 def start_s3(enforce_auth: bool = False) -> S3Endpoint:

@@ -11,7 +11,7 @@ import pytest
 from ganworks.checkpoint import list_snapshots, read_latest
 from ganworks.errors import ObjectNotFoundError
 from ganworks.store import open_store
-from orchestration.processes import ServiceProcess, ganworks_command
+from orchestration.processes import ServiceProcess, ganworks_command, ray_train_workers
 
 pytestmark = pytest.mark.slow
 # The README's "What survives what" quotes the time from the kill to the next new snapshot against this bound (measured: about 12 s).
@@ -20,23 +20,6 @@ RECOVERY_BOUND_SECONDS = 120
 
 # The kill comes right after the first registered checkpoint (step 30 or so): 240 steps leave most of the run after it.
 STEPS = 240
-
-
-def train_workers(session_id: int) -> list[int]:
-    """PIDs of the Ray Train worker processes that belong to one trainer's process session."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-            sid = os.getsid(int(entry))
-        except (OSError, ProcessLookupError):
-            continue
-        if sid == session_id and cmdline.startswith("ray::RayTrainWorker"):
-            found.append(int(entry))
-    return found
 
 
 def registered_checkpoint_step(store, run: str) -> int:
@@ -59,12 +42,12 @@ def test_killed_ray_worker_is_restarted_from_the_last_checkpoint_and_the_run_fin
     ).start()
     try:
         deadline = time.monotonic() + 180
-        while registered_checkpoint_step(store, "r") < 30 or not train_workers(trainer.process.pid):
+        while registered_checkpoint_step(store, "r") < 30 or not ray_train_workers(trainer.process.pid):
             assert trainer.running, trainer.log_tail(40)
             assert time.monotonic() < deadline, "Ray registered no checkpoint"
             time.sleep(0.1)
         resume_from = registered_checkpoint_step(store, "r")
-        victim = train_workers(trainer.process.pid)[-1]
+        victim = ray_train_workers(trainer.process.pid)[-1]
         killed_at_step = read_latest(store, "r")
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()

@@ -1,13 +1,18 @@
-"""A TCP proxy on loopback that the fault tests can cut and restore: an outage of whatever sits behind it."""
+"""A TCP proxy on loopback that can be cut, restored and slowed: an outage, or a slow link, of whatever sits behind it.
+
+The fault tests and the chaos soak (benchmarks/soak.py) put it between the services and the store.
+"""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class FaultProxy:
-    """Forwards 127.0.0.1:port to a target; `down()` refuses new connections and drops open ones, `up()` restores."""
+    """Forwards 127.0.0.1:port to a target; `down()` refuses new connections and drops open ones, `up()` restores;
+    `latency` (seconds, 0 by default) delays every chunk forwarded in either direction: a slow store."""
 
     def __init__(self, target_host: str, target_port: int, port: int = 0):
         self.target = (target_host, target_port)
@@ -16,6 +21,7 @@ class FaultProxy:
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._serving = True
+        self.latency = 0.0
         threading.Thread(target=self._accept_loop, args=(self._sock,), daemon=True).start()
 
     @staticmethod
@@ -49,6 +55,8 @@ class FaultProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                if self.latency > 0:
+                    time.sleep(self.latency)
                 dst.sendall(data)
         except OSError:
             pass
