@@ -48,8 +48,8 @@ class TrainPlan:
     store: ArtifactStore
     dataset: Any  # an ImageDataset, or a TabularDataset for a tabular family
     architecture_params: dict[str, Any]
-    table: TablePlan | None = None
     init: transfer.InitSource | None = None  # --init-from: the checked source snapshot
+    table: TablePlan | None = None  # a tabular family's fitted transformer and encoded rows
 
     def run_json(self) -> dict[str, Any]:
         d = self.dataset
