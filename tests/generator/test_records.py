@@ -151,3 +151,28 @@ def test_a_table_snapshot_without_its_transformer_is_refused(local_store, model)
     publish_table(local_store, "t", model, with_transformer=False)
     with pytest.raises(CheckpointFormatError, match="ctgan model without transformer.json; re-publish it with its transformer"):
         TabularModel.from_snapshot(load_snapshot(local_store, "t"))
+
+
+def test_ganworks_generate_writes_conditioned_rows_as_csv_or_arrow_and_names_misused_flags(local_store, serve, model, tmp_path, capsys):
+    from ganworks.cli import main
+
+    publish_table(local_store, "t", model)
+    server = serve(local_store, ["t"])
+    rows_csv, rows_arrow = tmp_path / "rows.csv", tmp_path / "rows.arrow"
+    base = ["generate", "--address", server.address, "--run", "t", "-n", "30", "--seed", "4", "--condition", "default=Yes"]
+    assert main([*base, "--out", str(rows_csv)]) == 0
+    assert "wrote 30 rows (default, student, balance, cards) of model t version 1 (seed 4)" in capsys.readouterr().out
+    assert main([*base, "--out", str(rows_arrow)]) == 0
+    from_csv = list(csv.DictReader(io.StringIO(rows_csv.read_text())))
+    from_arrow = pyarrow.ipc.open_stream(rows_arrow.read_bytes()).read_all()
+    assert len(from_csv) == from_arrow.num_rows == 30 and {r["default"] for r in from_csv} == {"Yes"}
+    assert [float(r["balance"]) for r in from_csv] == pytest.approx(from_arrow.column("balance").to_pylist())
+
+    capsys.readouterr()
+    assert main([*base[:-2], "--condition", "default=Maybe", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "INVALID_ARGUMENT" in capsys.readouterr().err
+    assert main([*base[:-2], "--condition", "default", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "--condition 'default': give COLUMN=VALUE" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "x.png")]) == 2
+    assert "--condition is for tabular models" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.png").exists()
