@@ -8,6 +8,7 @@ import os
 import pathlib
 import secrets
 import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -215,14 +216,17 @@ def connect_ray(options: TrainOptions, worker_logs: bool = True) -> None:
 
     worker_logs=False keeps the workers' log lines off this console (the progress bar says what matters).
     """
+    address = options.ray_address or os.environ.get("RAY_ADDRESS", "local")
+    if address == "local" and "ray" not in sys.modules:
+        # Ray's ports listen on the node's address, not loopback (Ray resolves 127.0.0.1 to it), so the cluster
+        # takes a fresh token: only this process tree (which inherits the environment) can submit work to it.
+        # Before Ray is imported: it reads RAY_AUTH_MODE once, at import, and a driver that read "disabled"
+        # cannot talk to the token-mode GCS it starts.
+        enable_ray_token_auth(os.environ)
     import ray
 
     if not ray.is_initialized():
-        address = options.ray_address or os.environ.get("RAY_ADDRESS", "local")
         if address == "local":
-            # Ray's ports listen on the node's address, not loopback (Ray resolves 127.0.0.1 to it), so the cluster
-            # takes a fresh token: only this process tree (which inherits the environment) can submit work to it.
-            enable_ray_token_auth(os.environ)
             # Ray runs workers at nice 15 by default, for clusters where they share nodes with more important
             # daemons; here training is the job, and at nice 15 it would lose the CPUs to any busy neighbour.
             os.environ.setdefault("RAY_worker_niceness", "0")
