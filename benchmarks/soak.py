@@ -890,7 +890,9 @@ def soak(profile: Profile, seed: int, out: pathlib.Path, command: str) -> dict[s
         # Stop training (as Kubernetes stops it); meanwhile the evaluator reports what is left.
         trainer = system.services["trainer"]
         system.trainer_alive()
-        trainer.process.signal(signal.SIGTERM)
+        # To the driver alone, as Kubernetes does: a signal to its process group would also reach the Ray daemons
+        # it started, and a driver whose raylet dies first exits 1 from Ray's core worker before its own stop.
+        os.kill(trainer.process.process.pid, signal.SIGTERM)
         record.note("load stopped; trainer stopping")
         deadline = time.monotonic() + profile.drain_seconds
         while time.monotonic() < deadline:
