@@ -21,6 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", help="run id; the same id again resumes the run from its last checkpoint (default: run-<date>-<time>)")
     data = parser.add_argument_group("data and model")
     data.add_argument("--dataset", help="'digits', 'fashion-mnist', a .npz file, an image folder, or a store URL; NAME:class1,class2@COUNT keeps some classes / at most COUNT images (default digits)")
+    data.add_argument("--dataset-b", help="--model cyclegan: domain B's dataset (any spec --dataset takes); --dataset is domain A")
     data.add_argument("--split", choices=["train", "all"], help="which part of the dataset to train on (default train: 80%%, the rest is held out for evaluation)")
     data.add_argument("--image-size", type=int, help="train at this square size (default 32)")
     data.add_argument("--channels", type=int, choices=[1, 3], help="convert the images to this many channels (default: as they are)")
