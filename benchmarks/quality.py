@@ -238,6 +238,8 @@ def main() -> int:
     parser.add_argument("--fid-samples", type=int, default=2000, help="fashion-mnist: generated images in the Inception FID")
     parser.add_argument("--fid-reference", type=int, default=2000, help="fashion-mnist: test images in the Inception FID, a fixed random subset (10000: the whole split)")
     parser.add_argument("--grid", help="fashion-mnist: write the sample grid (a column per class) to this PNG file")
+    parser.add_argument("--judge-images", type=int, default=12_000, help="cyclegan: Fashion-MNIST train images the judging classifier learns from")
+    parser.add_argument("--judge-epochs", type=int, default=6, help="cyclegan: epochs of the judging classifier")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conditional-only", action="store_true", help="skip the unconditional model")
     parser.add_argument("--store", help="keep the runs in this store (default: a temporary folder)")
@@ -328,12 +330,12 @@ def translation(args) -> int:
     train = load_dataset("fashion-mnist", image_size=32, split="train")
     test_a, test_b = (load_dataset(spec, image_size=32, split="test") for spec in CYCLE_DOMAINS)
     target = {name: fashion_mnist.CLASS_NAMES.index(name.split(":")[1]) for name in CYCLE_DOMAINS}
-    judge_images = 20_000
+    judge_images = args.judge_images
     pick = np.sort(np.random.RandomState(args.seed).permutation(len(train))[:judge_images])
     with tempfile.TemporaryDirectory(prefix="ganworks-quality-") as tmp, ThreadPoolExecutor(1) as background:
         settings = StoreSettings(store=args.store or os.path.join(tmp, "store"))
         store = open_store(settings=settings)
-        judge_job = background.submit(fit_classifier, train.images[pick], train.labels[pick], 10, 8, 2e-3, args.seed)
+        judge_job = background.submit(fit_classifier, train.images[pick], train.labels[pick], 10, args.judge_epochs, 2e-3, args.seed)
         run = f"quality-cyclegan-{int(time.time())}"
         given = dict(p.split("=", 1) for p in args.model_params or [])
         opts = TrainOptions(run=run, model="cyclegan", dataset=CYCLE_DOMAINS[0], dataset_b=CYCLE_DOMAINS[1], image_size=32, steps=steps,
@@ -377,7 +379,7 @@ def translation(args) -> int:
         "untranslated_success_a_as_b": share(test_a.images, b), "untranslated_success_b_as_a": share(test_b.images, a),
         "cycle_l1_a": cycle_l1(a_back, test_a.images), "cycle_l1_b": cycle_l1(b_back, test_b.images),
         "test_images": [len(test_a), len(test_b)], "steps": steps, "batch_size": opts.batch_size, "model_params": {**CYCLE_PARAMS, **given},
-        "judge_train_images": judge_images, "train_seconds": round(train_seconds, 1), "total_seconds": round(time.monotonic() - started, 1),
+        "judge_train_images": judge_images, "judge_epochs": args.judge_epochs, "train_seconds": round(train_seconds, 1), "total_seconds": round(time.monotonic() - started, 1),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     result["meets_targets"] = bool(result["translation_success_a_to_b"] >= 0.8 and result["translation_success_b_to_a"] >= 0.8 and result["total_seconds"] <= 1800)

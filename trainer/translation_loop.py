@@ -10,17 +10,12 @@ from __future__ import annotations
 import pathlib
 import time
 
-import ray
 import ray.train
-import ray.train.torch
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ganworks.models import get_family
-from ganworks.telemetry import setup_worker_logging
-from trainer.config import TrainOptions
 from trainer.ema import ema_beta, make_ema, update_ema
-from trainer.loop import RealBatches, agree_across_ranks, log, report_checkpoint
+from trainer.loop import RealBatches, checkpoint_due, log, report_checkpoint, worker_start
 from trainer.metrics import serve_worker_up
 from trainer.reporting import Rank0Reporter
 from trainer.step import Networks
@@ -30,12 +25,7 @@ from trainer.translation import CycleStep, lr_factor
 
 def train_translation_worker(config: dict) -> None:
     # ---- set-up -----------------------------------------------------------------------------------------------
-    opts = TrainOptions(**config["options"])
-    setup_worker_logging()
-    family, params = get_family(opts.model), config["architecture_params"]
-    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
-    device = ray.train.torch.get_device()
-    torch.set_num_threads(opts.cpus_per_worker)
+    opts, family, params, rank, world, device = worker_start(config)
     per_worker = opts.batch_size // world
     domain_a = RealBatches(config["dataset"]["ref"], False, per_worker, rank, world, opts.seed, device)
     domain_b = RealBatches(config["dataset"]["ref_b"], False, per_worker, rank, world, opts.seed + 1, device)
@@ -78,7 +68,7 @@ def train_translation_worker(config: dict) -> None:
         if reporter is not None:
             reporter.after_step(result, step, images_seen, nonfinite)
             reporter.maybe_publish(step, images_seen, G_ema, G, D)
-        if step == opts.steps or (step % opts.checkpoint_interval == 0 and agree_across_ranks(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device)):
+        if checkpoint_due(step, opts, last_checkpoint, device):
             report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts, {})
             last_checkpoint = time.monotonic()
 

@@ -104,3 +104,20 @@ def test_translate_on_a_noise_model_and_generate_on_a_translation_model_are_fail
         with pytest.raises(grpc.RpcError) as caught:
             client.generate("cg", 1, seed=1)
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "call Translate" in caught.value.details()
+
+
+def test_ganworks_translate_writes_the_translated_png_and_names_a_refusal(local_store, serve, tmp_path, capsys):
+    from ganworks.cli import main
+    from ganworks.images import decode_png
+
+    family, pair = publish_pair(local_store)
+    server = serve(local_store, ["cg"])
+    source, out = tmp_path / "in.png", tmp_path / "out.png"
+    source.write_bytes(encode_png(_pixels(1)[0]))
+    assert main(["translate", "--address", server.address, "--run", "cg", "--direction", "a_to_b", str(source), "--out", str(out)]) == 0
+    assert np.abs(decode_png(out.read_bytes()).astype(int) - client_free_translate(family, pair, _pixels(1), "a_to_b")[0]).max() <= 1
+    assert "translated" in capsys.readouterr().out
+    big = tmp_path / "big.png"
+    big.write_bytes(_png((28, 28), "L"))
+    assert main(["translate", "--address", server.address, "--run", "cg", "--direction", "b_to_a", str(big), "--out", str(tmp_path / "x.png")]) == 2
+    assert "INVALID_ARGUMENT: image 0 is 28×28×1" in capsys.readouterr().err
