@@ -12,7 +12,7 @@ import io
 import grpc
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ganworks.api import generator_pb2 as pb
 from ganworks.errors import CheckpointError
@@ -94,11 +94,13 @@ def decode_images(request: pb.TranslateRequest, size: int, channels: int, model_
 def _open_png(data: bytes, index: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=["PNG"])
-        if max(image.size) > MAX_SIDE:
-            raise _invalid(f"image {index} is {image.size[1]}×{image.size[0]}; sides above {MAX_SIDE} are refused")
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        too_big = max(image.size) > MAX_SIDE
+        if not too_big:
+            image.load()
+    except Exception as exc:  # noqa: BLE001 - whatever the decoder meets in the caller's bytes is the caller's to fix
         raise _invalid(f"image {index} is not a readable PNG file ({type(exc).__name__}: {exc}); send PNG bytes, or raw pixels with input_format UINT8 and shape") from None
+    if too_big:
+        raise _invalid(f"image {index} is {image.size[1]}×{image.size[0]}; sides above {MAX_SIDE} are refused")
     if image.mode == "P":
         image = image.convert("RGB")
     elif image.mode == "1":

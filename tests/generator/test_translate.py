@@ -71,6 +71,7 @@ def _png(size: tuple[int, int], mode: str) -> bytes:
     ([_png((16, 16), "L"), _png((16, 16), "RGB")], {}, "image 1 is 16×16×3"),
     ([_png((16, 16), "RGBA")], {}, "image 0 is a 'RGBA' PNG"),
     ([b"not a png"], {}, "image 0 is not a readable PNG file"),
+    ([_png((16, 16), "L")[:45]], {}, "image 0 is not a readable PNG file"),  # cut inside its pixel data
     ([bytes(10)], {"input_format": pb.OUTPUT_FORMAT_UINT8, "shape": [16, 16, 1]}, "image 0 has 10 bytes; shape [16, 16, 1] needs 256"),
     ([_png((16, 16), "L")], {"direction": pb.DIRECTION_UNSPECIFIED}, "direction must be DIRECTION_A_TO_B (1) or DIRECTION_B_TO_A (2)"),
     ([], {}, "give between 1 and"),
