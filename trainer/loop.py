@@ -40,6 +40,16 @@ def worker_start(config: dict) -> tuple[TrainOptions, ModelFamily, dict, int, in
     return opts, get_family(opts.model), config["architecture_params"], context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device()
 
 
+def build_networks(family: ModelFamily, params: dict, opts: TrainOptions, rank: int, device: torch.device):
+    """G, D, G_ema, their Adam optimizers and this worker's noise stream; the same initial weights on every rank (DDP also broadcasts rank 0's)."""
+    torch.manual_seed(opts.seed)
+    G = family.build_generator(params).to(device)
+    D = family.build_discriminator(params).to(device)
+    g_opt = torch.optim.Adam(G.parameters(), lr=opts.g_lr, betas=(opts.beta1, opts.beta2))
+    d_opt = torch.optim.Adam(D.parameters(), lr=opts.d_lr, betas=(opts.beta1, opts.beta2))
+    return G, D, make_ema(G), g_opt, d_opt, torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + rank)
+
+
 def checkpoint_due(step: int, opts: TrainOptions, last_checkpoint: float, device: torch.device) -> bool:
     """The last step, or every --checkpoint-every steps once --checkpoint-min-seconds have passed (rank 0 decides for all)."""
     return step == opts.steps or (step % opts.checkpoint_interval == 0 and agree_across_ranks(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device))
@@ -52,13 +62,7 @@ def train_worker(config: dict) -> None:
     per_worker = opts.batch_size // world
     real_batches = RealBatches(config["dataset"]["ref"], params.get("num_classes", 0) > 0, per_worker, rank, world, opts.seed, device)
 
-    torch.manual_seed(opts.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    G = family.build_generator(params).to(device)
-    D = family.build_discriminator(params).to(device)
-    G_ema = make_ema(G)
-    g_opt = torch.optim.Adam(G.parameters(), lr=opts.g_lr, betas=(opts.beta1, opts.beta2))
-    d_opt = torch.optim.Adam(D.parameters(), lr=opts.d_lr, betas=(opts.beta1, opts.beta2))
-    noise = torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + rank)
+    G, D, G_ema, g_opt, d_opt, noise = build_networks(family, params, opts, rank, device)
     if opts.freeze_d_blocks:
         freeze_blocks(family, D, opts.freeze_d_blocks)
 

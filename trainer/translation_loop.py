@@ -11,11 +11,10 @@ import pathlib
 import time
 
 import ray.train
-import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from trainer.ema import ema_beta, make_ema, update_ema
-from trainer.loop import RealBatches, checkpoint_due, log, report_checkpoint, worker_start
+from trainer.ema import ema_beta, update_ema
+from trainer.loop import RealBatches, build_networks, checkpoint_due, log, report_checkpoint, worker_start
 from trainer.metrics import serve_worker_up
 from trainer.reporting import Rank0Reporter
 from trainer.step import Networks
@@ -30,13 +29,7 @@ def train_translation_worker(config: dict) -> None:
     domain_a = RealBatches(config["dataset"]["ref"], False, per_worker, rank, world, opts.seed, device)
     domain_b = RealBatches(config["dataset"]["ref_b"], False, per_worker, rank, world, opts.seed + 1, device)
 
-    torch.manual_seed(opts.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    G = family.build_generator(params).to(device)
-    D = family.build_discriminator(params).to(device)
-    G_ema = make_ema(G)
-    g_opt = torch.optim.Adam(G.parameters(), lr=opts.g_lr, betas=(opts.beta1, opts.beta2))
-    d_opt = torch.optim.Adam(D.parameters(), lr=opts.d_lr, betas=(opts.beta1, opts.beta2))
-    noise = torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + rank)
+    G, D, G_ema, g_opt, d_opt, noise = build_networks(family, params, opts, rank, device)
 
     # ---- resume from Ray's last checkpoint ---------------------------------------------------------------------
     step, images_seen, nonfinite = 0, 0, 0
