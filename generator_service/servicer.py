@@ -189,15 +189,21 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             return pb.GenerateRecordsResponse(model=model.run, version=model.step, format=pb.RECORD_FORMAT_CSV if fmt == records.CSV else pb.RECORD_FORMAT_ARROW,
                                               data=data, num_rows=job.num_samples, columns=transformer.schema.names, seed=seed)
 
+    async def translated(self, request: pb.TranslateRequest, context) -> tuple[Job, int]:
+        """A Translate request checked, decoded, batched and computed (the OIP image input comes here too); the job and output format."""
+        direction = check_translate_basics(request, self.settings.max_samples_per_request)
+        model, _, deadline = await self.route(request, context)
+        fmt = check_translate_model(model, request, self.max_message_bytes)
+        m = model.manifest
+        inputs = await asyncio.get_running_loop().run_in_executor(None, decode_images, request, m.image_size, m.channels, m.run)
+        job = Job(model=model, num_samples=len(inputs), seed=0, output_kind=QUEUE_KINDS[direction], inputs=inputs, direction=direction, deadline=deadline)
+        (job,) = await self.compute([job])
+        return job, fmt
+
     async def Translate(self, request, context):
         async with self.serving("Translate", context):
-            direction = check_translate_basics(request, self.settings.max_samples_per_request)
-            model, _, deadline = await self.route(request, context)
-            fmt = check_translate_model(model, request, self.max_message_bytes)
-            m = model.manifest
-            inputs = await asyncio.get_running_loop().run_in_executor(None, decode_images, request, m.image_size, m.channels, m.run)
-            job = Job(model=model, num_samples=len(inputs), seed=0, output_kind=QUEUE_KINDS[direction], inputs=inputs, direction=direction, deadline=deadline)
-            (job,) = await self.compute([job])
+            job, fmt = await self.translated(request, context)
+            model, m = job.model, job.model.manifest
             if fmt == pb.OUTPUT_FORMAT_PNG:
                 data = await self.encoder.encode(job.images)
             else:

@@ -122,3 +122,27 @@ def test_ganworks_translate_writes_the_translated_png_and_names_a_refusal(local_
     big.write_bytes(_png((28, 28), "L"))
     assert main(["translate", "--address", server.address, "--run", "cg", "--direction", "b_to_a", str(big), "--out", str(tmp_path / "x.png")]) == 2
     assert "INVALID_ARGUMENT: image 0 is 28×28×1" in capsys.readouterr().err
+
+
+def test_the_inference_protocol_translates_an_images_input_as_translate_does_and_needs_a_direction(local_store, serve):
+    from ganworks.api import inference_pb2 as oip
+    from ganworks.api import inference_pb2_grpc as oip_grpc
+
+    publish_pair(local_store)
+    server = serve(local_store, ["cg"])
+    images = _pixels(3, seed=5)
+    request = oip.ModelInferRequest(model_name="cg", raw_input_contents=[images.tobytes()])
+    request.inputs.add(name="images", datatype="UINT8", shape=list(images.shape))
+    with server.client() as client:
+        expected = client.translate("cg", images, "b_to_a").images
+    with grpc.insecure_channel(server.address) as channel:
+        infer = oip_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+        with pytest.raises(grpc.RpcError) as caught:
+            infer(request, timeout=30)
+        request.parameters["direction"].string_param = "b_to_a"
+        response = infer(request, timeout=30)
+        metadata = oip_grpc.GRPCInferenceServiceStub(channel).ModelMetadata(oip.ModelMetadataRequest(name="cg"), timeout=30)
+    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [("images", "UINT8", [-1, 16, 16, 1])]
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "set the string parameter direction to a_to_b or b_to_a" in caught.value.details()
+    assert list(response.outputs[0].shape) == [3, 16, 16, 1]
+    assert np.array_equal(np.frombuffer(response.raw_output_contents[0], np.uint8).reshape(3, 16, 16, 1), expected)
