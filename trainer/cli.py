@@ -39,6 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--batch-size", type=int, help="global batch, split over the workers (default 64)")
     opt.add_argument("--g-lr", type=float, help="generator learning rate (default 2e-4)")
     opt.add_argument("--d-lr", type=float, help="discriminator learning rate (default 2e-4)")
+    opt.add_argument("--beta1", type=float, help="Adam β1 of both networks (default 0; cyclegan is usually trained with 0.5)")
+    opt.add_argument("--beta2", type=float, help="Adam β2 of both networks (default 0.99; cyclegan: 0.999)")
     opt.add_argument("--r1-gamma", type=float, help="R1 penalty weight; 0 turns it off (default 0)")
     opt.add_argument("--r1-every", type=int, help="lazy R1: apply it every k steps (default 16)")
     opt.add_argument("--gp-weight", type=float, help="gradient penalty weight for --loss wgan-gp (default 10)")
