@@ -24,6 +24,16 @@ class, to --grid.
     .venv/bin/python benchmarks/quality.py --dataset fashion-mnist [--steps N] [--store file:///tmp/q] [--grid docs/images/fashion-mnist-samples.png]
 
 Targets (issue 11): utility_ratio ≥ 0.75 (stretch 0.85), 10/10 classes covered, ≤ 30 minutes of training on 2 CPUs.
+
+--model cyclegan: image-to-image translation between the Fashion-MNIST classes sneaker (domain A) and ankle-boot
+(domain B) at 32×32, trained on their train split, judged on their 1,000 + 1,000 test images, which training never
+saw: translation success is the share of translated images that a Fashion-MNIST classifier (10 classes, trained on
+the train split while the GAN trains) calls the target class; cycle L1 is the mean |G_ba(G_ab(a)) − a| on [0, 1]
+pixels (and the reverse). Writes the before/after grid (rows: A, A→B, A→B→A, B, B→A, B→A→B) to --grid.
+
+    .venv/bin/python benchmarks/quality.py --model cyclegan [--steps 2400] [--grid docs/images/cyclegan-sneaker-ankle-boot.png]
+
+Targets (issue 17): translation success ≥ 0.8 in both directions, ≤ 30 minutes on 2 CPUs.
 """
 
 from __future__ import annotations
@@ -228,6 +238,8 @@ def main() -> int:
     parser.add_argument("--fid-samples", type=int, default=2000, help="fashion-mnist: generated images in the Inception FID")
     parser.add_argument("--fid-reference", type=int, default=2000, help="fashion-mnist: test images in the Inception FID, a fixed random subset (10000: the whole split)")
     parser.add_argument("--grid", help="fashion-mnist: write the sample grid (a column per class) to this PNG file")
+    parser.add_argument("--judge-images", type=int, default=12_000, help="cyclegan: Fashion-MNIST train images the judging classifier learns from")
+    parser.add_argument("--judge-epochs", type=int, default=6, help="cyclegan: epochs of the judging classifier")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conditional-only", action="store_true", help="skip the unconditional model")
     parser.add_argument("--store", help="keep the runs in this store (default: a temporary folder)")
@@ -236,6 +248,8 @@ def main() -> int:
     parser.add_argument("--source-steps", type=int, default=600, help="--transfer: steps of the source model on the other 8 classes")
     parser.add_argument("--evaluations", type=int, default=6, help="--transfer: snapshots scored per run")
     args = parser.parse_args()
+    if args.model == "cyclegan":
+        return translation(args)
     if args.dataset == "fashion-mnist":
         args.steps = args.steps or FASHION_STEPS
         return fashion_mnist(args)
@@ -283,6 +297,94 @@ def main() -> int:
 
 
 FASHION_STEPS = 2000
+
+
+CYCLE_DOMAINS = ("fashion-mnist:sneaker", "fashion-mnist:ankle-boot")
+CYCLE_STEPS = 2400
+CYCLE_PARAMS = {"width": "16", "blocks": "3", "d_width": "16", "identity_weight": "2.5"}
+
+
+@torch.no_grad()
+def translate_all(family, generator, images, direction: str, batch: int = 250):
+    from ganworks.images import to_uint8
+
+    x = torch.from_numpy(images.copy()).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return to_uint8(torch.cat([family.translate(generator, part, direction) for part in x.split(batch)]))
+
+
+def translation(args) -> int:
+    """--model cyclegan: sneaker ↔ ankle-boot, judged by a Fashion-MNIST classifier on the held-out test images."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from evaluator_service.metrics.utility import fit_classifier, predict
+    from ganworks import fashion_mnist
+    from ganworks.images import encode_png, grid
+    from trainer import driver
+    from trainer.config import TrainOptions
+
+    started = time.monotonic()
+    torch.set_num_threads(1)
+    steps = args.steps or CYCLE_STEPS
+    train = load_dataset("fashion-mnist", image_size=32, split="train")
+    test_a, test_b = (load_dataset(spec, image_size=32, split="test") for spec in CYCLE_DOMAINS)
+    target = {name: fashion_mnist.CLASS_NAMES.index(name.split(":")[1]) for name in CYCLE_DOMAINS}
+    judge_images = args.judge_images
+    pick = np.sort(np.random.RandomState(args.seed).permutation(len(train))[:judge_images])
+    with tempfile.TemporaryDirectory(prefix="ganworks-quality-") as tmp, ThreadPoolExecutor(1) as background:
+        settings = StoreSettings(store=args.store or os.path.join(tmp, "store"))
+        store = open_store(settings=settings)
+        judge_job = background.submit(fit_classifier, train.images[pick], train.labels[pick], 10, args.judge_epochs, 2e-3, args.seed)
+        run = f"quality-cyclegan-{int(time.time())}"
+        given = dict(p.split("=", 1) for p in args.model_params or [])
+        opts = TrainOptions(run=run, model="cyclegan", dataset=CYCLE_DOMAINS[0], dataset_b=CYCLE_DOMAINS[1], image_size=32, steps=steps,
+                            batch_size=args.batch_size or 8, g_lr=args.g_lr or 2e-4, d_lr=args.d_lr or 2e-4, beta1=0.5, beta2=0.999,
+                            num_workers=args.num_workers, cpus_per_worker=args.cpus_per_worker, snapshot_every=max(steps // 4, 1), metrics_port=0,
+                            seed=args.seed, model_params={**CYCLE_PARAMS, **given})
+        plan = driver.plan(opts, settings)
+        driver.connect_ray(plan.options)
+        t = time.monotonic()
+        driver.train(plan, show_progress=args.progress)
+        train_seconds = time.monotonic() - t
+        import ray
+
+        ray.shutdown()
+        print(f"trained {steps} steps in {train_seconds:.0f}s", flush=True)
+        judge = judge_job.result()
+        snapshot = load_snapshot(store, run)
+        family, generator = get_family("cyclegan"), snapshot.generator.eval()
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        a_to_b = translate_all(family, generator, test_a.images, "a_to_b")
+        b_to_a = translate_all(family, generator, test_b.images, "b_to_a")
+        a_back = translate_all(family, generator, a_to_b, "b_to_a")
+        b_back = translate_all(family, generator, b_to_a, "a_to_b")
+
+    def share(images, label: int) -> float:
+        return round(float((predict(judge, images).argmax(1) == label).mean()), 4)
+
+    def cycle_l1(back, real) -> float:
+        return round(float(np.abs(back.astype(np.float32) - real.astype(np.float32)).mean() / 255), 4)
+
+    a, b = target[CYCLE_DOMAINS[0]], target[CYCLE_DOMAINS[1]]
+    if args.grid:
+        rows = [test_a.images[:10], a_to_b[:10], a_back[:10], test_b.images[:10], b_to_a[:10], b_back[:10]]
+        with open(args.grid, "wb") as f:
+            f.write(encode_png(grid(np.concatenate(rows), columns=10, scale=2)))
+    result = {
+        "model": "cyclegan", "domain_a": CYCLE_DOMAINS[0], "domain_b": CYCLE_DOMAINS[1],
+        "translation_success_a_to_b": share(a_to_b, b), "translation_success_b_to_a": share(b_to_a, a),
+        # Baselines from the same judge: the untranslated test images as their own class, and as the other one.
+        "judge_accuracy_real_a": share(test_a.images, a), "judge_accuracy_real_b": share(test_b.images, b),
+        "untranslated_success_a_as_b": share(test_a.images, b), "untranslated_success_b_as_a": share(test_b.images, a),
+        "cycle_l1_a": cycle_l1(a_back, test_a.images), "cycle_l1_b": cycle_l1(b_back, test_b.images),
+        "test_images": [len(test_a), len(test_b)], "steps": steps, "batch_size": opts.batch_size, "model_params": {**CYCLE_PARAMS, **given},
+        "judge_train_images": judge_images, "judge_epochs": args.judge_epochs, "train_seconds": round(train_seconds, 1), "total_seconds": round(time.monotonic() - started, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+    result["meets_targets"] = bool(result["translation_success_a_to_b"] >= 0.8 and result["translation_success_b_to_a"] >= 0.8 and result["total_seconds"] <= 1800)
+    print(json.dumps(result))
+    return 0
 
 
 def inception_reference(store, test, max_samples: int):

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainer.cli", "train a GAN with Ray DDP workers and publish snapshots to the store"),
     "generator": ("generator_service.cli", "the generator service: `ganworks generator serve`"),
     "generate": ("generator_service.client_cli", "ask a generator service for images (writes a grid PNG or .npz)"),
+    "translate": ("generator_service.translate_cli", "translate images with a served translation model (cyclegan), PNG in, PNG out"),
     "evaluator": ("evaluator_service.cli", "the evaluator service: `ganworks evaluator serve | fit-extractor | import-inception`"),
     "evaluate": ("evaluator_service.client_cli", "evaluate a run's snapshot through an evaluator service and print the metrics"),
     "up": ("orchestration.up", "run the whole system locally: Ray trainer, generator, evaluator, one store"),

@@ -238,3 +238,34 @@ def load_dataset(spec: str, image_size: int | None = None, channels: int | None 
     num_classes = (len(class_names) or int(labels.max()) + 1) if labels is not None and len(labels) else 0
     return ImageDataset(images=images, labels=labels, num_classes=num_classes, id=dataset_id(name, images, labels, split), source=source,
                         class_names=tuple(class_names) if labels is not None else ())
+
+
+@dataclasses.dataclass
+class DomainPair:
+    """Two unpaired image sets of one size and channel count, domain A and domain B, for a translation model."""
+
+    a: ImageDataset
+    b: ImageDataset
+    id: str  # stable: a hash of both domains' ids
+
+    @property
+    def image_size(self) -> int:
+        return self.a.image_size
+
+    @property
+    def channels(self) -> int:
+        return self.a.channels
+
+    def __len__(self) -> int:
+        return min(len(self.a), len(self.b))
+
+
+def load_domains(spec_a: str, spec_b: str, image_size: int, channels: int | None = None, split: str = "all") -> DomainPair:
+    """Domains A and B (any two dataset specs, e.g. two class subsets of one), each with its own split, at one size and channel count.
+
+    Without `channels`, both get A's channel count (grey B images are repeated to RGB, RGB ones made grey).
+    """
+    a = load_dataset(spec_a, image_size=image_size, channels=channels, split=split)
+    b = load_dataset(spec_b, image_size=image_size, channels=channels or a.channels, split=split)
+    pair_id = hashlib.sha256(f"{a.id}|{b.id}".encode()).hexdigest()[:12]
+    return DomainPair(a, b, f"pair-{a.id.rsplit('-', 1)[0]}--{b.id.rsplit('-', 1)[0]}-{pair_id}")

@@ -146,6 +146,40 @@ def decode_records(response: pb.GenerateRecordsResponse) -> GeneratedRecords:
     return GeneratedRecords(response.data, fmt, list(response.columns), response.model, response.version, response.seed)
 
 
+DIRECTIONS = {"a_to_b": pb.DIRECTION_A_TO_B, "b_to_a": pb.DIRECTION_B_TO_A}
+
+
+@dataclasses.dataclass
+class TranslatedImages:
+    images: np.ndarray  # N×H×W×C, uint8 (png, uint8) or float32 in [-1, 1], in request order
+    model: str
+    version: int
+
+
+def build_translate_request(model: str, images: Sequence[bytes] | np.ndarray, direction: str, *, version: int = 0, resize: bool = False, output: str = "uint8") -> pb.TranslateRequest:
+    """images: PNG files (a sequence of bytes), or uint8 pixels N×H×W×C (or N×H×W for grey), sent raw."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
+    if output not in FORMATS:
+        raise ValueError(f"output must be one of {sorted(FORMATS)}, got {output!r}")
+    request = pb.TranslateRequest(model=model, version=version, direction=DIRECTIONS[direction], output_format=FORMATS[output], resize=resize)
+    if isinstance(images, np.ndarray):
+        pixels = images[..., None] if images.ndim == 3 else images
+        if pixels.ndim != 4 or pixels.dtype != np.uint8:
+            raise ValueError(f"pixels must be uint8 N×H×W×C (or N×H×W), got {pixels.dtype} of shape {images.shape}")
+        request.input_format, request.shape[:] = pb.OUTPUT_FORMAT_UINT8, list(pixels.shape[1:])
+        request.images.extend(np.ascontiguousarray(p).tobytes() for p in pixels)
+    else:
+        request.input_format = pb.OUTPUT_FORMAT_PNG
+        request.images.extend(images)
+    return request
+
+
+def decode_translation(response: pb.TranslateResponse) -> TranslatedImages:
+    batch = decode_response([pb.GenerateResponse(model=response.model, version=response.version, output_format=response.output_format, shape=response.shape, images=response.images)])
+    return TranslatedImages(batch.images, response.model, response.version)
+
+
 class _ClientBase:
     def __init__(self, address: str, *, token: str | None = None, root_certificates: bytes | None = None, timeout: float = 60.0, retries: int = 4,
                  retry: RetryPolicy | None = None, options: Sequence[tuple[str, object]] = ()):
@@ -196,6 +230,10 @@ class GeneratorClient(_ClientBase):
     def generate_records(self, model: str, num_rows: int, **kwargs) -> GeneratedRecords:
         return decode_records(self.call("GenerateRecords", build_records_request(model, num_rows, **kwargs)))
 
+    def translate(self, model: str, images: Sequence[bytes] | np.ndarray, direction: str, **kwargs) -> TranslatedImages:
+        """Images of one domain as the other (a translation model, e.g. cyclegan); see build_translate_request."""
+        return decode_translation(self.call("Translate", build_translate_request(model, images, direction, **kwargs)))
+
     def list_models(self) -> list[pb.ModelInfo]:
         return list(self.call("ListModels", pb.ListModelsRequest()).models)
 
@@ -241,6 +279,9 @@ class AsyncGeneratorClient(_ClientBase):
 
     async def generate_records(self, model: str, num_rows: int, **kwargs) -> GeneratedRecords:
         return decode_records(await self.call("GenerateRecords", build_records_request(model, num_rows, **kwargs)))
+
+    async def translate(self, model: str, images: Sequence[bytes] | np.ndarray, direction: str, **kwargs) -> TranslatedImages:
+        return decode_translation(await self.call("Translate", build_translate_request(model, images, direction, **kwargs)))
 
     async def list_models(self) -> list[pb.ModelInfo]:
         return list((await self.call("ListModels", pb.ListModelsRequest())).models)

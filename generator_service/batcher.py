@@ -15,6 +15,7 @@ import torch
 from ganworks.errors import CheckpointError
 from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel
+from generator_service.translate import compute_translation
 
 
 def batch_shapes(max_batch_size: int) -> list[int]:
@@ -49,6 +50,8 @@ class Job:
     latents: np.ndarray | None = None  # num_samples × latent_dim, or None (drawn from the seed)
     truncation: float = 1.0
     condition: tuple[int, int] | None = None  # tabular models: (column, level) every row has, or None
+    inputs: np.ndarray | None = None  # translation models: num_samples images, float32 N×C×H×W in [-1, 1]
+    direction: str = ""  # translation models: "a_to_b" or "b_to_a" (part of output_kind, so a batch has one)
     deadline: float | None = None  # time.monotonic() after which computing is pointless
     future: asyncio.Future = dataclasses.field(default=None)  # type: ignore[assignment]
     images: np.ndarray | None = None
@@ -230,6 +233,9 @@ def _compute(model: LoadedModel, parts: list[_Part], padded: int) -> tuple[np.nd
     """
     if model.tabular is not None:
         return _compute_rows(model, parts, padded), None
+    if parts[0].job.inputs is not None:
+        inputs = [p.job.inputs[p.start : p.start + p.count] for p in parts]
+        return compute_translation(model, inputs, parts[0].job.direction, padded), None
     manifest, family, params = model.manifest, model.family, model.manifest.architecture_params
     latents, labels, psi = [], [], []
     for part in parts:

@@ -3,7 +3,8 @@
 A model is a run, a version a step ("" = what the run's rollout policy routes to). Inputs: `seed` (UINT64 or
 INT64 [N], image i is what Generate gives for seed[i], sample 0) or `latents` (FP32 [N, latent_dim]), and
 optionally `class_labels` (INT32 or INT64 [N]); the request parameter `truncation` (in (0, 1]). Output:
-`images`, UINT8 [N, H, W, C], raw unless the requested output says binary_data = false.
+`images`, UINT8 [N, H, W, C], raw unless the requested output says binary_data = false. A translation model
+(cyclegan) takes the input `images` (UINT8 [N, H, W, C]) and the string parameter `direction` instead: a Translate call.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from generator_service.models import LoadedModel, UnknownModelError
 from generator_service.servicer import INLINE_PIXELS, GeneratorServicer
 from generator_service.validation import RequestError
 
-DTYPES = {"UINT64": np.dtype("<u8"), "INT64": np.dtype("<i8"), "INT32": np.dtype("<i4"), "FP32": np.dtype("<f4")}
-TYPED_FIELDS = {"UINT64": "uint64_contents", "INT64": "int64_contents", "INT32": "int_contents", "FP32": "fp32_contents"}
-# name -> (accepted datatypes, rank)
-INPUTS = {"seed": (("UINT64", "INT64"), 1), "latents": (("FP32",), 2), "class_labels": (("INT32", "INT64"), 1)}
-INPUTS_HELP = "seed (UINT64 or INT64, [N]) or latents (FP32, [N, latent_dim]), and optionally class_labels (INT32 or INT64, [N])"
+DTYPES = {"UINT64": np.dtype("<u8"), "INT64": np.dtype("<i8"), "INT32": np.dtype("<i4"), "FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
+TYPED_FIELDS = {"UINT64": "uint64_contents", "INT64": "int64_contents", "INT32": "int_contents", "FP32": "fp32_contents", "UINT8": "uint_contents"}
+# name -> (accepted datatypes, shape as said in errors)
+INPUTS = {"seed": (("UINT64", "INT64"), "[N]"), "latents": (("FP32",), "[N, latent_dim]"), "class_labels": (("INT32", "INT64"), "[N]"),
+          "images": (("UINT8",), "[N, H, W, C]")}
+INPUTS_HELP = ("seed (UINT64 or INT64, [N]) or latents (FP32, [N, latent_dim]), and optionally class_labels (INT32 or INT64, [N]); "
+               "a translation model: images (UINT8, [N, H, W, C]) and the parameter direction (a_to_b or b_to_a)")
 OUTPUT = "images"
 
 
@@ -55,11 +58,11 @@ def read_inputs(request: oip.ModelInferRequest) -> dict[str, np.ndarray]:
             raise _invalid(f"input {name!r} is unknown; this model takes {INPUTS_HELP}")
         if name in tensors:
             raise _invalid(f"input {name!r} is given twice")
-        datatypes, rank = INPUTS[name]
+        datatypes, said = INPUTS[name]
         if datatype not in datatypes:
             raise _invalid(f"input {name!r} must be {' or '.join(datatypes)}, got {datatype or 'no datatype'}")
-        if len(shape) != rank or any(d < 0 for d in shape):
-            raise _invalid(f"input {name!r} must have shape {'[N]' if rank == 1 else '[N, latent_dim]'}, got {shape}")
+        if len(shape) != said.count(",") + 1 or any(d < 0 for d in shape):
+            raise _invalid(f"input {name!r} must have shape {said}, got {shape}")
         count, dtype = math.prod(shape), DTYPES[datatype]
         if raw:
             if len(raw[i]) != count * dtype.itemsize:
@@ -112,8 +115,27 @@ def wants_typed_output(request: oip.ModelInferRequest) -> bool:
     return typed
 
 
+def to_translate_request(request: oip.ModelInferRequest, tensors: dict[str, np.ndarray]) -> pb.TranslateRequest:
+    """The Translate call an inference request with an `images` input asks for (raw uint8 in and out)."""
+    images = tensors["images"]
+    if len(tensors) > 1:
+        raise _invalid(f"a translation call takes the input images alone, got also {sorted(set(tensors) - {'images'})}")
+    param = request.parameters["direction"] if "direction" in request.parameters else None
+    direction = param.string_param if param is not None and param.WhichOneof("parameter_choice") == "string_param" else ""
+    if direction not in ("a_to_b", "b_to_a"):
+        raise _invalid(f"set the string parameter direction to a_to_b or b_to_a, got {direction or 'none'}")
+    translate = pb.TranslateRequest(model=request.model_name, version=parse_version(request.model_version), input_format=pb.OUTPUT_FORMAT_UINT8,
+                                    shape=list(images.shape[1:]), output_format=pb.OUTPUT_FORMAT_UINT8,
+                                    direction=pb.DIRECTION_A_TO_B if direction == "a_to_b" else pb.DIRECTION_B_TO_A)
+    translate.images.extend(np.ascontiguousarray(image).tobytes() for image in images)
+    return translate
+
+
 def tensor_metadata(model: LoadedModel) -> tuple[list, list]:
     m, tm = model.manifest, oip.ModelMetadataResponse.TensorMetadata
+    if model.family.translation:
+        images = tm(name=OUTPUT, datatype="UINT8", shape=[-1, m.image_size, m.image_size, m.channels])
+        return [images], [images]
     inputs = [tm(name="seed", datatype="UINT64", shape=[-1]), tm(name="latents", datatype="FP32", shape=[-1, m.latent_dim])]
     if m.num_classes:
         inputs.append(tm(name="class_labels", datatype="INT64", shape=[-1]))
@@ -159,6 +181,9 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         async with g.serving("ModelInfer", context):
             tensors = read_inputs(request)
             typed = wants_typed_output(request)
+            if "images" in tensors:  # a translation model
+                job, _ = await g.translated(to_translate_request(request, tensors), context)
+                return _infer_response(request, job.model, job.images, typed)
             latents = tensors.get("latents")
 
             def check_latents(model: LoadedModel) -> None:
@@ -172,11 +197,18 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 jobs = [g.job(model, parsed, seed, deadline, 0, parsed.num_samples)]
             jobs = await g.compute(jobs)
             images = jobs[0].images if len(jobs) == 1 else np.concatenate([job.images for job in jobs])
-            pixels = to_uint8(images) if images.size <= INLINE_PIXELS else await asyncio.get_running_loop().run_in_executor(None, to_uint8, images)
-            output = oip.ModelInferResponse.InferOutputTensor(name=OUTPUT, datatype="UINT8", shape=list(pixels.shape))
-            response = oip.ModelInferResponse(model_name=model.run, model_version=str(model.step), id=request.id, outputs=[output])
-            if typed:
-                response.outputs[0].contents.uint_contents.extend(pixels.ravel().tolist())
-            else:
-                response.raw_output_contents.append(pixels.tobytes())
-            return response
+            if images.size > INLINE_PIXELS:
+                images = await asyncio.get_running_loop().run_in_executor(None, to_uint8, images)
+            return _infer_response(request, model, images, typed)
+
+
+def _infer_response(request: oip.ModelInferRequest, model: LoadedModel, images: np.ndarray, typed: bool) -> oip.ModelInferResponse:
+    """The `images` output, UINT8 [N, H, W, C], raw or typed; images are [-1, 1] floats N×C×H×W or already uint8 pixels."""
+    pixels = images if images.dtype == np.uint8 else to_uint8(images)
+    output = oip.ModelInferResponse.InferOutputTensor(name=OUTPUT, datatype="UINT8", shape=list(pixels.shape))
+    response = oip.ModelInferResponse(model_name=model.run, model_version=str(model.step), id=request.id, outputs=[output])
+    if typed:
+        response.outputs[0].contents.uint_contents.extend(pixels.ravel().tolist())
+    else:
+        response.raw_output_contents.append(pixels.tobytes())
+    return response

@@ -20,6 +20,7 @@ from ganworks.grpcauth import interceptors, listen
 from ganworks.rpc import DrainOnSignal, add_servicer
 from ganworks.telemetry import pick_device, register_secrets, set_torch_threads
 from generator_service.batcher import DynamicBatcher, warm_up_rows
+from generator_service.translate import warm_up_translation
 from generator_service.encode import PngEncoder
 from generator_service.fastpath import fastest_form
 from generator_service.inference import InferenceServicer
@@ -131,6 +132,8 @@ class GeneratorServer(DrainOnSignal):
         def run() -> None:
             if model.tabular is not None:
                 return warm_up_rows(model, self.batcher.shapes)
+            if model.family.translation:
+                return warm_up_translation(model, self.batcher.shapes)
             if self.settings.fast_path:
                 model.generator, form, timings = fastest_form(model.generator, model.family, model.family.validate(m.architecture_params), batch=self.batcher.max_batch_size, device=model.device)
                 measured = ", ".join(f"{name} {self.batcher.max_batch_size / seconds:.0f}" for name, seconds in timings.items())

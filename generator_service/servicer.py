@@ -24,6 +24,7 @@ from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel, ModelManager, ModelNotReadyError, RefusedVersionError, ReloadLimitError, UnknownModelError, UnknownVersionError
 from generator_service.rollout import RolloutRouter
 from generator_service.settings import GeneratorSettings
+from generator_service.translate import QUEUE_KINDS, check_translate_basics, check_translate_model, decode_images
 from generator_service.validation import ParsedRequest, RequestError, check_basics, check_for_model, check_records_basics, check_records_for_model
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         if remaining is not None and remaining <= 0:
             raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline had passed when it arrived; give it more time")
         deadline = time.monotonic() + remaining if remaining is not None else None
-        seed = request.seed if request.HasField("seed") else secrets.randbits(63)
+        # Translate has no seed: its calls are routed (under a canary policy) by a random draw.
+        seed = request.seed if "seed" in request.DESCRIPTOR.fields_by_name and request.HasField("seed") else secrets.randbits(63)
         return await self.router.resolve(request.model, request.version, seed), seed, deadline
 
     async def prepare(self, request: pb.GenerateRequest, context, max_message_bytes: int | None, check_model: Callable[[LoadedModel], None] | None = None) -> tuple[LoadedModel, ParsedRequest, int, float | None]:
@@ -103,6 +105,8 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         model, seed, deadline = await self.route(request, context)
         if model.tabular is not None:
             raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, f"model {model.run!r} (version {model.step}) makes table rows, not images: call GenerateRecords")
+        if model.family.translation:
+            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, f"model {model.run!r} (version {model.step}) translates images, it does not sample them: call Translate")
         if check_model is not None:
             check_model(model)
         parsed = check_for_model(request, model, max_message_bytes)
@@ -184,6 +188,28 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             data = await asyncio.get_running_loop().run_in_executor(None, lambda: records.encode(transformer.inverse_transform(job.images), transformer.schema, fmt))
             return pb.GenerateRecordsResponse(model=model.run, version=model.step, format=pb.RECORD_FORMAT_CSV if fmt == records.CSV else pb.RECORD_FORMAT_ARROW,
                                               data=data, num_rows=job.num_samples, columns=transformer.schema.names, seed=seed)
+
+    async def translated(self, request: pb.TranslateRequest, context) -> tuple[Job, int]:
+        """A Translate request checked, decoded, batched and computed (the OIP image input comes here too); the job and output format."""
+        direction = check_translate_basics(request, self.settings.max_samples_per_request)
+        model, _, deadline = await self.route(request, context)
+        fmt = check_translate_model(model, request, self.max_message_bytes)
+        m = model.manifest
+        inputs = await asyncio.get_running_loop().run_in_executor(None, decode_images, request, m.image_size, m.channels, m.run)
+        job = Job(model=model, num_samples=len(inputs), seed=0, output_kind=QUEUE_KINDS[direction], inputs=inputs, direction=direction, deadline=deadline)
+        (job,) = await self.compute([job])
+        return job, fmt
+
+    async def Translate(self, request, context):
+        async with self.serving("Translate", context):
+            job, fmt = await self.translated(request, context)
+            model, m = job.model, job.model.manifest
+            if fmt == pb.OUTPUT_FORMAT_PNG:
+                data = await self.encoder.encode(job.images)
+            else:
+                data = await asyncio.get_running_loop().run_in_executor(None, raw_images, job.images, fmt)
+            return pb.TranslateResponse(model=model.run, version=model.step, direction=request.direction, output_format=fmt, shape=[m.image_size, m.image_size, m.channels],
+                                        images=[pb.Image(data=d, class_label=-1, index=i) for i, d in enumerate(data)])
 
     async def ListModels(self, request, context):
         async with self.serving("ListModels", context):

@@ -16,6 +16,7 @@ class TrainOptions:
 
     run: str = ""
     dataset: str = "digits"
+    dataset_b: str = ""  # a translation model's (cyclegan) domain B; --dataset is domain A
     split: str = "train"
     image_size: int = 32
     channels: int = 0  # 0 = as the dataset has them

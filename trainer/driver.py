@@ -15,7 +15,7 @@ from typing import Any
 
 from ganworks import __version__, mlflow_tracking
 from ganworks.layout import TRAIN_STATE, TRANSFORMER, check_run_id, run_info_key, run_prefix
-from ganworks.data import load_dataset
+from ganworks.data import DomainPair, load_dataset, load_domains
 from ganworks.errors import ConfigError, GanworksError, ModelConfigError, ObjectNotFoundError
 from ganworks.models import HyperparameterError, ModelFamily, get_family
 from ganworks.settings import StoreSettings, public_fields
@@ -57,6 +57,10 @@ class TrainPlan:
         started = {"init_from": self.init.describe()} if self.init is not None else {}
         if self.table is not None:
             dataset = table_split_json(self.options.dataset, d, self.table.test, self.options.split)
+        elif isinstance(d, DomainPair):
+            dataset = {"kind": "domains", "id": d.id, "image_size": d.image_size, "channels": d.channels, "num_classes": 0, "split": self.options.split,
+                       "domain_a": {"spec": self.options.dataset, "id": d.a.id, "images": len(d.a)},
+                       "domain_b": {"spec": self.options.dataset_b, "id": d.b.id, "images": len(d.b)}}
         else:
             dataset = {"spec": self.options.dataset, "id": d.id, "image_size": d.image_size, "channels": d.channels, "num_classes": d.num_classes, "class_names": list(d.class_names), "split": self.options.split}
         return {**started,
@@ -108,6 +112,10 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     family = _family(options.model)
     if family.tabular:
         return _plan_table(options, store_settings, family)
+    if family.translation:
+        return _plan_translation(options, store_settings, family)
+    if options.dataset_b:
+        raise ConfigError(f"--dataset-b is domain B of a translation model (--model cyclegan); {family.name} trains on --dataset alone")
     _model_params(family, options, channels=None, num_classes=None)  # before the dataset: a wrong size or model flag fails fast
     store = open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
     source = transfer.find_source(store, options.init_from, _run_info(store, options.run).get("init_from")) if options.init_from else None
@@ -156,6 +164,27 @@ def _plan_table(options: TrainOptions, store_settings: StoreSettings, family: Mo
     params, transformer, encoded = prepare(table, options.seed, **options.model_params)
     _check_same_run(store, options.run, options.model, params, table.id)
     return TrainPlan(options, store_settings, store, table, params, table=TablePlan(transformer.dumps(), encoded, test))
+
+
+def _plan_translation(options: TrainOptions, store_settings: StoreSettings, family: ModelFamily) -> TrainPlan:
+    """plan() for a translation family: two unpaired image sets, --dataset (domain A) and --dataset-b (domain B)."""
+    if not options.dataset_b:
+        raise ConfigError(f"--model {family.name} learns to translate between two image sets: give domain A as --dataset and domain B as --dataset-b "
+                          "(e.g. --dataset fashion-mnist:sneaker --dataset-b fashion-mnist:ankle-boot)")
+    for flag, given in (("--conditional", options.conditional), ("--init-from", bool(options.init_from)), ("--augment ada", options.augment != "none")):
+        if given:
+            raise ConfigError(f"{flag} is not supported by {family.name}: its domains are its two datasets")
+    _model_params(family, options, channels=None, num_classes=0)
+    store = open_store(settings=store_settings)
+    pair = load_domains(options.dataset, options.dataset_b, options.image_size, options.channels or None, options.split)
+    per_worker = options.batch_size // options.num_workers
+    for flag, domain in (("--dataset", pair.a), ("--dataset-b", pair.b)):
+        if len(domain) // options.num_workers < per_worker:
+            raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(domain)} training images of {flag} allow with {options.num_workers} workers")
+    params = _model_params(family, options, channels=pair.channels, num_classes=0)
+    params.update(domain_a=options.dataset, domain_b=options.dataset_b)
+    _check_same_run(store, options.run, options.model, params, pair.id)
+    return TrainPlan(options, store_settings, store, pair, params)
 
 
 # The hyperparameters the trainer sets from the dataset and its own flags, not from --model-param.
@@ -263,6 +292,7 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
     from trainer.loop import train_worker
     from trainer.progress import ProgressView
     from trainer.tabular_loop import train_table_worker
+    from trainer.translation_loop import train_translation_worker
 
     opts = p.options
     p.store.put_json(run_info_key(opts.run), p.run_json())
@@ -271,13 +301,16 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
     config = {
         "options": opts.to_json(),
         "architecture_params": p.architecture_params,
-        "dataset": {"ref": ray.put(p.table.encoded if p.table else (p.dataset.images, p.dataset.labels)), "id": p.dataset.id},
+        "dataset": {"ref": ray.put(_training_data(p)), "id": p.dataset.id},
         # The resolved URL: workers run in Ray's session folder, where a relative path means another place.
         # No credentials: Ray records this config in its run state and serves it from its API; workers read
         # the keys from their own environment or *_FILE mounts, as the driver does.
         "store": {"url": p.store.url, "settings": {**public_fields(p.store_settings), "store": p.store.url}},
         "progress": progress,
     }
+    if isinstance(p.dataset, DomainPair):
+        config["dataset"]["ref_b"] = ray.put((p.dataset.b.images, None))
+        config["grid_inputs"] = (p.dataset.a.images[:8], p.dataset.b.images[:8])
     if p.table is not None:
         config["transformer"] = p.table.transformer_json
         config["snapshot_files"] = {TRANSFORMER: p.table.transformer_json.encode()}
@@ -287,7 +320,7 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
     if p.init is not None:  # the source's checked weights, as safetensors bytes: the workers load them on a fresh start
         config["init"] = {"weights": ray.put(p.init.weights), "reinitialised": p.init.reinitialised}
     trainer = TorchTrainer(
-        train_table_worker if p.table is not None else train_worker,
+        train_table_worker if p.table is not None else train_translation_worker if isinstance(p.dataset, DomainPair) else train_worker,
         train_loop_config=config,
         torch_config=TorchConfig(backend="nccl" if opts.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=opts.num_workers, use_gpu=opts.use_gpu, resources_per_worker={"CPU": opts.cpus_per_worker}),
@@ -317,6 +350,15 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
             pass
     step = int((result.metrics or {}).get("step", view.step))
     return TrainOutcome(opts.run, step, view.published, view.failed, view.metrics_port, time.monotonic() - started, view.start_steps)
+
+
+def _training_data(p: TrainPlan):
+    """What the workers train on: encoded rows, (images, labels), or domain A's images (domain B's go in a second object)."""
+    if p.table is not None:
+        return p.table.encoded
+    if isinstance(p.dataset, DomainPair):
+        return p.dataset.a.images, None
+    return p.dataset.images, p.dataset.labels
 
 
 def _short(exc: BaseException) -> str:

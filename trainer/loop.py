@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
-from ganworks.models import get_family
+from ganworks.models import ModelFamily, get_family
 from ganworks.telemetry import setup_worker_logging
 from trainer.config import TrainOptions
 from trainer.ema import make_ema
@@ -31,25 +31,38 @@ from trainer.transfer import freeze_blocks, load_into
 log = logging.getLogger("trainer")
 
 
-def train_worker(config: dict) -> None:
-    # ---- set-up -----------------------------------------------------------------------------------------------
+def worker_start(config: dict) -> tuple[TrainOptions, ModelFamily, dict, int, int, torch.device]:
+    """What every worker loop starts with: its options, family and hyperparameters, rank, world size and device."""
     opts = TrainOptions(**config["options"])
     setup_worker_logging()
-    family, params = get_family(opts.model), config["architecture_params"]
-    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
-    device = ray.train.torch.get_device()
     torch.set_num_threads(opts.cpus_per_worker)
+    context = ray.train.get_context()
+    return opts, get_family(opts.model), config["architecture_params"], context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device()
+
+
+def build_networks(family: ModelFamily, params: dict, opts: TrainOptions, rank: int, device: torch.device):
+    """G, D, G_ema, their Adam optimizers and this worker's noise stream; the same initial weights on every rank (DDP also broadcasts rank 0's)."""
+    torch.manual_seed(opts.seed)
+    G = family.build_generator(params).to(device)
+    D = family.build_discriminator(params).to(device)
+    g_opt = torch.optim.Adam(G.parameters(), lr=opts.g_lr, betas=(opts.beta1, opts.beta2))
+    d_opt = torch.optim.Adam(D.parameters(), lr=opts.d_lr, betas=(opts.beta1, opts.beta2))
+    return G, D, make_ema(G), g_opt, d_opt, torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + rank)
+
+
+def checkpoint_due(step: int, opts: TrainOptions, last_checkpoint: float, device: torch.device) -> bool:
+    """The last step, or every --checkpoint-every steps once --checkpoint-min-seconds have passed (rank 0 decides for all)."""
+    return step == opts.steps or (step % opts.checkpoint_interval == 0 and agree_across_ranks(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device))
+
+
+def train_worker(config: dict) -> None:
+    # ---- set-up -----------------------------------------------------------------------------------------------
+    opts, family, params, rank, world, device = worker_start(config)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and opts.mixed_precision else contextlib.nullcontext()
     per_worker = opts.batch_size // world
     real_batches = RealBatches(config["dataset"]["ref"], params.get("num_classes", 0) > 0, per_worker, rank, world, opts.seed, device)
 
-    torch.manual_seed(opts.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    G = family.build_generator(params).to(device)
-    D = family.build_discriminator(params).to(device)
-    G_ema = make_ema(G)
-    g_opt = torch.optim.Adam(G.parameters(), lr=opts.g_lr, betas=(opts.beta1, opts.beta2))
-    d_opt = torch.optim.Adam(D.parameters(), lr=opts.d_lr, betas=(opts.beta1, opts.beta2))
-    noise = torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + rank)
+    G, D, G_ema, g_opt, d_opt, noise = build_networks(family, params, opts, rank, device)
     if opts.freeze_d_blocks:
         freeze_blocks(family, D, opts.freeze_d_blocks)
 
@@ -95,7 +108,7 @@ def train_worker(config: dict) -> None:
             reporter.after_step(result, step, images_seen, nonfinite)
             reporter.maybe_publish(step, images_seen, G_ema, G, D)
         # ---- every rank: Ray's resume checkpoint. Ones uploaded faster than Ray registers them only queue up, and a crash loses the queue.
-        if step == opts.steps or (step % opts.checkpoint_interval == 0 and agree_across_ranks(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device)):
+        if checkpoint_due(step, opts, last_checkpoint, device):
             report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts, gan_step.state())
             last_checkpoint = time.monotonic()
 

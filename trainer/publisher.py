@@ -37,22 +37,32 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 class SampleGrid:
-    """Fixed latents (and one row per class when conditional), so grids of successive snapshots compare."""
+    """Fixed latents (and one row per class when conditional), so grids of successive snapshots compare.
 
-    def __init__(self, architecture: str, params: dict[str, Any], seed: int, per_row: int = 8):
+    A translation family's grid shows fixed real images instead: rows A, A→B, B, B→A (`inputs`: uint8 N×H×W×C of A and of B).
+    """
+
+    def __init__(self, architecture: str, params: dict[str, Any], seed: int, per_row: int = 8, inputs: tuple[Any, Any] | None = None):
         self.family = get_family(architecture)
         self.params = params = self.family.validate(params)
+        self.columns = per_row
+        if self.family.translation:
+            self.inputs = [torch.from_numpy(x[:per_row].copy()).permute(0, 3, 1, 2).float().div(127.5).sub(1.0) for x in inputs]
+            return
         gen = torch.Generator().manual_seed(seed)
         classes = params.get("num_classes", 0)
         count = classes * per_row if classes else per_row * per_row
         self.z = self.family.random_latents(params, count, gen)
         self.labels = torch.arange(classes).repeat_interleave(per_row) if classes else None
-        self.columns = per_row
 
     @torch.no_grad()
     def render(self, state: dict[str, torch.Tensor]) -> bytes:
         generator = self.family.build_generator(self.params)
         generator.load_state_dict(state)
+        if self.family.translation:
+            a, b = self.inputs
+            images = torch.cat([a, self.family.translate(generator.eval(), a, "a_to_b"), b, self.family.translate(generator.eval(), b, "b_to_a")])
+            return grid_png(to_uint8(images), columns=self.columns, scale=2)
         images = self.family.generate(generator.eval(), self.z, self.labels, torch.ones(len(self.z)))
         return grid_png(to_uint8(images), columns=self.columns, scale=2)
 

@@ -21,7 +21,7 @@ from trainer.step import StepResult
 log = logging.getLogger("trainer")
 _INTERVAL_KEYS = ("loss_g", "loss_d", "d_real", "d_fake", "grad_norm_g", "grad_norm_d")
 # The interval averages a snapshot's manifest records (those the run has).
-SNAPSHOT_METRICS = ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean", "gradient_penalty", "condition_loss")
+SNAPSHOT_METRICS = ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean", "gradient_penalty", "condition_loss", "cycle_l1", "identity_l1")
 
 
 class Rank0Reporter:
@@ -39,7 +39,7 @@ class Rank0Reporter:
         self.publisher = SnapshotPublisher(
             lambda: open_store(config["store"]["url"], settings=store_settings), run=opts.run, architecture=opts.model,
             architecture_params=params, dataset_id=config["dataset"]["id"],
-            grid=None if get_family(opts.model).tabular else SampleGrid(opts.model, params, opts.sample_grid_seed), files=config.get("snapshot_files"),
+            grid=None if get_family(opts.model).tabular else SampleGrid(opts.model, params, opts.sample_grid_seed, inputs=config.get("grid_inputs")), files=config.get("snapshot_files"),
             retry_seconds=opts.publish_retry_seconds, on_failure=self.metrics.publish_failures.inc,
             on_published=lambda at: (self.metrics.snapshot_published(at), tell(self.progress, {"event": "published", "step": at})),
         )

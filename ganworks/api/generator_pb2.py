@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bganworks/v1/generator.proto\x12\x0bganworks.v1\"*\n\tCondition\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xbd\x01\n\x16GenerateRecordsRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08num_rows\x18\x03 \x01(\x05\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12*\n\nconditions\x18\x05 \x03(\x0b\x32\x16.ganworks.v1.Condition\x12)\n\x06\x66ormat\x18\x06 \x01(\x0e\x32\x19.ganworks.v1.RecordFormatB\x07\n\x05_seed\"\xa3\x01\n\x17GenerateRecordsResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12)\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x19.ganworks.v1.RecordFormat\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x10\n\x08num_rows\x18\x05 \x01(\x05\x12\x0f\n\x07\x63olumns\x18\x06 \x03(\t\x12\x0c\n\x04seed\x18\x07 \x01(\x04\"\x83\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x05\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x14\n\x0c\x63lass_labels\x18\x05 \x03(\x05\x12\x17\n\ntruncation\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x0f\n\x07latents\x18\x07 \x03(\x02\x12\x30\n\routput_format\x18\x08 \x01(\x0e\x32\x19.ganworks.v1.OutputFormat\x12\x1e\n\x16max_images_per_message\x18\t \x01(\x05\x42\x07\n\x05_seedB\r\n\x0b_truncation\"9\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63lass_label\x18\x02 \x01(\x05\x12\r\n\x05index\x18\x03 \x01(\x05\"\xa5\x01\n\x10GenerateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x30\n\routput_format\x18\x03 \x01(\x0e\x32\x19.ganworks.v1.OutputFormat\x12\r\n\x05shape\x18\x04 \x03(\x05\x12\"\n\x06images\x18\x05 \x03(\x0b\x32\x12.ganworks.v1.Image\x12\x0c\n\x04seed\x18\x06 \x01(\x04\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.ganworks.v1.ModelInfo\"6\n\x14\x44\x65scribeModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\x94\x03\n\tModelInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12 \n\x18\x61rchitecture_params_json\x18\x04 \x01(\t\x12\x12\n\nimage_size\x18\x05 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x06 \x01(\x05\x12\x13\n\x0bnum_classes\x18\x07 \x01(\x05\x12\x12\n\nlatent_dim\x18\x08 \x01(\x05\x12\x13\n\x0bimages_seen\x18\t \x01(\x03\x12\x0e\n\x06sha256\x18\n \x01(\t\x12\x12\n\ncreated_at\x18\x0b \x01(\x01\x12\x34\n\x07metrics\x18\x0c \x03(\x0b\x32#.ganworks.v1.ModelInfo.MetricsEntry\x12\x17\n\x0floaded_versions\x18\r \x03(\x03\x12\x12\n\ndataset_id\x18\x0e \x01(\t\x12\x14\n\x0c\x63olumns_json\x18\x0f \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*]\n\x0cRecordFormat\x12\x1d\n\x19RECORD_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13RECORD_FORMAT_ARROW\x10\x01\x12\x15\n\x11RECORD_FORMAT_CSV\x10\x02*x\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_PNG\x10\x01\x12\x17\n\x13OUTPUT_FORMAT_UINT8\x10\x02\x12\x19\n\x15OUTPUT_FORMAT_FLOAT32\x10\x03\x32\x9e\x03\n\tGenerator\x12G\n\x08Generate\x12\x1c.ganworks.v1.GenerateRequest\x1a\x1d.ganworks.v1.GenerateResponse\x12O\n\x0eGenerateStream\x12\x1c.ganworks.v1.GenerateRequest\x1a\x1d.ganworks.v1.GenerateResponse0\x01\x12M\n\nListModels\x12\x1e.ganworks.v1.ListModelsRequest\x1a\x1f.ganworks.v1.ListModelsResponse\x12J\n\rDescribeModel\x12!.ganworks.v1.DescribeModelRequest\x1a\x16.ganworks.v1.ModelInfo\x12\\\n\x0fGenerateRecords\x12#.ganworks.v1.GenerateRecordsRequest\x1a$.ganworks.v1.GenerateRecordsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bganworks/v1/generator.proto\x12\x0bganworks.v1\"\xef\x01\n\x10TranslateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12)\n\tdirection\x18\x03 \x01(\x0e\x32\x16.ganworks.v1.Direction\x12\x0e\n\x06images\x18\x04 \x03(\x0c\x12/\n\x0cinput_format\x18\x05 \x01(\x0e\x32\x19.ganworks.v1.OutputFormat\x12\r\n\x05shape\x18\x06 \x03(\x05\x12\x30\n\routput_format\x18\x07 \x01(\x0e\x32\x19.ganworks.v1.OutputFormat\x12\x0e\n\x06resize\x18\x08 \x01(\x08\"\xc3\x01\n\x11TranslateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12)\n\tdirection\x18\x03 \x01(\x0e\x32\x16.ganworks.v1.Direction\x12\x30\n\routput_format\x18\x04 \x01(\x0e\x32\x19.ganworks.v1.OutputFormat\x12\r\n\x05shape\x18\x05 \x03(\x05\x12\"\n\x06images\x18\x06 \x03(\x0b\x32\x12.ganworks.v1.Image\"*\n\tCondition\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xbd\x01\n\x16GenerateRecordsRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08num_rows\x18\x03 \x01(\x05\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12*\n\nconditions\x18\x05 \x03(\x0b\x32\x16.ganworks.v1.Condition\x12)\n\x06\x66ormat\x18\x06 \x01(\x0e\x32\x19.ganworks.v1.RecordFormatB\x07\n\x05_seed\"\xa3\x01\n\x17GenerateRecordsResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12)\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x19.ganworks.v1.RecordFormat\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x10\n\x08num_rows\x18\x05 \x01(\x05\x12\x0f\n\x07\x63olumns\x18\x06 \x03(\t\x12\x0c\n\x04seed\x18\x07 \x01(\x04\"\x83\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x05\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x14\n\x0c\x63lass_labels\x18\x05 \x03(\x05\x12\x17\n\ntruncation\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x0f\n\x07latents\x18\x07 \x03(\x02\x12\x30\n\routput_format\x18\x08 \x01(\x0e\x32\x19.ganworks.v1.OutputFormat\x12\x1e\n\x16max_images_per_message\x18\t \x01(\x05\x42\x07\n\x05_seedB\r\n\x0b_truncation\"9\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63lass_label\x18\x02 \x01(\x05\x12\r\n\x05index\x18\x03 \x01(\x05\"\xa5\x01\n\x10GenerateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x30\n\routput_format\x18\x03 \x01(\x0e\x32\x19.ganworks.v1.OutputFormat\x12\r\n\x05shape\x18\x04 \x03(\x05\x12\"\n\x06images\x18\x05 \x03(\x0b\x32\x12.ganworks.v1.Image\x12\x0c\n\x04seed\x18\x06 \x01(\x04\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.ganworks.v1.ModelInfo\"6\n\x14\x44\x65scribeModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\x94\x03\n\tModelInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12 \n\x18\x61rchitecture_params_json\x18\x04 \x01(\t\x12\x12\n\nimage_size\x18\x05 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x06 \x01(\x05\x12\x13\n\x0bnum_classes\x18\x07 \x01(\x05\x12\x12\n\nlatent_dim\x18\x08 \x01(\x05\x12\x13\n\x0bimages_seen\x18\t \x01(\x03\x12\x0e\n\x06sha256\x18\n \x01(\t\x12\x12\n\ncreated_at\x18\x0b \x01(\x01\x12\x34\n\x07metrics\x18\x0c \x03(\x0b\x32#.ganworks.v1.ModelInfo.MetricsEntry\x12\x17\n\x0floaded_versions\x18\r \x03(\x03\x12\x12\n\ndataset_id\x18\x0e \x01(\t\x12\x14\n\x0c\x63olumns_json\x18\x0f \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*R\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44IRECTION_A_TO_B\x10\x01\x12\x14\n\x10\x44IRECTION_B_TO_A\x10\x02*]\n\x0cRecordFormat\x12\x1d\n\x19RECORD_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13RECORD_FORMAT_ARROW\x10\x01\x12\x15\n\x11RECORD_FORMAT_CSV\x10\x02*x\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_PNG\x10\x01\x12\x17\n\x13OUTPUT_FORMAT_UINT8\x10\x02\x12\x19\n\x15OUTPUT_FORMAT_FLOAT32\x10\x03\x32\xea\x03\n\tGenerator\x12G\n\x08Generate\x12\x1c.ganworks.v1.GenerateRequest\x1a\x1d.ganworks.v1.GenerateResponse\x12O\n\x0eGenerateStream\x12\x1c.ganworks.v1.GenerateRequest\x1a\x1d.ganworks.v1.GenerateResponse0\x01\x12M\n\nListModels\x12\x1e.ganworks.v1.ListModelsRequest\x1a\x1f.ganworks.v1.ListModelsResponse\x12J\n\rDescribeModel\x12!.ganworks.v1.DescribeModelRequest\x1a\x16.ganworks.v1.ModelInfo\x12\\\n\x0fGenerateRecords\x12#.ganworks.v1.GenerateRecordsRequest\x1a$.ganworks.v1.GenerateRecordsResponse\x12J\n\tTranslate\x12\x1d.ganworks.v1.TranslateRequest\x1a\x1e.ganworks.v1.TranslateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +34,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELINFO_METRICSENTRY']._loaded_options = None
   _globals['_MODELINFO_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_RECORDFORMAT']._serialized_start=1481
-  _globals['_RECORDFORMAT']._serialized_end=1574
-  _globals['_OUTPUTFORMAT']._serialized_start=1576
-  _globals['_OUTPUTFORMAT']._serialized_end=1696
-  _globals['_CONDITION']._serialized_start=44
-  _globals['_CONDITION']._serialized_end=86
-  _globals['_GENERATERECORDSREQUEST']._serialized_start=89
-  _globals['_GENERATERECORDSREQUEST']._serialized_end=278
-  _globals['_GENERATERECORDSRESPONSE']._serialized_start=281
-  _globals['_GENERATERECORDSRESPONSE']._serialized_end=444
-  _globals['_GENERATEREQUEST']._serialized_start=447
-  _globals['_GENERATEREQUEST']._serialized_end=706
-  _globals['_IMAGE']._serialized_start=708
-  _globals['_IMAGE']._serialized_end=765
-  _globals['_GENERATERESPONSE']._serialized_start=768
-  _globals['_GENERATERESPONSE']._serialized_end=933
-  _globals['_LISTMODELSREQUEST']._serialized_start=935
-  _globals['_LISTMODELSREQUEST']._serialized_end=954
-  _globals['_LISTMODELSRESPONSE']._serialized_start=956
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1016
-  _globals['_DESCRIBEMODELREQUEST']._serialized_start=1018
-  _globals['_DESCRIBEMODELREQUEST']._serialized_end=1072
-  _globals['_MODELINFO']._serialized_start=1075
-  _globals['_MODELINFO']._serialized_end=1479
-  _globals['_MODELINFO_METRICSENTRY']._serialized_start=1433
-  _globals['_MODELINFO_METRICSENTRY']._serialized_end=1479
-  _globals['_GENERATOR']._serialized_start=1699
-  _globals['_GENERATOR']._serialized_end=2113
+  _globals['_DIRECTION']._serialized_start=1921
+  _globals['_DIRECTION']._serialized_end=2003
+  _globals['_RECORDFORMAT']._serialized_start=2005
+  _globals['_RECORDFORMAT']._serialized_end=2098
+  _globals['_OUTPUTFORMAT']._serialized_start=2100
+  _globals['_OUTPUTFORMAT']._serialized_end=2220
+  _globals['_TRANSLATEREQUEST']._serialized_start=45
+  _globals['_TRANSLATEREQUEST']._serialized_end=284
+  _globals['_TRANSLATERESPONSE']._serialized_start=287
+  _globals['_TRANSLATERESPONSE']._serialized_end=482
+  _globals['_CONDITION']._serialized_start=484
+  _globals['_CONDITION']._serialized_end=526
+  _globals['_GENERATERECORDSREQUEST']._serialized_start=529
+  _globals['_GENERATERECORDSREQUEST']._serialized_end=718
+  _globals['_GENERATERECORDSRESPONSE']._serialized_start=721
+  _globals['_GENERATERECORDSRESPONSE']._serialized_end=884
+  _globals['_GENERATEREQUEST']._serialized_start=887
+  _globals['_GENERATEREQUEST']._serialized_end=1146
+  _globals['_IMAGE']._serialized_start=1148
+  _globals['_IMAGE']._serialized_end=1205
+  _globals['_GENERATERESPONSE']._serialized_start=1208
+  _globals['_GENERATERESPONSE']._serialized_end=1373
+  _globals['_LISTMODELSREQUEST']._serialized_start=1375
+  _globals['_LISTMODELSREQUEST']._serialized_end=1394
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1396
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1456
+  _globals['_DESCRIBEMODELREQUEST']._serialized_start=1458
+  _globals['_DESCRIBEMODELREQUEST']._serialized_end=1512
+  _globals['_MODELINFO']._serialized_start=1515
+  _globals['_MODELINFO']._serialized_end=1919
+  _globals['_MODELINFO_METRICSENTRY']._serialized_start=1873
+  _globals['_MODELINFO_METRICSENTRY']._serialized_end=1919
+  _globals['_GENERATOR']._serialized_start=2223
+  _globals['_GENERATOR']._serialized_end=2713
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Direction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIRECTION_UNSPECIFIED: _ClassVar[Direction]
+    DIRECTION_A_TO_B: _ClassVar[Direction]
+    DIRECTION_B_TO_A: _ClassVar[Direction]
+
 class RecordFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RECORD_FORMAT_UNSPECIFIED: _ClassVar[RecordFormat]
@@ -20,6 +26,9 @@ class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTPUT_FORMAT_PNG: _ClassVar[OutputFormat]
     OUTPUT_FORMAT_UINT8: _ClassVar[OutputFormat]
     OUTPUT_FORMAT_FLOAT32: _ClassVar[OutputFormat]
+DIRECTION_UNSPECIFIED: Direction
+DIRECTION_A_TO_B: Direction
+DIRECTION_B_TO_A: Direction
 RECORD_FORMAT_UNSPECIFIED: RecordFormat
 RECORD_FORMAT_ARROW: RecordFormat
 RECORD_FORMAT_CSV: RecordFormat
@@ -27,6 +36,42 @@ OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
 OUTPUT_FORMAT_PNG: OutputFormat
 OUTPUT_FORMAT_UINT8: OutputFormat
 OUTPUT_FORMAT_FLOAT32: OutputFormat
+
+class TranslateRequest(_message.Message):
+    __slots__ = ("model", "version", "direction", "images", "input_format", "shape", "output_format", "resize")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    direction: Direction
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    input_format: OutputFormat
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    output_format: OutputFormat
+    resize: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., images: _Optional[_Iterable[bytes]] = ..., input_format: _Optional[_Union[OutputFormat, str]] = ..., shape: _Optional[_Iterable[int]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., resize: _Optional[bool] = ...) -> None: ...
+
+class TranslateResponse(_message.Message):
+    __slots__ = ("model", "version", "direction", "output_format", "shape", "images")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    direction: Direction
+    output_format: OutputFormat
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    images: _containers.RepeatedCompositeFieldContainer[Image]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., shape: _Optional[_Iterable[int]] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
 
 class Condition(_message.Message):
     __slots__ = ("column", "value")

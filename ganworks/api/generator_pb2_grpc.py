@@ -62,6 +62,11 @@ class GeneratorStub:
                 request_serializer=ganworks_dot_v1_dot_generator__pb2.GenerateRecordsRequest.SerializeToString,
                 response_deserializer=ganworks_dot_v1_dot_generator__pb2.GenerateRecordsResponse.FromString,
                 _registered_method=True)
+        self.Translate = channel.unary_unary(
+                '/ganworks.v1.Generator/Translate',
+                request_serializer=ganworks_dot_v1_dot_generator__pb2.TranslateRequest.SerializeToString,
+                response_deserializer=ganworks_dot_v1_dot_generator__pb2.TranslateResponse.FromString,
+                _registered_method=True)
 
 
 class GeneratorServicer:
@@ -106,6 +111,16 @@ class GeneratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Translate(self, request, context):
+        """Translate turns images of one domain into the other with a translation model (family "cyclegan"):
+        N images in, N images of the same size out, in order. Each image is translated on its own, so an image
+        gives the same answer whatever other images share its batch. Images of the wrong size or channel count
+        are INVALID_ARGUMENT unless resize is set; models that sample from noise answer FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GeneratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +148,11 @@ def add_GeneratorServicer_to_server(servicer, server):
                     servicer.GenerateRecords,
                     request_deserializer=ganworks_dot_v1_dot_generator__pb2.GenerateRecordsRequest.FromString,
                     response_serializer=ganworks_dot_v1_dot_generator__pb2.GenerateRecordsResponse.SerializeToString,
+            ),
+            'Translate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Translate,
+                    request_deserializer=ganworks_dot_v1_dot_generator__pb2.TranslateRequest.FromString,
+                    response_serializer=ganworks_dot_v1_dot_generator__pb2.TranslateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +292,33 @@ class Generator:
             '/ganworks.v1.Generator/GenerateRecords',
             ganworks_dot_v1_dot_generator__pb2.GenerateRecordsRequest.SerializeToString,
             ganworks_dot_v1_dot_generator__pb2.GenerateRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Translate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganworks.v1.Generator/Translate',
+            ganworks_dot_v1_dot_generator__pb2.TranslateRequest.SerializeToString,
+            ganworks_dot_v1_dot_generator__pb2.TranslateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -97,6 +97,8 @@ class ModelFamily:
     params: tuple[Param, ...] = ()
     # True for a family that makes table rows (its snapshots carry a transformer.json); False for images.
     tabular: bool = False
+    # True for a family that translates images between two domains (its generator is a pair; served by Translate).
+    translation: bool = False
 
     # ---- hyperparameters ------------------------------------------------------------------------------------
 

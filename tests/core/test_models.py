@@ -65,7 +65,7 @@ def test_invalid_hyperparameters_are_refused_with_the_allowed_values(params, mes
 
 
 def test_an_unknown_family_lists_the_known_ones():
-    with pytest.raises(ModelConfigError, match="unknown model family 'stylegan9'; known: ctgan, dcgan"):
+    with pytest.raises(ModelConfigError, match="unknown model family 'stylegan9'; known: ctgan, cyclegan, dcgan"):
         build_generator("stylegan9")
 
 

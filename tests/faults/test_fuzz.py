@@ -112,7 +112,7 @@ def _fuzz_with_malformed_bytes(address: str, method: str, streaming: bool) -> No
     _assert_healthy(address)
 
 
-@pytest.mark.parametrize("method", ["/ganworks.v1.Generator/Generate", "/ganworks.v1.Generator/GenerateStream", "/ganworks.v1.Generator/DescribeModel"])
+@pytest.mark.parametrize("method", ["/ganworks.v1.Generator/Generate", "/ganworks.v1.Generator/GenerateStream", "/ganworks.v1.Generator/DescribeModel", "/ganworks.v1.Generator/Translate"])
 def test_generator_answers_malformed_bytes_with_a_deliberate_status(generator, method):
     _fuzz_with_malformed_bytes(generator.address, method, streaming=method.endswith("Stream"))
 
