@@ -96,7 +96,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--pac", type=int, default=10)
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated; each model trains once per seed, the scores are averaged")
-    parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="torch threads of both models")
+    # One thread: these MLPs are too small for two to help, and on a machine with any other load two OpenMP threads
+    # spin against each other (credit-default, 20 epochs: 10 s with one thread, 25-90 s with two on 2 shared cores).
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of both models (default 1)")
     parser.add_argument("--ctgan-path", default=os.environ.get("GANWORKS_CTGAN_PATH", ""), help="folder the ctgan package was installed into (--target)")
     parser.add_argument("--no-privacy", dest="privacy", action="store_false", help="skip the closer-to-train share (rows x rows distances)")
     parser.add_argument("--baseline-worker", help=argparse.SUPPRESS)
