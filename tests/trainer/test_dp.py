@@ -1,0 +1,105 @@
+"""Differentially private training (`--dp-epsilon`): ε as Opacus' accountant gives it, the budget enforced, resume, refusals, DDP."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+from opacus.accountants import RDPAccountant
+
+from ganworks.checkpoint import list_snapshots, read_latest, read_manifest
+from ganworks.errors import ConfigError
+from ganworks.settings import StoreSettings
+from ganworks.store import open_store
+from tests.trainer.helpers import train
+from trainer import driver
+from trainer.config import TrainOptions
+
+PRIVATE_DCGAN = {"width": 8, "spectral_norm": "false"}
+
+
+def opacus_epsilon(sigma: float, sample_rate: float, steps: int, delta: float) -> float:
+    """The reference: Opacus' own RDP accountant, stepped as a DP-SGD run of that many steps steps it."""
+    accountant = RDPAccountant()
+    for _ in range(steps):
+        accountant.step(noise_multiplier=sigma, sample_rate=sample_rate)
+    return accountant.get_epsilon(delta)
+
+
+def plan_private(tmp_path, **options):
+    options = {"run": "private", "dataset": "digits", "conditional": True, "batch_size": 16, "steps": 4, **options}
+    opts = TrainOptions(**options)
+    return driver.plan(opts, StoreSettings(store=str(tmp_path / "store")))
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"model_params": {"width": 8}}, "--model-param spectral_norm=false"),  # dcgan's default D is spectrally normalised
+    ({"model": "stylegan2"}, "--model dcgan --model-param spectral_norm=false"),  # minibatch standard deviation mixes samples
+    ({"model_params": PRIVATE_DCGAN, "r1_gamma": 1.0}, "--r1-gamma 0"),
+    ({"model_params": PRIVATE_DCGAN, "loss": "wgan-gp"}, "--loss hinge"),
+], ids=["spectral-norm", "stylegan2", "r1", "wgan-gp"])
+def test_a_private_run_refuses_what_dp_sgd_cannot_train_and_names_the_option_to_use(tmp_path, options, named):
+    with pytest.raises(ConfigError) as refused:
+        plan_private(tmp_path, dp_epsilon=3.0, **options)
+    assert "--dp-epsilon" in str(refused.value) and named in str(refused.value)
+
+
+def test_the_planned_noise_spends_at_most_the_budget_over_the_planned_steps_at_the_default_delta(tmp_path):
+    plan = plan_private(tmp_path, dp_epsilon=3.0, model_params=PRIVATE_DCGAN, steps=50)
+    p, n = plan.privacy, len(plan.dataset)
+    assert p.delta == pytest.approx(n ** -1.5) and p.delta < 1 / n
+    assert p.sample_rate == pytest.approx(16 / n) and p.budget_steps == 50 and p.accountant == "rdp"
+    spent = opacus_epsilon(p.noise_multiplier, p.sample_rate, 50, p.delta)
+    assert 3.0 - 0.02 < spent <= 3.0  # Opacus' tolerance: the smallest noise that fits, not a lavish one
+    assert plan.run_json()["privacy"]["noise_multiplier"] == p.noise_multiplier
+
+
+def _state_json(store_root: pathlib.Path, run: str) -> dict:
+    """The newest resume checkpoint's counters, as Ray stored them."""
+    newest = sorted(store_root.glob(f"runs/{run}/train_state/**/state.json"), key=lambda path: path.parent.name)[-1]
+    return json.loads(newest.read_text())
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_two_workers_train_privately_and_the_snapshots_report_epsilon_as_opacus_accounts_it_once_per_step(ray_cluster, tmp_path):
+    store = open_store(str(tmp_path / "store"))
+
+    outcome = train(StoreSettings(store=str(tmp_path / "store")), "dp-ddp", steps=4, snapshot_every=2, model_params=PRIVATE_DCGAN, dp_epsilon=4.0)
+
+    assert outcome.step == 4 and list_snapshots(store, "dp-ddp") == [2, 4]
+    p = store.get_json("runs/dp-ddp/run.json")["privacy"]
+    for step in (2, 4):
+        metrics = read_manifest(store, "dp-ddp", step).metrics
+        # One accountant step per global step: two workers do not double the privacy loss.
+        assert metrics["dp_epsilon"] == pytest.approx(opacus_epsilon(p["noise_multiplier"], p["sample_rate"], step, p["delta"]), rel=1e-9)
+        assert metrics["dp_delta"] == p["delta"] and metrics["dp_epsilon"] <= 4.0
+    assert read_manifest(store, "dp-ddp", 4).metrics["dp_epsilon"] < opacus_epsilon(p["noise_multiplier"], p["sample_rate"], 8, p["delta"])
+    assert _state_json(tmp_path / "store", "dp-ddp")["privacy"]["history"] == [[p["noise_multiplier"], p["sample_rate"], 4]]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_resumed_private_run_continues_its_epsilon_and_stops_at_the_last_step_within_the_budget(ray_cluster, tmp_path):
+    store, settings = open_store(str(tmp_path / "store")), StoreSettings(store=str(tmp_path / "store"))
+    q = 16 / len(plan_private(tmp_path, dp_epsilon=1.0, model_params=PRIVATE_DCGAN).dataset)
+    delta = 1e-5
+    # With the noise fixed at σ = 1, a budget halfway between ε(10 steps) and ε(11 steps) allows exactly 10 steps.
+    budget = (opacus_epsilon(1.0, q, 10, delta) + opacus_epsilon(1.0, q, 11, delta)) / 2
+    private = dict(model_params=PRIVATE_DCGAN, num_workers=1, dp_epsilon=budget, dp_delta=delta, dp_noise_multiplier=1.0)
+
+    first = train(settings, "dp-resume", steps=3, snapshot_every=3, **private)
+    resumed = train(settings, "dp-resume", steps=6, snapshot_every=3, **private)
+
+    assert (first.step, resumed.start_steps, resumed.step) == (3, [3], 6)
+    # ε goes on from the checkpoint's accountant: six steps' worth, not three again.
+    assert read_manifest(store, "dp-resume", 6).metrics["dp_epsilon"] == pytest.approx(opacus_epsilon(1.0, q, 6, delta), rel=1e-9)
+    assert _state_json(tmp_path / "store", "dp-resume")["privacy"]["history"] == [[1.0, q, 6]]
+
+    beyond = train(settings, "dp-resume", steps=30, snapshot_every=3, **private)
+
+    assert beyond.step == 10 and read_latest(store, "dp-resume") == 10  # the last snapshot is the last step within the budget
+    assert list_snapshots(store, "dp-resume") == [3, 6, 9, 10]
+    assert opacus_epsilon(1.0, q, 10, delta) == pytest.approx(read_manifest(store, "dp-resume", 10).metrics["dp_epsilon"], rel=1e-9)
+    assert read_manifest(store, "dp-resume", 10).metrics["dp_epsilon"] <= budget < opacus_epsilon(1.0, q, 11, delta)
