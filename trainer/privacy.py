@@ -209,7 +209,9 @@ class PrivacyBudget:
         return {"accountant": ACCOUNTANT, "history": [list(entry) for entry in self.accountant.history], "epsilon": self.epsilon(), "delta": self.plan.delta}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.accountant.load_state_dict({"history": [tuple(entry) for entry in state.get("history", [])]})
+        if state.get("accountant", ACCOUNTANT) != ACCOUNTANT:
+            raise ValueError(f"the checkpoint's privacy accountant is {state['accountant']!r}, not {ACCOUNTANT!r}")
+        self.accountant.history = [tuple(entry) for entry in state.get("history", [])]
 
     def record(self) -> dict[str, float]:
         """What a snapshot's manifest carries, so a consumer can check the guarantee of what it receives."""

@@ -63,43 +63,25 @@ def _state_json(store_root: pathlib.Path, run: str) -> dict:
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_two_workers_train_privately_and_the_snapshots_report_epsilon_as_opacus_accounts_it_once_per_step(ray_cluster, tmp_path):
-    store = open_store(str(tmp_path / "store"))
-
-    outcome = train(StoreSettings(store=str(tmp_path / "store")), "dp-ddp", steps=4, snapshot_every=2, model_params=PRIVATE_DCGAN, dp_epsilon=4.0)
-
-    assert outcome.step == 4 and list_snapshots(store, "dp-ddp") == [2, 4]
-    p = store.get_json("runs/dp-ddp/run.json")["privacy"]
-    for step in (2, 4):
-        metrics = read_manifest(store, "dp-ddp", step).metrics
-        # One accountant step per global step: two workers do not double the privacy loss.
-        assert metrics["dp_epsilon"] == pytest.approx(opacus_epsilon(p["noise_multiplier"], p["sample_rate"], step, p["delta"]), rel=1e-9)
-        assert metrics["dp_delta"] == p["delta"] and metrics["dp_epsilon"] <= 4.0
-    assert read_manifest(store, "dp-ddp", 4).metrics["dp_epsilon"] < opacus_epsilon(p["noise_multiplier"], p["sample_rate"], 8, p["delta"])
-    assert _state_json(tmp_path / "store", "dp-ddp")["privacy"]["history"] == [[p["noise_multiplier"], p["sample_rate"], 4]]
-
-
-@pytest.mark.ray
-@pytest.mark.slow
-def test_a_resumed_private_run_continues_its_epsilon_and_stops_at_the_last_step_within_the_budget(ray_cluster, tmp_path):
+def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop_at_the_last_step_within_the_budget(ray_cluster, tmp_path):
     store, settings = open_store(str(tmp_path / "store")), StoreSettings(store=str(tmp_path / "store"))
     q = 16 / len(plan_private(tmp_path, dp_epsilon=1.0, model_params=PRIVATE_DCGAN).dataset)
     delta = 1e-5
     # With the noise fixed at σ = 1, a budget halfway between ε(10 steps) and ε(11 steps) allows exactly 10 steps.
     budget = (opacus_epsilon(1.0, q, 10, delta) + opacus_epsilon(1.0, q, 11, delta)) / 2
-    private = dict(model_params=PRIVATE_DCGAN, num_workers=1, dp_epsilon=budget, dp_delta=delta, dp_noise_multiplier=1.0)
+    private = dict(model_params=PRIVATE_DCGAN, dp_epsilon=budget, dp_delta=delta, dp_noise_multiplier=1.0)
 
-    first = train(settings, "dp-resume", steps=3, snapshot_every=3, **private)
-    resumed = train(settings, "dp-resume", steps=6, snapshot_every=3, **private)
+    first = train(settings, "dp-run", steps=3, snapshot_every=3, **private)
+    beyond = train(settings, "dp-run", steps=30, snapshot_every=3, **private)  # the same run, asked for more than the budget allows
 
-    assert (first.step, resumed.start_steps, resumed.step) == (3, [3], 6)
-    # ε goes on from the checkpoint's accountant: six steps' worth, not three again.
-    assert read_manifest(store, "dp-resume", 6).metrics["dp_epsilon"] == pytest.approx(opacus_epsilon(1.0, q, 6, delta), rel=1e-9)
-    assert _state_json(tmp_path / "store", "dp-resume")["privacy"]["history"] == [[1.0, q, 6]]
-
-    beyond = train(settings, "dp-resume", steps=30, snapshot_every=3, **private)
-
-    assert beyond.step == 10 and read_latest(store, "dp-resume") == 10  # the last snapshot is the last step within the budget
-    assert list_snapshots(store, "dp-resume") == [3, 6, 9, 10]
-    assert opacus_epsilon(1.0, q, 10, delta) == pytest.approx(read_manifest(store, "dp-resume", 10).metrics["dp_epsilon"], rel=1e-9)
-    assert read_manifest(store, "dp-resume", 10).metrics["dp_epsilon"] <= budget < opacus_epsilon(1.0, q, 11, delta)
+    assert first.step == 3 and beyond.start_steps == [3]
+    assert beyond.step == 10 and read_latest(store, "dp-run") == 10  # the last snapshot is the last step within the budget
+    assert list_snapshots(store, "dp-run") == [3, 6, 9, 10]
+    p = store.get_json("runs/dp-run/run.json")["privacy"]
+    assert (p["noise_multiplier"], p["sample_rate"], p["delta"], p["accountant"]) == (1.0, pytest.approx(q), delta, "rdp")
+    for step in (3, 6, 9, 10):
+        # Opacus' ε for that many steps: one accountant step per global step (two workers do not double it), and the
+        # resumed fit goes on from the checkpoint's accountant (at step 6: six steps' worth, not three again).
+        assert read_manifest(store, "dp-run", step).metrics["dp_epsilon"] == pytest.approx(opacus_epsilon(1.0, q, step, delta), rel=1e-9)
+    assert read_manifest(store, "dp-run", 10).metrics["dp_epsilon"] <= budget < opacus_epsilon(1.0, q, 11, delta)
+    assert _state_json(tmp_path / "store", "dp-run")["privacy"]["history"] == [[1.0, q, 10]]
