@@ -12,6 +12,7 @@ from ganworks.checkpoint import list_snapshots, read_latest, read_manifest
 from ganworks.errors import ConfigError
 from ganworks.settings import StoreSettings
 from ganworks.store import open_store
+from orchestration.runs import snapshot_rows
 from tests.trainer.helpers import train
 from trainer import driver
 from trainer.config import TrainOptions
@@ -85,3 +86,6 @@ def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop
         assert read_manifest(store, "dp-run", step).metrics["dp_epsilon"] == pytest.approx(opacus_epsilon(1.0, q, step, delta), rel=1e-9)
     assert read_manifest(store, "dp-run", 10).metrics["dp_epsilon"] <= budget < opacus_epsilon(1.0, q, 11, delta)
     assert _state_json(tmp_path / "store", "dp-run")["privacy"]["history"] == [[1.0, q, 10]]
+    # `ganworks runs` shows each snapshot's ε beside its quality metrics.
+    shown = {row["step"]: row["metrics"]["dp_epsilon"] for row in snapshot_rows(store, "dp-run")}
+    assert shown == {step: read_manifest(store, "dp-run", step).metrics["dp_epsilon"] for step in (3, 6, 9, 10)}
