@@ -10,7 +10,8 @@ trainer/privacy.py) on one worker; Ray and snapshots are left out so the time is
   memorization     the evaluator's memorization rate on pixels: generated images closer to a training image than
                    the 5% quantile of held-out images are (≈0.05: no copying; near 1: copies)
   mia_advantage    a membership-inference attack with the final discriminator's score: the best threshold's
-                   TPR − FPR at telling training images from held-out ones (0: no better than chance)
+                   TPR − FPR at telling training images from held-out ones (0: no better than chance; with
+                   359 of each, values below mia_noise_level_95 ≈ 0.10 are indistinguishable from chance)
   seconds          wall time of the training steps; dp_time_ratio = seconds(ε) / seconds(∞), target ≤ 3 on CPU
 
     .venv/bin/python benchmarks/privacy.py [--steps 200] [--width 16] [--batch-size 64] [--threads 1]
@@ -149,7 +150,10 @@ def main() -> None:
         row["dp_time_ratio"] = round(row["seconds"] / baseline, 3) if baseline else None
     settings = {"dataset": "digits", "conditional": True, "model": "dcgan", "width": args.width, "spectral_norm": False, "steps": args.steps,
                 "batch_size": args.batch_size, "max_grad_norm": 1.0, "accountant": "rdp", "threads": args.threads, "train_images": len(train),
-                "held_out_images": len(held_out), "load_average": os.getloadavg()[0]}
+                "held_out_images": len(held_out), "load_average": os.getloadavg()[0],
+                # Below this the attack's advantage is sampling noise: the 5% critical value of the two-sample
+                # Kolmogorov–Smirnov statistic, which the best-threshold advantage is, for m members vs m others.
+                "mia_noise_level_95": round(1.36 * math.sqrt(2 / min(len(train), len(held_out))), 4)}
     print(json.dumps({"settings": settings, "rows": sorted(rows, key=lambda r: float(r["epsilon"]))}))
 
 

@@ -39,7 +39,8 @@ def plan_private(tmp_path, **options):
     ({"model": "stylegan2"}, "--model dcgan --model-param spectral_norm=false"),  # minibatch standard deviation mixes samples
     ({"model_params": PRIVATE_DCGAN, "r1_gamma": 1.0}, "--r1-gamma 0"),
     ({"model_params": PRIVATE_DCGAN, "loss": "wgan-gp"}, "--loss hinge"),
-], ids=["spectral-norm", "stylegan2", "r1", "wgan-gp"])
+    ({"model": "ctgan"}, "--model dcgan --model-param spectral_norm=false"),  # the tabular family: not private yet
+], ids=["spectral-norm", "stylegan2", "r1", "wgan-gp", "tabular"])
 def test_a_private_run_refuses_what_dp_sgd_cannot_train_and_names_the_option_to_use(tmp_path, options, named):
     with pytest.raises(ConfigError) as refused:
         plan_private(tmp_path, dp_epsilon=3.0, **options)
