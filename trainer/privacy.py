@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import math
 from typing import Any
 
@@ -33,7 +32,6 @@ import torch
 
 from ganworks.errors import ConfigError
 
-log = logging.getLogger("trainer")
 ACCOUNTANT = "rdp"
 
 
@@ -80,9 +78,6 @@ class PrivacyPlan:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "PrivacyPlan":
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
-
-    def epsilon_at(self, steps: int) -> float:
-        return epsilon([(self.noise_multiplier, self.sample_rate, steps)] if steps else [], self.delta)
 
 
 def last_step_within(history: list[tuple[float, float, int]], noise_multiplier: float, sample_rate: float, delta: float, budget: float, limit: int) -> int:

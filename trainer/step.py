@@ -43,7 +43,9 @@ class StepResult:
 
     def stats(self) -> dict[str, Any]:
         """The per-step values stats.jsonl averages over each logging interval, in its field order."""
-        return {"loss_g": self.loss_g, "loss_d": self.loss_d, "d_real": self.real_logits.mean(), "d_fake": self.fake_logits.mean(),
+        # A private step's Poisson sample can hold no real image: its d_real counts as 0, not NaN, in the interval's mean.
+        d_real = self.real_logits.mean() if self.real_logits.numel() else 0.0
+        return {"loss_g": self.loss_g, "loss_d": self.loss_d, "d_real": d_real, "d_fake": self.fake_logits.mean(),
                 "grad_norm_g": self.norm_g or 0.0, "grad_norm_d": self.norm_d or 0.0, **self.extra}
 
 

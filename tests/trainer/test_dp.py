@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 
 import pytest
+import torch
 from opacus.accountants import RDPAccountant
 
 from ganworks.checkpoint import list_snapshots, read_latest, read_manifest
 from ganworks.errors import ConfigError
+from ganworks.models import get_family
 from ganworks.settings import StoreSettings
 from ganworks.store import open_store
 from orchestration.runs import snapshot_rows
 from tests.trainer.helpers import train
 from trainer import driver
 from trainer.config import TrainOptions
+from trainer.losses import get_loss
+from trainer.privacy import PrivacyPlan, make_private
+from trainer.step import GANStep, Networks
 
 PRIVATE_DCGAN = {"width": 8, "spectral_norm": "false"}
 
@@ -90,3 +96,38 @@ def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop
     # `ganworks runs` shows each snapshot's ε beside its quality metrics.
     shown = {row["step"]: row["metrics"]["dp_epsilon"] for row in snapshot_rows(store, "dp-run")}
     assert shown == {step: read_manifest(store, "dp-run", step).metrics["dp_epsilon"] for step in (3, 6, 9, 10)}
+
+
+def private_step(noise_multiplier: float, max_grad_norm: float):
+    """The trainer's GAN step on one worker with a private D (no Ray: the step alone)."""
+    class Unwrapped(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args):
+            return self.module(*args)
+
+    family = get_family("dcgan")
+    params = family.validate({"image_size": 16, "channels": 1, "num_classes": 10, "width": 8, "spectral_norm": False})
+    torch.manual_seed(0)
+    G, D = family.build_generator(params), family.build_discriminator(params)
+    g_opt, d_opt = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    plan = PrivacyPlan(1.0, 1e-5, max_grad_norm, noise_multiplier, 0.01, 10, 10)
+    wrapped, dp_opt = make_private(D, d_opt, plan, 8, 1, 0, torch.device("cpu"))
+    nets = Networks(G, D, G, Unwrapped(G), wrapped, g_opt, d_opt)
+    return GANStep(nets, family, params, get_loss("hinge"), [], torch.Generator().manual_seed(0), torch.device("cpu"), contextlib.nullcontext(), 8,
+                   private=dp_opt), D
+
+
+@pytest.mark.parametrize("real_count", [0, 3, 12])
+def test_a_private_step_clips_every_row_and_updates_d_even_when_its_poisson_sample_holds_no_real_image(real_count):
+    step, D = private_step(noise_multiplier=0.0, max_grad_norm=0.01)  # no noise: what is left is the clipped sum
+    before = [p.detach().clone() for p in D.parameters()]
+
+    result = step(0, torch.randn(real_count, 1, 16, 16), torch.randint(0, 10, (real_count,)))
+
+    # Each of the real_count + 8 rows contributes at most C = 0.01; the sum is divided by the expected batch (8).
+    assert 0 < result.norm_d <= (real_count + 8) * 0.01 / 8 + 1e-6
+    assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters()))
+    assert torch.isfinite(torch.as_tensor(result.stats()["d_real"]))
