@@ -16,6 +16,7 @@ from ganworks.output import add_output_flags, count_text, metric_text, print_csv
 
 # The columns that fit 80 columns; `--wide` adds the publication time, the extractor and every other metric.
 SHOWN_METRICS = ("fid", "kid_mean", "precision", "recall")
+PRIVACY_METRICS = ("dp_epsilon", "dp_delta")  # shown (ε) for runs trained with --dp-epsilon
 SNAPSHOT_FIELDS = ["run", "step", "latest", "images_seen", "created_at", "extractor"]
 
 
@@ -47,7 +48,8 @@ def snapshot_rows(store, run: str, detail: bool = False) -> list[dict]:
     for step in list_snapshots(store, run):
         manifest = read_manifest(store, run, step)
         reports = evaluation_reports(store, run, step)
-        metrics: dict[str, float] = {}
+        # A private run's ε spent (and δ) come from the manifest: a consumer sees the guarantee beside the quality.
+        metrics: dict[str, float] = {k: v for k, v in manifest.metrics.items() if k in PRIVACY_METRICS}
         extractor = ""
         for report in reports.values():
             metrics.update(report.get("metrics", {}))
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def snapshot_table(rows: list[dict], title: str, wide: bool, show_run: bool = True) -> Table:
-    metrics = list(SHOWN_METRICS)
+    metrics = list(SHOWN_METRICS) + (["dp_epsilon"] if any("dp_epsilon" in row["metrics"] for row in rows) else [])
     if wide:
         metrics += sorted({m for row in rows for m in row["metrics"]} - set(SHOWN_METRICS))
     table = Table(title=title, title_justify="left")
@@ -113,7 +115,7 @@ def snapshot_table(rows: list[dict], title: str, wide: bool, show_run: bool = Tr
         table.add_column("published", no_wrap=True)
         table.add_column("extractor", overflow="fold")
     for name in metrics:
-        table.add_column("kid" if name == "kid_mean" else name, justify="right", no_wrap=True)
+        table.add_column({"kid_mean": "kid", "dp_epsilon": "ε"}.get(name, name), justify="right", no_wrap=True)
     for row in rows:
         cells = [row["run"]] if show_run else []
         cells += [f"{row['step']}{'*' if row['latest'] else ''}", count_text(row["images_seen"])]

@@ -44,6 +44,12 @@ class TrainOptions:
     # keep the first k discriminator blocks frozen at the source's weights (FreezeD).
     init_from: str = ""
     freeze_d_blocks: int = 0
+    # Differential privacy (trainer/privacy.py): DP-SGD on D with a budget of ε = dp_epsilon at δ = dp_delta (0: 1/(n·√n));
+    # 0 = a non-private run. The noise multiplier is chosen for --steps unless dp_noise_multiplier fixes it.
+    dp_epsilon: float = 0.0
+    dp_delta: float = 0.0
+    dp_max_grad_norm: float = 1.0
+    dp_noise_multiplier: float = 0.0
     ema_half_life_images: int = 10_000
     ema_rampup: float = 0.05  # the half-life is at most this fraction of the images seen (0 = no ramp-up)
     snapshot_every: int = 100
@@ -91,6 +97,14 @@ class TrainOptions:
             raise ConfigError(f"--augment-target must be between 0 and 1, got {self.augment_target}")
         if self.channels not in (0, 1, 3):
             raise ConfigError(f"--channels must be 1, 3 or 0 (as the dataset has them), got {self.channels}")
+        if not (0 <= self.dp_epsilon < float("inf")):
+            raise ConfigError(f"--dp-epsilon must be a finite positive budget (leave it out for a non-private run), got {self.dp_epsilon}")
+        if not 0 <= self.dp_delta < 1:
+            raise ConfigError(f"--dp-delta must be between 0 and 1, got {self.dp_delta}")
+        if self.dp_max_grad_norm <= 0 or self.dp_noise_multiplier < 0:
+            raise ConfigError("--dp-max-grad-norm must be positive and --dp-noise-multiplier at least 0")
+        if not self.dp_epsilon and (self.dp_delta or self.dp_noise_multiplier):
+            raise ConfigError("--dp-delta and --dp-noise-multiplier need --dp-epsilon (the privacy budget)")
         if self.metrics_port > 65535:
             raise ConfigError(f"--metrics-port {self.metrics_port} is not a port number")
         return self

@@ -51,6 +51,7 @@ class TrainPlan:
     architecture_params: dict[str, Any]
     init: transfer.InitSource | None = None  # --init-from: the checked source snapshot
     table: TablePlan | None = None  # a tabular family's fitted transformer and encoded rows
+    privacy: Any = None  # --dp-epsilon: the trainer.privacy.PrivacyPlan (σ, sample rate, δ, the steps the budget allows)
 
     def run_json(self) -> dict[str, Any]:
         d = self.dataset
@@ -63,6 +64,8 @@ class TrainPlan:
                        "domain_b": {"spec": self.options.dataset_b, "id": d.b.id, "images": len(d.b)}}
         else:
             dataset = {"spec": self.options.dataset, "id": d.id, "image_size": d.image_size, "channels": d.channels, "num_classes": d.num_classes, "class_names": list(d.class_names), "split": self.options.split}
+        if self.privacy is not None:
+            started["privacy"] = self.privacy.to_json()
         return {**started,
             "run": self.options.run,
             "code_version": code_version(),
@@ -111,6 +114,10 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     check_run_id(options.run)
     family = _family(options.model)
     if family.tabular:
+        if options.dp_epsilon:
+            from trainer import privacy
+
+            privacy.check_private_trainable(options, family, {})  # refuses, naming what to use
         return _plan_table(options, store_settings, family)
     if family.translation:
         return _plan_translation(options, store_settings, family)
@@ -130,7 +137,24 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     params = _model_params(family, options, channels=dataset.channels, num_classes=dataset.num_classes if options.conditional else 0)
     init = transfer.check_source(store, options.init_from, source, family, params, options.freeze_d_blocks) if source is not None else None
     _check_same_run(store, options.run, options.model, params, dataset.id, init.describe() if init else None)
-    return TrainPlan(options, store_settings, store, dataset, params, init)
+    privacy = _plan_privacy(store, options, family, params, len(dataset))
+    return TrainPlan(options, store_settings, store, dataset, params, init, privacy=privacy)
+
+
+def _plan_privacy(store: ArtifactStore, options: TrainOptions, family: ModelFamily, params: dict[str, Any], n: int):
+    """--dp-epsilon: the checks and σ (trainer/privacy.py); a resumed run must stay as private as it started."""
+    info = _run_info(store, options.run)
+    before = info.get("privacy")
+    if before is not None and not options.dp_epsilon:
+        raise ConfigError(f"run {options.run!r} was trained privately (ε budget {before['epsilon']}); resume it with --dp-epsilon {before['epsilon']} or choose a new --run")
+    if not options.dp_epsilon:
+        return None
+    if info and before is None:
+        raise ConfigError(f"run {options.run!r} already exists and was not trained privately; a private run needs a new --run")
+    from trainer import privacy
+
+    privacy.check_private_trainable(options, family, params)
+    return privacy.plan_privacy(options, n, before)
 
 
 def _plan_table(options: TrainOptions, store_settings: StoreSettings, family: ModelFamily) -> TrainPlan:
@@ -311,6 +335,8 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
     if isinstance(p.dataset, DomainPair):
         config["dataset"]["ref_b"] = ray.put((p.dataset.b.images, None))
         config["grid_inputs"] = (p.dataset.a.images[:8], p.dataset.b.images[:8])
+    if p.privacy is not None:
+        config["privacy"] = p.privacy.to_json()
     if p.table is not None:
         config["transformer"] = p.table.transformer_json
         config["snapshot_files"] = {TRANSFORMER: p.table.transformer_json.encode()}

@@ -22,6 +22,7 @@ from trainer.config import TrainOptions
 from trainer.ema import make_ema
 from trainer.augment import AdaptiveAugment
 from trainer.losses import g_regularisers_for, get_loss, regularisers_for
+from trainer.privacy import PoissonBatches, PrivacyBudget, PrivacyPlan, make_private
 from trainer.reporting import Rank0Reporter
 from trainer.step import GANStep, Networks
 from trainer.metrics import serve_worker_up
@@ -60,7 +61,12 @@ def train_worker(config: dict) -> None:
     opts, family, params, rank, world, device = worker_start(config)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and opts.mixed_precision else contextlib.nullcontext()
     per_worker = opts.batch_size // world
-    real_batches = RealBatches(config["dataset"]["ref"], params.get("num_classes", 0) > 0, per_worker, rank, world, opts.seed, device)
+    conditional = params.get("num_classes", 0) > 0
+    privacy = PrivacyPlan.from_json(config["privacy"]) if "privacy" in config else None  # --dp-epsilon (trainer/privacy.py)
+    if privacy is not None:  # a Poisson sample of the data each step, as the accountant assumes
+        real_batches = PoissonBatches(config["dataset"]["ref"], conditional, privacy.sample_rate, rank, world, opts.seed, device)
+    else:
+        real_batches = RealBatches(config["dataset"]["ref"], conditional, per_worker, rank, world, opts.seed, device)
 
     G, D, G_ema, g_opt, d_opt, noise = build_networks(family, params, opts, rank, device)
     if opts.freeze_d_blocks:
@@ -68,12 +74,15 @@ def train_worker(config: dict) -> None:
 
     # ---- resume from Ray's last checkpoint (a new fit of the same run, or a restart after a failure) ----------
     step, images_seen, nonfinite, step_state = 0, 0, 0, {}
+    budget = PrivacyBudget(privacy) if privacy is not None else None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             meta, rng = load_train_state(pathlib.Path(folder), generator=G, discriminator=D, generator_ema=G_ema, g_optimizer=g_opt, d_optimizer=d_opt)
         step, images_seen, nonfinite = meta["step"], meta["images_seen"], meta["nonfinite_steps"]
         step_state = meta.get("step_state", {})  # augmentation p, path-length mean
+        if budget is not None:  # ε goes on from where it was, it never restarts
+            budget.load_state(meta.get("privacy", {}))
         if meta.get("world_size") == world and rank in rng:
             noise.set_state(rng[rank])
         else:  # a different number of workers: fresh but reproducible noise streams
@@ -83,16 +92,26 @@ def train_worker(config: dict) -> None:
         load_into(ray.get(config["init"]["weights"]), config["init"]["reinitialised"], {"generator_ema": G_ema, "generator": G, "discriminator": D})
         log.info("rank %d starts from %s", rank, opts.init_from)
 
-    nets = Networks(G, D, G_ema, DDP(G), DDP(D), g_opt, d_opt)
+    dp_opt = None
+    if privacy is not None:  # DP-SGD: per-sample gradients of D, clipped and noised; d_opt stays what the checkpoint saves
+        D_ddp, dp_opt = make_private(D, d_opt, privacy, per_worker, world, opts.seed, device)
+    else:
+        D_ddp = DDP(D)
+    nets = Networks(G, D, G_ema, DDP(G), D_ddp, g_opt, d_opt)
     # The loss, its regularisers on D and G (trainer/losses.py), and the augmentation of what D sees (trainer/augment.py).
     augment = AdaptiveAugment(params.get("channels", 1), opts.augment_target, opts.augment_speed_images) if opts.augment == "ada" else None
     gan_step = GANStep(nets, family, params, get_loss(opts.loss), regularisers_for(opts), noise, device, autocast, per_worker,
-                       g_regularisers=g_regularisers_for(opts), augment=augment, global_batch=opts.batch_size)
+                       g_regularisers=g_regularisers_for(opts), augment=augment, global_batch=opts.batch_size, private=dp_opt, world=world)
     gan_step.load_state(step_state)
     reporter = Rank0Reporter(config, opts, params, step, images_seen) if rank == 0 else None
     if rank != 0 and ray.train.get_context().get_local_rank() == 0:
         serve_worker_up(opts.run, opts.metrics_port, opts.metrics_host)  # the PodMonitor scrapes every worker pod
     last_checkpoint = time.monotonic()
+    if budget is not None:  # the budget is enforced: stop at the last step whose ε is within E, whatever --steps says
+        stop_at = budget.last_step(opts.steps)
+        if stop_at < opts.steps:
+            log.warning("privacy budget: stopping at step %d of %d; one more step would spend more than ε = %g", stop_at, opts.steps, privacy.epsilon)
+        opts.steps = stop_at  # the last snapshot and checkpoint are at the stop
 
     # ---- the loop -----------------------------------------------------------------------------------------------
     while step < opts.steps:
@@ -101,15 +120,17 @@ def train_worker(config: dict) -> None:
             nonfinite += 1  # gradients are all-reduced first, so every rank skips the same steps
         step += 1
         images_seen += opts.batch_size
+        if budget is not None:
+            budget.step()
         gan_step.update_ema(opts.batch_size, images_seen, opts.ema_half_life_images, opts.ema_rampup)
 
         # ---- rank 0: metrics and stats.jsonl, then a snapshot (published in the background) ----
         if reporter is not None:
             reporter.after_step(result, step, images_seen, nonfinite)
-            reporter.maybe_publish(step, images_seen, G_ema, G, D)
+            reporter.maybe_publish(step, images_seen, G_ema, G, D, budget.record() if budget is not None else None)
         # ---- every rank: Ray's resume checkpoint. Ones uploaded faster than Ray registers them only queue up, and a crash loses the queue.
         if checkpoint_due(step, opts, last_checkpoint, device):
-            report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts, gan_step.state())
+            report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts, gan_step.state(), budget)
             last_checkpoint = time.monotonic()
 
     if reporter is not None:
@@ -146,7 +167,7 @@ def agree_across_ranks(decision: bool, device: torch.device) -> bool:
 
 
 def report_checkpoint(step: int, images_seen: int, nonfinite: int, world: int, rank: int, noise: torch.Generator, nets: Networks, opts: TrainOptions,
-                       step_state: dict[str, float]) -> None:
+                       step_state: dict[str, float], budget: PrivacyBudget | None = None) -> None:
     # Each rank's noise stream goes into the checkpoint, so a resumed run draws what it would have drawn.
     rng = noise.get_state()
     rng_states = [torch.empty_like(rng) for _ in range(world)]
@@ -156,7 +177,7 @@ def report_checkpoint(step: int, images_seen: int, nonfinite: int, world: int, r
         folder = tempfile.mkdtemp(prefix="ganworks-ckpt-")  # Ray deletes it once uploaded
         save_train_state(pathlib.Path(folder), generator=nets.G, discriminator=nets.D, generator_ema=nets.G_ema, g_optimizer=nets.g_opt, d_optimizer=nets.d_opt, rng_states=rng_states,
                          counters={"step": step, "images_seen": images_seen, "nonfinite_steps": nonfinite, "world_size": world, "run": opts.run,
-                                   "step_state": step_state})
+                                   "step_state": step_state, **({"privacy": budget.state()} if budget is not None else {})})
         checkpoint = ray.train.Checkpoint.from_directory(folder)
     # Uploaded in the background: a slow or unreachable store delays the checkpoint, not the training.
     ray.train.report({"step": step, "images_seen": images_seen}, checkpoint=checkpoint, checkpoint_dir_name=f"step_{step:09d}",

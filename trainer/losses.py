@@ -26,27 +26,38 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class AdversarialLoss:
+    """D's loss is the mean of a per-sample term over the real logits plus one over the fake logits; private training
+    (trainer/privacy.py) needs the terms per sample, to clip each sample's gradient."""
+
     name: str
-    d_term: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (real logits, fake logits) → D's loss
+    d_real: Callable[[torch.Tensor], torch.Tensor]  # real logits → D's loss per real sample
+    d_fake: Callable[[torch.Tensor], torch.Tensor]  # fake logits → D's loss per fake sample
     g_term: Callable[[torch.Tensor], torch.Tensor]  # fake logits → G's loss
     regularisers: tuple[str, ...] = ()  # names in REGULARISERS this loss always uses
+
+    def d_term(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """(real logits, fake logits) → D's loss."""
+        return self.d_real(real).mean() + self.d_fake(fake).mean()
 
 
 # Adding a loss (LSGAN, ...) is one more entry here.
 LOSSES: dict[str, AdversarialLoss] = {loss.name: loss for loss in (
     AdversarialLoss(
         "non-saturating",
-        d_term=lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
+        d_real=lambda real: F.softplus(-real),
+        d_fake=lambda fake: F.softplus(fake),
         g_term=lambda fake: F.softplus(-fake).mean(),
     ),
     AdversarialLoss(
         "hinge",
-        d_term=lambda real, fake: F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean(),
+        d_real=lambda real: F.relu(1.0 - real),
+        d_fake=lambda fake: F.relu(1.0 + fake),
         g_term=lambda fake: -fake.mean(),
     ),
     AdversarialLoss(
         "wgan-gp",
-        d_term=lambda real, fake: fake.mean() - real.mean(),
+        d_real=lambda real: -real,
+        d_fake=lambda fake: fake,
         g_term=lambda fake: -fake.mean(),
         regularisers=("gradient-penalty",),
     ),

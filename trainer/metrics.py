@@ -58,6 +58,7 @@ class TrainerMetrics:
         self.publish_failures = Counter("ganworks_trainer_publish_failures", "failed snapshot upload attempts (each retry counts)", labels, registry=r).labels(run)
         self.augment_p = Gauge("ganworks_trainer_augment_probability", "adaptive augmentation probability p (with --augment ada)", labels, registry=r).labels(run)
         self.path_length_mean = Gauge("ganworks_trainer_path_length_mean", "moving mean of G's path lengths (with --pl-weight)", labels, registry=r).labels(run)
+        self.dp_epsilon = Gauge("ganworks_trainer_dp_epsilon", "privacy loss ε spent so far (with --dp-epsilon; at the run's δ)", labels, registry=r).labels(run)
         self.nonfinite_steps = Counter("ganworks_trainer_nonfinite_steps", "updates skipped because a gradient was NaN or infinite", labels, registry=r).labels(run)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int | None:

@@ -21,7 +21,8 @@ from trainer.step import StepResult
 log = logging.getLogger("trainer")
 _INTERVAL_KEYS = ("loss_g", "loss_d", "d_real", "d_fake", "grad_norm_g", "grad_norm_d")
 # The interval averages a snapshot's manifest records (those the run has).
-SNAPSHOT_METRICS = ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean", "gradient_penalty", "condition_loss", "cycle_l1", "identity_l1")
+SNAPSHOT_METRICS = ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean", "gradient_penalty", "condition_loss", "cycle_l1", "identity_l1",
+                    "dp_epsilon", "dp_delta", "dp_epsilon_budget")
 
 
 class Rank0Reporter:
@@ -75,10 +76,14 @@ class Rank0Reporter:
             tell(self.progress, {"event": "log", **line})
             self._new_interval()
 
-    def maybe_publish(self, step: int, images_seen: int, G_ema: torch.nn.Module, G: torch.nn.Module, D: torch.nn.Module) -> None:
+    def maybe_publish(self, step: int, images_seen: int, G_ema: torch.nn.Module, G: torch.nn.Module, D: torch.nn.Module,
+                      privacy: dict[str, float] | None = None) -> None:
+        """privacy: a private run's ε spent so far (and δ, and the budget), for the gauge and the snapshot's manifest."""
+        if privacy is not None:
+            self.metrics.dp_epsilon.set(privacy["dp_epsilon"])
         if step % self.opts.snapshot_every and step != self.opts.steps:
             return
-        last = self.stats.lines[-1] if self.stats.lines else {}
+        last = {**(self.stats.lines[-1] if self.stats.lines else {}), **(privacy or {})}
         self.publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state=_cpu_copy(G_ema),
                                           training_states={"generator": _cpu_copy(G), "discriminator": _cpu_copy(D)},
                                           metrics={k: float(last[k]) for k in SNAPSHOT_METRICS if k in last}, stats_jsonl=self.stats.encoded(), events=self.stats.events))

@@ -13,6 +13,7 @@ from ganworks.optim import finite_grad_norm, optimizer_step  # noqa: F401 - fini
 from trainer.ema import ema_beta, update_ema
 from trainer.augment import AdaptiveAugment
 from trainer.losses import AdversarialLoss, DRegulariser, GRegulariser
+from trainer.privacy import per_sample_hooks_off, private_d_update
 
 
 @dataclasses.dataclass
@@ -42,7 +43,9 @@ class StepResult:
 
     def stats(self) -> dict[str, Any]:
         """The per-step values stats.jsonl averages over each logging interval, in its field order."""
-        return {"loss_g": self.loss_g, "loss_d": self.loss_d, "d_real": self.real_logits.mean(), "d_fake": self.fake_logits.mean(),
+        # A private step's Poisson sample can hold no real image: its d_real counts as 0, not NaN, in the interval's mean.
+        d_real = self.real_logits.mean() if self.real_logits.numel() else 0.0
+        return {"loss_g": self.loss_g, "loss_d": self.loss_d, "d_real": d_real, "d_fake": self.fake_logits.mean(),
                 "grad_norm_g": self.norm_g or 0.0, "grad_norm_d": self.norm_d or 0.0, **self.extra}
 
 
@@ -51,11 +54,13 @@ class GANStep:
 
     def __init__(self, nets: Networks, family: ModelFamily, params: dict[str, Any], loss: AdversarialLoss, regularisers: list[DRegulariser],
                  noise: torch.Generator, device: torch.device, autocast: contextlib.AbstractContextManager, batch_size: int,
-                 g_regularisers: list[GRegulariser] = (), augment: AdaptiveAugment | None = None, global_batch: int = 0):
+                 g_regularisers: list[GRegulariser] = (), augment: AdaptiveAugment | None = None, global_batch: int = 0,
+                 private: Any = None, world: int = 1):
         self.nets, self.family, self.params, self.loss, self.regularisers = nets, family, params, loss, regularisers
         self.noise, self.device, self.autocast, self.batch_size = noise, device, autocast, batch_size
         self.g_regularisers, self.augment, self.global_batch = list(g_regularisers), augment, global_batch or batch_size
         self.conditional = params.get("num_classes", 0) > 0
+        self.private, self.world = private, world  # --dp-epsilon: Opacus' DP optimizer over D (trainer/privacy.py)
 
     def __call__(self, step: int, real: torch.Tensor, real_y: torch.Tensor | None) -> StepResult:
         loss_d, real_logits, fake_logits, norm_d = self.discriminator_step(step, real, real_y)
@@ -86,6 +91,28 @@ class GANStep:
         return z, (y.to(self.device) if y is not None else None)
 
     def discriminator_step(self, step: int, real: torch.Tensor, real_y: torch.Tensor | None):
+        if self.private is not None:
+            return self.private_discriminator_step(real, real_y)
+        return self.plain_discriminator_step(step, real, real_y)
+
+    def private_discriminator_step(self, real: torch.Tensor, real_y: torch.Tensor | None):
+        """DP-SGD: one forward over this worker's Poisson sample of real images and batch_size fakes; every row's loss
+        gets its own clipped gradient, noise is added to their sum (trainer/privacy.py says why only real rows are charged)."""
+        G, n = self.nets.G_ddp.module, self.batch_size
+        z, fake_y = self.latents(n)
+        with torch.no_grad(), self.autocast:
+            fake = G(z, fake_y)
+        labels = torch.cat([real_y, fake_y]) if self.conditional else None
+        with self.autocast:
+            logits = self.nets.D_ddp(torch.cat([real, fake]), labels).float()
+        real_logits, fake_logits = logits.split([len(real), n])
+        rows = torch.cat([self.loss.d_real(real_logits), self.loss.d_fake(fake_logits)])
+        norm_d = private_d_update(self.private, self.nets.D, rows.mean(), self.world)
+        # What stats.jsonl shows: the usual D loss (a step may draw no real image at all: then only the fake term).
+        loss_d = self.loss.d_term(real_logits, fake_logits) if len(real) else self.loss.d_fake(fake_logits).mean()
+        return loss_d.detach(), real_logits.detach(), fake_logits.detach(), norm_d
+
+    def plain_discriminator_step(self, step: int, real: torch.Tensor, real_y: torch.Tensor | None):
         """One forward over real, fake and the regularisers' samples together (DDP wants one forward per backward)."""
         G, D_ddp, n = self.nets.G_ddp.module, self.nets.D_ddp, self.batch_size
         z, fake_y = self.latents(n)
@@ -122,7 +149,8 @@ class GANStep:
             loss_g = self.loss.g_term(D(self._d_input(fake), fake_y).float())
             for reg in due:
                 loss_g = loss_g + reg.penalty(fake, latent, self.noise)
-        norm_g = optimizer_step(self.nets.g_opt, self.nets.G, loss_g)
+        with per_sample_hooks_off(self.nets.D_ddp) if self.private is not None else contextlib.nullcontext():
+            norm_g = optimizer_step(self.nets.g_opt, self.nets.G, loss_g)
         for p in trainable:
             p.requires_grad_(True)
         return loss_g, norm_g

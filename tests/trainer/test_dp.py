@@ -1,0 +1,133 @@
+"""Differentially private training (`--dp-epsilon`): ε as Opacus' accountant gives it, the budget enforced, resume, refusals, DDP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+
+import pytest
+import torch
+from opacus.accountants import RDPAccountant
+
+from ganworks.checkpoint import list_snapshots, read_latest, read_manifest
+from ganworks.errors import ConfigError
+from ganworks.models import get_family
+from ganworks.settings import StoreSettings
+from ganworks.store import open_store
+from orchestration.runs import snapshot_rows
+from tests.trainer.helpers import train
+from trainer import driver
+from trainer.config import TrainOptions
+from trainer.losses import get_loss
+from trainer.privacy import PrivacyPlan, make_private
+from trainer.step import GANStep, Networks
+
+PRIVATE_DCGAN = {"width": 8, "spectral_norm": "false"}
+
+
+def opacus_epsilon(sigma: float, sample_rate: float, steps: int, delta: float) -> float:
+    """The reference: Opacus' own RDP accountant, stepped as a DP-SGD run of that many steps steps it."""
+    accountant = RDPAccountant()
+    for _ in range(steps):
+        accountant.step(noise_multiplier=sigma, sample_rate=sample_rate)
+    return accountant.get_epsilon(delta)
+
+
+def plan_private(tmp_path, **options):
+    options = {"run": "private", "dataset": "digits", "conditional": True, "batch_size": 16, "steps": 4, **options}
+    opts = TrainOptions(**options)
+    return driver.plan(opts, StoreSettings(store=str(tmp_path / "store")))
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"model_params": {"width": 8}}, "--model-param spectral_norm=false"),  # dcgan's default D is spectrally normalised
+    ({"model": "stylegan2"}, "--model dcgan --model-param spectral_norm=false"),  # minibatch standard deviation mixes samples
+    ({"model_params": PRIVATE_DCGAN, "r1_gamma": 1.0}, "--r1-gamma 0"),
+    ({"model_params": PRIVATE_DCGAN, "loss": "wgan-gp"}, "--loss hinge"),
+    ({"model": "ctgan"}, "--model dcgan --model-param spectral_norm=false"),  # the tabular family: not private yet
+], ids=["spectral-norm", "stylegan2", "r1", "wgan-gp", "tabular"])
+def test_a_private_run_refuses_what_dp_sgd_cannot_train_and_names_the_option_to_use(tmp_path, options, named):
+    with pytest.raises(ConfigError) as refused:
+        plan_private(tmp_path, dp_epsilon=3.0, **options)
+    assert "--dp-epsilon" in str(refused.value) and named in str(refused.value)
+
+
+def test_the_planned_noise_spends_at_most_the_budget_over_the_planned_steps_at_the_default_delta(tmp_path):
+    plan = plan_private(tmp_path, dp_epsilon=3.0, model_params=PRIVATE_DCGAN, steps=50)
+    p, n = plan.privacy, len(plan.dataset)
+    assert p.delta == pytest.approx(n ** -1.5) and p.delta < 1 / n
+    assert p.sample_rate == pytest.approx(16 / n) and p.budget_steps == 50 and p.accountant == "rdp"
+    spent = opacus_epsilon(p.noise_multiplier, p.sample_rate, 50, p.delta)
+    assert 3.0 - 0.02 < spent <= 3.0  # Opacus' tolerance: the smallest noise that fits, not a lavish one
+    assert plan.run_json()["privacy"]["noise_multiplier"] == p.noise_multiplier
+
+
+def _state_json(store_root: pathlib.Path, run: str) -> dict:
+    """The newest resume checkpoint's counters, as Ray stored them."""
+    newest = sorted(store_root.glob(f"runs/{run}/train_state/**/state.json"), key=lambda path: path.parent.name)[-1]
+    return json.loads(newest.read_text())
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop_at_the_last_step_within_the_budget(ray_cluster, tmp_path):
+    store, settings = open_store(str(tmp_path / "store")), StoreSettings(store=str(tmp_path / "store"))
+    q = 16 / len(plan_private(tmp_path, dp_epsilon=1.0, model_params=PRIVATE_DCGAN).dataset)
+    delta = 1e-5
+    # With the noise fixed at σ = 1, a budget halfway between ε(10 steps) and ε(11 steps) allows exactly 10 steps.
+    budget = (opacus_epsilon(1.0, q, 10, delta) + opacus_epsilon(1.0, q, 11, delta)) / 2
+    private = dict(model_params=PRIVATE_DCGAN, dp_epsilon=budget, dp_delta=delta, dp_noise_multiplier=1.0)
+
+    first = train(settings, "dp-run", steps=3, snapshot_every=3, **private)
+    beyond = train(settings, "dp-run", steps=30, snapshot_every=3, **private)  # the same run, asked for more than the budget allows
+
+    assert first.step == 3 and beyond.start_steps == [3]
+    assert beyond.step == 10 and read_latest(store, "dp-run") == 10  # the last snapshot is the last step within the budget
+    assert list_snapshots(store, "dp-run") == [3, 6, 9, 10]
+    p = store.get_json("runs/dp-run/run.json")["privacy"]
+    assert (p["noise_multiplier"], p["sample_rate"], p["delta"], p["accountant"]) == (1.0, pytest.approx(q), delta, "rdp")
+    for step in (3, 6, 9, 10):
+        # Opacus' ε for that many steps: one accountant step per global step (two workers do not double it), and the
+        # resumed fit goes on from the checkpoint's accountant (at step 6: six steps' worth, not three again).
+        assert read_manifest(store, "dp-run", step).metrics["dp_epsilon"] == pytest.approx(opacus_epsilon(1.0, q, step, delta), rel=1e-9)
+    assert read_manifest(store, "dp-run", 10).metrics["dp_epsilon"] <= budget < opacus_epsilon(1.0, q, 11, delta)
+    assert _state_json(tmp_path / "store", "dp-run")["privacy"]["history"] == [[1.0, q, 10]]
+    # `ganworks runs` shows each snapshot's ε beside its quality metrics.
+    shown = {row["step"]: row["metrics"]["dp_epsilon"] for row in snapshot_rows(store, "dp-run")}
+    assert shown == {step: read_manifest(store, "dp-run", step).metrics["dp_epsilon"] for step in (3, 6, 9, 10)}
+
+
+def private_step(noise_multiplier: float, max_grad_norm: float):
+    """The trainer's GAN step on one worker with a private D (no Ray: the step alone)."""
+    class Unwrapped(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args):
+            return self.module(*args)
+
+    family = get_family("dcgan")
+    params = family.validate({"image_size": 16, "channels": 1, "num_classes": 10, "width": 8, "spectral_norm": False})
+    torch.manual_seed(0)
+    G, D = family.build_generator(params), family.build_discriminator(params)
+    g_opt, d_opt = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    plan = PrivacyPlan(1.0, 1e-5, max_grad_norm, noise_multiplier, 0.01, 10, 10)
+    wrapped, dp_opt = make_private(D, d_opt, plan, 8, 1, 0, torch.device("cpu"))
+    nets = Networks(G, D, G, Unwrapped(G), wrapped, g_opt, d_opt)
+    return GANStep(nets, family, params, get_loss("hinge"), [], torch.Generator().manual_seed(0), torch.device("cpu"), contextlib.nullcontext(), 8,
+                   private=dp_opt), D
+
+
+@pytest.mark.parametrize("real_count", [0, 3, 12])
+def test_a_private_step_clips_every_row_and_updates_d_even_when_its_poisson_sample_holds_no_real_image(real_count):
+    step, D = private_step(noise_multiplier=0.0, max_grad_norm=0.01)  # no noise: what is left is the clipped sum
+    before = [p.detach().clone() for p in D.parameters()]
+
+    result = step(0, torch.randn(real_count, 1, 16, 16), torch.randint(0, 10, (real_count,)))
+
+    # Each of the real_count + 8 rows contributes at most C = 0.01; the sum is divided by the expected batch (8).
+    assert 0 < result.norm_d <= (real_count + 8) * 0.01 / 8 + 1e-6
+    assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters()))
+    assert torch.isfinite(torch.as_tensor(result.stats()["d_real"]))
