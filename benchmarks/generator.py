@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-queue-delay-ms", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rayserve-path", default=os.environ.get("GANWORKS_BENCH_RAYSERVE_PATH", ""), help="folder holding ray[serve] and its dependencies (pip install --target DIR); without it the Ray Serve peer is skipped")
+    parser.add_argument("--rayserve-path", default=os.environ.get("GANWORKS_BENCH_RAYSERVE_PATH", ""), help="folder holding ray[serve]'s extra packages (pip install --no-deps --target DIR -r benchmarks/rayserve-peer.txt); without it the Ray Serve peer is skipped")
     args = parser.parse_args()
     # Spinning OpenMP threads collapse small-batch speed when other processes share the cores (measured 6 vs
     # 51 samples/s at batch 1 under a load of 6 on 2 cores); passive waiting is set for the bare model and the

@@ -2,7 +2,8 @@
 
     PYTHONPATH=DIR .venv/bin/python benchmarks/rayserve_peer.py --seconds 15 --concurrency 64
 
-Needs `ray[serve]` (installed for the benchmark only, e.g. `pip install --target DIR "ray[serve]==2.60.0"`).
+Needs `ray[serve]`'s extra packages, installed for the benchmark only beside the venv's own ray (same version):
+`.venv/bin/pip install --no-deps --target DIR -r benchmarks/rayserve-peer.txt`, then PYTHONPATH=DIR.
 The deployment draws each sample's latent from its seed as ganworks does, runs batches of up to 64 with a
 5 ms wait, and answers raw uint8 pixels; `concurrency` aiohttp clients in a second process each ask for one
 sample at a time. Prints one JSON line: samples_per_s, calls, errors.
