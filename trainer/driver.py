@@ -113,11 +113,11 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
         options.run = time.strftime("run-%Y%m%d-%H%M%S")
     check_run_id(options.run)
     family = _family(options.model)
-    if family.tabular:
-        if options.dp_epsilon:
-            from trainer import privacy
+    if (family.tabular or family.translation) and options.dp_epsilon:
+        from trainer import privacy
 
-            privacy.check_private_trainable(options, family, {})  # refuses, naming what to use
+        privacy.check_private_trainable(options, family, {})  # refuses, naming what to use
+    if family.tabular:
         return _plan_table(options, store_settings, family)
     if family.translation:
         return _plan_translation(options, store_settings, family)

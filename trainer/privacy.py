@@ -137,6 +137,9 @@ def check_private_trainable(opts, family, params: dict[str, Any]) -> None:
     if family.tabular:
         raise ConfigError(f"--dp-epsilon: private training of the tabular family {family.name} is not available yet; "
                           f"train an image family privately ({SUPPORTED})")
+    if getattr(family, "translation", False):
+        raise ConfigError(f"--dp-epsilon: private training of the translation family {family.name} is not available yet (its two "
+                          f"discriminators see both domains' real images); train an image family privately ({SUPPORTED})")
     for given, flag, why in (
         (opts.loss == "wgan-gp", "--loss wgan-gp", "its gradient penalty differentiates D with respect to its inputs; use --loss hinge or non-saturating"),
         (opts.r1_gamma > 0, "--r1-gamma", "R1 differentiates D with respect to the real images; use --r1-gamma 0"),
