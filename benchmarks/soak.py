@@ -92,7 +92,11 @@ def ci_profile() -> Profile:
     # The first snapshot comes ~20 s after start; faults begin once the load runs and overlap on purpose.
     schedule = [(1.0, "corrupted_upload", 0.0), (2.0, "ray_worker_kill", 0.0), (3.0, "generator_kill", 0.0), (5.0, "store_outage", 8.0),
                 (8.0, "burst", 4.0), (14.0, "evaluator_kill", 0.0), (17.0, "slow_store", 6.0)]
-    return Profile(load_seconds=24.0, mean_gap=0.0, warmup_seconds=20.0, snapshot_every=60, num_workers=1, eval_samples=200, drain_seconds=30.0,
+    # Under make test another test worker shares the 2 cores: the evaluator may need a minute or two after the load to
+    # report the backlog a kill left (drain), and a process restarted in a 24-second window has not warmed up (its
+    # one-time thread pools and connections would read as growth), so memory and descriptors are checked only on
+    # processes that outlive 60 s; the 30-minute run is what shows them flat.
+    return Profile(load_seconds=24.0, mean_gap=0.0, warmup_seconds=60.0, snapshot_every=60, num_workers=1, eval_samples=200, drain_seconds=150.0,
                    clients=2, schedule=schedule)
 
 
@@ -890,6 +894,12 @@ def soak(profile: Profile, seed: int, out: pathlib.Path, command: str) -> dict[s
         # Stop training (as Kubernetes stops it); meanwhile the evaluator reports what is left.
         trainer = system.services["trainer"]
         system.trainer_alive()
+        # A Ray worker killed late in the load window: let the trainer resume first (Ray restarts the worker group
+        # from its checkpoint in 10-60 s on a loaded machine); a stop during that restart leaves nothing to check.
+        resume_deadline = time.monotonic() + 150
+        while watcher.expected_resume and trainer.process.running and time.monotonic() < resume_deadline:
+            watcher.poll_resumes()
+            time.sleep(0.5)
         # To the driver alone, as Kubernetes does: a signal to its process group would also reach the Ray daemons
         # it started, and a driver whose raylet dies first exits 1 from Ray's core worker before its own stop.
         os.kill(trainer.process.process.pid, signal.SIGTERM)
