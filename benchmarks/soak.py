@@ -670,6 +670,11 @@ class Injector:
             time.sleep(0.5)  # the group is (re)starting
         if not workers:
             raise RuntimeError("no Ray Train worker to kill")
+        # A kill before Ray registered any checkpoint restarts the run from scratch, which shows nothing about resume:
+        # wait for the first one (it can lag the first snapshot by tens of seconds on a loaded machine).
+        while self.watcher.registered_checkpoint() == 0 and time.monotonic() < deadline + 60:
+            time.sleep(0.5)
+        workers = self.system.ray_workers() or workers
         checkpoint = self.watcher.registered_checkpoint()
         victim = random.Random(planned["at"]).choice(workers)
         os.kill(victim, signal.SIGKILL)
@@ -896,7 +901,7 @@ def soak(profile: Profile, seed: int, out: pathlib.Path, command: str) -> dict[s
         system.trainer_alive()
         # A Ray worker killed late in the load window: let the trainer resume first (Ray restarts the worker group
         # from its checkpoint in 10-60 s on a loaded machine); a stop during that restart leaves nothing to check.
-        resume_deadline = time.monotonic() + 150
+        resume_deadline = time.monotonic() + 90
         while watcher.expected_resume and trainer.process.running and time.monotonic() < resume_deadline:
             watcher.poll_resumes()
             time.sleep(0.5)
