@@ -131,6 +131,20 @@ def ask_conditioned(address: str, run: str, workdir) -> tuple[dict, str]:
     return {"condition": condition, "rows": table.num_rows, "version": arrow_rows.version, "matching": sum(v == value for v in table.column(target).to_pylist()), "means": means}, str(path)
 
 
+def start_and_train(console: Console, system: LocalSystem, deadline: float) -> int:
+    """Both demos' first half: the system up, its addresses shown, training to the end; the newest snapshot's step."""
+    from ganworks.checkpoint import read_latest
+
+    with console.status("starting Ray and the trainer, the generator and the evaluator…"):
+        system.start()
+    print_addresses(console, system)
+    train_with_progress(console, system, deadline)
+    latest = read_latest(system.store(), system.options.run)
+    if latest is None:
+        raise RuntimeError(f"the trainer finished without publishing a snapshot to {system.options.store}; see {system.logs / 'trainer.log'}")
+    return latest
+
+
 def run_tabular(args: argparse.Namespace) -> int:
     console = Console()
     options = tabular_options(args)
@@ -139,15 +153,7 @@ def run_tabular(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     started = time.monotonic()
     try:
-        with console.status("starting Ray and the trainer, the generator and the evaluator…"):
-            system.start()
-        print_addresses(console, system)
-        train_with_progress(console, system, deadline)
-        from ganworks.checkpoint import read_latest
-
-        latest = read_latest(system.store(), options.run)
-        if latest is None:
-            raise RuntimeError(f"the trainer finished without publishing a snapshot to {options.store}; see {system.logs / 'trainer.log'}")
+        latest = start_and_train(console, system, deadline)
         with console.status(f"waiting for the evaluator to report snapshot {latest}…"):
             report = system.wait_for_evaluation(latest, max(30.0, deadline - time.monotonic()))
         with console.status(f"asking the generator for {DEFAULTED} defaulted customers over gRPC…"):
@@ -177,16 +183,10 @@ def run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     started = time.monotonic()
     try:
-        with console.status("starting Ray and the trainer, the generator and the evaluator…"):
-            system.start()
-        print_addresses(console, system)
-        train_with_progress(console, system, deadline)
+        latest = start_and_train(console, system, deadline)
         store = system.store()
-        from ganworks.checkpoint import read_latest, read_manifest
+        from ganworks.checkpoint import read_manifest
 
-        latest = read_latest(store, options.run)
-        if latest is None:
-            raise RuntimeError(f"the trainer finished without publishing a snapshot to {store.url}; see {system.logs / 'trainer.log'}")
         manifest = read_manifest(store, options.run, latest)
         with console.status(f"waiting for the evaluator to report snapshot {latest}…"):
             report = system.wait_for_evaluation(latest, max(30.0, deadline - time.monotonic()))

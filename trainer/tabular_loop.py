@@ -14,17 +14,13 @@ import time
 import numpy as np
 import ray
 import ray.train
-import ray.train.torch
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ganworks.models import get_family
 from ganworks.tabular.sampler import ConditionSampler
 from ganworks.tabular.synthesizer import CTGANStep, optimizers
 from ganworks.tabular.transformer import DataTransformer
-from ganworks.telemetry import setup_worker_logging
-from trainer.config import TrainOptions
-from trainer.loop import agree_across_ranks, log, report_checkpoint
+from trainer.loop import checkpoint_due, log, report_checkpoint, worker_start
 from trainer.metrics import serve_worker_up
 from trainer.reporting import Rank0Reporter
 from trainer.step import Networks, StepResult
@@ -37,12 +33,7 @@ def _step_seed(seed: int, rank: int, step: int) -> int:
 
 def train_table_worker(config: dict) -> None:
     # ---- set-up -----------------------------------------------------------------------------------------------
-    opts = TrainOptions(**config["options"])
-    setup_worker_logging()
-    family, params = get_family(opts.model), config["architecture_params"]
-    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
-    device = ray.train.torch.get_device()
-    torch.set_num_threads(opts.cpus_per_worker)
+    opts, family, params, rank, world, device = worker_start(config)
     per_worker = opts.batch_size // world
     encoded = np.array(ray.get(config["dataset"]["ref"]), dtype=np.float32)
     transformer = DataTransformer.loads(config["transformer"])
@@ -84,7 +75,7 @@ def train_table_worker(config: dict) -> None:
         if reporter is not None:
             reporter.after_step(result, step, rows_seen, nonfinite)
             reporter.maybe_publish(step, rows_seen, G, G, D)
-        if step == opts.steps or (step % opts.checkpoint_interval == 0 and agree_across_ranks(time.monotonic() - last_checkpoint >= opts.checkpoint_min_seconds, device)):
+        if checkpoint_due(step, opts, last_checkpoint, device):
             report_checkpoint(step, rows_seen, nonfinite, world, rank, unused_noise, nets, opts, {})
             last_checkpoint = time.monotonic()
 
