@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ganworks.errors import ConfigError
+from ganworks.optim import finite_grad_norm
 
 ACCOUNTANT = "rdp"
 
@@ -270,8 +271,6 @@ def per_sample_hooks_off(wrapped):
 
 def private_d_update(dp_opt, D: torch.nn.Module, loss: torch.Tensor, world: int):
     """Backward of the per-row mean loss, then clip, noise, (all-reduce), step. Returns the noised gradient norm or None."""
-    from ganworks.optim import finite_grad_norm
-
     dp_opt.zero_grad(set_to_none=True)
     loss.backward()
     if not dp_opt.pre_step():

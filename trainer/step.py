@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ganworks.models import ModelFamily
-from ganworks.optim import finite_grad_norm, optimizer_step  # noqa: F401 - finite_grad_norm is part of this module's interface
+from ganworks.optim import optimizer_step
 from trainer.ema import ema_beta, update_ema
 from trainer.augment import AdaptiveAugment
 from trainer.losses import AdversarialLoss, DRegulariser, GRegulariser

@@ -15,7 +15,7 @@ from ganworks.models import build_discriminator, build_generator
 from trainer.ema import ema_beta, make_ema, update_ema
 from trainer.metrics import StatsLog, TrainerMetrics
 from trainer.publisher import SampleGrid, SnapshotJob, SnapshotPublisher
-from trainer.step import finite_grad_norm
+from ganworks.optim import finite_grad_norm
 from trainer.train_state import load_train_state, save_train_state
 from tests.tbreader import read_tensorboard
 
