@@ -93,6 +93,7 @@ class Plan:
     # The request is the continuous default set (every option at the server's default): only it drives the gauges.
     default_set: bool = False
     classifier_dataset: ImageDataset | None = None
+    domains: Any = None  # a translation run's evaluator_service.translation.Domains
 
     @property
     def metrics_set(self) -> str:
@@ -122,6 +123,10 @@ def read_run_info(store, run: str) -> dict:
         raise InvalidRequestError(f"{store.url_for(key)} is not valid JSON: {exc}") from None
     dataset = info.get("dataset") if isinstance(info, dict) else None
     if isinstance(dataset, dict) and dataset.get("kind") == "table" and "spec" in dataset:
+        return info
+    if isinstance(dataset, dict) and dataset.get("kind") == "domains":
+        if not all(isinstance(dataset.get(k), dict) and "spec" in dataset[k] for k in ("domain_a", "domain_b")) or not {"image_size", "channels"} <= set(dataset):
+            raise InvalidRequestError(f"{store.url_for(key)} has no spec of domain_a/domain_b or no image_size/channels; the evaluator cannot tell what the run translates")
         return info
     if not isinstance(dataset, dict) or not {"spec", "image_size", "channels"} <= set(dataset):
         raise InvalidRequestError(f"{store.url_for(key)} has no dataset spec/image_size/channels; the evaluator cannot tell what to compare the run with")
@@ -194,10 +199,15 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings, dataset
     step = _step(store, request)
     if ds.get("kind") == "table":
         return _plan_table(request, settings, datasets, info, step)
+    if ds.get("kind") == "domains":
+        from evaluator_service.translation import plan_translation
+
+        return plan_translation(request, settings, datasets, info, step)
     metrics = list(dict.fromkeys(request.metrics)) or list(settings.default_metrics)
     for name in metrics:
-        if get_metric(name).tabular:
-            raise InvalidRequestError(f"{name} is a metric of table runs; run {request.run!r} makes images (image metrics: {', '.join(m for m, x in METRICS.items() if not x.tabular)})")
+        metric = get_metric(name)
+        if metric.kind != "image":
+            raise InvalidRequestError(f"{name} is a metric of {metric.kind} runs; run {request.run!r} makes images (image metrics: {', '.join(m for m, x in METRICS.items() if x.kind == 'image')})")
     n = request.num_samples or settings.default_num_samples
     if n < 2 or n > settings.max_num_samples:
         raise InvalidRequestError(f"num_samples must be from 2 to {settings.max_num_samples}, got {n}")
@@ -257,8 +267,9 @@ def _plan_table(request: EvaluationRequest, settings: EvaluatorSettings, dataset
     table_metrics = [name for name, metric in METRICS.items() if metric.tabular]
     metrics = list(dict.fromkeys(request.metrics)) or table_metrics
     for name in metrics:
-        if not get_metric(name).tabular:
-            raise InvalidRequestError(f"{name} is an image metric; run {request.run!r} makes table rows (table metrics: {', '.join(table_metrics)})")
+        metric = get_metric(name)
+        if not metric.tabular:
+            raise InvalidRequestError(f"{name} is {'an image' if metric.kind == 'image' else 'a ' + metric.kind} metric; run {request.run!r} makes table rows (table metrics: {', '.join(table_metrics)})")
     if request.extractor not in ("", TABLE_EXTRACTOR) or request.resize_mode not in ("", TABLE_RESIZE):
         raise InvalidRequestError(f"run {request.run!r} makes table rows: leave extractor and resize_mode empty (they are for images)")
     n = request.num_samples or settings.default_num_samples
@@ -339,6 +350,10 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
     """Runs a planned evaluation and writes its report; returns the report."""
     if p.extractor == TABLE_EXTRACTOR:
         return _run_table_evaluation(store, p, settings, progress)
+    if p.domains is not None:
+        from evaluator_service.translation import run_translation_evaluation
+
+        return run_translation_evaluation(store, p, settings, extractors, progress)
     started, created_at, phases = time.monotonic(), time.time(), {}
 
     def phase(name: str, fraction: float) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from evaluator_service.errors import GeneratorError, GeneratorUnavailableError, NotFoundError
 from ganworks.api import generator_pb2 as pb
 from ganworks.commandline import read_flag_file
-from ganworks.generator_client import GeneratorClient, RetryPolicy
+from ganworks.generator_client import GeneratorClient, RetryPolicy, build_translate_request, decode_translation
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +116,16 @@ class GeneratorSampler(GeneratorClient):
             values = np.concatenate([part.column(column.name).to_numpy(zero_copy_only=False) for part in parts])
             columns[column.name] = values.astype(object) if column.kind == "categorical" else values
         return columns
+
+    def translate_images(self, run: str, version: int, images: np.ndarray, direction: str) -> np.ndarray:
+        """uint8 N×H×W×C images translated by a translation run at version (Translate, raw pixels), in chunks, in order."""
+        out = []
+        for start in range(0, len(images), self.chunk):
+            part = images[start : start + self.chunk]
+            request = build_translate_request(run, part, direction, version=version, output="uint8")
+            response = decode_translation(self._call(f"Translate({run}, version {version}, {direction})", "Translate", request))
+            if response.version != version or response.images.shape != part.shape:
+                raise GeneratorError(f"asked the generator to translate {len(part)} images of shape {list(part.shape[1:])} with {run} version {version}; "
+                                     f"it answered {len(response.images)} of shape {list(response.images.shape[1:])} from version {response.version}")
+            out.append(response.images)
+        return np.concatenate(out) if out else images[:0].copy()

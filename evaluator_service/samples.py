@@ -32,3 +32,32 @@ class TableSamples:
     """One side of a table run's evaluation: its rows with their schema (a ganworks.tabular.data.TabularDataset)."""
 
     table: Any
+
+
+DIRECTIONS = ("a_to_b", "b_to_a")
+
+
+@dataclasses.dataclass
+class DirectionSamples:
+    """One side of a translation run's evaluation, keyed by direction ("a_to_b", "b_to_a").
+
+    On the reference side: the real images of each direction's target domain (B for a_to_b), as features and
+    statistics. On the generated side: held-out images of each direction's source domain (`sources`), what the
+    served model made of them (their features and statistics), those translated back (`cycled`), and the class
+    a judging classifier gives each translation (`predicted`) with the classes that count as the target domain.
+    """
+
+    features: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    stats: dict[str, FeatureStats] = dataclasses.field(default_factory=dict)
+    sources: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    cycled: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    predicted: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    target_classes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def domains(self) -> "DirectionSamples":
+        return self
+
+    @property
+    def translations(self) -> "DirectionSamples":
+        return self

@@ -158,6 +158,16 @@ def quality() -> dict:
         _panel(title, [(f"max by (run, extractor) (ganworks_evaluator_{name}{{{RUN}}})", "{{run}} ({{extractor}})")], "short", description=text)
         for title, name, text in gauges
     ]
+    # Translation runs: one panel per measure, a series per direction (or per domain for the round trip).
+    translation = [
+        ("Translation FID", "translation_fid_{}", ("a_to_b", "b_to_a"), "translation runs: translated held-out images against the real target domain, lower is better"),
+        ("Translation success", "translation_success_{}", ("a_to_b", "b_to_a"), "translation runs: share of translations a classifier of both domains puts in the target domain"),
+        ("Cycle L1", "cycle_l1_{}", ("a", "b"), "translation runs: mean |x − back(there(x))| of held-out images, 0..1 scale, lower is better"),
+    ]
+    panels += [
+        _panel(title, [(f"max by (run, extractor) (ganworks_evaluator_{name.format(part)}{{{RUN}}})", f"{{{{run}}}} {part}") for part in parts], "short", description=text)
+        for title, name, parts, text in translation
+    ]
     panels.insert(1, _panel("FID against the best of the last 24 h", [
         (f"min by (run, extractor) (ganworks_evaluator_fid{{{RUN}}})", "{{run}} now"),
         (f"min by (run, extractor) (min_over_time(ganworks_evaluator_fid{{{RUN}}}[24h]))", "{{run}} best 24h"),

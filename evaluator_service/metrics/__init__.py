@@ -25,6 +25,10 @@ REGISTERED = (
     "table_quality",
     "ml_efficacy",
     "dcr",
+    "translation_fid",
+    "translation_kid",
+    "cycle_consistency",
+    "translation_success",
 )
 
 METRICS: dict[str, Metric] = {m.name: m for m in (importlib.import_module(f"{__name__}.{module}").METRIC for module in REGISTERED)}

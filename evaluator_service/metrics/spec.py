@@ -6,7 +6,9 @@ An input is named `<side>.<kind>`: the side is where the samples come from (`ref
 the extractor is the dataset's own classifier, else its predicted logits, `images` — raw uint8 pixels,
 `labels` — true class labels: the dataset's, or for generated samples the labels the conditional model was asked
 for, -1 from an unconditional one),
-`table` — a tabular run's rows with their schema, a ganworks.tabular.data.TabularDataset).
+`table` — a tabular run's rows with their schema, a ganworks.tabular.data.TabularDataset,
+`domains` — a translation run's real images of each target domain, `translations` — its held-out images of each
+domain translated to the other and back; both evaluator_service.samples.DirectionSamples keyed by direction).
 The pipeline (`evaluator_service/evaluation.py`) gathers exactly the declared inputs; a new kind of input
 (translated images, ...) is a new name here and one attribute on the pipeline's samples.
 """
@@ -36,9 +38,12 @@ REFERENCE_TABLE = "reference.table"
 HELD_OUT_TABLE = "held_out.table"
 GENERATED_TABLE = "generated.table"
 TABLE_INPUTS = (REFERENCE_TABLE, HELD_OUT_TABLE, GENERATED_TABLE)
+REFERENCE_DOMAINS = "reference.domains"
+GENERATED_TRANSLATIONS = "generated.translations"
+TRANSLATION_INPUTS = (REFERENCE_DOMAINS, GENERATED_TRANSLATIONS)
 INPUTS = (REFERENCE_FEATURES, REFERENCE_STATS, REFERENCE_CLASSES, REFERENCE_IMAGES, REFERENCE_LABELS, HELD_OUT_FEATURES, HELD_OUT_IMAGES,
           HELD_OUT_LABELS, GENERATED_FEATURES, GENERATED_STATS, GENERATED_LOGITS, GENERATED_IMAGES, GENERATED_LABELS,
-          *TABLE_INPUTS)
+          *TABLE_INPUTS, *TRANSLATION_INPUTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +134,18 @@ class Metric:
 
     @property
     def tabular(self) -> bool:
-        """A metric of table runs (its inputs are tables); the others are for image runs."""
+        """A metric of table runs (its inputs are tables)."""
         return any(i in TABLE_INPUTS for i in self.inputs)
+
+    @property
+    def translation(self) -> bool:
+        """A metric of translation runs (its inputs are translated images)."""
+        return any(i in TRANSLATION_INPUTS for i in self.inputs)
+
+    @property
+    def kind(self) -> str:
+        """What runs the metric is for: "table", "translation" or "image" (noise-to-image models)."""
+        return "table" if self.tabular else "translation" if self.translation else "image"
 
     @property
     def defaults(self) -> dict[str, int | float | None]:

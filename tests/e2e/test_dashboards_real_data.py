@@ -8,7 +8,6 @@ import re
 import pytest
 
 from evaluator_service.metrics import METRICS
-from evaluator_service.metrics.spec import TABLE_INPUTS
 from tests.deploy import artifacts
 from tests.deploy.tools import run_tool
 from tests.e2e.conftest import COMPONENTS, RUN
@@ -35,15 +34,16 @@ def _exported_labels(text: str) -> dict[str, set[str]]:
     return labels
 
 
-# The live run trains images; the gauges of table runs (ctgan) are exported only for those, so their panels and
-# label matchers cannot have data here. tests/evaluator/test_tabular.py proves each is exported with its run and
-# extractor labels by a real evaluator that evaluated a table run.
-TABLE_GAUGES = {f"ganworks_evaluator_{gauge}" for metric in METRICS.values() if metric.real in TABLE_INPUTS for gauge in metric.gauges.values()}
+# The live run trains images; the gauges of table runs (ctgan) and translation runs (cyclegan) are exported only for
+# those, so their panels and label matchers cannot have data here. tests/evaluator/test_tabular.py and
+# test_translation.py prove each is exported with its run and extractor labels by a real evaluator that evaluated
+# such a run.
+OTHER_RUN_GAUGES = {f"ganworks_evaluator_{gauge}" for metric in METRICS.values() if metric.kind != "image" for gauge in metric.gauges.values()}
 
 
-def _only_table_gauges(expr: str) -> bool:
+def _only_other_run_gauges(expr: str) -> bool:
     names = set(re.findall(r"ganworks_[a-z0-9_]+", expr))
-    return bool(names) and names <= TABLE_GAUGES
+    return bool(names) and names <= OTHER_RUN_GAUGES
 
 
 def test_prometheus_scraped_all_three_components_while_they_ran(live):
@@ -52,7 +52,7 @@ def test_prometheus_scraped_all_three_components_while_they_ran(live):
 
 
 def test_every_dashboard_panel_returns_data(live):
-    empty = [f"{board} / {title}: {expr}" for (board, title, expr), result in live.panels.items() if not result and not _only_table_gauges(expr)]
+    empty = [f"{board} / {title}: {expr}" for (board, title, expr), result in live.panels.items() if not result and not _only_other_run_gauges(expr)]
     assert not empty, "panels without data:\n" + "\n".join(empty)
 
 
@@ -87,7 +87,7 @@ def test_every_label_deploy_matches_on_is_exported_with_its_metric(live):
             exported.setdefault(name, set()).update(labels)
     target_labels = {"job", "instance"}  # added by Prometheus at scrape time, not by the services
     missing = {name: sorted(labels - target_labels - exported.get(name, set()))
-               for name, labels in artifacts.label_matchers_used().items() if name not in TABLE_GAUGES and labels - target_labels - exported.get(name, set())}
+               for name, labels in artifacts.label_matchers_used().items() if name not in OTHER_RUN_GAUGES and labels - target_labels - exported.get(name, set())}
     assert not missing, f"labels deploy/ selects on that the services do not export: {missing}"
 
 
