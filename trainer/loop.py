@@ -167,17 +167,26 @@ def agree_across_ranks(decision: bool, device: torch.device) -> bool:
 
 
 def report_checkpoint(step: int, images_seen: int, nonfinite: int, world: int, rank: int, noise: torch.Generator, nets: Networks, opts: TrainOptions,
-                       step_state: dict[str, float], budget: PrivacyBudget | None = None) -> None:
+                       step_state: dict[str, float], budget: PrivacyBudget | None = None, rank_state: dict[str, torch.Tensor] | None = None) -> None:
+    """rank_state: a family's own tensors of this worker (the same names and shapes on every rank), gathered into the checkpoint."""
     # Each rank's noise stream goes into the checkpoint, so a resumed run draws what it would have drawn.
     rng = noise.get_state()
     rng_states = [torch.empty_like(rng) for _ in range(world)]
     dist.all_gather(rng_states, rng)
+    rank_states = None
+    if rank_state:
+        rank_states = [{} for _ in range(world)]
+        for name, value in sorted(rank_state.items()):
+            gathered = [torch.empty_like(value) for _ in range(world)]
+            dist.all_gather(gathered, value.contiguous())
+            for r, tensor in enumerate(gathered):
+                rank_states[r][name] = tensor
     checkpoint = None
     if rank == 0:
         folder = tempfile.mkdtemp(prefix="ganworks-ckpt-")  # Ray deletes it once uploaded
         save_train_state(pathlib.Path(folder), generator=nets.G, discriminator=nets.D, generator_ema=nets.G_ema, g_optimizer=nets.g_opt, d_optimizer=nets.d_opt, rng_states=rng_states,
                          counters={"step": step, "images_seen": images_seen, "nonfinite_steps": nonfinite, "world_size": world, "run": opts.run,
-                                   "step_state": step_state, **({"privacy": budget.state()} if budget is not None else {})})
+                                   "step_state": step_state, **({"privacy": budget.state()} if budget is not None else {})}, rank_states=rank_states)
         checkpoint = ray.train.Checkpoint.from_directory(folder)
     # Uploaded in the background: a slow or unreachable store delays the checkpoint, not the training.
     ray.train.report({"step": step, "images_seen": images_seen}, checkpoint=checkpoint, checkpoint_dir_name=f"step_{step:09d}",

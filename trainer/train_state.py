@@ -37,8 +37,12 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> 
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+RANK_STATE_FILE = "rank_state.safetensors"
+
+
 def save_train_state(folder: pathlib.Path, *, generator, discriminator, generator_ema, g_optimizer, d_optimizer,
-                     rng_states: list[torch.Tensor], counters: dict[str, Any]) -> None:
+                     rng_states: list[torch.Tensor], counters: dict[str, Any], rank_states: list[dict[str, torch.Tensor]] | None = None) -> None:
+    """rank_states: a family's own per-worker tensors (cyclegan's history pools), one dict per rank."""
     folder = pathlib.Path(folder)
     _save(generator.state_dict(), folder / "generator.safetensors")
     _save(discriminator.state_dict(), folder / "discriminator.safetensors")
@@ -49,6 +53,8 @@ def save_train_state(folder: pathlib.Path, *, generator, discriminator, generato
         tensors, meta[name] = _optimizer_tensors(optimizer)
         _save(tensors, folder / f"{name}.safetensors")
     _save({f"rank{rank}": state for rank, state in enumerate(rng_states)}, folder / "rng.safetensors")
+    if rank_states:
+        _save({f"rank{rank}.{name}": value for rank, tensors in enumerate(rank_states) for name, value in tensors.items()}, folder / RANK_STATE_FILE)
     (folder / STATE_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, **counters, **meta}, indent=2))
 
 
@@ -69,3 +75,15 @@ def load_train_state(folder: pathlib.Path, *, generator, discriminator, generato
         optimizer.load_state_dict(_optimizer_state(load_file(str(folder / f"{name}.safetensors")), meta[name]))
     rng = {int(key[4:]): value for key, value in load_file(str(folder / "rng.safetensors")).items()}
     return meta, rng
+
+
+def load_rank_states(folder: pathlib.Path) -> dict[int, dict[str, torch.Tensor]]:
+    """The per-worker tensors save_train_state wrote (rank -> name -> tensor); empty for a checkpoint without them."""
+    path = pathlib.Path(folder) / RANK_STATE_FILE
+    if not path.exists():
+        return {}
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(str(path)).items():
+        rank, _, name = key.partition(".")
+        out.setdefault(int(rank[4:]), {})[name] = value
+    return out

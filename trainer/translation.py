@@ -39,6 +39,16 @@ class HistoryPool:
                 out.append(image)
         return torch.stack(out)
 
+    def state(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(size × shape images, zero-padded past the filled ones; the count filled) — one shape on every rank, for the checkpoint."""
+        padded = torch.zeros((self.size, *shape))
+        if self.images:
+            padded[: len(self.images)] = torch.stack(self.images).cpu()
+        return padded, torch.tensor([len(self.images)])
+
+    def load(self, padded: torch.Tensor, count: torch.Tensor, device: torch.device | str = "cpu") -> None:
+        self.images = [image.to(device) for image in padded[: int(count.item())]]
+
 
 def lr_factor(step: int, steps: int, decay_start: float) -> float:
     """1 until decay_start × steps, then linearly down to (almost) 0 at the last step."""
@@ -60,6 +70,17 @@ class CycleStep:
         self.cycle_weight, self.identity_weight = params["cycle_weight"], params["identity_weight"]
         self.pool_a = HistoryPool(params["pool_size"], params["pool_probability"], noise)
         self.pool_b = HistoryPool(params["pool_size"], params["pool_probability"], noise)
+
+    def pool_state(self, image_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """Both history pools as tensors for the resume checkpoint (a resumed run shows D the fakes it would have seen)."""
+        out = {}
+        for name, pool in (("pool_a", self.pool_a), ("pool_b", self.pool_b)):
+            out[name], out[f"{name}_count"] = pool.state(image_shape)
+        return out
+
+    def load_pools(self, tensors: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> None:
+        for name, pool in (("pool_a", self.pool_a), ("pool_b", self.pool_b)):
+            pool.load(tensors[name], tensors[f"{name}_count"], device)
 
     def set_lr(self, factor: float, g_lr: float, d_lr: float) -> None:
         for opt, base in ((self.nets.g_opt, g_lr), (self.nets.d_opt, d_lr)):

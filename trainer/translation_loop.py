@@ -1,8 +1,8 @@
 """The per-worker loop of a translation (cyclegan) run: CycleGAN steps on two unpaired image sets under DDP, rank 0's reports, resume.
 
 Each domain is shuffled per epoch by its own seed, so the A and B images of a step are an unrelated draw. The
-snapshot is the EMA of the generator pair (both directions). The history pools are not in the checkpoint: a
-resumed run starts them empty, which costs D its memory of old fakes for pool_size images.
+snapshot is the EMA of the generator pair (both directions). Each worker's history pools go into the resume
+checkpoint with its noise stream, so a resumed run shows D the same past fakes it would have seen.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from trainer.loop import RealBatches, build_networks, checkpoint_due, log, repor
 from trainer.metrics import serve_worker_up
 from trainer.reporting import Rank0Reporter
 from trainer.step import Networks
-from trainer.train_state import load_train_state
+from trainer.train_state import load_rank_states, load_train_state
 from trainer.translation import CycleStep, lr_factor
 
 
@@ -32,18 +32,24 @@ def train_translation_worker(config: dict) -> None:
     G, D, G_ema, g_opt, d_opt, noise = build_networks(family, params, opts, rank, device)
 
     # ---- resume from Ray's last checkpoint ---------------------------------------------------------------------
-    step, images_seen, nonfinite = 0, 0, 0
+    step, images_seen, nonfinite, pools = 0, 0, 0, {}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             meta, rng = load_train_state(pathlib.Path(folder), generator=G, discriminator=D, generator_ema=G_ema, g_optimizer=g_opt, d_optimizer=d_opt)
+            saved_pools = load_rank_states(pathlib.Path(folder))
         step, images_seen, nonfinite = meta["step"], meta["images_seen"], meta["nonfinite_steps"]
         if meta.get("world_size") == world and rank in rng:
             noise.set_state(rng[rank])
+            pools = saved_pools.get(rank, {})
         log.info("rank %d resumed at step %d (%d images of each domain seen)", rank, step, images_seen)
 
     nets = Networks(G, D, G_ema, DDP(G), DDP(D), g_opt, d_opt)
     cycle = CycleStep(nets, params, noise)
+    if pools:
+        cycle.load_pools(pools, device)
+    image_shape = (params["channels"], params["image_size"], params["image_size"])
+
     reporter = Rank0Reporter(config, opts, params, step, images_seen) if rank == 0 else None
     if rank != 0 and ray.train.get_context().get_local_rank() == 0:
         serve_worker_up(opts.run, opts.metrics_port, opts.metrics_host)
@@ -62,7 +68,7 @@ def train_translation_worker(config: dict) -> None:
             reporter.after_step(result, step, images_seen, nonfinite)
             reporter.maybe_publish(step, images_seen, G_ema, G, D)
         if checkpoint_due(step, opts, last_checkpoint, device):
-            report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts, {})
+            report_checkpoint(step, images_seen, nonfinite, world, rank, noise, nets, opts, {}, rank_state=cycle.pool_state(image_shape))
             last_checkpoint = time.monotonic()
 
     if reporter is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -18,15 +20,18 @@ TINY = {"width": "4", "blocks": "1", "d_width": "4", "d_layers": "2"}
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_a_cyclegan_run_on_two_digit_classes_publishes_both_generators_and_names_its_domains(ray_cluster, tmp_path):
+def test_a_cyclegan_run_on_two_digit_classes_publishes_both_generators_names_its_domains_and_resumes_with_its_pools(ray_cluster, tmp_path):
     settings = StoreSettings(store=str(tmp_path / "store"))
     opts = TrainOptions(run="cg", model="cyclegan", dataset="digits:0", dataset_b="digits:1", image_size=16, steps=2, snapshot_every=1, num_workers=2,
                         batch_size=4, metrics_port=0, log_every=1, publish_retry_seconds=30.0, model_params=dict(TINY))
     outcome = driver.train(driver.plan(opts, settings), show_progress=False)
+    # The same run resumed for one more step: both workers' history pools come back from the checkpoint.
+    resumed = driver.train(driver.plan(dataclasses.replace(opts, steps=3), settings), show_progress=False)
 
     store = open_store(settings=settings)
-    snapshot = load_snapshot(store, "cg")
-    assert outcome.published == [1, 2] and snapshot.manifest.step == 2
+    assert outcome.published == [1, 2] and resumed.start_steps == [2] and resumed.published == [3]
+    snapshot = load_snapshot(store, "cg", 2)
+    assert snapshot.manifest.step == 2
     assert (snapshot.manifest.architecture_params["domain_a"], snapshot.manifest.architecture_params["domain_b"]) == ("digits:0", "digits:1")
     dataset = store.get_json(run_info_key("cg"))["dataset"]
     assert dataset["domain_a"]["spec"] == "digits:0" and dataset["domain_b"]["spec"] == "digits:1" and dataset["id"] == snapshot.manifest.dataset_id

@@ -66,3 +66,32 @@ def test_cyclegan_refuses_noise_sampling_and_class_labels_with_messages_that_say
         family.random_latents(family.validate(SMALL), 4, torch.Generator())
     with pytest.raises(ModelConfigError, match="--dataset-b"):
         family.validate({**SMALL, "num_classes": 3})
+
+
+def test_history_pools_saved_in_the_resume_state_hand_back_the_same_past_images_as_pools_never_stopped(tmp_path):
+    from trainer.train_state import load_rank_states, save_train_state
+
+    def pool(seed_state=None):
+        rng = torch.Generator().manual_seed(7)
+        if seed_state is not None:
+            rng.set_state(seed_state)
+        return HistoryPool(size=8, probability=0.5, rng=rng)
+
+    torch.manual_seed(0)
+    batches = [torch.randn(4, 1, 4, 4) for _ in range(6)]
+    running = pool()
+    for batch in batches[:3]:  # 12 images: full, and already swapping
+        running(batch)
+    padded, count = running.state((1, 4, 4))
+    net = torch.nn.Linear(1, 1)
+    opt = torch.optim.Adam(net.parameters())
+    save_train_state(tmp_path, generator=net, discriminator=net, generator_ema=None, g_optimizer=opt, d_optimizer=opt,
+                     rng_states=[running.rng.get_state()], counters={"step": 3}, rank_states=[{"pool_a": padded, "pool_a_count": count}])
+
+    saved = load_rank_states(tmp_path)[0]
+    resumed = pool(running.rng.get_state())
+    resumed.load(saved["pool_a"], saved["pool_a_count"])
+    assert int(saved["pool_a_count"]) == 8
+    for batch in batches[3:]:
+        assert torch.equal(resumed(batch), running(batch))
+    assert load_rank_states(tmp_path / "missing") == {}
