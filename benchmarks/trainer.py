@@ -16,7 +16,8 @@ modconv_speedup (issue 12): stylegan2's modulated 3×3 convolutions with demodul
 32 px model's synthesis layers (4×4, 8×8, 16×16 at 256 channels, 32×32 at 128), forward and backward at batch 32:
 the batched form ganworks uses on this device (grouped convolution on CUDA, style-scaled input elsewhere) vs a Python
 loop of per-sample convolutions; both batched forms are reported per layer too. Medians of interleaved repeats,
-summed over the layers. Target ≥ 3. `--modconv-only` measures just that.
+summed over the layers; the input and weights need gradients, as in training. Target ≥ 3. `--modconv-only` measures
+just that.
 """
 
 from __future__ import annotations
@@ -121,7 +122,10 @@ def modconv_speedup(batch: int = 32, repeats: int = 5) -> dict:
     per_layer = {}
     for size, channels in MODCONV_LAYERS:
         gen = torch.Generator().manual_seed(0)
-        x = torch.randn(batch, channels, size, size, generator=gen).to(device)
+        # The input needs its gradient too, as every synthesis layer's does in training (its input is the previous layer's
+        # output, or the learned constant): without it both forms skip the input-gradient convolution and the loop looks
+        # cheaper than it is.
+        x = torch.randn(batch, channels, size, size, generator=gen).to(device).requires_grad_(True)
         weight = torch.randn(channels, channels, 3, 3, generator=gen).to(device).requires_grad_(True)
         styles = (torch.randn(batch, channels, generator=gen) + 1).to(device).requires_grad_(True)
 
@@ -164,9 +168,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--modconv-only", action="store_true", help="measure only stylegan2's grouped modulated conv against the per-sample loop")
+    parser.add_argument("--modconv-repeats", type=int, default=5, help="interleaved repeats per form and layer (medians are compared; more is steadier on a busy machine)")
     args = parser.parse_args()
     args.threads = THREADS  # torch threads of the plain loop and of each Ray worker
-    modconv = modconv_speedup()
+    modconv = modconv_speedup(repeats=args.modconv_repeats)
     print(json.dumps(modconv), flush=True)
     if args.modconv_only:
         return 0
