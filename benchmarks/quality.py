@@ -31,7 +31,12 @@ saw: translation success is the share of translated images that a Fashion-MNIST 
 the train split while the GAN trains) calls the target class; cycle L1 is the mean |G_ba(G_ab(a)) − a| on [0, 1]
 pixels (and the reverse). Writes the before/after grid (rows: A, A→B, A→B→A, B, B→A, B→A→B) to --grid.
 
-    .venv/bin/python benchmarks/quality.py --model cyclegan [--steps 2400] [--grid docs/images/cyclegan-sneaker-ankle-boot.png]
+    .venv/bin/python benchmarks/quality.py --model cyclegan [--steps 2400] [--grid docs/images/cyclegan-sneaker-ankle-boot.png] [--evaluate]
+
+--evaluate then serves the snapshot with `ganworks generator serve` and evaluates it as the evaluator service does
+(`evaluator_service.evaluation`, its translation metrics: held-out images through Translate, FID/KID against the
+target domain with the Fashion-MNIST classifier the evaluator fits and stores itself, cycle L1, judged success),
+and reports those numbers beside the benchmark's own ("evaluator" in the JSON; a few more minutes).
 
 Targets (issue 17): translation success ≥ 0.8 in both directions, ≤ 30 minutes on 2 CPUs.
 """
@@ -42,6 +47,7 @@ import argparse
 import json
 import math
 import os
+import pathlib
 import sys
 import tempfile
 import time
@@ -244,6 +250,7 @@ def main() -> int:
     parser.add_argument("--conditional-only", action="store_true", help="skip the unconditional model")
     parser.add_argument("--store", help="keep the runs in this store (default: a temporary folder)")
     parser.add_argument("--progress", action="store_true", help="show the training progress bar")
+    parser.add_argument("--evaluate", action="store_true", help="cyclegan: also evaluate the snapshot through the generator service with the evaluator's translation metrics")
     parser.add_argument("--transfer", action="store_true", help="run the transfer-learning benchmark instead (Fashion-MNIST, see transfer())")
     parser.add_argument("--source-steps", type=int, default=600, help="--transfer: steps of the source model on the other 8 classes")
     parser.add_argument("--evaluations", type=int, default=6, help="--transfer: snapshots scored per run")
@@ -359,6 +366,7 @@ def translation(args) -> int:
         b_to_a = translate_all(family, generator, test_b.images, "b_to_a")
         a_back = translate_all(family, generator, a_to_b, "b_to_a")
         b_back = translate_all(family, generator, b_to_a, "a_to_b")
+        evaluated = evaluate_translation(store, settings.store, run, tmp) if args.evaluate else None
 
     def share(images, label: int) -> float:
         return round(float((predict(judge, images).argmax(1) == label).mean()), 4)
@@ -383,8 +391,33 @@ def translation(args) -> int:
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     result["meets_targets"] = bool(result["translation_success_a_to_b"] >= 0.8 and result["translation_success_b_to_a"] >= 0.8 and result["total_seconds"] <= 1800)
+    if evaluated is not None:
+        result["evaluator"] = evaluated
     print(json.dumps(result))
     return 0
+
+
+def evaluate_translation(store, store_url: str, run: str, workdir: str) -> dict:
+    """The snapshot served by a real generator process and evaluated by the evaluator's pipeline, as a deployment does."""
+    from evaluator_service.evaluation import EvaluationRequest, plan, run_evaluation
+    from evaluator_service.features import ExtractorCache
+    from evaluator_service.settings import EvaluatorSettings
+    from orchestration.processes import ServiceProcess, free_port, ganworks_command, wait_for_grpc_health
+
+    started = time.monotonic()
+    torch.set_num_threads(1)  # on a busy 2-core machine a second thread makes the small classifier wait (see docs/evaluator.md)
+    port = free_port()
+    generator = ServiceProcess("generator", ganworks_command("generator", "serve", "--runs", run, "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1",
+                                                          "--store", store_url, "--torch-threads", "1"), pathlib.Path(workdir) / "generator.log").start()
+    try:
+        wait_for_grpc_health(f"127.0.0.1:{port}", 120, generator)
+        settings = EvaluatorSettings(generator=f"127.0.0.1:{port}", default_num_samples=1000, torch_threads=1, generator_retry_seconds=60.0)
+        report = run_evaluation(store, plan(store, EvaluationRequest(run=run), settings), settings, ExtractorCache(store))
+    finally:
+        generator.stop()
+    print(f"evaluator: {report['metrics']}", flush=True)
+    return {"metrics": {k: round(v, 4) for k, v in report["metrics"].items()}, "extractor": report["extractor"], "judge": report["judge"],
+            "judge_test_accuracy": report["extractor_info"].get("test_accuracy"), "translated": report["translated"], "seconds": round(time.monotonic() - started, 1)}
 
 
 def inception_reference(store, test, max_samples: int):
