@@ -149,6 +149,28 @@ def split_params(params: dict[str, float], metrics: list[str], num_samples: int)
     return checked
 
 
+# What each kind of run does, for the message that refuses a metric of another kind.
+RUN_KINDS = {"image": "makes images", "table": "makes table rows", "translation": "translates images"}
+
+
+def requested_metrics(request: EvaluationRequest, kind: str, default: list[str] | None = None) -> list[str]:
+    """The metrics asked for, or the default set (all metrics of the kind when none is given), each of this kind of run."""
+    fitting = [name for name, metric in METRICS.items() if metric.kind == kind]
+    metrics = list(dict.fromkeys(request.metrics)) or list(default if default is not None else fitting)
+    for name in metrics:
+        metric = get_metric(name)
+        if metric.kind != kind:
+            raise InvalidRequestError(f"{name} is a metric of {metric.kind} runs; run {request.run!r} {RUN_KINDS[kind]} ({kind} metrics: {', '.join(fitting)})")
+    return metrics
+
+
+def num_samples(request: EvaluationRequest, settings: EvaluatorSettings) -> int:
+    n = request.num_samples or settings.default_num_samples
+    if n < 2 or n > settings.max_num_samples:
+        raise InvalidRequestError(f"num_samples must be from 2 to {settings.max_num_samples}, got {n}")
+    return n
+
+
 def _needs(metric: Metric, side: str) -> bool:
     return any(i.startswith(f"{side}.") for i in metric.inputs)
 
@@ -203,14 +225,8 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings, dataset
         from evaluator_service.translation import plan_translation
 
         return plan_translation(request, settings, datasets, info, step)
-    metrics = list(dict.fromkeys(request.metrics)) or list(settings.default_metrics)
-    for name in metrics:
-        metric = get_metric(name)
-        if metric.kind != "image":
-            raise InvalidRequestError(f"{name} is a metric of {metric.kind} runs; run {request.run!r} makes images (image metrics: {', '.join(m for m, x in METRICS.items() if x.kind == 'image')})")
-    n = request.num_samples or settings.default_num_samples
-    if n < 2 or n > settings.max_num_samples:
-        raise InvalidRequestError(f"num_samples must be from 2 to {settings.max_num_samples}, got {n}")
+    metrics = requested_metrics(request, "image", settings.default_metrics)
+    n = num_samples(request, settings)
     resize_mode = check_resize_mode(request.resize_mode or settings.default_resize_mode)
     split = ds.get("split", "train")
     try:
@@ -264,17 +280,10 @@ def _plan_table(request: EvaluationRequest, settings: EvaluatorSettings, dataset
     from ganworks.tabular.data import load_table
 
     ds = info["dataset"]
-    table_metrics = [name for name, metric in METRICS.items() if metric.tabular]
-    metrics = list(dict.fromkeys(request.metrics)) or table_metrics
-    for name in metrics:
-        metric = get_metric(name)
-        if not metric.tabular:
-            raise InvalidRequestError(f"{name} is {'an image' if metric.kind == 'image' else 'a ' + metric.kind} metric; run {request.run!r} makes table rows (table metrics: {', '.join(table_metrics)})")
+    metrics = requested_metrics(request, "table")
     if request.extractor not in ("", TABLE_EXTRACTOR) or request.resize_mode not in ("", TABLE_RESIZE):
         raise InvalidRequestError(f"run {request.run!r} makes table rows: leave extractor and resize_mode empty (they are for images)")
-    n = request.num_samples or settings.default_num_samples
-    if n < 2 or n > settings.max_num_samples:
-        raise InvalidRequestError(f"num_samples must be from 2 to {settings.max_num_samples}, got {n}")
+    n = num_samples(request, settings)
     split = ds.get("split", "train")
     try:
         reference = datasets.get_or_create(("table", ds["spec"], split), lambda: load_table(ds["spec"], split=split))

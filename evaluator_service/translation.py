@@ -27,7 +27,7 @@ from evaluator_service.cache import BoundedCache
 from evaluator_service.errors import InvalidRequestError
 from evaluator_service.features import ExtractorCache, check_extractor_id, check_resize_mode, default_extractor
 from evaluator_service.features import classifier as classifier_extractor
-from evaluator_service.metrics import METRICS, get_metric
+from evaluator_service.metrics import get_metric
 from evaluator_service.metrics.spec import REFERENCE_DOMAINS
 from evaluator_service.reference import load_or_compute
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
@@ -57,10 +57,6 @@ class Domains:
     target_classes: dict[str, tuple[int, ...]]  # direction -> the judge's classes of its target domain
 
 
-def translation_metrics() -> list[str]:
-    return [name for name, metric in METRICS.items() if metric.translation]
-
-
 def _judge(specs: dict[str, str], image_size: int, channels: int, load) -> tuple[tuple[str, ImageDataset, str] | None, str, dict[str, tuple[int, ...]]]:
     """The classifier that can tell the two domains apart: that of the one labelled dataset both are class subsets of."""
     parsed = {k: subset.parse(spec) for k, spec in specs.items()}
@@ -82,18 +78,11 @@ def _judge(specs: dict[str, str], image_size: int, channels: int, load) -> tuple
 
 def plan_translation(request, settings: EvaluatorSettings, datasets: BoundedCache, info: dict, step: int):
     """plan() for a translation run: both domains' images, the extractor, the judge, and the translation metrics."""
-    from evaluator_service.evaluation import Plan, _dataset, _variant, split_params
+    from evaluator_service.evaluation import Plan, _dataset, _variant, num_samples, requested_metrics, split_params
 
     ds = info["dataset"]
-    names = translation_metrics()
-    metrics = list(dict.fromkeys(request.metrics)) or names
-    for name in metrics:
-        metric = get_metric(name)
-        if not metric.translation:
-            raise InvalidRequestError(f"{name} is a metric of {metric.kind} runs; run {request.run!r} translates images (translation metrics: {', '.join(names)})")
-    n = request.num_samples or settings.default_num_samples
-    if n < 2 or n > settings.max_num_samples:
-        raise InvalidRequestError(f"num_samples must be from 2 to {settings.max_num_samples}, got {n}")
+    metrics = requested_metrics(request, "translation")
+    n = num_samples(request, settings)
     resize_mode = check_resize_mode(request.resize_mode or settings.default_resize_mode)
     split = ds.get("split", "train")
     size, channels = int(ds["image_size"]), int(ds["channels"])

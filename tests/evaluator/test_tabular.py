@@ -64,7 +64,7 @@ def test_a_table_run_gets_quality_efficacy_and_privacy_in_its_report_and_on_the_
 
 
 def test_image_metrics_and_extractors_are_refused_for_a_table_run_naming_the_table_metrics(table_evaluator):
-    for request, message in ((dict(metrics=["fid"]), "fid is an image metric; run 'bc-table' makes table rows (table metrics: table_quality, ml_efficacy, dcr)"),
+    for request, message in ((dict(metrics=["fid"]), "fid is a metric of image runs; run 'bc-table' makes table rows (table metrics: table_quality, ml_efficacy, dcr)"),
                              (dict(extractor="inception-v3-fid"), "leave extractor and resize_mode empty")):
         with pytest.raises(grpc.RpcError) as caught:
             table_evaluator.stub.Evaluate(pb.EvaluateRequest(run=RUN, **request), timeout=60)
