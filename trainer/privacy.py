@@ -73,6 +73,8 @@ class PrivacyPlan:
     planned_steps: int
     budget_steps: int  # the last step whose ε is within E (the run stops there whatever --steps says)
     accountant: str = ACCOUNTANT
+    epsilon_spent: float = 0.0  # ε of the newest published snapshot; rank 0 rewrites it after each publish (trainer/reporting.py)
+    epsilon_spent_step: int = 0  # that snapshot's step
     charged: str = "real samples only: each D step is one clipped, noised pass over a Poisson sample of the data plus generated samples"
 
     def to_json(self) -> dict[str, Any]:
@@ -126,7 +128,8 @@ def plan_privacy(opts, n: int, previous: dict[str, Any] | None) -> PrivacyPlan:
     else:
         sigma = get_noise_multiplier(target_epsilon=opts.dp_epsilon, target_delta=delta, sample_rate=sample_rate, steps=opts.steps, accountant=ACCOUNTANT)
     budget_steps = last_step_within([], sigma, sample_rate, delta, opts.dp_epsilon, opts.steps)
-    return PrivacyPlan(opts.dp_epsilon, delta, opts.dp_max_grad_norm, float(sigma), sample_rate, opts.steps, budget_steps)
+    spent = {k: previous[k] for k in ("epsilon_spent", "epsilon_spent_step") if k in previous} if previous else {}  # a resume keeps what was published
+    return PrivacyPlan(opts.dp_epsilon, delta, opts.dp_max_grad_norm, float(sigma), sample_rate, opts.steps, budget_steps, **spent)
 
 
 # ---- what can be trained privately ----------------------------------------------------------------------------
