@@ -17,6 +17,10 @@ With DDP every worker draws its share of the Poisson sample (each record lives o
 only rank 0 adds noise before the sum over workers (Opacus' DistributedDPOptimizer): one mechanism per global step,
 accounted once. The accountant is Opacus' RDP accountant; its history is part of the resume state.
 
+Tables (ctgan): the unit is one row; trainer/tabular_loop.py's PrivateCTGANStep trains with pac 1, no gradient penalty
+and Poisson-sampled rows shown with their own conditions (docs/trainer.md says why). ε covers the networks, not the
+DataTransformer fitted on the table without noise and published beside every snapshot.
+
 Sampling and noise come from seeded PyTorch generators (reproducible runs), not from a cryptographic source
 (Opacus' secure_mode): fine against the attacks the accountant models, stated here so nobody assumes more.
 """

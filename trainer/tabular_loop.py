@@ -10,6 +10,7 @@ With --dp-epsilon (trainer/privacy.py) D is trained with DP-SGD: PrivateCTGANSte
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import time
 
@@ -21,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ganworks.tabular.sampler import ConditionSampler
 from ganworks.tabular.synthesizer import CTGANStep, optimizers
+from ganworks.optim import optimizer_step
 from ganworks.tabular.transformer import DataTransformer
 from trainer.losses import AdversarialLoss, get_loss
 from trainer.loop import checkpoint_due, log, report_checkpoint, worker_start
@@ -53,6 +55,9 @@ class PrivateCTGANStep(CTGANStep):
       the real rows (trainer/privacy.py).
     The generator's step is CTGAN's (training-by-sampling conditions, the condition cross-entropy), with the
     loss's G term, and D's per-sample hooks off: G is private by post-processing.
+
+    dp_optimizer=None runs the same recipe without DP-SGD (a plain D update; benchmarks/privacy.py's baseline, so
+    the cost of clipping and noise is told apart from the cost of the recipe).
     """
 
     def __init__(self, *args, batches: PoissonBatches, loss: AdversarialLoss, dp_optimizer, discriminator: torch.nn.Module, world: int, **kwargs):
@@ -71,7 +76,10 @@ class PrivateCTGANStep(CTGANStep):
         real_in = self._with(self.real, self.sampler.own_conditions(self.real, own))
         scores_fake, scores_real = self.D(torch.cat([fake_in, real_in])).split([len(fake_in), len(real_in)])
         rows = torch.cat([self.loss.d_fake(scores_fake), self.loss.d_real(scores_real)])
-        norm_d = private_d_update(self.dp_opt, self.D_plain, rows.mean(), self.world)
+        if self.dp_opt is None:
+            norm_d = optimizer_step(self.opt_d, self.D_plain, rows.mean())
+        else:
+            norm_d = private_d_update(self.dp_opt, self.D_plain, rows.mean(), self.world)
         # What stats.jsonl shows: the usual D loss (a step may draw no real row at all: then only the fake term).
         loss_d = self.loss.d_term(scores_real, scores_fake) if len(real_in) else self.loss.d_fake(scores_fake).mean()
         return loss_d.detach(), scores_real.detach(), scores_fake.detach(), norm_d, torch.zeros(())
@@ -80,7 +88,7 @@ class PrivateCTGANStep(CTGANStep):
         return self.loss.g_term(scores)
 
     def generator_step(self, rng: np.random.Generator):
-        with per_sample_hooks_off(self.D):
+        with per_sample_hooks_off(self.D) if self.dp_opt is not None else contextlib.nullcontext():
             return super().generator_step(rng)
 
 
