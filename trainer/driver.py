@@ -189,8 +189,8 @@ def _plan_table(options: TrainOptions, store_settings: StoreSettings, family: Mo
         raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(table)} training rows allow with {options.num_workers} workers")
     test = load_table(options.dataset, split="test") if options.split == "train" else None
     params, transformer, encoded = prepare(table, options.seed, **options.model_params)
+    privacy = _plan_privacy(store, options, family, params, len(table))  # first: resuming a private run without --dp-epsilon is told so
     _check_same_run(store, options.run, options.model, params, table.id)
-    privacy = _plan_privacy(store, options, family, params, len(table))
     return TrainPlan(options, store_settings, store, table, params, table=TablePlan(transformer.dumps(), encoded, test), privacy=privacy)
 
 

@@ -71,6 +71,14 @@ def test_a_private_ctgan_run_is_planned_with_one_record_per_discriminator_sample
     assert plan.run_json()["privacy"]["epsilon_spent"] == 0.0  # nothing published yet
 
 
+def test_a_private_ctgan_run_resumed_without_its_budget_is_refused_naming_the_flag(tmp_path):
+    private = plan_private(tmp_path, model="ctgan", **TABLE, model_params=dict(TINY_CTGAN), dp_epsilon=3.0, run="private-table")
+    private.store.put_json("runs/private-table/run.json", private.run_json())  # what driver.train writes first
+
+    with pytest.raises(ConfigError, match=r"run 'private-table' was trained privately \(ε budget 3.0\); resume it with --dp-epsilon 3.0"):
+        driver.plan(TrainOptions(run="private-table", model="ctgan", **TABLE, model_params=dict(TINY_CTGAN), steps=4), StoreSettings(store=str(tmp_path / "store")))
+
+
 def test_the_planned_noise_spends_at_most_the_budget_over_the_planned_steps_at_the_default_delta(tmp_path):
     plan = plan_private(tmp_path, dp_epsilon=3.0, model_params=PRIVATE_DCGAN, steps=50)
     p, n = plan.privacy, len(plan.dataset)
