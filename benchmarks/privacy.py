@@ -27,7 +27,11 @@ pac 1, no gradient penalty, --table-loss hinge, Poisson-sampled rows with their 
   mia_advantage    a distance-to-closest-record attack: a record is called a member when a generated row lies within
                    a threshold of it; the best threshold's TPR − FPR over 114 training vs the 114 held-out rows
                    (below table_mia_noise_level_95 ≈ 0.18 it is indistinguishable from chance)
-  seconds, dp_time_ratio   as for images; the ∞ baseline is the ordinary CTGAN step, so the ratio includes the recipe
+  dp_time_ratio    seconds per step of the private step / the ordinary CTGAN step, timed in alternating blocks of 20
+                   steps (--table-timing-steps each) so the shared machine's changing load falls on both alike; it
+                   includes the recipe's change (pac 1: D judges 10× more samples). dp_sgd_time_ratio: the private step
+                   / the same recipe without DP-SGD, the cost of per-row clipping and noise alone. `seconds`: each
+                   utility run's own wall time, for information (the load changes between runs)
 
     .venv/bin/python benchmarks/privacy.py [--steps 200] [--width 16] [--batch-size 64] [--threads 1]
     .venv/bin/python benchmarks/privacy.py --parts tables [--table-steps 300] [--table-batch-size 100] [--table-loss hinge]
@@ -148,9 +152,10 @@ def best_threshold_advantage(members: np.ndarray, others: np.ndarray) -> float:
 CTGAN_RECIPE = "pac 10, WGAN-GP"
 
 
-def train_table(budget: float, recipe: str, prepared, args, seed: int) -> tuple[dict, object]:
-    """One ctgan run on the table. recipe "private": PrivateCTGANStep, with DP-SGD at a finite ε, without it at ∞;
-    recipe "ctgan": the ordinary CTGAN step (pac 10, WGAN-GP), what `ganworks train --model ctgan` trains without --dp-epsilon."""
+def table_step(budget: float, recipe: str, prepared, args, seed: int):
+    """(row, step(i), model) of one ctgan run on the table. recipe "private": PrivateCTGANStep, with DP-SGD at a finite
+    ε, without it at ∞; recipe "ctgan": the ordinary CTGAN step (pac 10, WGAN-GP), what `ganworks train --model ctgan`
+    trains without --dp-epsilon."""
     from ganworks.tabular.sampler import ConditionSampler
     from ganworks.tabular.synthesizer import FAMILY, CTGANStep, TabularModel, optimizers
     from trainer.privacy import PoissonBatches
@@ -180,14 +185,35 @@ def train_table(budget: float, recipe: str, prepared, args, seed: int) -> tuple[
         step = PrivateCTGANStep(G, D_wrapped, g_opt, d_opt, *common, batches=PoissonBatches(data, None, q, 0, 1, seed, torch.device("cpu")),
                                 loss=get_loss(args.table_loss), dp_optimizer=dp_opt, discriminator=D, world=1)
     rng = np.random.default_rng(seed)
+    return row, (lambda i: step(rng)) if recipe == "ctgan" else (lambda i: step.step(rng, i)), TabularModel(params, transformer, G)
+
+
+def train_table(budget: float, recipe: str, prepared, args, seed: int) -> tuple[dict, object]:
+    row, step, model = table_step(budget, recipe, prepared, args, seed)
     start = time.perf_counter()
     for i in range(args.table_steps):
-        if recipe == "ctgan":
-            step(rng)
-        else:
-            step.step(rng, i)
+        step(i)
     row["seconds"] = round(time.perf_counter() - start, 2)
-    return row, TabularModel(params, transformer, G.eval())
+    model.generator.eval()
+    return row, model
+
+
+def time_table_steps(prepared, args, block: int = 20) -> dict[str, float]:
+    """Seconds per step of the three recipes, measured in alternating blocks of `block` steps, so that a change of the
+    shared machine's load during the run falls on all three alike (the utility runs' own times do not have that)."""
+    steps = {"ctgan": table_step(math.inf, "ctgan", prepared, args, 0)[1], "recipe": table_step(math.inf, "private", prepared, args, 0)[1],
+             "dp": table_step(3.0, "private", prepared, args, 0)[1]}
+    spent = dict.fromkeys(steps, 0.0)
+    for i in range(block):  # warm-up, not timed
+        for step in steps.values():
+            step(i)
+    for start in range(block, block + args.table_timing_steps, block):
+        for name, step in steps.items():
+            begin = time.perf_counter()
+            for i in range(start, start + block):
+                step(i)
+            spent[name] += time.perf_counter() - begin
+    return {name: seconds / args.table_timing_steps for name, seconds in spent.items()}
 
 
 def evaluate_table(row: dict, model, train, held_out, seed: int) -> dict:
@@ -231,14 +257,16 @@ def run_tables(args, budgets: list[float]) -> tuple[dict, list[dict]]:
             per_seed.append(evaluate_table(row, model, train, held_out, seed))
             print(json.dumps({"seed": seed, **row}), flush=True)
         rows.append(mean_row(per_seed))
-    ctgan_seconds = next((r["seconds"] for r in rows if r["recipe"] == CTGAN_RECIPE), None)
-    recipe_seconds = next((r["seconds"] for r in rows if r["epsilon"] == "inf" and r["recipe"] != CTGAN_RECIPE), None)
-    for row in rows:  # the issue's ratio (vs the run one gets without --dp-epsilon), and DP-SGD's own share of it
-        row["dp_time_ratio"] = round(row["seconds"] / ctgan_seconds, 3) if ctgan_seconds else None
-        row["dp_sgd_time_ratio"] = round(row["seconds"] / recipe_seconds, 3) if recipe_seconds and row["recipe"] != CTGAN_RECIPE else None
+    per_step = time_table_steps(prepared, args)
+    for row in rows:  # the issue's ratio (vs the run one gets without --dp-epsilon), and DP-SGD's own share of it; a step's
+        private = row["epsilon"] != "inf"  # cost does not depend on ε (σ only scales the noise), so one measurement serves all
+        recipe = "dp" if private else ("ctgan" if row["recipe"] == CTGAN_RECIPE else "recipe")
+        row["dp_time_ratio"] = round(per_step[recipe] / per_step["ctgan"], 3)
+        row["dp_sgd_time_ratio"] = round(per_step[recipe] / per_step["recipe"], 3) if recipe != "ctgan" else None
     settings = {"dataset": args.table, "model": "ctgan", **widths, "steps": args.table_steps, "batch_size": args.table_batch_size, "loss": args.table_loss,
-                "seeds": seeds, "max_grad_norm": 1.0, "accountant": "rdp", "threads": args.threads, "train_rows": len(train), "held_out_rows": len(held_out),
+                "seeds": seeds, "timing_steps": args.table_timing_steps, "max_grad_norm": 1.0, "accountant": "rdp", "threads": args.threads, "train_rows": len(train), "held_out_rows": len(held_out),
                 "load_average": os.getloadavg()[0], "table_mia_noise_level_95": round(1.36 * math.sqrt(2 / min(len(train), len(held_out))), 4)}
+    settings["seconds_per_step"] = {name: round(seconds, 5) for name, seconds in per_step.items()}
     return settings, rows
 
 
@@ -273,6 +301,7 @@ def main() -> None:
     parser.add_argument("--table-batch-size", type=int, default=100)
     parser.add_argument("--table-width", type=int, default=64)
     parser.add_argument("--table-loss", default="hinge", help="the private recipe's D loss: hinge or non-saturating")
+    parser.add_argument("--table-timing-steps", type=int, default=200, help="tables: steps of each recipe timed in alternating blocks")
     parser.add_argument("--table-seeds", default="0,1,2", help="tables: one run per seed, means reported (ML efficacy swings from seed to seed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
