@@ -14,9 +14,30 @@ trainer/privacy.py) on one worker; Ray and snapshots are left out so the time is
                    359 of each, values below mia_noise_level_95 ≈ 0.10 are indistinguishable from chance)
   seconds          wall time of the training steps; dp_time_ratio = seconds(ε) / seconds(∞), target ≤ 3 on CPU
 
-    .venv/bin/python benchmarks/privacy.py [--steps 200] [--width 16] [--batch-size 64] [--threads 1]
+Tables (--parts tables): the ctgan family on `breast-cancer` (455 training rows, 114 held out), ε = 1, 3, 10 with the
+private recipe `ganworks train --model ctgan --dp-epsilon E` trains with (trainer/tabular_loop.py PrivateCTGANStep:
+pac 1, no gradient penalty, --table-loss hinge, Poisson-sampled rows with their own conditions, DP-SGD on D), and
+ε = ∞ as an ordinary ctgan run trains (CTGAN's WGAN-GP, pac 10, training-by-sampling). Reported per ε:
 
-Last line: one JSON object with a row per ε. A short run (a few hundred steps) shows the trends, not converged quality.
+  ml_efficacy      F1 on the held-out rows' rarer diagnosis of a logistic regression trained on as many generated
+                   rows as the train split has, divided by the same trained on the real rows (ganworks.tabular.quality)
+  quality          SDMetrics' overall quality score of the generated rows against the training rows
+  dcr_share        the evaluator's DCR metric: generated rows closer to a training row than to any held-out row
+                   (≈ 455 / 569 = 0.80 when nothing is copied; towards 1 when training rows are reproduced)
+  mia_advantage    a distance-to-closest-record attack: a record is called a member when a generated row lies within
+                   a threshold of it; the best threshold's TPR − FPR over 114 training vs the 114 held-out rows
+                   (below table_mia_noise_level_95 ≈ 0.18 it is indistinguishable from chance)
+  dp_time_ratio    seconds per step of the private step / the ordinary CTGAN step, timed in alternating blocks of 20
+                   steps (--table-timing-steps each) so the shared machine's changing load falls on both alike; it
+                   includes the recipe's change (pac 1: D judges 10× more samples). dp_sgd_time_ratio: the private step
+                   / the same recipe without DP-SGD, the cost of per-row clipping and noise alone. `seconds`: each
+                   utility run's own wall time, for information (the load changes between runs)
+
+    .venv/bin/python benchmarks/privacy.py [--steps 200] [--width 16] [--batch-size 64] [--threads 1]
+    .venv/bin/python benchmarks/privacy.py --parts tables [--table-steps 300] [--table-batch-size 100] [--table-loss hinge]
+
+Last line: one JSON object with a row per ε ("rows" for images, "table_rows" for tables). A short run (a few
+hundred steps) shows the trends, not converged quality.
 """
 
 from __future__ import annotations
@@ -128,6 +149,144 @@ def best_threshold_advantage(members: np.ndarray, others: np.ndarray) -> float:
     return float(np.abs(tpr - fpr).max())
 
 
+CTGAN_RECIPE = "pac 10, WGAN-GP"
+
+
+def table_step(budget: float, recipe: str, prepared, args, seed: int):
+    """(row, step(i), model) of one ctgan run on the table. recipe "private": PrivateCTGANStep, with DP-SGD at a finite
+    ε, without it at ∞; recipe "ctgan": the ordinary CTGAN step (pac 10, WGAN-GP), what `ganworks train --model ctgan`
+    trains without --dp-epsilon."""
+    from ganworks.tabular.sampler import ConditionSampler
+    from ganworks.tabular.synthesizer import FAMILY, CTGANStep, TabularModel, optimizers
+    from trainer.privacy import PoissonBatches
+    from trainer.tabular_loop import PrivateCTGANStep
+
+    params, transformer, encoded = prepared
+    if recipe == "ctgan":
+        params = FAMILY.validate({**params, "pac": 10, "gp_weight": 10.0})
+    n, batch, data = len(encoded), args.table_batch_size, torch.from_numpy(encoded)
+    torch.manual_seed(seed)
+    G, D = FAMILY.build_generator(params), FAMILY.build_discriminator(params)
+    g_opt, d_opt = optimizers(G, D)
+    common = (transformer, ConditionSampler(transformer, encoded), data, params, batch)
+    row: dict = {"epsilon": budget if math.isfinite(budget) else "inf", "recipe": CTGAN_RECIPE if recipe == "ctgan" else f"pac 1, {args.table_loss}, no GP, Poisson"}
+    D_wrapped, dp_opt, q = D, None, batch / n
+    if math.isfinite(budget):
+        from opacus.accountants.utils import get_noise_multiplier
+
+        delta = default_delta(n)
+        sigma = get_noise_multiplier(target_epsilon=budget, target_delta=delta, sample_rate=q, steps=args.table_steps, accountant="rdp")
+        plan = PrivacyPlan(budget, delta, 1.0, sigma, q, args.table_steps, args.table_steps)
+        D_wrapped, dp_opt = make_private(D, d_opt, plan, batch, 1, seed, torch.device("cpu"))
+        row.update(delta=delta, noise_multiplier=round(sigma, 4), sample_rate=round(q, 5), epsilon_spent=round(epsilon([(sigma, q, args.table_steps)], delta), 4))
+    if recipe == "ctgan":
+        step = CTGANStep(G, D, g_opt, d_opt, *common)
+    else:
+        step = PrivateCTGANStep(G, D_wrapped, g_opt, d_opt, *common, batches=PoissonBatches(data, None, q, 0, 1, seed, torch.device("cpu")),
+                                loss=get_loss(args.table_loss), dp_optimizer=dp_opt, discriminator=D, world=1)
+    rng = np.random.default_rng(seed)
+    return row, (lambda i: step(rng)) if recipe == "ctgan" else (lambda i: step.step(rng, i)), TabularModel(params, transformer, G)
+
+
+def train_table(budget: float, recipe: str, prepared, args, seed: int) -> tuple[dict, object]:
+    row, step, model = table_step(budget, recipe, prepared, args, seed)
+    start = time.perf_counter()
+    for i in range(args.table_steps):
+        step(i)
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    model.generator.eval()
+    return row, model
+
+
+def time_table_steps(prepared, args, block: int = 20) -> dict[str, float]:
+    """Seconds per step of the three recipes, measured in alternating blocks of `block` steps, so that a change of the
+    shared machine's load during the run falls on all three alike (the utility runs' own times do not have that)."""
+    steps = {"ctgan": table_step(math.inf, "ctgan", prepared, args, 0)[1], "recipe": table_step(math.inf, "private", prepared, args, 0)[1],
+             "dp": table_step(3.0, "private", prepared, args, 0)[1]}
+    spent = dict.fromkeys(steps, 0.0)
+    for i in range(block):  # warm-up, not timed
+        for step in steps.values():
+            step(i)
+    for start in range(block, block + args.table_timing_steps, block):
+        for name, step in steps.items():
+            begin = time.perf_counter()
+            for i in range(start, start + block):
+                step(i)
+            spent[name] += time.perf_counter() - begin
+    return {name: seconds / args.table_timing_steps for name, seconds in spent.items()}
+
+
+def evaluate_table(row: dict, model, train, held_out, seed: int) -> dict:
+    from evaluator_service.metrics.dcr import dcr
+    from ganworks.tabular.data import NUMERIC_KINDS, TabularDataset
+    from ganworks.tabular.quality import _distances, ml_efficacy, quality_report
+
+    schema = train.schema
+    synthetic = model.sample(len(train), seed=seed + 2)
+    efficacy = ml_efficacy(train.columns, synthetic, held_out.columns, schema)
+    row.update(ml_efficacy=round(efficacy["ratio"], 4), f1_synthetic=round(efficacy["f1_synthetic"], 4), f1_real=round(efficacy["f1_real"], 4),
+               quality=round(quality_report(train.columns, synthetic, schema)["overall"], 4))
+    shares = dcr(held_out, TabularDataset(synthetic, schema, "synthetic", "benchmark"), train=train)
+    row["dcr_share"] = round(shares["closer_to_train_share"], 4)
+    # Membership inference by distance: members (training rows) should lie closer to some generated row than others do.
+    m = min(len(train), len(held_out))
+    ranges = {c.name: float(np.ptp(np.concatenate([np.asarray(train.columns[c.name], float), np.asarray(held_out.columns[c.name], float)])))
+              for c in schema.columns if c.kind in NUMERIC_KINDS}
+    members = _distances(train.rows(np.arange(m)), synthetic, schema, ranges)
+    others = _distances(held_out.rows(np.arange(m)), synthetic, schema, ranges)
+    row["mia_advantage"] = round(best_threshold_advantage(-members, -others), 4)
+    return row
+
+
+def run_tables(args, budgets: list[float]) -> tuple[dict, list[dict]]:
+    from ganworks.tabular.data import load_table
+    from ganworks.tabular.synthesizer import prepare
+
+    train, held_out = load_table(args.table, split="train"), load_table(args.table, split="test")
+    widths = {"latent_dim": args.table_width // 2, "g_width": args.table_width, "d_width": args.table_width}
+    prepared = prepare(train, 0, pac=1, gp_weight=0.0, **widths)  # one transformer for every run (its fit is not timed)
+    seeds = [int(s) for s in args.table_seeds.split(",")]
+    runs = [(budget, "private") for budget in budgets if math.isfinite(budget)]
+    if any(not math.isfinite(b) for b in budgets):
+        runs = [(math.inf, "ctgan"), (math.inf, "private")] + runs
+    rows = []
+    for budget, recipe in runs:
+        per_seed = []
+        for seed in seeds:
+            row, model = train_table(budget, recipe, prepared, args, seed)
+            per_seed.append(evaluate_table(row, model, train, held_out, seed))
+            print(json.dumps({"seed": seed, **row}), flush=True)
+        rows.append(mean_row(per_seed))
+    per_step = time_table_steps(prepared, args)
+    for row in rows:  # the issue's ratio (vs the run one gets without --dp-epsilon), and DP-SGD's own share of it; a step's
+        private = row["epsilon"] != "inf"  # cost does not depend on ε (σ only scales the noise), so one measurement serves all
+        recipe = "dp" if private else ("ctgan" if row["recipe"] == CTGAN_RECIPE else "recipe")
+        row["dp_time_ratio"] = round(per_step[recipe] / per_step["ctgan"], 3)
+        row["dp_sgd_time_ratio"] = round(per_step[recipe] / per_step["recipe"], 3) if recipe != "ctgan" else None
+    settings = {"dataset": args.table, "model": "ctgan", **widths, "steps": args.table_steps, "batch_size": args.table_batch_size, "loss": args.table_loss,
+                "seeds": seeds, "timing_steps": args.table_timing_steps, "max_grad_norm": 1.0, "accountant": "rdp", "threads": args.threads, "train_rows": len(train), "held_out_rows": len(held_out),
+                "load_average": os.getloadavg()[0], "table_mia_noise_level_95": round(1.36 * math.sqrt(2 / min(len(train), len(held_out))), 4)}
+    settings["seconds_per_step"] = {name: round(seconds, 5) for name, seconds in per_step.items()}
+    return settings, rows
+
+
+def mean_row(per_seed: list[dict]) -> dict:
+    """The seeds' mean of every measured number (the first seed's settings); ML efficacy per seed too, as it swings."""
+    row = dict(per_seed[0])
+    for key in ("seconds", "ml_efficacy", "f1_synthetic", "quality", "dcr_share", "mia_advantage"):
+        row[key] = round(float(np.mean([r[key] for r in per_seed])), 4)
+    row["ml_efficacy_per_seed"] = [r["ml_efficacy"] for r in per_seed]
+    row["mia_advantage_per_seed"] = [r["mia_advantage"] for r in per_seed]
+    return row
+
+
+def with_ratio(rows: list[dict]) -> None:
+    """dp_time_ratio = seconds(ε) / seconds(∞), the ∞ row's time measured in the same run."""
+    baseline = next((r["seconds"] for r in rows if r["epsilon"] == "inf"), None)
+    for row in rows:
+        row["dp_time_ratio"] = round(row["seconds"] / baseline, 3) if baseline else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
@@ -136,25 +295,40 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epsilons", default="1,3,10,inf")
+    parser.add_argument("--parts", default="images,tables", help="images, tables, or both")
+    parser.add_argument("--table", default="breast-cancer")
+    parser.add_argument("--table-steps", type=int, default=300)
+    parser.add_argument("--table-batch-size", type=int, default=100)
+    parser.add_argument("--table-width", type=int, default=64)
+    parser.add_argument("--table-loss", default="hinge", help="the private recipe's D loss: hinge or non-saturating")
+    parser.add_argument("--table-timing-steps", type=int, default=200, help="tables: steps of each recipe timed in alternating blocks")
+    parser.add_argument("--table-seeds", default="0,1,2", help="tables: one run per seed, means reported (ML efficacy swings from seed to seed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    train, held_out = load_dataset("digits", image_size=32, split="train"), load_dataset("digits", image_size=32, split="test")
     budgets = [float(e) for e in args.epsilons.split(",")]
+    result: dict = {}
+    if "images" in args.parts:
+        result["settings"], result["rows"] = run_images(args, budgets)
+    if "tables" in args.parts:
+        result["table_settings"], result["table_rows"] = run_tables(args, budgets)
+    print(json.dumps(result))
+
+
+def run_images(args, budgets: list[float]) -> tuple[dict, list[dict]]:
+    train, held_out = load_dataset("digits", image_size=32, split="train"), load_dataset("digits", image_size=32, split="test")
     rows = []
     for budget in sorted(budgets, key=lambda e: -e):  # ∞ first: its time is the baseline
         row, *trained = train_one(budget, train, args)
         rows.append(evaluate(row, *trained, train, held_out, args.seed))
         print(json.dumps(row), flush=True)
-    baseline = next((r["seconds"] for r in rows if r["epsilon"] == "inf"), None)
-    for row in rows:
-        row["dp_time_ratio"] = round(row["seconds"] / baseline, 3) if baseline else None
+    with_ratio(rows)
     settings = {"dataset": "digits", "conditional": True, "model": "dcgan", "width": args.width, "spectral_norm": False, "steps": args.steps,
                 "batch_size": args.batch_size, "max_grad_norm": 1.0, "accountant": "rdp", "threads": args.threads, "train_images": len(train),
                 "held_out_images": len(held_out), "load_average": os.getloadavg()[0],
                 # Below this the attack's advantage is sampling noise: the 5% critical value of the two-sample
                 # Kolmogorov–Smirnov statistic, which the best-threshold advantage is, for m members vs m others.
                 "mia_noise_level_95": round(1.36 * math.sqrt(2 / min(len(train), len(held_out))), 4)}
-    print(json.dumps({"settings": settings, "rows": sorted(rows, key=lambda r: float(r["epsilon"]))}))
+    return settings, sorted(rows, key=lambda r: float(r["epsilon"]))
 
 
 if __name__ == "__main__":

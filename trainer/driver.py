@@ -171,6 +171,10 @@ def _plan_table(options: TrainOptions, store_settings: StoreSettings, family: Mo
     for key in options.model_params:
         if key not in settable:
             raise ConfigError(f"--model-param {key}: {family.name} has no such settable hyperparameter; use one of {', '.join(settable)}")
+    if options.dp_epsilon:  # one record per D sample and no gradient penalty (trainer/tabular_loop.py, PrivateCTGANStep)
+        options.model_params = {"pac": 1, "gp_weight": 0.0, **options.model_params}
+    else:
+        options.loss = "wgan-gp"  # CTGAN's loss, whatever --loss says: run.json records what trained
     try:
         pac = family.validate({**options.model_params, "data_dim": 1})["pac"]
     except HyperparameterError as exc:
@@ -179,15 +183,15 @@ def _plan_table(options: TrainOptions, store_settings: StoreSettings, family: Mo
     if per_worker % pac:
         raise ConfigError(f"--batch-size {options.batch_size} over --num-workers {options.num_workers} gives {per_worker} rows per worker, "
                           f"not a multiple of pac={pac} (the rows the discriminator judges together); e.g. --batch-size {pac * options.num_workers * 50}")
-    options.loss = "wgan-gp"  # CTGAN's loss, whatever --loss says: run.json records what trained
     store = open_store(settings=store_settings)
     table = load_table(options.dataset, split=options.split)
     if len(table) // options.num_workers < per_worker:
         raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(table)} training rows allow with {options.num_workers} workers")
     test = load_table(options.dataset, split="test") if options.split == "train" else None
     params, transformer, encoded = prepare(table, options.seed, **options.model_params)
+    privacy = _plan_privacy(store, options, family, params, len(table))  # first: resuming a private run without --dp-epsilon is told so
     _check_same_run(store, options.run, options.model, params, table.id)
-    return TrainPlan(options, store_settings, store, table, params, table=TablePlan(transformer.dumps(), encoded, test))
+    return TrainPlan(options, store_settings, store, table, params, table=TablePlan(transformer.dumps(), encoded, test), privacy=privacy)
 
 
 def _plan_translation(options: TrainOptions, store_settings: StoreSettings, family: ModelFamily) -> TrainPlan:

@@ -64,7 +64,7 @@ def train_worker(config: dict) -> None:
     conditional = params.get("num_classes", 0) > 0
     privacy = PrivacyPlan.from_json(config["privacy"]) if "privacy" in config else None  # --dp-epsilon (trainer/privacy.py)
     if privacy is not None:  # a Poisson sample of the data each step, as the accountant assumes
-        real_batches = PoissonBatches(config["dataset"]["ref"], conditional, privacy.sample_rate, rank, world, opts.seed, device)
+        real_batches = PoissonBatches.of_images(config["dataset"]["ref"], conditional, privacy.sample_rate, rank, world, opts.seed, device)
     else:
         real_batches = RealBatches(config["dataset"]["ref"], conditional, per_worker, rank, world, opts.seed, device)
 
@@ -107,11 +107,8 @@ def train_worker(config: dict) -> None:
     if rank != 0 and ray.train.get_context().get_local_rank() == 0:
         serve_worker_up(opts.run, opts.metrics_port, opts.metrics_host)  # the PodMonitor scrapes every worker pod
     last_checkpoint = time.monotonic()
-    if budget is not None:  # the budget is enforced: stop at the last step whose ε is within E, whatever --steps says
-        stop_at = budget.last_step(opts.steps)
-        if stop_at < opts.steps:
-            log.warning("privacy budget: stopping at step %d of %d; one more step would spend more than ε = %g", stop_at, opts.steps, privacy.epsilon)
-        opts.steps = stop_at  # the last snapshot and checkpoint are at the stop
+    if budget is not None:  # stop at the last step whose ε is within E, whatever --steps says
+        budget.enforce(opts)
 
     # ---- the loop -----------------------------------------------------------------------------------------------
     while step < opts.steps:

@@ -17,6 +17,10 @@ With DDP every worker draws its share of the Poisson sample (each record lives o
 only rank 0 adds noise before the sum over workers (Opacus' DistributedDPOptimizer): one mechanism per global step,
 accounted once. The accountant is Opacus' RDP accountant; its history is part of the resume state.
 
+Tables (ctgan): the unit is one row; trainer/tabular_loop.py's PrivateCTGANStep trains with pac 1, no gradient penalty
+and Poisson-sampled rows shown with their own conditions (docs/trainer.md says why). ε covers the networks, not the
+DataTransformer fitted on the table without noise and published beside every snapshot.
+
 Sampling and noise come from seeded PyTorch generators (reproducible runs), not from a cryptographic source
 (Opacus' secure_mode): fine against the attacks the accountant models, stated here so nobody assumes more.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 from typing import Any
 
@@ -34,6 +39,7 @@ from ganworks.errors import ConfigError
 from ganworks.optim import finite_grad_norm
 
 ACCOUNTANT = "rdp"
+log = logging.getLogger("trainer")
 
 
 def require_opacus() -> None:
@@ -71,6 +77,8 @@ class PrivacyPlan:
     planned_steps: int
     budget_steps: int  # the last step whose ε is within E (the run stops there whatever --steps says)
     accountant: str = ACCOUNTANT
+    epsilon_spent: float = 0.0  # ε of the newest published snapshot; rank 0 rewrites it after each publish (trainer/reporting.py)
+    epsilon_spent_step: int = 0  # that snapshot's step
     charged: str = "real samples only: each D step is one clipped, noised pass over a Poisson sample of the data plus generated samples"
 
     def to_json(self) -> dict[str, Any]:
@@ -124,23 +132,25 @@ def plan_privacy(opts, n: int, previous: dict[str, Any] | None) -> PrivacyPlan:
     else:
         sigma = get_noise_multiplier(target_epsilon=opts.dp_epsilon, target_delta=delta, sample_rate=sample_rate, steps=opts.steps, accountant=ACCOUNTANT)
     budget_steps = last_step_within([], sigma, sample_rate, delta, opts.dp_epsilon, opts.steps)
-    return PrivacyPlan(opts.dp_epsilon, delta, opts.dp_max_grad_norm, float(sigma), sample_rate, opts.steps, budget_steps)
+    spent = {k: previous[k] for k in ("epsilon_spent", "epsilon_spent_step") if k in previous} if previous else {}  # a resume keeps what was published
+    return PrivacyPlan(opts.dp_epsilon, delta, opts.dp_max_grad_norm, float(sigma), sample_rate, opts.steps, budget_steps, **spent)
 
 
 # ---- what can be trained privately ----------------------------------------------------------------------------
 
 SUPPORTED = "--model dcgan --model-param spectral_norm=false"
+# What a private ctgan run trains with instead of CTGAN's WGAN-GP with pac 10 (docs/tabular.md says why).
+TABULAR_LOSSES = ("hinge", "non-saturating")
 
 
 def check_private_trainable(opts, family, params: dict[str, Any]) -> None:
     """Refuses, naming the option to use, what DP-SGD on D cannot do; checks a built D, so a new family is checked too."""
     require_opacus()
-    if family.tabular:
-        raise ConfigError(f"--dp-epsilon: private training of the tabular family {family.name} is not available yet; "
-                          f"train an image family privately ({SUPPORTED})")
     if getattr(family, "translation", False):
         raise ConfigError(f"--dp-epsilon: private training of the translation family {family.name} is not available yet (its two "
                           f"discriminators see both domains' real images); train an image family privately ({SUPPORTED})")
+    if family.tabular:
+        _check_private_table(opts, params)
     for given, flag, why in (
         (opts.loss == "wgan-gp", "--loss wgan-gp", "its gradient penalty differentiates D with respect to its inputs; use --loss hinge or non-saturating"),
         (opts.r1_gamma > 0, "--r1-gamma", "R1 differentiates D with respect to the real images; use --r1-gamma 0"),
@@ -148,6 +158,8 @@ def check_private_trainable(opts, family, params: dict[str, Any]) -> None:
     ):
         if given:
             raise ConfigError(f"--dp-epsilon cannot be combined with {flag}: {why}")
+    if not params:
+        return  # the options alone (before the data); the built D is checked once the data gave its shape
     from opacus.validators import ModuleValidator
 
     torch.manual_seed(0)
@@ -159,21 +171,48 @@ def check_private_trainable(opts, family, params: dict[str, Any]) -> None:
     problems = ModuleValidator.validate(D, strict=False)
     if problems:
         raise ConfigError(f"--dp-epsilon: {family.name}'s discriminator has layers Opacus cannot train privately ({problems[0]}); use {SUPPORTED}")
-    if _mixes_samples(D, params):
+    if _mixes_samples(D, _probe_inputs(family, params)):
+        hint = "--model-param pac=1" if family.tabular else SUPPORTED
         raise ConfigError(f"--dp-epsilon: {family.name}'s discriminator judges each sample together with others of its batch (e.g. minibatch "
-                          f"standard deviation), so one sample's gradient is not its own; use {SUPPORTED}")
+                          f"standard deviation, PacGAN packing), so one sample's gradient is not its own; use {hint}")
+
+
+def _check_private_table(opts, params: dict[str, Any]) -> None:
+    """ctgan under DP: one record per D sample (pac 1) and no gradient penalty; what the user set against that is refused."""
+    given = opts.model_params
+    if int(given.get("pac", 1)) != 1:
+        raise ConfigError(f"--dp-epsilon cannot be combined with --model-param pac={given['pac']}: PacGAN packs {given['pac']} records into one "
+                          "discriminator sample, and DP-SGD's unit must be one record; use --model-param pac=1 (the default under --dp-epsilon)")
+    if float(given.get("gp_weight", 0)) != 0:
+        raise ConfigError(f"--dp-epsilon cannot be combined with --model-param gp_weight={given['gp_weight']}: the gradient penalty differentiates "
+                          "D with respect to its inputs, which Opacus' per-sample gradients cannot; use --model-param gp_weight=0 (the default under --dp-epsilon)")
+    if opts.loss not in TABULAR_LOSSES:
+        raise ConfigError(f"--dp-epsilon cannot be combined with --loss {opts.loss} for a table: CTGAN's WGAN needs a gradient penalty Opacus "
+                          f"cannot differentiate per sample; use --loss {TABULAR_LOSSES[0]} (the default) or {TABULAR_LOSSES[1]}")
+
+
+def _probe_inputs(family, params: dict[str, Any]) -> tuple:
+    """Four random samples in the shape D takes (and their labels), for _mixes_samples."""
+    gen = torch.Generator().manual_seed(0)
+    if family.tabular:
+        return (torch.randn(4, params["data_dim"] + params["cond_dim"], generator=gen),)
+    labels = torch.zeros(4, dtype=torch.long) if params.get("num_classes", 0) else None
+    return torch.randn(4, params.get("channels", 1), params["image_size"], params["image_size"], generator=gen), labels
 
 
 @torch.no_grad()
-def _mixes_samples(D: torch.nn.Module, params: dict[str, Any]) -> bool:
-    """Does D's output for sample 0 change when only sample 1 changes? (batch statistics, minibatch stddev, ...)"""
-    gen = torch.Generator().manual_seed(0)
-    shape = (4, params.get("channels", 1), params["image_size"], params["image_size"])
-    x = torch.randn(shape, generator=gen)
-    labels = torch.zeros(4, dtype=torch.long) if params.get("num_classes", 0) else None
-    before = D.train()(x, labels)[0]
-    x[1:] = torch.randn(shape[0] - 1, *shape[1:], generator=gen)
-    after = D(x, labels)[0]
+def _mixes_samples(D: torch.nn.Module, inputs: tuple) -> bool:
+    """Does D's output for sample 0 change when only the others change? (batch statistics, minibatch stddev, packing, ...)
+    Both passes draw the same dropout masks, so only a real dependence on the other samples shows."""
+    x, *rest = inputs
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        before = D.train()(x, *rest)[0]
+    x = x.clone()
+    x[1:] = torch.randn(x[1:].shape, generator=torch.Generator().manual_seed(1))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        after = D(x, *rest)[0]
     return not torch.allclose(before, after)
 
 
@@ -202,6 +241,14 @@ class PrivacyBudget:
         """The step to stop at: --steps, or earlier, where one more step would spend more than E."""
         p = self.plan
         return last_step_within(self.accountant.history, p.noise_multiplier, p.sample_rate, p.delta, p.epsilon, limit)
+
+    def enforce(self, opts) -> None:
+        """The budget is enforced: opts.steps becomes the last step whose ε is within E, whatever --steps said, so
+        the last snapshot and checkpoint are at the stop and nothing beyond the budget is ever published."""
+        stop_at = self.last_step(opts.steps)
+        if stop_at < opts.steps:
+            log.warning("privacy budget: stopping at step %d of %d; one more step would spend more than ε = %g", stop_at, opts.steps, self.plan.epsilon)
+        opts.steps = stop_at
 
     def state(self) -> dict[str, Any]:
         """The resume state's "privacy": the accountant's history, JSON (no pickle)."""
@@ -244,19 +291,24 @@ class PoissonBatches:
     only, so a resumed run draws what it would have drawn.
     """
 
-    def __init__(self, dataset_ref, conditional: bool, sample_rate: float, rank: int, world: int, seed: int, device: torch.device):
+    def __init__(self, records: torch.Tensor, labels: torch.Tensor | None, sample_rate: float, rank: int, world: int, seed: int, device: torch.device):
+        order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed))[rank::world]
+        self.records = records[order].to(device)
+        self.labels = labels[order].to(device) if labels is not None else None
+        self.sample_rate, self.seed, self.rank, self.device = sample_rate, seed, rank, device
+
+    @classmethod
+    def of_images(cls, dataset_ref, conditional: bool, sample_rate: float, rank: int, world: int, seed: int, device: torch.device) -> "PoissonBatches":
         import ray
 
         images_u8, labels_np = ray.get(dataset_ref)
-        order = torch.randperm(len(images_u8), generator=torch.Generator().manual_seed(seed))[rank::world]
-        self.images = torch.from_numpy(images_u8[order.numpy()].copy()).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
-        self.labels = torch.from_numpy(labels_np[order.numpy()].copy()).to(device) if conditional else None
-        self.sample_rate, self.seed, self.rank, self.device = sample_rate, seed, rank, device
+        images = torch.from_numpy(images_u8.copy()).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        return cls(images, torch.from_numpy(labels_np.copy()) if conditional else None, sample_rate, rank, world, seed, device)
 
     def at(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1009 + self.rank)
-        chosen = (torch.rand(len(self.images), generator=gen) < self.sample_rate).nonzero().squeeze(1).to(self.device)
-        return self.images[chosen], (self.labels[chosen] if self.labels is not None else None)
+        chosen = (torch.rand(len(self.records), generator=gen) < self.sample_rate).nonzero().squeeze(1).to(self.device)
+        return self.records[chosen], (self.labels[chosen] if self.labels is not None else None)
 
 
 @contextlib.contextmanager

@@ -42,8 +42,9 @@ class Rank0Reporter:
             architecture_params=params, dataset_id=config["dataset"]["id"],
             grid=None if get_family(opts.model).tabular else SampleGrid(opts.model, params, opts.sample_grid_seed, inputs=config.get("grid_inputs")), files=config.get("snapshot_files"),
             retry_seconds=opts.publish_retry_seconds, on_failure=self.metrics.publish_failures.inc,
-            on_published=lambda at: (self.metrics.snapshot_published(at), tell(self.progress, {"event": "published", "step": at})),
+            on_published=lambda at: (self.metrics.snapshot_published(at), self._record_spent(at), tell(self.progress, {"event": "published", "step": at})),
         )
+        self.store, self._spent = store, {}  # a private run's ε per submitted snapshot, until run.json records it
         self.mlflow = MlflowRun.from_worker_config(config.get("mlflow"), opts.run)
         if self.mlflow is not None:
             self.mlflow.log_params(store.get_json(run_info_key(opts.run)))  # written by the driver before the workers start
@@ -84,9 +85,24 @@ class Rank0Reporter:
         if step % self.opts.snapshot_every and step != self.opts.steps:
             return
         last = {**(self.stats.lines[-1] if self.stats.lines else {}), **(privacy or {})}
+        if privacy is not None:
+            self._spent[step] = privacy["dp_epsilon"]
         self.publisher.submit(SnapshotJob(step=step, images_seen=images_seen, generator_state=_cpu_copy(G_ema),
                                           training_states={"generator": _cpu_copy(G), "discriminator": _cpu_copy(D)},
                                           metrics={k: float(last[k]) for k in SNAPSHOT_METRICS if k in last}, stats_jsonl=self.stats.encoded(), events=self.stats.events))
+
+    def _record_spent(self, step: int) -> None:
+        """A private run's run.json says the ε of its newest published snapshot ("privacy": epsilon_spent, at
+        epsilon_spent_step), rewritten after the snapshot's LATEST, so it never claims less than what was published."""
+        spent = self._spent.pop(step, None)
+        if spent is None:
+            return
+        try:
+            info = self.store.get_json(run_info_key(self.opts.run))
+            info.setdefault("privacy", {}).update(epsilon_spent=spent, epsilon_spent_step=step)
+            self.store.put_json(run_info_key(self.opts.run), info)  # one object replaced whole: readers see the old or the new
+        except Exception as exc:  # noqa: BLE001 - the manifests carry ε too; a lost update must not stop training
+            log.warning("run.json not updated with the ε of step %d: %s", step, exc)
 
     def finish(self, step: int) -> None:
         if not self.publisher.close(timeout=self.opts.publish_retry_seconds + 30):

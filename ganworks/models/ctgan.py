@@ -3,7 +3,8 @@
 The generator maps (z, condition vector) to raw outputs, one unit per column of the transformer's encoding;
 `DataTransformer.activate` turns them into rows (tanh scalars, Gumbel-softmax one-hots). The discriminator
 judges `pac` rows at once, concatenated with their conditions, which penalises mode collapse. Trained with
-WGAN-GP (see ganworks/tabular/synthesizer.py); `data_dim` and `cond_dim` come from the fitted transformer.
+WGAN-GP (see ganworks/tabular/synthesizer.py), or, under --dp-epsilon, with pac 1 and no gradient penalty
+(trainer/tabular_loop.py); `data_dim` and `cond_dim` come from the fitted transformer.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ level in the concatenation of every categorical column's levels.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ganworks.errors import DatasetError
 from ganworks.tabular.transformer import DataTransformer
@@ -35,6 +36,7 @@ class ConditionSampler:
             self._cumulative[c, column.width - 1 :] = 1.0
         # The encoded rows of level v of column c are _order[_first[g] : _first[g] + _count[g]], g = offsets[c] + v.
         self._order = self._first = self._count = None
+        self._starts = np.array([s.start for s in transformer.spans if s.discrete], dtype=np.int64)
         if encoded is not None:
             spans = [s for s in transformer.spans if s.discrete]
             levels = np.concatenate([encoded[:, s.start : s.start + s.width].argmax(axis=1) + off for s, off in zip(spans, self.offsets)]) if spans else np.zeros(0, np.int64)
@@ -60,6 +62,26 @@ class ConditionSampler:
         if (self._count[g] == 0).any():
             raise ValueError("a drawn level has no real row; training conditions draw only levels present in the data")
         return self._order[self._first[g] + (rng.random(len(g)) * self._count[g]).astype(np.int64)]
+
+    def own_conditions(self, rows: torch.Tensor, rng: np.random.Generator) -> torch.Tensor | None:
+        """Condition vectors for given encoded rows: a column drawn uniformly per row, and the row's OWN level of it.
+
+        Private training (trainer/tabular_loop.py) uses this instead of training-by-sampling: there the real rows are a
+        Poisson sample of the table (as the privacy accountant assumes), not rows looked up by a drawn level, and each
+        row's condition is a function of that row alone and of data-independent draws. None without categorical columns.
+        """
+        if not self.columns:
+            return None
+        column = torch.from_numpy(rng.integers(len(self.columns), size=len(rows))).to(rows.device)
+        width = max(c.width for c in self.columns)
+        # levels[i, c]: row i's level of column c (its one-hot's argmax; padding past a column's width is never the max)
+        index = torch.from_numpy(self._starts[:, None] + np.arange(width)[None, :]).clamp(max=rows.shape[1] - 1).to(rows.device)
+        valid = torch.from_numpy(np.arange(width)[None, :] < np.array([c.width for c in self.columns])[:, None]).to(rows.device)
+        levels = rows[:, index].masked_fill(~valid, -1.0).argmax(dim=2)
+        cond = torch.zeros(len(rows), self.cond_dim, dtype=rows.dtype, device=rows.device)
+        picked = torch.from_numpy(self.offsets).to(rows.device)[column] + levels.gather(1, column[:, None]).squeeze(1)
+        cond[torch.arange(len(rows), device=rows.device), picked] = 1.0
+        return cond
 
     def sample_original(self, count: int, rngs: list[np.random.Generator]) -> np.ndarray | None:
         """Conditions for unconditional generation, row i from rngs[i], levels drawn by their real frequency.

@@ -189,21 +189,28 @@ class CTGANStep:
         return rows if cond is None else torch.cat([rows, cond], dim=1)
 
     def __call__(self, rng: np.random.Generator) -> "CTGANStepResult":
+        loss_d, scores_real, scores_fake, norm_d, penalty = self.discriminator_step(rng)
+        loss_g, loss_cond, norm_g = self.generator_step(rng)
+        return CTGANStepResult(loss_d, loss_g, scores_real, scores_fake, norm_d, norm_g, penalty, loss_cond)
+
+    def fake_rows(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None, tuple | None]:
+        """Generated rows for D (no gradient to G) with their training-by-sampling conditions appended, and the draw."""
+        drawn = self.sampler.sample_training(self.batch, rng)
+        cond = None if drawn is None else self._tensor(drawn[0])
+        z = torch.randn(self.batch, self.params["latent_dim"], device=self.device)
+        with torch.no_grad():
+            return self._with(self.transformer.activate(self.G_plain(z, cond), tau=self.params["gumbel_tau"]), cond), cond, drawn
+
+    def discriminator_step(self, rng: np.random.Generator):
+        """WGAN-GP on fake and real rows with their conditions, and the interpolates between them."""
         n, pac, p = self.batch, self.params["pac"], self.params
-        # ---- discriminator: fake and real rows with their conditions, and the interpolates between them
-        drawn = self.sampler.sample_training(n, rng)
+        fake_in, cond, drawn = self.fake_rows(rng)
         if drawn is None:
-            cond = cond_real = None
-            real = self.data[self._tensor(rng.integers(len(self.data), size=n))]
+            real_in = self.data[self._tensor(rng.integers(len(self.data), size=n))]
         else:
-            cond = self._tensor(drawn[0])
             perm = rng.permutation(n)  # real rows are matched to shuffled conditions, as in CTGAN
             real = self.data[self._tensor(self.sampler.sample_real_rows(drawn[2][perm], drawn[3][perm], rng))]
-            cond_real = cond[self._tensor(perm)]
-        z = torch.randn(n, p["latent_dim"], device=self.device)
-        with torch.no_grad():
-            fake_in = self._with(self.transformer.activate(self.G_plain(z, cond), tau=p["gumbel_tau"]), cond)
-        real_in = self._with(real, cond_real)
+            real_in = self._with(real, cond[self._tensor(perm)])
         # one interpolation coefficient per pac group, as the discriminator judges groups
         alpha = torch.rand(n // pac, 1, 1, device=self.device).expand(-1, pac, real_in.shape[1]).reshape(n, -1)
         mixed = (alpha * real_in + (1 - alpha) * fake_in).requires_grad_(True)
@@ -212,19 +219,27 @@ class CTGANStep:
         penalty = ((grad.reshape(-1, pac * real_in.shape[1]).norm(2, dim=1) - 1) ** 2).mean()
         loss_d = scores_fake.mean() - scores_real.mean() + p["gp_weight"] * penalty
         norm_d = optimizer_step(self.opt_d, self.D_plain, loss_d)
-        # ---- generator: fool D, and make the conditioned value (cross-entropy on the conditioned column)
+        return loss_d.detach(), scores_real.detach(), scores_fake.detach(), norm_d, penalty.detach()
+
+    def g_term(self, scores: torch.Tensor) -> torch.Tensor:
+        """G's adversarial loss from D's scores of its rows (WGAN's; a private run's loss replaces it)."""
+        return -scores.mean()
+
+    def generator_step(self, rng: np.random.Generator):
+        """Fool D, and make the conditioned value (cross-entropy on the conditioned column)."""
+        n, p = self.batch, self.params
         drawn = self.sampler.sample_training(n, rng)
         cond = None if drawn is None else self._tensor(drawn[0])
         raw = self.G(torch.randn(n, p["latent_dim"], device=self.device), cond)
         self.D_plain.requires_grad_(False)
         try:
-            loss_adv = -self.D_plain(self._with(self.transformer.activate(raw, tau=p["gumbel_tau"]), cond)).mean()
+            loss_adv = self.g_term(self.D_plain(self._with(self.transformer.activate(raw, tau=p["gumbel_tau"]), cond)))
         finally:
             self.D_plain.requires_grad_(True)
         loss_cond = _condition_loss(self.transformer, raw, cond, self._tensor(drawn[1])) if drawn is not None else torch.zeros((), device=self.device)
         loss_g = loss_adv + loss_cond
         norm_g = optimizer_step(self.opt_g, self.G_plain, loss_g)
-        return CTGANStepResult(loss_d.detach(), loss_g.detach(), scores_real.detach(), scores_fake.detach(), norm_d, norm_g, penalty.detach(), loss_cond.detach())
+        return loss_g.detach(), loss_cond.detach(), norm_g
 
 
 def prepare(dataset: TabularDataset, seed: int, **model_params: Any) -> tuple[dict[str, Any], DataTransformer, np.ndarray]:

@@ -100,3 +100,20 @@ def test_a_saved_model_reloads_from_safetensors_and_json_and_samples_the_same_ro
     loaded = TabularModel.load(tmp_path / "m")
     before, after = model.sample(40, seed=1), loaded.sample(40, seed=1)
     assert np.array_equal(before["balance"], after["balance"]) and before["default"].tolist() == after["default"].tolist()
+
+
+def test_a_private_runs_real_rows_are_shown_with_their_own_level_of_a_uniformly_drawn_column():
+    dataset = _dataset(n=600)
+    transformer = DataTransformer.fit(dataset.schema, dataset.columns, max_modes=2)
+    encoded = transformer.transform(dataset.columns)
+    sampler = ConditionSampler(transformer, encoded)
+
+    cond = sampler.own_conditions(torch.from_numpy(encoded), np.random.default_rng(0)).numpy()
+
+    assert (cond.sum(axis=1) == 1).all()  # one column's level per row
+    chosen = np.searchsorted(sampler.offsets, cond.argmax(axis=1), side="right") - 1
+    assert abs(np.mean(chosen == 0) - 0.5) < 0.06  # default or student, uniformly (not by a level's frequency)
+    for c, name in enumerate(("default", "student")):
+        rows = chosen == c
+        levels = np.asarray(sampler.columns[c].levels)[cond[rows, sampler.offsets[c] : sampler.offsets[c] + sampler.columns[c].width].argmax(axis=1)]
+        assert (levels == np.asarray(dataset.columns[name])[rows].astype(str)).all()  # the row's own value, never another row's

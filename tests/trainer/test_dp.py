@@ -6,16 +6,20 @@ import contextlib
 import json
 import pathlib
 
+import numpy as np
 import pytest
 import torch
 from opacus.accountants import RDPAccountant
 
-from ganworks.checkpoint import list_snapshots, read_latest, read_manifest
+from ganworks.checkpoint import list_snapshots, load_snapshot, read_latest, read_manifest
 from ganworks.errors import ConfigError
 from ganworks.models import get_family
 from ganworks.settings import StoreSettings
 from ganworks.store import open_store
+from ganworks.tabular.synthesizer import TabularModel
+from generator_service.settings import GeneratorSettings
 from orchestration.runs import snapshot_rows
+from tests.generator.conftest import RunningServer
 from tests.trainer.helpers import train
 from trainer import driver
 from trainer.config import TrainOptions
@@ -24,6 +28,8 @@ from trainer.privacy import PrivacyPlan, make_private
 from trainer.step import GANStep, Networks
 
 PRIVATE_DCGAN = {"width": 8, "spectral_norm": "false"}
+TABLE = {"dataset": "credit-default", "conditional": False, "batch_size": 40}
+TINY_CTGAN = {"latent_dim": "8", "g_width": "16", "d_width": "16", "max_modes": "3"}
 
 
 def opacus_epsilon(sigma: float, sample_rate: float, steps: int, delta: float) -> float:
@@ -45,13 +51,32 @@ def plan_private(tmp_path, **options):
     ({"model": "stylegan2"}, "--model dcgan --model-param spectral_norm=false"),  # minibatch standard deviation mixes samples
     ({"model_params": PRIVATE_DCGAN, "r1_gamma": 1.0}, "--r1-gamma 0"),
     ({"model_params": PRIVATE_DCGAN, "loss": "wgan-gp"}, "--loss hinge"),
-    ({"model": "ctgan"}, "--model dcgan --model-param spectral_norm=false"),  # the tabular family: not private yet
+    ({"model": "ctgan", **TABLE, "model_params": {"pac": "10"}}, "--model-param pac=1"),  # PacGAN packs 10 records into one D sample
+    ({"model": "ctgan", **TABLE, "model_params": {"gp_weight": "10"}}, "--model-param gp_weight=0"),
+    ({"model": "ctgan", **TABLE, "loss": "wgan-gp"}, "--loss hinge"),
     ({"model": "cyclegan", "dataset": "digits:0", "dataset_b": "digits:1", "conditional": False}, "translation family cyclegan is not available yet"),
-], ids=["spectral-norm", "stylegan2", "r1", "wgan-gp", "tabular", "translation"])
+], ids=["spectral-norm", "stylegan2", "r1", "wgan-gp", "ctgan-pac", "ctgan-gradient-penalty", "ctgan-wgan", "translation"])
 def test_a_private_run_refuses_what_dp_sgd_cannot_train_and_names_the_option_to_use(tmp_path, options, named):
     with pytest.raises(ConfigError) as refused:
         plan_private(tmp_path, dp_epsilon=3.0, **options)
     assert "--dp-epsilon" in str(refused.value) and named in str(refused.value)
+
+
+def test_a_private_ctgan_run_is_planned_with_one_record_per_discriminator_sample_no_gradient_penalty_and_q_over_the_training_rows(tmp_path):
+    plan = plan_private(tmp_path, model="ctgan", **TABLE, model_params=dict(TINY_CTGAN), dp_epsilon=3.0, steps=40)
+    params, p, n = plan.architecture_params, plan.privacy, len(plan.dataset)
+    assert (params["pac"], params["gp_weight"], plan.options.loss) == (1, 0.0, "hinge")
+    assert n == 8000 and p.sample_rate == pytest.approx(40 / 8000) and p.delta == pytest.approx(8000 ** -1.5)
+    assert 3.0 - 0.02 < opacus_epsilon(p.noise_multiplier, p.sample_rate, 40, p.delta) <= 3.0
+    assert plan.run_json()["privacy"]["epsilon_spent"] == 0.0  # nothing published yet
+
+
+def test_a_private_ctgan_run_resumed_without_its_budget_is_refused_naming_the_flag(tmp_path):
+    private = plan_private(tmp_path, model="ctgan", **TABLE, model_params=dict(TINY_CTGAN), dp_epsilon=3.0, run="private-table")
+    private.store.put_json("runs/private-table/run.json", private.run_json())  # what driver.train writes first
+
+    with pytest.raises(ConfigError, match=r"run 'private-table' was trained privately \(ε budget 3.0\); resume it with --dp-epsilon 3.0"):
+        driver.plan(TrainOptions(run="private-table", model="ctgan", **TABLE, model_params=dict(TINY_CTGAN), steps=4), StoreSettings(store=str(tmp_path / "store")))
 
 
 def test_the_planned_noise_spends_at_most_the_budget_over_the_planned_steps_at_the_default_delta(tmp_path):
@@ -99,6 +124,49 @@ def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop
     assert shown == {step: read_manifest(store, "dp-run", step).metrics["dp_epsilon"] for step in (3, 6, 9, 10)}
 
 
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_private_ctgan_run_on_two_workers_accounts_once_resumes_its_epsilon_stops_within_the_budget_and_shows_it_in_run_json_and_describe_model(ray_cluster, tmp_path):
+    store, settings = open_store(str(tmp_path / "store")), StoreSettings(store=str(tmp_path / "store"))
+    q, delta = 40 / 8000, 1e-5
+    budget = (opacus_epsilon(1.0, q, 6, delta) + opacus_epsilon(1.0, q, 7, delta)) / 2  # σ = 1 allows exactly 6 steps
+    private = dict(model="ctgan", **TABLE, model_params=dict(TINY_CTGAN), dp_epsilon=budget, dp_delta=delta, dp_noise_multiplier=1.0,
+                   snapshot_every=3, num_workers=2, metrics_port=0, log_every=1, publish_retry_seconds=30.0)
+
+    def fit(steps: int):
+        plan = driver.plan(TrainOptions(run="dp-table", steps=steps, **private), settings)
+        driver.connect_ray(plan.options)
+        return driver.train(plan, show_progress=False)
+
+    first = fit(3)
+    spent_after_first = store.get_json("runs/dp-table/run.json")["privacy"]["epsilon_spent"]
+    beyond = fit(20)  # the same run, asked for more than the budget allows
+
+    assert (first.step, beyond.start_steps, beyond.step) == (3, [3], 6)
+    assert list_snapshots(store, "dp-table") == [3, 6] and read_latest(store, "dp-table") == 6
+    for step in (3, 6):  # one accountant step per global step, and the resumed fit goes on from the checkpoint's accountant
+        assert read_manifest(store, "dp-table", step).metrics["dp_epsilon"] == pytest.approx(opacus_epsilon(1.0, q, step, delta), rel=1e-9)
+    assert read_manifest(store, "dp-table", 6).metrics["dp_epsilon"] <= budget
+    assert _state_json(tmp_path / "store", "dp-table")["privacy"]["history"] == [[1.0, q, 6]]
+    # run.json: what the run was planned with, and the ε of its newest published snapshot
+    info = store.get_json("runs/dp-table/run.json")
+    assert spent_after_first == pytest.approx(opacus_epsilon(1.0, q, 3, delta), rel=1e-9)
+    assert info["privacy"]["epsilon_spent"] == read_manifest(store, "dp-table", 6).metrics["dp_epsilon"] and info["privacy"]["epsilon_spent_step"] == 6
+    assert (info["options"]["loss"], info["architecture_params"]["pac"], info["architecture_params"]["gp_weight"]) == ("hinge", 1, 0.0)
+    rows = TabularModel.from_snapshot(load_snapshot(store, "dp-table")).sample(20, seed=1, condition=("default", "Yes"))
+    assert set(rows["default"]) == {"Yes"} and np.isfinite(rows["balance"]).all()
+    # The served model's description carries the guarantee: DescribeModel over gRPC from a real generator server.
+    server = RunningServer(GeneratorSettings(host="127.0.0.1", port=0, metrics_port=0, runs=["dp-table"], poll_seconds=0.2, png_threads=1, fast_path=False), store)
+    try:
+        with server.client() as client:
+            described = client.describe("dp-table")
+    finally:
+        server.stop()
+    assert described.version == 6 and described.architecture == "ctgan"
+    assert described.metrics["dp_epsilon"] == pytest.approx(info["privacy"]["epsilon_spent"]) and described.metrics["dp_delta"] == pytest.approx(delta)
+    assert described.metrics["dp_epsilon_budget"] == pytest.approx(budget)
+
+
 def private_step(noise_multiplier: float, max_grad_norm: float):
     """The trainer's GAN step on one worker with a private D (no Ray: the step alone)."""
     class Unwrapped(torch.nn.Module):
@@ -132,3 +200,34 @@ def test_a_private_step_clips_every_row_and_updates_d_even_when_its_poisson_samp
     assert 0 < result.norm_d <= (real_count + 8) * 0.01 / 8 + 1e-6
     assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters()))
     assert torch.isfinite(torch.as_tensor(result.stats()["d_real"]))
+
+
+@pytest.mark.parametrize("real_count", [0, 12])
+def test_a_private_ctgan_step_clips_every_row_on_its_own_and_updates_d_even_without_real_rows(real_count):
+    from ganworks.tabular.sampler import ConditionSampler
+    from ganworks.tabular.synthesizer import optimizers, prepare
+    from tests.tabular.test_ctgan import _dataset
+    from trainer.privacy import PoissonBatches
+    from trainer.tabular_loop import PrivateCTGANStep
+
+    params, transformer, encoded = prepare(_dataset(n=200), 0, latent_dim=8, g_width=16, d_width=16, max_modes=2, pac=1, gp_weight=0.0)
+    family = get_family("ctgan")
+    torch.manual_seed(0)
+    G, D = family.build_generator(params), family.build_discriminator(params)
+    g_opt, d_opt = optimizers(G, D)
+    rate = real_count / len(encoded)  # q = 0 draws no row; otherwise about real_count rows
+    plan = PrivacyPlan(1.0, 1e-5, 0.01, 0.0, rate, 10, 10)  # no noise: what is left is the clipped sum
+    wrapped, dp_opt = make_private(D, d_opt, plan, 8, 1, 0, torch.device("cpu"))
+    data = torch.from_numpy(encoded)
+    step = PrivateCTGANStep(G, wrapped, g_opt, d_opt, transformer, ConditionSampler(transformer, encoded), data, params, 8,
+                            batches=PoissonBatches(data, None, rate, 0, 1, 0, torch.device("cpu")), loss=get_loss("non-saturating"),
+                            dp_optimizer=dp_opt, discriminator=D, world=1)
+    before = [p.detach().clone() for p in D.parameters()]
+
+    result = step.step(np.random.default_rng(0), 0)
+
+    drawn = len(result.real_scores)
+    assert (drawn == 0) == (real_count == 0)
+    assert 0 < result.norm_d <= (drawn + 8) * 0.01 / 8 + 1e-6  # each of the drawn + 8 generated rows adds at most C = 0.01
+    assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters()))
+    assert result.norm_g is not None and torch.isfinite(result.loss_g)
