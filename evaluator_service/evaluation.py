@@ -101,6 +101,11 @@ class Plan:
         return f"{self.extractor}-{self.resize_mode}-n{self.num_samples}-{names}" + (f"-{self.variant}" if self.variant else "")
 
     @property
+    def dataset_id(self) -> str:
+        """What the run is compared with: its dataset, or a translation run's pair of domains."""
+        return self.run_info["dataset"].get("id") or self.reference.id if self.domains is not None else self.reference.id
+
+    @property
     def report_key(self) -> str:
         return eval_report_key(self.run, self.step, self.metrics_set)
 

@@ -67,7 +67,7 @@ class Job:
     @classmethod
     def of(cls, job_id: str, request: EvaluationRequest, p: Plan) -> "Job":
         return cls(id=job_id, request=request, plan=p, run=p.run, step=p.step, metric_names=list(p.metrics), extractor=p.extractor,
-                   resize_mode=p.resize_mode, num_samples=p.num_samples, dataset_id=p.reference.id)
+                   resize_mode=p.resize_mode, num_samples=p.num_samples, dataset_id=p.dataset_id)
 
     def touch(self) -> None:
         """Wakes every watcher and arms a fresh event for the next change."""

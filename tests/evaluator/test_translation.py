@@ -75,7 +75,7 @@ def test_a_translation_run_gets_fid_kid_cycle_error_and_success_per_direction_th
 
     assert result.state == pb.EVALUATION_STATE_SUCCEEDED, result.error
     assert list(result.metric_names) == ["translation_fid", "translation_kid", "cycle_consistency", "translation_success"]
-    assert result.extractor == "digits-classifier"
+    assert result.extractor == "digits-classifier" and result.dataset_id.startswith("pair-digits.c3-16x16x1-train--digits.c8-16x16x1-train-")
     store = open_store(pair_store)
     report = store.get_json(f"runs/{RUN}/evals/000000002/digits-classifier-legacy-pytorch-n1000-default.json")
     metrics = report["metrics"]
