@@ -103,12 +103,12 @@ def plan_translation(request, settings: EvaluatorSettings, datasets: BoundedCach
             raise InvalidRequestError(f"translation_success needs a classifier of both domains, but for run {request.run!r} {judge_missing}; drop translation_success from the metrics")
         metrics.remove("translation_success")
     extractor_dataset, extractor_spec = (judge[1], judge[2]) if judge is not None else (train["b"], specs["b"])
-    extractor = request.extractor or settings.default_extractor or (judge[0] if judge is not None else default_extractor(train["b"]))
+    default_extractor_id = settings.default_extractor or (judge[0] if judge is not None else default_extractor(train["b"]))
+    extractor = request.extractor or default_extractor_id
     check_extractor_id(extractor, extractor_dataset)
     params = split_params(dict(request.params), metrics, n)
     seed = settings.default_seed if request.seed is None else int(request.seed)
     variant = _variant(seed, settings.default_seed, params)
-    default_extractor_id = settings.default_extractor or (judge[0] if judge is not None else default_extractor(train["b"]))
     domains = Domains(specs, train, sources, held_out, extractor_dataset, extractor_spec, judge, judge_missing, targets)
     return Plan(run=request.run, step=step, num_samples=n, metrics=metrics, extractor=extractor, resize_mode=resize_mode, seed=seed, params=params,
                 run_info=info, reference=train["b"], held_out=sources["b"] if held_out else None, default_metrics=not request.metrics, variant=variant,
@@ -168,7 +168,7 @@ def run_translation_evaluation(store, p, settings: EvaluatorSettings, extractors
     report = {
         "run": p.run, "step": p.step, "metrics": values, "metric_names": p.metrics, "metrics_set": p.metrics_set,
         "extractor": p.extractor, "input_scaling": extractor.input_scaling if extractor is not None else None, "resize_mode": p.resize_mode,
-        "num_samples": p.num_samples, "seed": p.seed, "params": p.params, "dataset_id": p.run_info["dataset"].get("id"),
+        "num_samples": p.num_samples, "seed": p.seed, "params": p.params, "dataset_id": p.dataset_id,
         "domains": {k: {"spec": spec, "train_dataset_id": domains.train[k].id, "source_dataset_id": domains.sources[k].id} for k, spec in domains.specs.items()},
         "translated": {d: len(fake.sources[d]) for d in DIRECTIONS}, "reference_samples": reference_counts,
         "held_out_dataset_id": domains.sources["b"].id if domains.held_out else None,
