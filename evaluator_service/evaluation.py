@@ -103,7 +103,9 @@ class Plan:
     @property
     def dataset_id(self) -> str:
         """What the run is compared with: its dataset, or a translation run's pair of domains."""
-        return self.run_info["dataset"].get("id") or self.reference.id if self.domains is not None else self.reference.id
+        if self.domains is not None:
+            return self.run_info["dataset"].get("id") or self.reference.id
+        return self.reference.id
 
     @property
     def report_key(self) -> str:

@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from evaluator_service.cache import BoundedCache
+from evaluator_service.errors import InvalidRequestError
 from evaluator_service.evaluation import EvaluationRequest, plan
 from evaluator_service.features import ExtractorCache
 from evaluator_service.metrics.fid import fid
 from evaluator_service.reference import reference_subset
+from evaluator_service.settings import EvaluatorSettings
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.checkpoint import load_snapshot, publish_snapshot
 from ganworks.data import load_dataset, load_domains
@@ -124,3 +126,13 @@ def test_success_without_a_classifier_of_both_domains_is_refused_with_the_reason
 
     planned = plan(open_store(pair_store), EvaluationRequest(run=MIXED), pair_evaluator.settings, BoundedCache("datasets", 3))
     assert planned.metrics == ["translation_fid", "translation_kid", "cycle_consistency"]
+
+
+def test_a_translation_run_json_without_its_domains_is_refused_saying_what_is_missing(pair_store, tmp_path):
+    info = open_store(pair_store).get_json(f"runs/{RUN}/run.json")
+    del info["dataset"]["domain_b"]
+    store = open_store(str(tmp_path / "store"))  # its own store: the session's is shared with other tests
+    store.put_json("runs/cg-broken/run.json", info)
+
+    with pytest.raises(InvalidRequestError, match="has no spec of domain_a/domain_b or no image_size/channels; the evaluator cannot tell what the run translates"):
+        plan(store, EvaluationRequest(run="cg-broken"), EvaluatorSettings(), BoundedCache("datasets", 3))
