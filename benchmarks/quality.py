@@ -146,7 +146,7 @@ TRANSFER_TARGET = ("bag", "ankle-boot")
 
 def _family_options(args) -> dict:
     return {"model": args.model, "model_params": args.model_params or {},
-            **{k: getattr(args, k) for k in ("loss", "r1_gamma", "pl_weight", "augment", "g_lr", "d_lr", "batch_size") if getattr(args, k) is not None}}
+            **{k: getattr(args, k) for k in ("loss", "r1_gamma", "pl_weight", "augment", "g_lr", "d_lr", "batch_size", "ema_half_life_images") if getattr(args, k) is not None}}
 
 
 def _train_run(store_settings: StoreSettings, run: str, dataset: str, steps: int, snapshot_every: int, args, **extra) -> float:
@@ -250,6 +250,8 @@ def transfer(args) -> dict:
             scratch_seconds = _train_run(settings, scratch_run, f"{target}@1000", args.steps, every, args, augment="ada")
         tuned_seconds = _train_run(settings, f"tuned-{stamp}", f"{target}@1000", args.steps, every, args, init_from=source, **tune)
         scratch, tuned = fid_series(store, scratch_run), fid_series(store, f"tuned-{stamp}")
+        ema = {name: {k: store.get_json(f"runs/{run}/run.json")["options"][k] for k in ("ema_half_life_images", "ema_rampup")}
+               for name, run in (("scratch", scratch_run), ("tuned", f"tuned-{stamp}"))}
     scratch_smooth, tuned_smooth = smoothed(scratch), smoothed(tuned)
     steps = max(scratch)
     bar, raw_bar = scratch_smooth[steps], scratch[steps]
@@ -259,7 +261,7 @@ def transfer(args) -> dict:
     print(f"smoothed — from scratch: {scratch_smooth}; fine-tuned: {tuned_smooth}", flush=True)
     seconds = [s for s in (source_seconds, scratch_seconds, tuned_seconds) if s is not None]
     return {"benchmark": "transfer", "model": args.model, "model_params": args.model_params or [], "source_classes": source_classes,
-            "target": f"{target}@1000", "source_run": source, "source_steps": source_steps, "steps": steps, "evaluated_every": every,
+            "target": f"{target}@1000", "source_run": source, "scratch_run": scratch_run, "ema": ema, "source_steps": source_steps, "steps": steps, "evaluated_every": every,
             "samples_per_class": per_class, "reference_images": len(reference), "fine_tuning": {"init_from": source, **tune},
             "rule": TRANSFER_RULE, "fid_scratch_final_smoothed": bar, "tuned_reaches_scratch_final_at": reached, "transfer_steps_ratio": ratio,
             "fid_scratch_final": raw_bar, "fid_tuned_final": tuned[max(tuned)], "unsmoothed_reaches_at": raw_reached,
@@ -285,6 +287,7 @@ def main() -> int:
     parser.add_argument("--g-lr", type=float, help="as ganworks train")
     parser.add_argument("--d-lr", type=float, help="as ganworks train")
     parser.add_argument("--batch-size", type=int, help="global batch (default: the trainer's, 64)")
+    parser.add_argument("--ema-half-life-images", type=int, help="as ganworks train (G_ema's half-life; default 10000)")
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--cpus-per-worker", type=int, default=1)
     parser.add_argument("--samples-per-class", type=int, help="judged samples per class (digits: default 200; --transfer: 1000 for each classifier-FID)")

@@ -50,7 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--augment-target", type=float, help="ada: the wanted fraction of positive D outputs on real images (default 0.6)")
     opt.add_argument("--augment-speed-images", type=int, help="ada: images over which p can go from 0 to 1 (default 100000)")
     opt.add_argument("--ema-half-life-images", type=int, help="G_ema half-life in images (default 10000)")
-    opt.add_argument("--ema-rampup", type=float, help="cap the half-life at this fraction of the images seen; 0 = off (default 0.05)")
+    opt.add_argument("--ema-rampup", type=float, help="cap the half-life at this fraction of the images seen; 0 = off (default 0.05, and 0 with --init-from)")
     opt.add_argument("--seed", type=int, help="seed of weights, noise and data order (default 0)")
     dp = parser.add_argument_group("differential privacy (docs: README, Privacy)")
     dp.add_argument("--dp-epsilon", type=float, metavar="E", help="train D with DP-SGD (Opacus) and stop before the privacy loss passes ε = E")

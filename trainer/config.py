@@ -10,6 +10,9 @@ from ganworks.errors import ConfigError
 ENV_PREFIX = "GANWORKS_TRAINER_"
 
 
+DEFAULT_EMA_RAMPUP = 0.05
+
+
 @dataclasses.dataclass
 class TrainOptions:
     """Everything a run is trained with; recorded in runs/<run>/run.json."""
@@ -51,7 +54,10 @@ class TrainOptions:
     dp_max_grad_norm: float = 1.0
     dp_noise_multiplier: float = 0.0
     ema_half_life_images: int = 10_000
-    ema_rampup: float = 0.05  # the half-life is at most this fraction of the images seen (0 = no ramp-up)
+    # The half-life is at most this fraction of the images seen (0 = no ramp-up). None: 0.05 from scratch, 0 with
+    # --init-from — as StyleGAN2-ADA does when it starts from a snapshot: the source's G_ema is already the average of a
+    # trained generator, and a ramped-up average would follow every swing of the fine-tuned one.
+    ema_rampup: float | None = None
     snapshot_every: int = 100
     checkpoint_every: int = 0  # 0 = with every snapshot
     checkpoint_min_seconds: float = 5.0  # Ray registers about one checkpoint per poll; faster ones only queue up
@@ -70,6 +76,8 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         self.model_params = parse_model_params(self.model_params)
+        if self.ema_rampup is None:
+            self.ema_rampup = 0.0 if self.init_from else DEFAULT_EMA_RAMPUP
 
     def validate(self) -> "TrainOptions":
         """Checks what can be checked without the dataset or the cluster; messages name the flag."""

@@ -80,6 +80,19 @@ def test_init_from_a_published_snapshot_takes_its_model_flags_and_records_where_
     assert run_json["init_from"]["sha256"] == read_manifest(open_store(str(tmp_path / "store")), "base", 40).sha256
 
 
+def test_a_run_from_a_snapshot_averages_g_ema_from_its_first_step_unless_the_ramp_up_is_given(capsys, tmp_path):
+    _publish_source(open_store(str(tmp_path / "store")))
+
+    rampups = {}
+    for name, flags in {"tuned": ["--init-from", "base"], "tuned-ramped": ["--init-from", "base", "--ema-rampup", "0.1"], "fresh": []}.items():
+        code, out, err = _dry_run(capsys, tmp_path / "store", *flags)
+        assert code == 0, err
+        rampups[name] = json.loads(out)["options"]["ema_rampup"]
+
+    # The source's G_ema is already an average of a trained generator: no ramp-up unless asked; from scratch, 0.05.
+    assert rampups == {"tuned": 0.0, "tuned-ramped": 0.1, "fresh": 0.05}
+
+
 @pytest.mark.parametrize("flags, named", [(["--model-param", "width=16"], "width: source 8, this run 16"),
                                           (["--image-size", "64"], "image_size: source 32, this run 64"),
                                           (["--model", "stylegan2"], "is a dcgan snapshot; train with --model dcgan")])
