@@ -10,7 +10,9 @@ V = TypeVar("V")
 
 
 class BoundedCache(Generic[V]):
-    """At most `capacity` entries; the least recently used one is dropped first. Its size is exported as a gauge."""
+    """At most `capacity` entries; the least recently used one is dropped first. Its size is exported as a gauge, and the
+    entries it had to drop as a counter: a count that keeps rising means the capacity is too small for the work (every
+    evaluation loads again what the one before dropped)."""
 
     def __init__(self, name: str, capacity: int):
         if capacity < 1:
@@ -18,6 +20,7 @@ class BoundedCache(Generic[V]):
         self.name, self.capacity = name, capacity
         self._entries: collections.OrderedDict[Hashable, V] = collections.OrderedDict()
         self._lock = threading.Lock()
+        self.evictions = 0
 
     def get_or_create(self, key: Hashable, create: Callable[[], V]) -> V:
         """The cached value, or create() stored under key. Creation runs under the lock: two callers never build one entry twice."""
@@ -29,6 +32,7 @@ class BoundedCache(Generic[V]):
             self._entries[key] = value
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
+                self.evictions += 1
             return value
 
     def __len__(self) -> int:

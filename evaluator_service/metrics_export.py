@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sized
+from typing import Iterator, Sized
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from evaluator_service.metrics import METRICS
 
@@ -23,14 +25,19 @@ class EvaluatorMetrics:
         self.failures = Counter("ganworks_evaluator_failures", "failed evaluation jobs by reason", ["reason"], registry=r)
         self.queue_depth = Gauge("ganworks_evaluator_queue_depth", "evaluation jobs waiting for a worker", registry=r)
         self.cache_entries = Gauge("ganworks_evaluator_cache_entries", "entries kept between evaluations, by cache (bounded by a setting each)", ["cache"], registry=r)
+        self._evictions = _Evictions()
+        r.register(self._evictions)
         for result in ("succeeded", "failed"):
             self.evaluations.labels(result)
         self._shown: dict[tuple[str, str], int] = {}
 
     def watch_sizes(self, **sized: Sized) -> None:
-        """cache_entries{cache=name} reads len() of each at scrape time."""
+        """cache_entries{cache=name} reads len() of each at scrape time; cache_evictions_total{cache=name} the drops of
+        those that count them (the bounded caches)."""
         for name, container in sized.items():
             self.cache_entries.labels(name).set_function(container.__len__)
+            if hasattr(container, "evictions"):
+                self._evictions.caches[name] = container
 
     def record_success(self, report: dict, seconds: float, gauges: bool = True) -> None:
         """Counts the evaluation; its numbers reach the gauges only for the default set and a step not older than shown."""
@@ -48,3 +55,16 @@ class EvaluatorMetrics:
         self.job_duration.observe(seconds)
         self.evaluations.labels("failed").inc()
         self.failures.labels(reason).inc()
+
+
+class _Evictions(Collector):
+    """ganworks_evaluator_cache_evictions_total{cache}: read from each bounded cache's own count at scrape time."""
+
+    def __init__(self):
+        self.caches: dict[str, object] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("ganworks_evaluator_cache_evictions", "entries a bounded cache dropped to stay within its setting; rising on every evaluation: raise the setting", labels=["cache"])
+        for name, cache in self.caches.items():
+            family.add_metric([name], cache.evictions)
+        yield family

@@ -52,8 +52,9 @@ class EvaluatorSettings:
     # Finished jobs answer GetEvaluation/ListEvaluations until there are more than keep_jobs or they are older than this.
     keep_jobs: int = 1000
     keep_jobs_seconds: float = 86_400.0
-    # Loaded datasets and extractors kept between evaluations (each a few MB to a few hundred MB).
-    max_cached_datasets: int = 4
+    # Loaded datasets and extractors kept between evaluations (each a few MB to a few hundred MB). Six datasets: a
+    # translation run's plan touches five (both domains' train and test splits, and the judge's labelled base set).
+    max_cached_datasets: int = 6
     max_cached_extractors: int = 4
     # glibc heap limits set at `evaluator serve` start (0 = glibc's default); see evaluator_service/heap.py.
     malloc_arena_max: int = 2

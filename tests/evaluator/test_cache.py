@@ -27,3 +27,18 @@ def test_the_heap_limits_the_server_sets_at_start_are_accepted_by_this_glibc():
 
     settings = EvaluatorSettings()
     assert limit_heap_growth(settings.malloc_arena_max, settings.malloc_mmap_threshold) is True
+
+
+def test_what_a_bounded_cache_drops_is_counted_and_scraped_as_evictions():
+    from prometheus_client import generate_latest
+
+    from evaluator_service.metrics_export import EvaluatorMetrics
+
+    metrics, cache = EvaluatorMetrics(), BoundedCache("datasets", 2)
+    metrics.watch_sizes(datasets=cache)
+    for key in "abcab":  # a, b fill it; c drops a; a drops b; b drops c
+        cache.get_or_create(key, lambda: key)
+
+    scraped = generate_latest(metrics.registry).decode()
+    assert cache.evictions == 3
+    assert 'ganworks_evaluator_cache_evictions_total{cache="datasets"} 3.0' in scraped

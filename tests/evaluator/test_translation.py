@@ -136,3 +136,17 @@ def test_a_translation_run_json_without_its_domains_is_refused_saying_what_is_mi
 
     with pytest.raises(InvalidRequestError, match="has no spec of domain_a/domain_b or no image_size/channels; the evaluator cannot tell what the run translates"):
         plan(store, EvaluationRequest(run="cg-broken"), EvaluatorSettings(), BoundedCache("datasets", 3))
+
+
+def test_a_translation_run_planned_again_with_the_default_dataset_cache_loads_nothing_again(pair_store):
+    """A continuous evaluator plans the same run over and over: its five datasets (train and test of both domains, the
+    judge's labelled base set) must all stay loaded, or every evaluation reads them again."""
+    store, settings = open_store(pair_store), EvaluatorSettings()
+    datasets = BoundedCache("datasets", settings.max_cached_datasets)
+
+    first = plan(store, EvaluationRequest(run=RUN), settings, datasets)
+    loaded = len(datasets)
+    second = plan(store, EvaluationRequest(run=RUN), settings, datasets)
+
+    assert loaded == len(datasets) == 5 and datasets.evictions == 0
+    assert second.reference is first.reference and second.domains.sources["a"] is first.domains.sources["a"]
