@@ -200,6 +200,7 @@ def transfer(args) -> dict:
     from evaluator_service.metrics.fid import fid
     from ganworks.checkpoint import list_snapshots
     from ganworks.fashion_mnist import CLASS_NAMES
+    from ganworks.layout import run_info_key
 
     # One torch thread here, as in each Ray worker: the machine is shared, and this process only fits the judge and scores.
     torch.set_num_threads(1)
@@ -250,7 +251,7 @@ def transfer(args) -> dict:
             scratch_seconds = _train_run(settings, scratch_run, f"{target}@1000", args.steps, every, args, augment="ada")
         tuned_seconds = _train_run(settings, f"tuned-{stamp}", f"{target}@1000", args.steps, every, args, init_from=source, **tune)
         scratch, tuned = fid_series(store, scratch_run), fid_series(store, f"tuned-{stamp}")
-        ema = {name: {k: store.get_json(f"runs/{run}/run.json")["options"][k] for k in ("ema_half_life_images", "ema_rampup")}
+        ema = {name: {k: store.get_json(run_info_key(run))["options"][k] for k in ("ema_half_life_images", "ema_rampup")}
                for name, run in (("scratch", scratch_run), ("tuned", f"tuned-{stamp}"))}
     scratch_smooth, tuned_smooth = smoothed(scratch), smoothed(tuned)
     steps = max(scratch)
