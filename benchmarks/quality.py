@@ -184,8 +184,8 @@ def transfer(args) -> dict:
 
     A source model trains on the other 8 classes (--source-steps; --source-run reuses one already in --store). Then
     two runs train on `fashion-mnist:bag,ankle-boot@1000` for the same --steps, both with adaptive augmentation: one
-    from scratch, one with --init-from the source (fresh class embeddings; --tune-lr and --freeze-d-blocks set how it
-    fine-tunes). --evaluations snapshots of each run are scored by classifier-FID: ganworks' classifier extractor
+    from scratch, one with --init-from the source (new class embeddings as --new-class-init says; --tune-lr and
+    --freeze-d-blocks set how it fine-tunes). --evaluations snapshots of each run are scored by classifier-FID: ganworks' classifier extractor
     fitted on the two classes, --samples-per-class generated images of each class (the same latents for every
     snapshot) vs the two classes' 2,000 test images.
 
@@ -229,7 +229,7 @@ def transfer(args) -> dict:
             scores[step] = round(fid(real_features.astype(np.float64), fake.astype(np.float64))["fid"], 3)
         return scores
 
-    tune = {"augment": "ada"}
+    tune = {"augment": "ada", "new_class_init": args.new_class_init}
     if args.tune_lr:
         tune.update(g_lr=args.tune_lr, d_lr=args.tune_lr)
     if args.freeze_d_blocks:
@@ -308,6 +308,7 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=12, help="--transfer: snapshots scored per run")
     parser.add_argument("--tune-lr", type=float, help="--transfer: --g-lr and --d-lr of the fine-tuned run (default: as the others)")
     parser.add_argument("--freeze-d-blocks", type=int, default=0, help="--transfer: the fine-tuned run's --freeze-d-blocks")
+    parser.add_argument("--new-class-init", choices=["mean", "random"], default="mean", help="--transfer: the fine-tuned run's --new-class-init")
     parser.add_argument("--source-run", help="--transfer: reuse this source run in --store instead of training one")
     parser.add_argument("--scratch-run", help="--transfer: reuse this from-scratch run in --store (trained with the same --steps and --evaluations)")
     args = parser.parse_args()

@@ -11,6 +11,7 @@ ENV_PREFIX = "GANWORKS_TRAINER_"
 
 
 DEFAULT_EMA_RAMPUP = 0.05
+NEW_CLASS_INIT = ("mean", "random")  # --new-class-init (trainer/transfer.py)
 
 
 @dataclasses.dataclass
@@ -47,6 +48,10 @@ class TrainOptions:
     # keep the first k discriminator blocks frozen at the source's weights (FreezeD).
     init_from: str = ""
     freeze_d_blocks: int = 0
+    # With --init-from and a different class count: where the new classes' embeddings and projections start —
+    # "mean": at the mean of the source's classes (each new class starts as the source's average class);
+    # "random": freshly initialised, as in a run from scratch.
+    new_class_init: str = "mean"
     # Differential privacy (trainer/privacy.py): DP-SGD on D with a budget of ε = dp_epsilon at δ = dp_delta (0: 1/(n·√n));
     # 0 = a non-private run. The noise multiplier is chosen for --steps unless dp_noise_multiplier fixes it.
     dp_epsilon: float = 0.0
@@ -92,6 +97,8 @@ class TrainOptions:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.freeze_d_blocks and not self.init_from:
             raise ConfigError("--freeze-d-blocks keeps blocks at a source snapshot's weights: it needs --init-from RUN[@STEP]")
+        if self.new_class_init not in NEW_CLASS_INIT:
+            raise ConfigError(f"--new-class-init must be {' or '.join(NEW_CLASS_INIT)}, got {self.new_class_init!r}")
         for name in ("freeze_d_blocks", "checkpoint_every", "checkpoint_min_seconds", "max_failures", "r1_gamma", "gp_weight", "pl_weight", "ema_half_life_images", "ema_rampup", "metrics_port"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")

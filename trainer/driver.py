@@ -135,7 +135,7 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     if len(dataset) // options.num_workers < per_worker:
         raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(dataset)} training images allow with {options.num_workers} workers")
     params = _model_params(family, options, channels=dataset.channels, num_classes=dataset.num_classes if options.conditional else 0)
-    init = transfer.check_source(store, options.init_from, source, family, params, options.freeze_d_blocks) if source is not None else None
+    init = transfer.check_source(store, options.init_from, source, family, params, options.freeze_d_blocks, options.new_class_init) if source is not None else None
     _check_same_run(store, options.run, options.model, params, dataset.id, init.describe() if init else None)
     privacy = _plan_privacy(store, options, family, params, len(dataset))
     return TrainPlan(options, store_settings, store, dataset, params, init, privacy=privacy)
@@ -262,10 +262,19 @@ def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: d
                           f"resume it with the same --model and --model-param flags or choose a new --run")
     if before.get("dataset", {}).get("id") != dataset_id:
         raise ConfigError(f"run {run!r} already exists in {store.url} trained on dataset {before.get('dataset', {}).get('id')}, not {dataset_id}; choose a new --run")
-    if before.get("init_from") != init_from:
-        started = before.get("init_from")
+    started = _started_with(before.get("init_from"))
+    if started != init_from:
         said = f"--init-from {started['run']}@{started['step']}" if started else "no --init-from"
+        if started and "new_class_init" in started:
+            said += f" --new-class-init {started['new_class_init']}"
         raise ConfigError(f"run {run!r} already exists in {store.url} and was started with {said}; resume it with the same flags or choose a new --run")
+
+
+def _started_with(recorded: dict | None) -> dict | None:
+    """A run.json's init_from as this version writes it: runs recorded before --new-class-init started new classes at random."""
+    if recorded and recorded.get("reinitialised") and "new_class_init" not in recorded:
+        return {**recorded, "new_class_init": "random"}
+    return recorded
 
 
 def connect_ray(options: TrainOptions, worker_logs: bool = True) -> None:
@@ -348,7 +357,7 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
     if tracking is not None:  # rank 0 logs to MLflow; credentials stay in the workers' environment, never in Ray's config
         config["mlflow"] = tracking
     if p.init is not None:  # the source's checked weights, as safetensors bytes: the workers load them on a fresh start
-        config["init"] = {"weights": ray.put(p.init.weights), "reinitialised": p.init.reinitialised}
+        config["init"] = {"weights": ray.put(p.init.weights), "kept_fresh": p.init.kept_fresh}
     trainer = TorchTrainer(
         train_table_worker if p.table is not None else train_translation_worker if isinstance(p.dataset, DomainPair) else train_worker,
         train_loop_config=config,

@@ -89,7 +89,7 @@ def train_worker(config: dict) -> None:
             noise.manual_seed(opts.seed * 1000 + rank + 7919 * step)
         log.info("rank %d resumed at step %d (%d images seen)", rank, step, images_seen)
     elif "init" in config:  # a fresh start of an --init-from run: the source snapshot's weights (trainer/transfer.py)
-        load_into(ray.get(config["init"]["weights"]), config["init"]["reinitialised"], {"generator_ema": G_ema, "generator": G, "discriminator": D})
+        load_into(ray.get(config["init"]["weights"]), config["init"]["kept_fresh"], {"generator_ema": G_ema, "generator": G, "discriminator": D})
         log.info("rank %d starts from %s", rank, opts.init_from)
 
     dp_opt = None

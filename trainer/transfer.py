@@ -3,8 +3,9 @@
 The source snapshot gives G_ema, the raw G and D (published with every snapshot as safetensors; see
 `ganworks.checkpoint`). Everything is checked on the driver before Ray starts: the source exists and is
 complete, it was trained with the same family and hyperparameters, and every tensor fits. The one allowed
-difference is the class count of a conditional model: the tensors whose shape follows the number of classes
-(class embeddings, projections) start fresh, the rest is kept. The workers then load the checked bytes.
+difference is the class count of a conditional model: the weights whose shape follows the number of classes
+(class embeddings, projections) start at the mean of the source's classes (`--new-class-init mean`, the family
+decides what that means for its layers) or fresh (`random`), the rest is kept. The workers then load the checked bytes.
 """
 
 from __future__ import annotations
@@ -30,19 +31,24 @@ ROLES = ("generator_ema", "generator", "discriminator")
 
 @dataclasses.dataclass
 class InitSource:
-    """A checked source snapshot: its verified weights by role, and the tensors that start fresh in the new run."""
+    """A checked source snapshot: the weights the new run starts from by role, and the tensors not taken as they are."""
 
     run: str
     step: int
     sha256: str
     num_classes: int
-    weights: dict[str, bytes]  # role -> safetensors bytes
+    weights: dict[str, bytes]  # role -> safetensors bytes, the class-indexed tensors already at the new class count
     reinitialised: dict[str, list[str]]  # role -> state keys whose shape follows the class count
+    kept_fresh: dict[str, list[str]]  # role -> the keys each worker keeps at its own fresh initialisation
+    new_class_init: str = "mean"
 
     def describe(self) -> dict[str, Any]:
         """What run.json records about where the run started."""
-        return {"run": self.run, "step": self.step, "sha256": self.sha256, "num_classes": self.num_classes,
-                "reinitialised": {role: keys for role, keys in self.reinitialised.items() if keys}}
+        record = {"run": self.run, "step": self.step, "sha256": self.sha256, "num_classes": self.num_classes,
+                  "reinitialised": {role: keys for role, keys in self.reinitialised.items() if keys}}
+        if record["reinitialised"]:
+            record["new_class_init"] = self.new_class_init
+        return record
 
 
 def parse_spec(text: str) -> tuple[str, int | None]:
@@ -83,7 +89,8 @@ def source_params(family: ModelFamily, manifest) -> dict[str, Any]:
     return {key: value for key, value in manifest.architecture_params.items() if key in family.settable()}
 
 
-def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily, params: dict[str, Any], freeze_d_blocks: int) -> InitSource:
+def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily, params: dict[str, Any], freeze_d_blocks: int,
+                 new_class_init: str = "mean") -> InitSource:
     """Checks that the new run's networks can start from the source snapshot and loads its verified weights."""
     where = f"{FLAG} {text!r} ({manifest.run} step {manifest.step})"
     if manifest.architecture != family.name:
@@ -111,6 +118,11 @@ def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily,
     weights["generator_ema"] = save_safetensors({k: v.contiguous() for k, v in ema.state_dict().items()})
     networks = {"generator_ema": family.build_generator(params), "generator": family.build_generator(params), "discriminator": family.build_discriminator(params)}
     reinitialised = {role: _fitting(where, role, load_safetensors(weights[role]), networks[role].state_dict(), old_classes, new_classes) for role in ROLES}
+    kept_fresh = dict(reinitialised)
+    if new_class_init == "mean":
+        for role in ROLES:
+            if reinitialised[role]:
+                weights[role], kept_fresh[role] = _inherit_classes(family, role, weights[role], reinitialised[role], networks[role], new_classes)
     if freeze_d_blocks:
         try:
             blocks = family.discriminator_blocks(networks["discriminator"])
@@ -118,7 +130,24 @@ def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily,
             raise ConfigError(f"--freeze-d-blocks: {exc}") from None
         if freeze_d_blocks > len(blocks):
             raise ConfigError(f"--freeze-d-blocks {freeze_d_blocks}: this {family.name} discriminator has {len(blocks)} blocks")
-    return InitSource(manifest.run, manifest.step, manifest.sha256, old_classes, weights, reinitialised)
+    return InitSource(manifest.run, manifest.step, manifest.sha256, old_classes, weights, reinitialised, kept_fresh, new_class_init)
+
+
+def _inherit_classes(family: ModelFamily, role: str, data: bytes, keys: list[str], network: torch.nn.Module, count: int) -> tuple[bytes, list[str]]:
+    """The source weights with each class-indexed parameter started at the source classes' mean (the family's
+    `new_class_weights`), and the keys left fresh: buffers such as spectral norm's power-iteration vectors, which
+    re-converge by themselves, and tensors indexed by the class count along more than one axis."""
+    state, target, parameters = load_safetensors(data), network.state_dict(), dict(network.named_parameters())
+    fresh = []
+    for key in keys:
+        axes = [axis for axis, (a, b) in enumerate(zip(state[key].shape, target[key].shape)) if a != b]
+        if key not in parameters or len(axes) != 1:
+            fresh.append(key)
+            continue
+        state[key] = family.new_class_weights(role, key, state[key], axes[0], count).to(target[key].dtype).contiguous()
+        if state[key].shape != target[key].shape:
+            raise ConfigError(f"{FLAG}: the {family.name} family started {role} {key} at shape {tuple(state[key].shape)}, not {tuple(target[key].shape)}")
+    return save_safetensors(state), fresh
 
 
 def _fitting(where: str, role: str, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], old_classes: int, new_classes: int) -> list[str]:
@@ -135,15 +164,15 @@ def _fitting(where: str, role: str, source: dict[str, torch.Tensor], target: dic
         if not follows_classes:
             raise ConfigError(f"{where}: its {role} tensor {key} has shape {tuple(tensor.shape)}, this run's network {tuple(want)}")
         fresh.append(key)
-    return fresh
+    return sorted(fresh)  # safetensors does not keep an order, and run.json's record is compared on resume
 
 
-def load_into(weights: dict[str, bytes], reinitialised: dict[str, list[str]], networks: dict[str, torch.nn.Module]) -> None:
-    """Loads the checked source weights into the new run's freshly built networks; the re-initialised keys keep their fresh values."""
+def load_into(weights: dict[str, bytes], kept_fresh: dict[str, list[str]], networks: dict[str, torch.nn.Module]) -> None:
+    """Loads the checked start weights into the new run's freshly built networks; the `kept_fresh` keys keep their fresh values."""
     for role, module in networks.items():
-        state = {k: v for k, v in load_safetensors(weights[role]).items() if k not in set(reinitialised.get(role, ()))}
+        state = {k: v for k, v in load_safetensors(weights[role]).items() if k not in set(kept_fresh.get(role, ()))}
         missing, unexpected = module.load_state_dict(state, strict=False)
-        if unexpected or sorted(missing) != sorted(reinitialised.get(role, ())):
+        if unexpected or sorted(missing) != sorted(kept_fresh.get(role, ())):
             raise ConfigError(f"{FLAG}: the {role} weights do not fit (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
 

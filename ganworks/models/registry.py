@@ -138,6 +138,13 @@ class ModelFamily:
         """D's blocks from the input side; fine-tuning may freeze the first k (`ganworks train --freeze-d-blocks`)."""
         raise ModelConfigError(f"{self.name} does not name its discriminator's blocks, so its discriminator cannot be partly frozen")
 
+    def new_class_weights(self, role: str, key: str, source: torch.Tensor, axis: int, count: int) -> torch.Tensor:
+        """The start of a class-indexed tensor (`key` of the `role` network: generator, generator_ema, discriminator)
+        for `count` classes, from a source trained on `source.shape[axis]` other classes
+        (`ganworks train --init-from ... --new-class-init mean`): each new class starts at the source classes' mean.
+        A family whose layers scale a class tensor by the class count at run time corrects for that here."""
+        return source.mean(dim=axis, keepdim=True).repeat_interleave(count, dim=axis)
+
     # ---- latents and conditions ---------------------------------------------------------------------------------
 
     def random_latents(self, params: dict[str, Any], count: int, rng: torch.Generator) -> torch.Tensor:

@@ -128,25 +128,83 @@ def test_unconditional_from_conditional_is_refused_and_freezing_needs_a_source(c
     assert code == 2 and "--freeze-d-blocks 9: this dcgan discriminator has 4 blocks" in err
 
 
-def test_another_class_count_starts_only_the_class_embeddings_fresh_and_keeps_every_other_weight(tmp_path):
+@pytest.mark.parametrize("new_class_init", ["mean", "random"])
+def test_another_class_count_starts_only_the_class_embeddings_anew_and_keeps_every_other_weight(tmp_path, new_class_init):
     store = open_store(str(tmp_path / "store"))
     G_ema, G, D = _publish_source(store)
     family = get_family("dcgan")
     params = family.validate({**SOURCE_PARAMS, "num_classes": 2})
 
-    source = transfer.check_source(store, "base", read_manifest(store, "base", 40), family, params, freeze_d_blocks=0)
+    source = transfer.check_source(store, "base", read_manifest(store, "base", 40), family, params, freeze_d_blocks=0, new_class_init=new_class_init)
     torch.manual_seed(0)
     networks = {"generator_ema": family.build_generator(params), "generator": family.build_generator(params), "discriminator": family.build_discriminator(params)}
     fresh_embed = networks["generator"].embed.weight.detach().clone()
-    transfer.load_into(source.weights, source.reinitialised, networks)
+    transfer.load_into(source.weights, source.kept_fresh, networks)
 
     assert source.reinitialised["generator"] == ["embed.weight"]
     assert "embed.parametrizations.weight.original" in source.reinitialised["discriminator"]
-    assert torch.equal(networks["generator"].embed.weight, fresh_embed)
+    assert source.describe()["new_class_init"] == new_class_init
+    d_embed = networks["discriminator"].embed.parametrizations.weight.original
+    if new_class_init == "random":
+        assert torch.equal(networks["generator"].embed.weight, fresh_embed)
+    else:  # every new class starts as the source's average class, in G and in D's projection
+        for c in range(2):
+            assert torch.allclose(networks["generator"].embed.weight[c], G.embed.weight.mean(0))
+            assert torch.allclose(networks["generator_ema"].embed.weight[c], G_ema.embed.weight.mean(0))
+            assert torch.allclose(d_embed[c], D.embed.parametrizations.weight.original.mean(0))
     assert torch.equal(networks["generator"].project.weight, G.project.weight)
     assert torch.equal(networks["generator_ema"].to_image.weight, G_ema.to_image.weight)
     assert torch.equal(networks["discriminator"].head.parametrizations.weight.original, D.head.parametrizations.weight.original)
     assert networks["generator"](torch.randn(2, 64), torch.tensor([0, 1])).shape == (2, 1, 32, 32)
+
+
+def test_stylegan2_new_classes_start_with_the_mean_class_embedding_the_source_mapping_saw(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    family = get_family("stylegan2")
+    small = {"image_size": 16, "channels": 1, "channel_base": 64, "channel_max": 16, "mapping_layers": 1, "w_dim": 16, "latent_dim": 16}
+    old = family.validate({**small, "num_classes": 4})
+    torch.manual_seed(5)
+    G = family.build_generator(old)
+    with torch.no_grad():
+        G.mapping.embed.bias.normal_()  # a trained bias: the run-time scale of the weights must not change its share
+    publish_snapshot(store, run="base", step=10, generator_state=G.state_dict(), architecture="stylegan2", architecture_params=old,
+                     samples_png=b"", training_states={"generator": G.state_dict(), "discriminator": family.build_discriminator(old).state_dict()})
+    new = family.validate({**small, "num_classes": 2})
+
+    source = transfer.check_source(store, "base", read_manifest(store, "base", 10), family, new, freeze_d_blocks=0)
+    tuned = family.build_generator(new)
+    transfer.load_into(source.weights, source.kept_fresh, {"generator_ema": tuned, "generator": family.build_generator(new),
+                                                           "discriminator": family.build_discriminator(new)})
+
+    with torch.no_grad():
+        average = G.mapping.embed(torch.eye(4)).mean(0)
+        started = tuned.mapping.embed(torch.eye(2))
+        z = torch.randn(3, 16)
+        w_new = tuned.mapping(z, torch.tensor([0, 1, 1]), track=False)
+    assert torch.allclose(started, average.expand(2, -1), atol=1e-5)
+    assert torch.isfinite(w_new).all() and not torch.equal(w_new[0], w_new[1])
+
+
+def test_resuming_needs_the_new_class_start_the_run_began_with(tmp_path):
+    from trainer import driver
+    from trainer.config import TrainOptions
+
+    store = open_store(str(tmp_path / "store"))
+    _publish_source(store, params={**SOURCE_PARAMS, "num_classes": 4})
+    settings = StoreSettings(store=str(tmp_path / "store"))
+    options = dict(run="tuned", dataset="digits", conditional=True, init_from="base", metrics_port=0)
+    started = driver.plan(TrainOptions(**options), settings)
+    assert started.init.describe()["new_class_init"] == "mean"
+    store.put_json("runs/tuned/run.json", started.run_json())
+
+    with pytest.raises(ConfigError, match="--init-from base@40 --new-class-init mean"):
+        driver.plan(TrainOptions(**options, new_class_init="random"), settings)
+    before = started.run_json()  # a run recorded before the flag existed started its new classes at random
+    del before["init_from"]["new_class_init"]
+    store.put_json("runs/tuned/run.json", before)
+    assert driver.plan(TrainOptions(**options, new_class_init="random"), settings).init.new_class_init == "random"
+    with pytest.raises(ConfigError, match="--new-class-init random"):
+        driver.plan(TrainOptions(**options), settings)
 
 
 def test_a_source_with_another_architecture_inside_is_refused_before_training(tmp_path):
@@ -170,7 +228,7 @@ def test_a_new_run_starts_at_the_source_weights_so_the_same_seeds_draw_the_sourc
     G = family.build_generator(params)
     networks = {"generator_ema": make_ema(G), "generator": G, "discriminator": family.build_discriminator(params)}
 
-    transfer.load_into(source.weights, source.reinitialised, networks)
+    transfer.load_into(source.weights, source.kept_fresh, networks)
 
     grid = SampleGrid("dcgan", params, seed=0).render(networks["generator_ema"].state_dict())
     assert grid == store.get_bytes("runs/base/checkpoints/000000040/samples.png")
