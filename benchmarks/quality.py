@@ -308,7 +308,7 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=12, help="--transfer: snapshots scored per run")
     parser.add_argument("--tune-lr", type=float, help="--transfer: --g-lr and --d-lr of the fine-tuned run (default: as the others)")
     parser.add_argument("--freeze-d-blocks", type=int, default=0, help="--transfer: the fine-tuned run's --freeze-d-blocks")
-    parser.add_argument("--new-class-init", choices=["mean", "random"], default="mean", help="--transfer: the fine-tuned run's --new-class-init")
+    parser.add_argument("--new-class-init", choices=["mean", "random"], default="random", help="--transfer: the fine-tuned run's --new-class-init")
     parser.add_argument("--source-run", help="--transfer: reuse this source run in --store instead of training one")
     parser.add_argument("--scratch-run", help="--transfer: reuse this from-scratch run in --store (trained with the same --steps and --evaluations)")
     args = parser.parse_args()

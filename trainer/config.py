@@ -49,9 +49,9 @@ class TrainOptions:
     init_from: str = ""
     freeze_d_blocks: int = 0
     # With --init-from and a different class count: where the new classes' embeddings and projections start —
-    # "mean": at the mean of the source's classes (each new class starts as the source's average class);
-    # "random": freshly initialised, as in a run from scratch.
-    new_class_init: str = "mean"
+    # "random": freshly initialised, as in a run from scratch; "mean": at the mean of the source's classes (every new
+    # class starts as the source's average class — measured much worse in the transfer benchmark, docs/trainer.md).
+    new_class_init: str = "random"
     # Differential privacy (trainer/privacy.py): DP-SGD on D with a budget of ε = dp_epsilon at δ = dp_delta (0: 1/(n·√n));
     # 0 = a non-private run. The noise multiplier is chosen for --steps unless dp_noise_multiplier fixes it.
     dp_epsilon: float = 0.0

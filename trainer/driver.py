@@ -271,7 +271,7 @@ def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: d
 
 
 def _started_with(recorded: dict | None) -> dict | None:
-    """A run.json's init_from as this version writes it: runs recorded before --new-class-init started new classes at random."""
+    """A run.json's init_from as this version writes it: runs recorded before --new-class-init started new classes at random, its default."""
     if recorded and recorded.get("reinitialised") and "new_class_init" not in recorded:
         return {**recorded, "new_class_init": "random"}
     return recorded

@@ -4,8 +4,8 @@ The source snapshot gives G_ema, the raw G and D (published with every snapshot 
 `ganworks.checkpoint`). Everything is checked on the driver before Ray starts: the source exists and is
 complete, it was trained with the same family and hyperparameters, and every tensor fits. The one allowed
 difference is the class count of a conditional model: the weights whose shape follows the number of classes
-(class embeddings, projections) start at the mean of the source's classes (`--new-class-init mean`, the family
-decides what that means for its layers) or fresh (`random`), the rest is kept. The workers then load the checked bytes.
+(class embeddings, projections) start fresh (`--new-class-init random`) or at the mean of the source's classes
+(`mean`; the family decides what that means for its layers), the rest is kept. The workers then load the checked bytes.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class InitSource:
     weights: dict[str, bytes]  # role -> safetensors bytes, the class-indexed tensors already at the new class count
     reinitialised: dict[str, list[str]]  # role -> state keys whose shape follows the class count
     kept_fresh: dict[str, list[str]]  # role -> the keys each worker keeps at its own fresh initialisation
-    new_class_init: str = "mean"
+    new_class_init: str = "random"
 
     def describe(self) -> dict[str, Any]:
         """What run.json records about where the run started."""
@@ -90,7 +90,7 @@ def source_params(family: ModelFamily, manifest) -> dict[str, Any]:
 
 
 def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily, params: dict[str, Any], freeze_d_blocks: int,
-                 new_class_init: str = "mean") -> InitSource:
+                 new_class_init: str = "random") -> InitSource:
     """Checks that the new run's networks can start from the source snapshot and loads its verified weights."""
     where = f"{FLAG} {text!r} ({manifest.run} step {manifest.step})"
     if manifest.architecture != family.name:

@@ -171,7 +171,7 @@ def test_stylegan2_new_classes_start_with_the_mean_class_embedding_the_source_ma
                      samples_png=b"", training_states={"generator": G.state_dict(), "discriminator": family.build_discriminator(old).state_dict()})
     new = family.validate({**small, "num_classes": 2})
 
-    source = transfer.check_source(store, "base", read_manifest(store, "base", 10), family, new, freeze_d_blocks=0)
+    source = transfer.check_source(store, "base", read_manifest(store, "base", 10), family, new, freeze_d_blocks=0, new_class_init="mean")
     tuned = family.build_generator(new)
     transfer.load_into(source.weights, source.kept_fresh, {"generator_ema": tuned, "generator": family.build_generator(new),
                                                            "discriminator": family.build_discriminator(new)})
@@ -193,18 +193,18 @@ def test_resuming_needs_the_new_class_start_the_run_began_with(tmp_path):
     _publish_source(store, params={**SOURCE_PARAMS, "num_classes": 4})
     settings = StoreSettings(store=str(tmp_path / "store"))
     options = dict(run="tuned", dataset="digits", conditional=True, init_from="base", metrics_port=0)
-    started = driver.plan(TrainOptions(**options), settings)
+    started = driver.plan(TrainOptions(**options, new_class_init="mean"), settings)
     assert started.init.describe()["new_class_init"] == "mean"
     store.put_json("runs/tuned/run.json", started.run_json())
 
     with pytest.raises(ConfigError, match="--init-from base@40 --new-class-init mean"):
-        driver.plan(TrainOptions(**options, new_class_init="random"), settings)
+        driver.plan(TrainOptions(**options), settings)
     before = started.run_json()  # a run recorded before the flag existed started its new classes at random
     del before["init_from"]["new_class_init"]
     store.put_json("runs/tuned/run.json", before)
-    assert driver.plan(TrainOptions(**options, new_class_init="random"), settings).init.new_class_init == "random"
+    assert driver.plan(TrainOptions(**options), settings).init.new_class_init == "random"
     with pytest.raises(ConfigError, match="--new-class-init random"):
-        driver.plan(TrainOptions(**options), settings)
+        driver.plan(TrainOptions(**options, new_class_init="mean"), settings)
 
 
 def test_a_source_with_another_architecture_inside_is_refused_before_training(tmp_path):
