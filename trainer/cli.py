@@ -9,7 +9,7 @@ from ganworks.commandline import add_store_flags, stop_on_sigterm, store_overrid
 from ganworks.settings import StoreSettings, load_settings
 from ganworks.telemetry import register_secrets
 from ganworks.models import FAMILIES
-from trainer.config import ENV_PREFIX, TrainOptions
+from trainer.config import ENV_PREFIX, NEW_CLASS_INIT, TrainOptions
 from trainer.losses import LOSSES
 
 
@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            "docs/trainer.md lists them with their defaults")
     data.add_argument("--init-from", metavar="RUN[@STEP]", help="start from another run's snapshot (its LATEST, or STEP) in the same store: "
                       "transfer learning; the model flags default to the source's, and a different class count gets new class embeddings")
-    data.add_argument("--new-class-init", choices=["mean", "random"], help="with --init-from and another class count: the new classes' embeddings "
+    data.add_argument("--new-class-init", choices=NEW_CLASS_INIT, help="with --init-from and another class count: the new classes' embeddings "
                       "start fresh (random, the default) or at the mean of the source's classes (mean)")
     data.add_argument("--freeze-d-blocks", type=int, metavar="K", help="with --init-from: keep the first K discriminator blocks at the source's weights (default 0)")
     opt = parser.add_argument_group("optimisation")

@@ -120,9 +120,19 @@ def test_conditional_training_on_a_dataset_without_labels_is_refused(capsys, tmp
     assert "--conditional needs a dataset with labels" in err
 
 
-@pytest.mark.parametrize("flags, named", [(["--batch-size", "7", "--num-workers", "2"], "--batch-size 7"), (["--steps", "0"], "--steps"), (["--run", "../escape"], "invalid run id")])
+@pytest.mark.parametrize("flags, named", [(["--batch-size", "7", "--num-workers", "2"], "--batch-size 7"), (["--steps", "0"], "--steps"), (["--run", "../escape"], "invalid run id"),
+                                          (["--new-class-init", "mean"], "--new-class-init mean starts new classes from a source snapshot's: it needs --init-from")])
 def test_malformed_options_are_refused_naming_the_flag(capsys, tmp_path, flags, named):
     code, err = _train(capsys, "--store", str(tmp_path / "store"), *(["--run", "r"] if "--run" not in flags else []), *flags)
 
     assert code == 2
     assert named in err
+
+
+def test_a_new_class_init_from_the_environment_that_is_no_choice_is_refused_naming_the_flag(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("GANWORKS_TRAINER_NEW_CLASS_INIT", "average")
+
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r")
+
+    assert code == 2
+    assert "--new-class-init must be mean or random, got 'average'" in err
