@@ -64,6 +64,7 @@ from ganworks.data import load_dataset  # noqa: E402
 from ganworks.models import get_family  # noqa: E402
 from ganworks.settings import StoreSettings  # noqa: E402
 from ganworks.store import open_store  # noqa: E402
+from trainer.config import NEW_CLASS_INIT  # noqa: E402
 
 
 def judge_network() -> nn.Module:
@@ -253,6 +254,7 @@ def transfer(args) -> dict:
         scratch, tuned = fid_series(store, scratch_run), fid_series(store, f"tuned-{stamp}")
         ema = {name: {k: store.get_json(run_info_key(run))["options"][k] for k in ("ema_half_life_images", "ema_rampup")}
                for name, run in (("scratch", scratch_run), ("tuned", f"tuned-{stamp}"))}
+        class_start = store.get_json(run_info_key(f"tuned-{stamp}"))["init_from"].get("class_start")
     scratch_smooth, tuned_smooth = smoothed(scratch), smoothed(tuned)
     steps = max(scratch)
     bar, raw_bar = scratch_smooth[steps], scratch[steps]
@@ -263,7 +265,7 @@ def transfer(args) -> dict:
     seconds = [s for s in (source_seconds, scratch_seconds, tuned_seconds) if s is not None]
     return {"benchmark": "transfer", "model": args.model, "model_params": args.model_params or [], "source_classes": source_classes,
             "target": f"{target}@1000", "source_run": source, "scratch_run": scratch_run, "ema": ema, "source_steps": source_steps, "steps": steps, "evaluated_every": every,
-            "samples_per_class": per_class, "reference_images": len(reference), "fine_tuning": {"init_from": source, **tune},
+            "samples_per_class": per_class, "reference_images": len(reference), "fine_tuning": {"init_from": source, **tune, **({"class_start": class_start} if class_start else {})},
             "rule": TRANSFER_RULE, "fid_scratch_final_smoothed": bar, "tuned_reaches_scratch_final_at": reached, "transfer_steps_ratio": ratio,
             "fid_scratch_final": raw_bar, "fid_tuned_final": tuned[max(tuned)], "unsmoothed_reaches_at": raw_reached,
             "unsmoothed_ratio": round(raw_reached / steps, 3) if raw_reached is not None else None,
@@ -308,7 +310,7 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=12, help="--transfer: snapshots scored per run")
     parser.add_argument("--tune-lr", type=float, help="--transfer: --g-lr and --d-lr of the fine-tuned run (default: as the others)")
     parser.add_argument("--freeze-d-blocks", type=int, default=0, help="--transfer: the fine-tuned run's --freeze-d-blocks")
-    parser.add_argument("--new-class-init", choices=["mean", "random"], default="random", help="--transfer: the fine-tuned run's --new-class-init")
+    parser.add_argument("--new-class-init", choices=NEW_CLASS_INIT, default="random", help="--transfer: the fine-tuned run's --new-class-init")
     parser.add_argument("--source-run", help="--transfer: reuse this source run in --store instead of training one")
     parser.add_argument("--scratch-run", help="--transfer: reuse this from-scratch run in --store (trained with the same --steps and --evaluations)")
     args = parser.parse_args()

@@ -11,7 +11,7 @@ ENV_PREFIX = "GANWORKS_TRAINER_"
 
 
 DEFAULT_EMA_RAMPUP = 0.05
-NEW_CLASS_INIT = ("mean", "random")  # --new-class-init (trainer/transfer.py)
+NEW_CLASS_INIT = ("mean", "nearest", "random")  # --new-class-init (trainer/transfer.py)
 
 
 @dataclasses.dataclass
@@ -98,7 +98,7 @@ class TrainOptions:
         if self.freeze_d_blocks and not self.init_from:
             raise ConfigError("--freeze-d-blocks keeps blocks at a source snapshot's weights: it needs --init-from RUN[@STEP]")
         if self.new_class_init not in NEW_CLASS_INIT:
-            raise ConfigError(f"--new-class-init must be {' or '.join(NEW_CLASS_INIT)}, got {self.new_class_init!r}")
+            raise ConfigError(f"--new-class-init must be one of {', '.join(NEW_CLASS_INIT)}, got {self.new_class_init!r}")
         if self.new_class_init != "random" and not self.init_from:
             raise ConfigError(f"--new-class-init {self.new_class_init} starts new classes from a source snapshot's: it needs --init-from RUN[@STEP]")
         for name in ("freeze_d_blocks", "checkpoint_every", "checkpoint_min_seconds", "max_failures", "r1_gamma", "gp_weight", "pl_weight", "ema_half_life_images", "ema_rampup", "metrics_port"):

@@ -135,7 +135,7 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     if len(dataset) // options.num_workers < per_worker:
         raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(dataset)} training images allow with {options.num_workers} workers")
     params = _model_params(family, options, channels=dataset.channels, num_classes=dataset.num_classes if options.conditional else 0)
-    init = transfer.check_source(store, options.init_from, source, family, params, options.freeze_d_blocks, options.new_class_init) if source is not None else None
+    init = transfer.check_source(store, options.init_from, source, family, params, options.freeze_d_blocks, options.new_class_init, dataset) if source is not None else None
     _check_same_run(store, options.run, options.model, params, dataset.id, init.describe() if init else None)
     privacy = _plan_privacy(store, options, family, params, len(dataset))
     return TrainPlan(options, store_settings, store, dataset, params, init, privacy=privacy)
@@ -263,11 +263,17 @@ def _check_same_run(store: ArtifactStore, run: str, architecture: str, params: d
     if before.get("dataset", {}).get("id") != dataset_id:
         raise ConfigError(f"run {run!r} already exists in {store.url} trained on dataset {before.get('dataset', {}).get('id')}, not {dataset_id}; choose a new --run")
     started = _started_with(before.get("init_from"))
-    if started != init_from:
+    if _without_class_start(started) != _without_class_start(init_from):
         said = f"--init-from {started['run']}@{started['step']}" if started else "no --init-from"
         if started and "new_class_init" in started:
             said += f" --new-class-init {started['new_class_init']}"
         raise ConfigError(f"run {run!r} already exists in {store.url} and was started with {said}; resume it with the same flags or choose a new --run")
+
+
+def _without_class_start(record: dict | None) -> dict | None:
+    """An init_from record without the classes `nearest` matched: a resume loads the run's own snapshot, so a
+    re-scoring that matched otherwise (on other hardware, say) changes nothing and must not refuse the resume."""
+    return {k: v for k, v in record.items() if k != "class_start"} if record else record
 
 
 def _started_with(recorded: dict | None) -> dict | None:

@@ -4,22 +4,28 @@ The source snapshot gives G_ema, the raw G and D (published with every snapshot 
 `ganworks.checkpoint`). Everything is checked on the driver before Ray starts: the source exists and is
 complete, it was trained with the same family and hyperparameters, and every tensor fits. The one allowed
 difference is the class count of a conditional model: the weights whose shape follows the number of classes
-(class embeddings, projections) start fresh (`--new-class-init random`) or at the mean of the source's classes
-(`mean`; the family decides what that means for its layers), the rest is kept. The workers then load the checked bytes.
+(class embeddings, projections) start fresh (`--new-class-init random`), at the mean of the source's classes
+(`mean`), or each at the source class its images resemble most (`nearest`: the source discriminator's class
+projection scored on the new run's own images, each source class given to one new class while there are enough);
+the family decides what starting at a source class means for its layers. The rest is kept. The workers then
+load the checked bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ganworks.checkpoint import list_snapshots, load_snapshot, load_training_weights, read_latest, read_manifest
-from ganworks.errors import CheckpointError, ConfigError
+from ganworks.errors import CheckpointError, ConfigError, ObjectNotFoundError
+from ganworks.layout import run_info_key
 from ganworks.models import ModelFamily
 from ganworks.store import ArtifactStore
 
@@ -41,6 +47,7 @@ class InitSource:
     reinitialised: dict[str, list[str]]  # role -> state keys whose shape follows the class count
     kept_fresh: dict[str, list[str]]  # role -> the keys each worker keeps at its own fresh initialisation
     new_class_init: str = "random"
+    class_start: dict[str, str] | None = None  # --new-class-init nearest: new class name -> the source class it started at
 
     def describe(self) -> dict[str, Any]:
         """What run.json records about where the run started."""
@@ -48,6 +55,8 @@ class InitSource:
                   "reinitialised": {role: keys for role, keys in self.reinitialised.items() if keys}}
         if record["reinitialised"]:
             record["new_class_init"] = self.new_class_init
+        if self.class_start:
+            record["class_start"] = dict(self.class_start)
         return record
 
 
@@ -90,8 +99,10 @@ def source_params(family: ModelFamily, manifest) -> dict[str, Any]:
 
 
 def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily, params: dict[str, Any], freeze_d_blocks: int,
-                 new_class_init: str = "random") -> InitSource:
-    """Checks that the new run's networks can start from the source snapshot and loads its verified weights."""
+                 new_class_init: str = "random", dataset=None) -> InitSource:
+    """Checks that the new run's networks can start from the source snapshot and loads its verified weights.
+
+    dataset (an ImageDataset with labels) is the new run's training data: `nearest` scores its images."""
     where = f"{FLAG} {text!r} ({manifest.run} step {manifest.step})"
     if manifest.architecture != family.name:
         raise ConfigError(f"{where} is a {manifest.architecture} snapshot; train with --model {manifest.architecture} to start from it")
@@ -118,11 +129,15 @@ def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily,
     weights["generator_ema"] = save_safetensors({k: v.contiguous() for k, v in ema.state_dict().items()})
     networks = {"generator_ema": family.build_generator(params), "generator": family.build_generator(params), "discriminator": family.build_discriminator(params)}
     reinitialised = {role: _fitting(where, role, load_safetensors(weights[role]), networks[role].state_dict(), old_classes, new_classes) for role in ROLES}
-    kept_fresh = dict(reinitialised)
-    if new_class_init == "mean":
+    kept_fresh, class_start = dict(reinitialised), None
+    if new_class_init != "random" and any(reinitialised.values()):
+        if new_class_init == "mean":
+            mix = torch.full((new_classes, old_classes), 1.0 / old_classes)
+        else:
+            mix, class_start = _nearest_classes(store, manifest, family, source, weights["discriminator"], dataset)
         for role in ROLES:
             if reinitialised[role]:
-                weights[role], kept_fresh[role] = _inherit_classes(family, role, weights[role], reinitialised[role], networks[role], new_classes)
+                weights[role], kept_fresh[role] = _inherit_classes(family, role, weights[role], reinitialised[role], networks[role], mix)
     if freeze_d_blocks:
         try:
             blocks = family.discriminator_blocks(networks["discriminator"])
@@ -130,13 +145,64 @@ def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily,
             raise ConfigError(f"--freeze-d-blocks: {exc}") from None
         if freeze_d_blocks > len(blocks):
             raise ConfigError(f"--freeze-d-blocks {freeze_d_blocks}: this {family.name} discriminator has {len(blocks)} blocks")
-    return InitSource(manifest.run, manifest.step, manifest.sha256, old_classes, weights, reinitialised, kept_fresh, new_class_init)
+    return InitSource(manifest.run, manifest.step, manifest.sha256, old_classes, weights, reinitialised, kept_fresh, new_class_init, class_start)
 
 
-def _inherit_classes(family: ModelFamily, role: str, data: bytes, keys: list[str], network: torch.nn.Module, count: int) -> tuple[bytes, list[str]]:
-    """The source weights with each class-indexed parameter started at the source classes' mean (the family's
-    `new_class_weights`), and the keys left fresh: buffers such as spectral norm's power-iteration vectors, which
-    re-converge by themselves, and tensors indexed by the class count along more than one axis."""
+# --new-class-init nearest scores at most this many images of each new class.
+NEAREST_IMAGES_PER_CLASS = 256
+
+
+@torch.no_grad()
+def _nearest_classes(store: ArtifactStore, manifest, family: ModelFamily, source_params: dict[str, Any], d_weights: bytes,
+                     dataset) -> tuple[torch.Tensor, dict[str, str]]:
+    """For each new class, the source class whose label the source discriminator finds most fitting for the new
+    class's images, as one-hot rows of a mix matrix (new × source classes), and that choice by class name.
+
+    D(x, k) for every source class k differs between the k only by D's class projection, so the mean over a new
+    class's images of D(x, k), centred per new class, says how much each source class's conditioning fits them.
+    New classes are matched greedily, best fit first, and each source class is given to at most ceil(new/source)
+    new classes, so that new classes start apart (starting them alike is what makes `mean` slow)."""
+    old, new = int(source_params["num_classes"]), int(dataset.num_classes) if dataset is not None else 0
+    if dataset is None or dataset.labels is None or new == 0:
+        raise ConfigError("--new-class-init nearest compares the new classes' images with the source's classes: it needs a labelled --dataset and --conditional")
+    discriminator = family.build_discriminator(source_params)
+    discriminator.load_state_dict(load_safetensors(d_weights))
+    discriminator.eval()
+    scores = torch.zeros(new, old)
+    for c in range(new):
+        chosen = np.flatnonzero(dataset.labels == c)[:NEAREST_IMAGES_PER_CLASS]
+        if not len(chosen):
+            raise ConfigError(f"--new-class-init nearest: class {dataset.class_names[c] if dataset.class_names else c!r} of --dataset has no "
+                              "images to compare with the source's classes; give it images or use --new-class-init random")
+        images = torch.from_numpy(dataset.images[chosen]).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        for k in range(old):
+            scores[c, k] = discriminator(images, torch.full((len(chosen),), k, dtype=torch.long)).float().mean()
+    scores -= scores.mean(dim=1, keepdim=True)
+    capacity, given, start = math.ceil(new / old), [0] * old, [-1] * new
+    for flat in torch.argsort(scores.flatten(), descending=True).tolist():
+        c, k = divmod(flat, old)
+        if start[c] < 0 and given[k] < capacity:
+            start[c], given[k] = k, given[k] + 1
+    mix = torch.zeros(new, old)
+    mix[torch.arange(new), torch.tensor(start)] = 1.0
+    new_names = list(dataset.class_names) if len(dataset.class_names) == new else [str(c) for c in range(new)]
+    old_names = _source_class_names(store, manifest.run, old)
+    return mix, {new_names[c]: old_names[start[c]] for c in range(new)}
+
+
+def _source_class_names(store: ArtifactStore, run: str, count: int) -> list[str]:
+    """The source run's class names from its run.json; the class indices as text when it has none."""
+    try:
+        names = store.get_json(run_info_key(run)).get("dataset", {}).get("class_names") or []
+    except (ObjectNotFoundError, ValueError):  # no run.json (a snapshot published alone) or not JSON: names are informative only
+        names = []
+    return [str(n) for n in names] if len(names) == count else [str(k) for k in range(count)]
+
+
+def _inherit_classes(family: ModelFamily, role: str, data: bytes, keys: list[str], network: torch.nn.Module, mix: torch.Tensor) -> tuple[bytes, list[str]]:
+    """The source weights with each class-indexed parameter started from the source's classes as `mix` says (the
+    family's `new_class_weights`), and the keys left fresh: buffers such as spectral norm's power-iteration vectors,
+    which re-converge by themselves, and tensors indexed by the class count along more than one axis."""
     state, target, parameters = load_safetensors(data), network.state_dict(), dict(network.named_parameters())
     fresh = []
     for key in keys:
@@ -144,7 +210,7 @@ def _inherit_classes(family: ModelFamily, role: str, data: bytes, keys: list[str
         if key not in parameters or len(axes) != 1:
             fresh.append(key)
             continue
-        state[key] = family.new_class_weights(role, key, state[key], axes[0], count).to(target[key].dtype).contiguous()
+        state[key] = family.new_class_weights(role, key, state[key], axes[0], mix).to(target[key].dtype).contiguous()
         if state[key].shape != target[key].shape:
             raise ConfigError(f"{FLAG}: the {family.name} family started {role} {key} at shape {tuple(state[key].shape)}, not {tuple(target[key].shape)}")
     return save_safetensors(state), fresh

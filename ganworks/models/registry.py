@@ -138,12 +138,15 @@ class ModelFamily:
         """D's blocks from the input side; fine-tuning may freeze the first k (`ganworks train --freeze-d-blocks`)."""
         raise ModelConfigError(f"{self.name} does not name its discriminator's blocks, so its discriminator cannot be partly frozen")
 
-    def new_class_weights(self, role: str, key: str, source: torch.Tensor, axis: int, count: int) -> torch.Tensor:
+    def new_class_weights(self, role: str, key: str, source: torch.Tensor, axis: int, mix: torch.Tensor) -> torch.Tensor:
         """The start of a class-indexed tensor (`key` of the `role` network: generator, generator_ema, discriminator)
-        for `count` classes, from a source trained on `source.shape[axis]` other classes
-        (`ganworks train --init-from ... --new-class-init mean`): each new class starts at the source classes' mean.
+        for a run with other classes than its source (`ganworks train --init-from ... --new-class-init mean|nearest`).
+        `mix` is new classes × source classes: new class c starts at sum_k mix[c, k] × source class k along `axis`
+        (a row of 1/K: the source's average class; a one-hot row: a copy of one source class).
         A family whose layers scale a class tensor by the class count at run time corrects for that here."""
-        return source.mean(dim=axis, keepdim=True).repeat_interleave(count, dim=axis)
+        moved = source.movedim(axis, 0)
+        mixed = mix.to(source.dtype) @ moved.reshape(moved.shape[0], -1)
+        return mixed.reshape(mix.shape[0], *moved.shape[1:]).movedim(0, axis)
 
     # ---- latents and conditions ---------------------------------------------------------------------------------
 

@@ -302,10 +302,10 @@ class StyleGAN2(GaussianLatents):
     def discriminator_blocks(self, discriminator: nn.Module) -> list[nn.Module]:
         return [discriminator.from_rgb, *discriminator.blocks]
 
-    def new_class_weights(self, role: str, key: str, source: torch.Tensor, axis: int, count: int) -> torch.Tensor:
-        start = super().new_class_weights(role, key, source, axis, count)
+    def new_class_weights(self, role: str, key: str, source: torch.Tensor, axis: int, mix: torch.Tensor) -> torch.Tensor:
+        start = super().new_class_weights(role, key, source, axis, mix)
         if key == "mapping.embed.weight":  # EqualLinear scales by 1/√(class count) at run time: undo the change of count
-            start = start * math.sqrt(count / source.shape[axis])
+            start = start * math.sqrt(mix.shape[0] / source.shape[axis])
         return start
 
     def truncate(self, generator: nn.Module, ws: torch.Tensor, truncation: torch.Tensor, cutoff: int = 0) -> torch.Tensor:

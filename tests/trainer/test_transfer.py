@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+
+import numpy as np
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load as load_safetensors
 
 from ganworks.checkpoint import list_snapshots, load_snapshot, load_training_weights, publish_snapshot, read_manifest
 from ganworks.cli import main
+from ganworks.data import ImageDataset
 from ganworks.errors import CheckpointIntegrityError, ConfigError
+from ganworks.layout import run_info_key
 from ganworks.models import get_family
 from ganworks.settings import StoreSettings
 from ganworks.store import open_store
@@ -149,9 +155,9 @@ def test_another_class_count_starts_only_the_class_embeddings_anew_and_keeps_eve
         assert torch.equal(networks["generator"].embed.weight, fresh_embed)
     else:  # every new class starts as the source's average class, in G and in D's projection
         for c in range(2):
-            assert torch.allclose(networks["generator"].embed.weight[c], G.embed.weight.mean(0))
-            assert torch.allclose(networks["generator_ema"].embed.weight[c], G_ema.embed.weight.mean(0))
-            assert torch.allclose(d_embed[c], D.embed.parametrizations.weight.original.mean(0))
+            assert torch.allclose(networks["generator"].embed.weight[c], G.embed.weight.mean(0), atol=1e-6)
+            assert torch.allclose(networks["generator_ema"].embed.weight[c], G_ema.embed.weight.mean(0), atol=1e-6)
+            assert torch.allclose(d_embed[c], D.embed.parametrizations.weight.original.mean(0), atol=1e-6)
     assert torch.equal(networks["generator"].project.weight, G.project.weight)
     assert torch.equal(networks["generator_ema"].to_image.weight, G_ema.to_image.weight)
     assert torch.equal(networks["discriminator"].head.parametrizations.weight.original, D.head.parametrizations.weight.original)
@@ -183,6 +189,85 @@ def test_stylegan2_new_classes_start_with_the_mean_class_embedding_the_source_ma
         w_new = tuned.mapping(z, torch.tensor([0, 1, 1]), track=False)
     assert torch.allclose(started, average.expand(2, -1), atol=1e-5)
     assert torch.isfinite(w_new).all() and not torch.equal(w_new[0], w_new[1])
+
+
+def _two_class_images(size: int) -> ImageDataset:
+    """A labelled dataset of two unlike classes: dark squares and light ones."""
+    images = np.concatenate([np.full((6, size, size, 1), 20, np.uint8), np.full((6, size, size, 1), 235, np.uint8)])
+    return ImageDataset(images, np.repeat(np.arange(2), 6), 2, "two-tones", "test", ("dark", "light"))
+
+
+def test_nearest_starts_each_new_class_at_the_source_class_whose_projection_fits_its_images(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    family = get_family("dcgan")
+    params = family.validate(SOURCE_PARAMS)
+    data = _two_class_images(32)
+    torch.manual_seed(3)
+    G_ema, G, D = family.build_generator(params), family.build_generator(params), family.build_discriminator(params)
+    with torch.no_grad():  # D's projection: source class 6 fits the dark images, class 2 the light ones, the rest neither
+        h = [F.normalize(D.features(data.tensors()[data.labels == c]).flatten(1).mean(0), dim=0) for c in range(2)]
+        rows = D.embed.parametrizations.weight.original
+        rows.zero_()
+        rows[6], rows[2] = h[0] - h[1], h[1] - h[0]
+        for _ in range(30):  # spectral norm's power iteration, so its stored vectors match the new weights
+            D.embed.weight
+    D.eval()
+    publish_snapshot(store, run="base", step=40, generator_state=G_ema.state_dict(), architecture="dcgan", architecture_params=params,
+                     samples_png=b"", training_states={"generator": G.state_dict(), "discriminator": D.state_dict()})
+    store.put_json(run_info_key("base"), {"dataset": {"class_names": [f"c{k}" for k in range(10)]}})
+    new = family.validate({**SOURCE_PARAMS, "num_classes": 2})
+
+    source = transfer.check_source(store, "base", read_manifest(store, "base", 40), family, new, freeze_d_blocks=0,
+                                   new_class_init="nearest", dataset=data)
+    networks = {"generator_ema": family.build_generator(new), "generator": family.build_generator(new), "discriminator": family.build_discriminator(new)}
+    transfer.load_into(source.weights, source.kept_fresh, networks)
+
+    assert source.describe()["class_start"] == {"dark": "c6", "light": "c2"}
+    for new_class, old_class in ((0, 6), (1, 2)):
+        assert torch.equal(networks["generator"].embed.weight[new_class], G.embed.weight[old_class])
+        assert torch.equal(networks["generator_ema"].embed.weight[new_class], G_ema.embed.weight[old_class])
+        assert torch.equal(networks["discriminator"].embed.parametrizations.weight.original[new_class], rows[old_class])
+
+
+def test_nearest_gives_more_new_classes_than_source_classes_all_of_the_source_classes_evenly(tmp_path):
+    from trainer import driver
+    from trainer.config import TrainOptions
+
+    store = open_store(str(tmp_path / "store"))
+    _publish_source(store, params={**SOURCE_PARAMS, "num_classes": 4})
+    options = TrainOptions(run="tuned", dataset="digits", conditional=True, init_from="base", new_class_init="nearest", metrics_port=0)
+
+    started = driver.plan(options, StoreSettings(store=str(tmp_path / "store"))).init.describe()
+
+    assert started["new_class_init"] == "nearest"
+    assert set(started["class_start"]) == {str(d) for d in range(10)}
+    uses = Counter(started["class_start"].values())
+    assert set(uses) == {"0", "1", "2", "3"} and max(uses.values()) <= 3  # 10 new classes over 4: at most 3 each
+
+
+def test_stylegan2_nearest_gives_a_new_class_exactly_the_mapping_input_of_its_source_class(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    family = get_family("stylegan2")
+    small = {"image_size": 16, "channels": 1, "channel_base": 64, "channel_max": 16, "mapping_layers": 1, "w_dim": 16, "latent_dim": 16}
+    old = family.validate({**small, "num_classes": 4})
+    torch.manual_seed(5)
+    G = family.build_generator(old)
+    with torch.no_grad():
+        G.mapping.embed.bias.normal_()
+    publish_snapshot(store, run="base", step=10, generator_state=G.state_dict(), architecture="stylegan2", architecture_params=old,
+                     samples_png=b"", training_states={"generator": G.state_dict(), "discriminator": family.build_discriminator(old).state_dict()})
+    new = family.validate({**small, "num_classes": 2})
+
+    source = transfer.check_source(store, "base", read_manifest(store, "base", 10), family, new, freeze_d_blocks=0,
+                                   new_class_init="nearest", dataset=_two_class_images(16))
+    tuned = family.build_generator(new)
+    transfer.load_into(source.weights, source.kept_fresh, {"generator_ema": tuned, "generator": family.build_generator(new),
+                                                           "discriminator": family.build_discriminator(new)})
+
+    starts = [int(source.class_start[name]) for name in ("dark", "light")]
+    assert starts[0] != starts[1]  # two new classes, four source classes: they start apart
+    with torch.no_grad():
+        assert torch.allclose(tuned.mapping.embed(torch.eye(2)), G.mapping.embed(torch.eye(4))[starts], atol=1e-5)
 
 
 def test_resuming_needs_the_new_class_start_the_run_began_with(tmp_path):
