@@ -245,6 +245,23 @@ def test_nearest_gives_more_new_classes_than_source_classes_all_of_the_source_cl
     assert set(uses) == {"0", "1", "2", "3"} and max(uses.values()) <= 3  # 10 new classes over 4: at most 3 each
 
 
+def test_resuming_a_nearest_run_does_not_need_the_classes_matched_the_same_way_again(tmp_path):
+    from trainer import driver
+    from trainer.config import TrainOptions
+
+    store = open_store(str(tmp_path / "store"))
+    _publish_source(store, params={**SOURCE_PARAMS, "num_classes": 4})
+    settings = StoreSettings(store=str(tmp_path / "store"))
+    options = dict(run="tuned", dataset="digits", conditional=True, init_from="base", metrics_port=0)
+    before = driver.plan(TrainOptions(**options, new_class_init="nearest"), settings).run_json()
+    before["init_from"]["class_start"] = {str(d): "0" for d in range(10)}  # matched otherwise when the run began
+    store.put_json("runs/tuned/run.json", before)
+
+    assert driver.plan(TrainOptions(**options, new_class_init="nearest"), settings).init.new_class_init == "nearest"
+    with pytest.raises(ConfigError, match="--new-class-init nearest"):
+        driver.plan(TrainOptions(**options, new_class_init="random"), settings)
+
+
 def test_stylegan2_nearest_gives_a_new_class_exactly_the_mapping_input_of_its_source_class(tmp_path):
     store = open_store(str(tmp_path / "store"))
     family = get_family("stylegan2")
