@@ -164,33 +164,6 @@ def test_another_class_count_starts_only_the_class_embeddings_anew_and_keeps_eve
     assert networks["generator"](torch.randn(2, 64), torch.tensor([0, 1])).shape == (2, 1, 32, 32)
 
 
-def test_stylegan2_new_classes_start_with_the_mean_class_embedding_the_source_mapping_saw(tmp_path):
-    store = open_store(str(tmp_path / "store"))
-    family = get_family("stylegan2")
-    small = {"image_size": 16, "channels": 1, "channel_base": 64, "channel_max": 16, "mapping_layers": 1, "w_dim": 16, "latent_dim": 16}
-    old = family.validate({**small, "num_classes": 4})
-    torch.manual_seed(5)
-    G = family.build_generator(old)
-    with torch.no_grad():
-        G.mapping.embed.bias.normal_()  # a trained bias: the run-time scale of the weights must not change its share
-    publish_snapshot(store, run="base", step=10, generator_state=G.state_dict(), architecture="stylegan2", architecture_params=old,
-                     samples_png=b"", training_states={"generator": G.state_dict(), "discriminator": family.build_discriminator(old).state_dict()})
-    new = family.validate({**small, "num_classes": 2})
-
-    source = transfer.check_source(store, "base", read_manifest(store, "base", 10), family, new, freeze_d_blocks=0, new_class_init="mean")
-    tuned = family.build_generator(new)
-    transfer.load_into(source.weights, source.kept_fresh, {"generator_ema": tuned, "generator": family.build_generator(new),
-                                                           "discriminator": family.build_discriminator(new)})
-
-    with torch.no_grad():
-        average = G.mapping.embed(torch.eye(4)).mean(0)
-        started = tuned.mapping.embed(torch.eye(2))
-        z = torch.randn(3, 16)
-        w_new = tuned.mapping(z, torch.tensor([0, 1, 1]), track=False)
-    assert torch.allclose(started, average.expand(2, -1), atol=1e-5)
-    assert torch.isfinite(w_new).all() and not torch.equal(w_new[0], w_new[1])
-
-
 def _two_class_images(size: int) -> ImageDataset:
     """A labelled dataset of two unlike classes: dark squares and light ones."""
     images = np.concatenate([np.full((6, size, size, 1), 20, np.uint8), np.full((6, size, size, 1), 235, np.uint8)])
@@ -262,7 +235,8 @@ def test_resuming_a_nearest_run_does_not_need_the_classes_matched_the_same_way_a
         driver.plan(TrainOptions(**options, new_class_init="random"), settings)
 
 
-def test_stylegan2_nearest_gives_a_new_class_exactly_the_mapping_input_of_its_source_class(tmp_path):
+@pytest.mark.parametrize("new_class_init", ["mean", "nearest"])
+def test_stylegan2_new_classes_start_with_exactly_the_mapping_input_of_the_source_classes_they_start_from(tmp_path, new_class_init):
     store = open_store(str(tmp_path / "store"))
     family = get_family("stylegan2")
     small = {"image_size": 16, "channels": 1, "channel_base": 64, "channel_max": 16, "mapping_layers": 1, "w_dim": 16, "latent_dim": 16}
@@ -270,21 +244,28 @@ def test_stylegan2_nearest_gives_a_new_class_exactly_the_mapping_input_of_its_so
     torch.manual_seed(5)
     G = family.build_generator(old)
     with torch.no_grad():
-        G.mapping.embed.bias.normal_()
+        G.mapping.embed.bias.normal_()  # a trained bias: the run-time scale of the weights must not change its share
     publish_snapshot(store, run="base", step=10, generator_state=G.state_dict(), architecture="stylegan2", architecture_params=old,
                      samples_png=b"", training_states={"generator": G.state_dict(), "discriminator": family.build_discriminator(old).state_dict()})
     new = family.validate({**small, "num_classes": 2})
 
     source = transfer.check_source(store, "base", read_manifest(store, "base", 10), family, new, freeze_d_blocks=0,
-                                   new_class_init="nearest", dataset=_two_class_images(16))
+                                   new_class_init=new_class_init, dataset=_two_class_images(16))
     tuned = family.build_generator(new)
     transfer.load_into(source.weights, source.kept_fresh, {"generator_ema": tuned, "generator": family.build_generator(new),
                                                            "discriminator": family.build_discriminator(new)})
 
-    starts = [int(source.class_start[name]) for name in ("dark", "light")]
-    assert starts[0] != starts[1]  # two new classes, four source classes: they start apart
     with torch.no_grad():
-        assert torch.allclose(tuned.mapping.embed(torch.eye(2)), G.mapping.embed(torch.eye(4))[starts], atol=1e-5)
+        source_inputs = G.mapping.embed(torch.eye(4))
+        started = tuned.mapping.embed(torch.eye(2))
+        w_new = tuned.mapping(torch.randn(3, 16), torch.tensor([0, 1, 1]), track=False)
+    if new_class_init == "mean":  # both new classes start as the source's average class
+        assert torch.allclose(started, source_inputs.mean(0).expand(2, -1), atol=1e-5)
+    else:  # each starts as the source class it was matched to; two new classes, four source classes: apart
+        starts = [int(source.class_start[name]) for name in ("dark", "light")]
+        assert starts[0] != starts[1]
+        assert torch.allclose(started, source_inputs[starts], atol=1e-5)
+    assert torch.isfinite(w_new).all() and not torch.equal(w_new[0], w_new[1])
 
 
 def test_resuming_needs_the_new_class_start_the_run_began_with(tmp_path):
