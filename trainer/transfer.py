@@ -130,7 +130,10 @@ def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily,
     networks = {"generator_ema": family.build_generator(params), "generator": family.build_generator(params), "discriminator": family.build_discriminator(params)}
     reinitialised = {role: _fitting(where, role, load_safetensors(weights[role]), networks[role].state_dict(), old_classes, new_classes) for role in ROLES}
     kept_fresh, class_start = dict(reinitialised), None
-    if new_class_init != "random" and any(reinitialised.values()):
+    if new_class_init != "random" and not any(reinitialised.values()):
+        raise ConfigError(f"--new-class-init {new_class_init}: {where} has the same {new_classes} classes as this run, so every class "
+                          "embedding carries over as it is and there are no new classes to start; drop the flag")
+    if new_class_init != "random":
         if new_class_init == "mean":
             mix = torch.full((new_classes, old_classes), 1.0 / old_classes)
         else:

@@ -134,6 +134,16 @@ def test_unconditional_from_conditional_is_refused_and_freezing_needs_a_source(c
     assert code == 2 and "--freeze-d-blocks 9: this dcgan discriminator has 4 blocks" in err
 
 
+@pytest.mark.parametrize("new_class_init", ["mean", "nearest"])
+def test_a_new_class_start_for_a_run_with_the_sources_class_count_is_refused_naming_the_flag(capsys, tmp_path, new_class_init):
+    _publish_source(open_store(str(tmp_path / "store")))  # 10 classes, as digits has
+
+    code, _, err = _dry_run(capsys, tmp_path / "store", "--init-from", "base", "--new-class-init", new_class_init)
+
+    assert code == 2
+    assert f"--new-class-init {new_class_init}: --init-from 'base' (base step 40) has the same 10 classes as this run" in err
+
+
 @pytest.mark.parametrize("new_class_init", ["mean", "random"])
 def test_another_class_count_starts_only_the_class_embeddings_anew_and_keeps_every_other_weight(tmp_path, new_class_init):
     store = open_store(str(tmp_path / "store"))
