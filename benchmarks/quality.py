@@ -254,7 +254,9 @@ def transfer(args) -> dict:
         scratch, tuned = fid_series(store, scratch_run), fid_series(store, f"tuned-{stamp}")
         ema = {name: {k: store.get_json(run_info_key(run))["options"][k] for k in ("ema_half_life_images", "ema_rampup")}
                for name, run in (("scratch", scratch_run), ("tuned", f"tuned-{stamp}"))}
-        class_start = store.get_json(run_info_key(f"tuned-{stamp}"))["init_from"].get("class_start")
+        began = store.get_json(run_info_key(f"tuned-{stamp}"))["init_from"]
+        tune["new_class_init"] = began.get("new_class_init")
+        class_start = began.get("class_start")
     scratch_smooth, tuned_smooth = smoothed(scratch), smoothed(tuned)
     steps = max(scratch)
     bar, raw_bar = scratch_smooth[steps], scratch[steps]
@@ -310,7 +312,7 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=12, help="--transfer: snapshots scored per run")
     parser.add_argument("--tune-lr", type=float, help="--transfer: --g-lr and --d-lr of the fine-tuned run (default: as the others)")
     parser.add_argument("--freeze-d-blocks", type=int, default=0, help="--transfer: the fine-tuned run's --freeze-d-blocks")
-    parser.add_argument("--new-class-init", choices=NEW_CLASS_INIT, default="random", help="--transfer: the fine-tuned run's --new-class-init")
+    parser.add_argument("--new-class-init", choices=NEW_CLASS_INIT, help="--transfer: the fine-tuned run's --new-class-init (default: the trainer's)")
     parser.add_argument("--source-run", help="--transfer: reuse this source run in --store instead of training one")
     parser.add_argument("--scratch-run", help="--transfer: reuse this from-scratch run in --store (trained with the same --steps and --evaluations)")
     args = parser.parse_args()

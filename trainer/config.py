@@ -12,6 +12,7 @@ ENV_PREFIX = "GANWORKS_TRAINER_"
 
 DEFAULT_EMA_RAMPUP = 0.05
 NEW_CLASS_INIT = ("mean", "nearest", "random")  # --new-class-init (trainer/transfer.py)
+DEFAULT_NEW_CLASS_INIT = "nearest"
 
 
 @dataclasses.dataclass
@@ -49,9 +50,11 @@ class TrainOptions:
     init_from: str = ""
     freeze_d_blocks: int = 0
     # With --init-from and a different class count: where the new classes' embeddings and projections start —
-    # "random": freshly initialised, as in a run from scratch; "mean": at the mean of the source's classes (every new
-    # class starts as the source's average class — measured much worse in the transfer benchmark, docs/trainer.md).
-    new_class_init: str = "random"
+    # "nearest": each at the source class its images resemble most (by the source discriminator); "random": freshly
+    # initialised, as in a run from scratch; "mean": at the mean of the source's classes (every new class starts as
+    # the source's average class). None: what a resumed run began with, and "nearest" for a new run (the transfer
+    # benchmark measured it best, docs/trainer.md); plan() records the resolved choice.
+    new_class_init: str | None = None
     # Differential privacy (trainer/privacy.py): DP-SGD on D with a budget of ε = dp_epsilon at δ = dp_delta (0: 1/(n·√n));
     # 0 = a non-private run. The noise multiplier is chosen for --steps unless dp_noise_multiplier fixes it.
     dp_epsilon: float = 0.0
@@ -97,9 +100,9 @@ class TrainOptions:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.freeze_d_blocks and not self.init_from:
             raise ConfigError("--freeze-d-blocks keeps blocks at a source snapshot's weights: it needs --init-from RUN[@STEP]")
-        if self.new_class_init not in NEW_CLASS_INIT:
+        if self.new_class_init is not None and self.new_class_init not in NEW_CLASS_INIT:
             raise ConfigError(f"--new-class-init must be one of {', '.join(NEW_CLASS_INIT)}, got {self.new_class_init!r}")
-        if self.new_class_init != "random" and not self.init_from:
+        if self.new_class_init not in (None, "random") and not self.init_from:
             raise ConfigError(f"--new-class-init {self.new_class_init} starts new classes from a source snapshot's: it needs --init-from RUN[@STEP]")
         for name in ("freeze_d_blocks", "checkpoint_every", "checkpoint_min_seconds", "max_failures", "r1_gamma", "gp_weight", "pl_weight", "ema_half_life_images", "ema_rampup", "metrics_port"):
             if getattr(self, name) < 0:

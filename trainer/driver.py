@@ -125,7 +125,8 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
         raise ConfigError(f"--dataset-b is domain B of a translation model (--model cyclegan); {family.name} trains on --dataset alone")
     _model_params(family, options, channels=None, num_classes=None)  # before the dataset: a wrong size or model flag fails fast
     store = open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
-    source = transfer.find_source(store, options.init_from, _run_info(store, options.run).get("init_from")) if options.init_from else None
+    began = _started_with(_run_info(store, options.run).get("init_from"))  # a resumed run's start; None for a new run
+    source = transfer.find_source(store, options.init_from, began) if options.init_from else None
     if source is not None and source.architecture == family.name:
         options.model_params = {**transfer.source_params(family, source), **options.model_params}
     dataset = load_dataset(options.dataset, image_size=options.image_size, channels=options.channels or None, split=options.split)
@@ -135,7 +136,12 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     if len(dataset) // options.num_workers < per_worker:
         raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(dataset)} training images allow with {options.num_workers} workers")
     params = _model_params(family, options, channels=dataset.channels, num_classes=dataset.num_classes if options.conditional else 0)
-    init = transfer.check_source(store, options.init_from, source, family, params, options.freeze_d_blocks, options.new_class_init, dataset) if source is not None else None
+    init = None
+    if source is not None:  # no --new-class-init: a resumed run goes on as it began, a new one takes the default
+        new_class_init = options.new_class_init or (began or {}).get("new_class_init")
+        init = transfer.check_source(store, options.init_from, source, family, params, options.freeze_d_blocks, new_class_init, dataset)
+        if any(init.reinitialised.values()):
+            options.new_class_init = init.new_class_init
     _check_same_run(store, options.run, options.model, params, dataset.id, init.describe() if init else None)
     privacy = _plan_privacy(store, options, family, params, len(dataset))
     return TrainPlan(options, store_settings, store, dataset, params, init, privacy=privacy)

@@ -4,9 +4,9 @@ The source snapshot gives G_ema, the raw G and D (published with every snapshot 
 `ganworks.checkpoint`). Everything is checked on the driver before Ray starts: the source exists and is
 complete, it was trained with the same family and hyperparameters, and every tensor fits. The one allowed
 difference is the class count of a conditional model: the weights whose shape follows the number of classes
-(class embeddings, projections) start fresh (`--new-class-init random`), at the mean of the source's classes
-(`mean`), or each at the source class its images resemble most (`nearest`: the source discriminator's class
-projection scored on the new run's own images, each source class given to one new class while there are enough);
+(class embeddings, projections) start each at the source class its images resemble most (`--new-class-init
+nearest`, the default: the source discriminator's class projection scored on the new run's own images, each source
+class given to one new class while there are enough), fresh (`random`), or at the mean of the source's classes (`mean`);
 the family decides what starting at a source class means for its layers. The rest is kept. The workers then
 load the checked bytes.
 """
@@ -28,6 +28,7 @@ from ganworks.errors import CheckpointError, ConfigError, ObjectNotFoundError
 from ganworks.layout import run_info_key
 from ganworks.models import ModelFamily
 from ganworks.store import ArtifactStore
+from trainer.config import DEFAULT_NEW_CLASS_INIT
 
 _SPEC = re.compile(r"^(?P<run>[^@]+?)(?:@(?P<step>\d+))?$")
 FLAG = "--init-from"
@@ -99,10 +100,11 @@ def source_params(family: ModelFamily, manifest) -> dict[str, Any]:
 
 
 def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily, params: dict[str, Any], freeze_d_blocks: int,
-                 new_class_init: str = "random", dataset=None) -> InitSource:
+                 new_class_init: str | None = None, dataset=None) -> InitSource:
     """Checks that the new run's networks can start from the source snapshot and loads its verified weights.
 
-    dataset (an ImageDataset with labels) is the new run's training data: `nearest` scores its images."""
+    new_class_init None is the default (DEFAULT_NEW_CLASS_INIT); one given for a run with the source's class
+    count is refused. dataset (an ImageDataset with labels) is the new run's training data: `nearest` scores its images."""
     where = f"{FLAG} {text!r} ({manifest.run} step {manifest.step})"
     if manifest.architecture != family.name:
         raise ConfigError(f"{where} is a {manifest.architecture} snapshot; train with --model {manifest.architecture} to start from it")
@@ -130,10 +132,11 @@ def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily,
     networks = {"generator_ema": family.build_generator(params), "generator": family.build_generator(params), "discriminator": family.build_discriminator(params)}
     reinitialised = {role: _fitting(where, role, load_safetensors(weights[role]), networks[role].state_dict(), old_classes, new_classes) for role in ROLES}
     kept_fresh, class_start = dict(reinitialised), None
-    if new_class_init != "random" and not any(reinitialised.values()):
+    if new_class_init not in (None, "random") and not any(reinitialised.values()):
         raise ConfigError(f"--new-class-init {new_class_init}: {where} has the same {new_classes} classes as this run, so every class "
                           "embedding carries over as it is and there are no new classes to start; drop the flag")
-    if new_class_init != "random":
+    new_class_init = new_class_init or DEFAULT_NEW_CLASS_INIT
+    if new_class_init != "random" and any(reinitialised.values()):
         if new_class_init == "mean":
             mix = torch.full((new_classes, old_classes), 1.0 / old_classes)
         else:

@@ -278,7 +278,7 @@ def test_stylegan2_new_classes_start_with_exactly_the_mapping_input_of_the_sourc
     assert torch.isfinite(w_new).all() and not torch.equal(w_new[0], w_new[1])
 
 
-def test_resuming_needs_the_new_class_start_the_run_began_with(tmp_path):
+def test_a_new_run_starts_new_classes_nearest_and_a_resume_without_the_flag_goes_on_as_it_began(tmp_path):
     from trainer import driver
     from trainer.config import TrainOptions
 
@@ -286,12 +286,14 @@ def test_resuming_needs_the_new_class_start_the_run_began_with(tmp_path):
     _publish_source(store, params={**SOURCE_PARAMS, "num_classes": 4})
     settings = StoreSettings(store=str(tmp_path / "store"))
     options = dict(run="tuned", dataset="digits", conditional=True, init_from="base", metrics_port=0)
+    assert driver.plan(TrainOptions(**options), settings).run_json()["options"]["new_class_init"] == "nearest"
     started = driver.plan(TrainOptions(**options, new_class_init="mean"), settings)
     assert started.init.describe()["new_class_init"] == "mean"
     store.put_json("runs/tuned/run.json", started.run_json())
 
+    assert driver.plan(TrainOptions(**options), settings).init.new_class_init == "mean"
     with pytest.raises(ConfigError, match="--init-from base@40 --new-class-init mean"):
-        driver.plan(TrainOptions(**options), settings)
+        driver.plan(TrainOptions(**options, new_class_init="nearest"), settings)
     before = started.run_json()  # a run recorded before the flag existed started its new classes at random
     del before["init_from"]["new_class_init"]
     store.put_json("runs/tuned/run.json", before)
