@@ -181,8 +181,7 @@ def _nearest_classes(store: ArtifactStore, manifest, family: ModelFamily, source
             raise ConfigError(f"--new-class-init nearest: class {dataset.class_names[c] if dataset.class_names else c!r} of --dataset has no "
                               "images to compare with the source's classes; give it images or use --new-class-init random")
         images = torch.from_numpy(dataset.images[chosen]).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        for k in range(old):
-            scores[c, k] = discriminator(images, torch.full((len(chosen),), k, dtype=torch.long)).float().mean()
+        scores[c] = family.class_scores(discriminator, images, old).float().mean(dim=0)
     scores -= scores.mean(dim=1, keepdim=True)
     capacity, given, start = math.ceil(new / old), [0] * old, [-1] * new
     for flat in torch.argsort(scores.flatten(), descending=True).tolist():

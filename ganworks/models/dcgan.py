@@ -82,6 +82,11 @@ class Discriminator(nn.Module):
             out = out + (self.embed(labels) * h).sum(dim=1)
         return out
 
+    def class_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """forward(x, k) for every class k at once, (n, classes): the features once, the projection for all classes."""
+        h = self.features(x).flatten(1)
+        return self.head(h) + h @ self.embed.weight.t()
+
 
 class DCGAN(GaussianLatents):
     """Latents are standard normal z; truncation scales z towards the prior's mean (zero) by ψ."""

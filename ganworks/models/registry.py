@@ -148,6 +148,14 @@ class ModelFamily:
         mixed = mix.to(source.dtype) @ moved.reshape(moved.shape[0], -1)
         return mixed.reshape(mix.shape[0], *moved.shape[1:]).movedim(0, axis)
 
+    def class_scores(self, discriminator: nn.Module, images: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """D(x, k) for every image x and class k, (n, num_classes), as D's forward gives them
+        (`ganworks train --new-class-init nearest`). A discriminator with a `class_scores(x)` method gives all the
+        classes from one pass; any other is asked once per class."""
+        if hasattr(discriminator, "class_scores"):
+            return discriminator.class_scores(images)
+        return torch.stack([discriminator(images, torch.full((len(images),), k, dtype=torch.long)) for k in range(num_classes)], dim=1)
+
     # ---- latents and conditions ---------------------------------------------------------------------------------
 
     def random_latents(self, params: dict[str, Any], count: int, rng: torch.Generator) -> torch.Tensor:

@@ -270,6 +270,11 @@ class Discriminator(nn.Module):
             out = out + (self.embed(labels) * h).sum(dim=1) / math.sqrt(self.c)
         return out
 
+    def class_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """forward(x, k) for every class k at once, (n, classes): the features once, the projection for all classes."""
+        h = self.fc(self.conv(minibatch_stddev(self.blocks(self.from_rgb(x)))).flatten(1))
+        return self.out(h) + h @ self.embed.weight.t() / math.sqrt(self.c)
+
 
 class StyleGAN2(GaussianLatents):
     """Latents are standard normal z; truncation pulls w towards the tracked mean w_avg by ψ."""

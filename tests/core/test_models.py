@@ -159,3 +159,20 @@ def test_a_manifest_written_before_model_families_still_loads(local_store):
     snapshot = load_snapshot(local_store, "old", 10)
 
     assert snapshot.generator(torch.zeros(2, 8)).shape == (2, 1, 16, 16)
+
+
+@pytest.mark.parametrize("name, params", [("dcgan", {"width": 8}), ("stylegan2", {"channel_base": 64, "channel_max": 16, "mapping_layers": 1})])
+def test_class_scores_from_one_pass_equal_the_discriminator_asked_once_per_class(name, params):
+    family = get_family(name)
+    p = family.validate({**params, "image_size": 16, "channels": 1, "num_classes": 5})
+    torch.manual_seed(0)
+    D = family.build_discriminator(p).eval()
+    x = torch.rand(7, 1, 16, 16) * 2 - 1
+
+    with torch.no_grad():
+        batched = family.class_scores(D, x, 5)
+        one_by_one = torch.stack([D(x, torch.full((7,), k)) for k in range(5)], dim=1)
+
+    assert batched.shape == (7, 5)
+    assert torch.allclose(batched, one_by_one, atol=1e-5)
+    assert not torch.allclose(batched[:, 0], batched[:, 1])  # the classes do score differently
