@@ -46,9 +46,10 @@ class ImageDataset:
     def channels(self) -> int:
         return int(self.images.shape[3])
 
-    def tensors(self) -> torch.Tensor:
-        """Images as float32 N×C×H×W in [-1, 1], the generator's output range."""
-        return torch.from_numpy(self.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    def tensors(self, indices: np.ndarray | None = None) -> torch.Tensor:
+        """Images (all, or those at `indices`) as float32 N×C×H×W in [-1, 1], the generator's output range."""
+        images = self.images if indices is None else self.images[indices]
+        return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 def _resize(images: np.ndarray, size: int, source: str) -> np.ndarray:

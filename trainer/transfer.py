@@ -131,12 +131,12 @@ def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily,
     weights["generator_ema"] = save_safetensors({k: v.contiguous() for k, v in ema.state_dict().items()})
     networks = {"generator_ema": family.build_generator(params), "generator": family.build_generator(params), "discriminator": family.build_discriminator(params)}
     reinitialised = {role: _fitting(where, role, load_safetensors(weights[role]), networks[role].state_dict(), old_classes, new_classes) for role in ROLES}
-    kept_fresh, class_start = dict(reinitialised), None
-    if new_class_init not in (None, "random") and not any(reinitialised.values()):
+    kept_fresh, class_start, resized = dict(reinitialised), None, any(reinitialised.values())
+    if new_class_init not in (None, "random") and not resized:
         raise ConfigError(f"--new-class-init {new_class_init}: {where} has the same {new_classes} classes as this run, so every class "
                           "embedding carries over as it is and there are no new classes to start; drop the flag")
     new_class_init = new_class_init or DEFAULT_NEW_CLASS_INIT
-    if new_class_init != "random" and any(reinitialised.values()):
+    if new_class_init != "random" and resized:
         if new_class_init == "mean":
             mix = torch.full((new_classes, old_classes), 1.0 / old_classes)
         else:
@@ -180,8 +180,7 @@ def _nearest_classes(store: ArtifactStore, manifest, family: ModelFamily, source
         if not len(chosen):
             raise ConfigError(f"--new-class-init nearest: class {dataset.class_names[c] if dataset.class_names else c!r} of --dataset has no "
                               "images to compare with the source's classes; give it images or use --new-class-init random")
-        images = torch.from_numpy(dataset.images[chosen]).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        scores[c] = family.class_scores(discriminator, images, old).float().mean(dim=0)
+        scores[c] = family.class_scores(discriminator, dataset.tensors(chosen), old).float().mean(dim=0)
     scores -= scores.mean(dim=1, keepdim=True)
     capacity, given, start = math.ceil(new / old), [0] * old, [-1] * new
     for flat in torch.argsort(scores.flatten(), descending=True).tolist():

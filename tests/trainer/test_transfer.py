@@ -212,6 +212,21 @@ def test_nearest_starts_each_new_class_at_the_source_class_whose_projection_fits
         assert torch.equal(networks["discriminator"].embed.parametrizations.weight.original[new_class], rows[old_class])
 
 
+@pytest.mark.parametrize("dataset, named", [(None, "it needs a labelled --dataset and --conditional"),
+                                             ("empty-class", "class 'light' of --dataset has no images to compare")])
+def test_nearest_without_images_of_every_new_class_is_refused_naming_the_flag(tmp_path, dataset, named):
+    store = open_store(str(tmp_path / "store"))
+    _publish_source(store)
+    family = get_family("dcgan")
+    if dataset == "empty-class":  # two classes named, every image labelled dark
+        dataset = _two_class_images(32)
+        dataset = ImageDataset(dataset.images, np.zeros(len(dataset.images), np.int64), 2, "dark-only", "test", ("dark", "light"))
+
+    with pytest.raises(ConfigError, match=f"--new-class-init nearest.*{named}"):
+        transfer.check_source(store, "base", read_manifest(store, "base", 40), family, family.validate({**SOURCE_PARAMS, "num_classes": 2}),
+                              freeze_d_blocks=0, new_class_init="nearest", dataset=dataset)
+
+
 def test_nearest_gives_more_new_classes_than_source_classes_all_of_the_source_classes_evenly(tmp_path):
     from trainer import driver
     from trainer.config import TrainOptions
