@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 
 import grpc
@@ -24,7 +25,7 @@ from evaluator_service.settings import EvaluatorSettings
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.errors import ConfigError, GanworksError, StoreError
 from ganworks.grpcauth import interceptors, listen
-from ganworks.rpc import DrainOnSignal, add_servicer
+from ganworks.rpc import Drain, DrainOnSignal, add_servicer
 from ganworks.telemetry import register_secrets, set_torch_threads
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class EvaluatorServer(DrainOnSignal):
         self._http = None
         self.continuous: ContinuousEvaluator | None = None
         self._stopped = asyncio.Event()
+        self.drain = Drain()
 
     async def start(self) -> None:
         s = self.settings
@@ -143,7 +145,7 @@ class EvaluatorServer(DrainOnSignal):
         await self.jobs.start()
         register_secrets([s.auth_token])
         self.server = grpc.aio.server(interceptors=interceptors(s.auth_token))
-        add_servicer(self.server, EvaluatorServicer(self.jobs), SERVICE)
+        add_servicer(self.server, EvaluatorServicer(self.jobs), SERVICE, self.drain)
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection([SERVICE.full_name, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
@@ -165,12 +167,16 @@ class EvaluatorServer(DrainOnSignal):
     async def stop(self, grace: float | None = None) -> None:
         """Drain: health NOT_SERVING, new calls UNAVAILABLE, calls in flight (watches included) get `grace` seconds."""
         grace = self.settings.grace_seconds if grace is None else grace
-        log.info("draining: up to %.1fs for calls in flight", grace)
+        started = time.monotonic()
+        log.info("draining: %d calls in flight, up to %.1fs for them to finish", self.drain.inflight, grace)
+        self.drain.draining = True  # from here a new call is refused with UNAVAILABLE
         if self.continuous is not None:
             await self.continuous.stop()
         # Sets every health name NOT_SERVING and keeps it there, so a late readiness change cannot undo it.
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        if not await self.drain.wait_idle(grace - (time.monotonic() - started)):
+            log.warning("grace period over with %d calls still in flight; they are cancelled", self.drain.inflight)
+        await self.server.stop(max(0.0, grace - (time.monotonic() - started)))
         await self.jobs.stop()
         if not await asyncio.to_thread(close_mlflow_runs, grace):
             log.warning("MLflow tracking was still sending when the evaluator stopped; the rest is dropped")

@@ -8,6 +8,7 @@ answered with a status and a message a caller can act on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import signal
@@ -41,29 +42,73 @@ def _message(request: MalformedRequest) -> str:
     return f"the request is not a valid {request.type_name} message ({request.reason}); build it with the protos in proto/ (or a client generated from them)"
 
 
-def _guard_unary(behavior: Callable) -> Callable:
+class Drain:
+    """Counts a server's calls in flight and, once draining, refuses new ones with UNAVAILABLE.
+
+    grpc's own `server.stop(grace)` cancels a call that has arrived but not yet reached its handler, and the
+    caller sees CANCELLED, which clients do not retry (grpc/grpc#41785). Refusing here first, and stopping the
+    grpc server only once the calls in flight are done, gives every caller of a draining server UNAVAILABLE.
+    """
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.inflight = 0
+        self._idle: asyncio.Event | None = None
+
+    def _event(self) -> asyncio.Event:
+        if self._idle is None:
+            self._idle = asyncio.Event()
+            self._idle.set()
+        return self._idle
+
+    @contextlib.asynccontextmanager
+    async def call(self, context: grpc.aio.ServicerContext):
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry, another replica will answer")
+        self.inflight += 1
+        self._event().clear()
+        try:
+            yield
+        finally:
+            self.inflight -= 1
+            if self.inflight == 0:
+                self._event().set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Waits up to `timeout` seconds for the calls in flight to end; False when some are still running."""
+        try:
+            await asyncio.wait_for(self._event().wait(), max(0.0, timeout))
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+
+def _guard_unary(behavior: Callable, drain: Drain) -> Callable:
     @functools.wraps(behavior)
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(request, MalformedRequest):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(request))
-        return await behavior(request, context)
+        async with drain.call(context):
+            if isinstance(request, MalformedRequest):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(request))
+            return await behavior(request, context)
 
     return guarded
 
 
-def _guard_stream(behavior: Callable) -> Callable:
+def _guard_stream(behavior: Callable, drain: Drain) -> Callable:
     @functools.wraps(behavior)
     async def guarded(request: Any, context: grpc.aio.ServicerContext):
-        if isinstance(request, MalformedRequest):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(request))
-        async for item in behavior(request, context):
-            yield item
+        async with drain.call(context):
+            if isinstance(request, MalformedRequest):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(request))
+            async for item in behavior(request, context):
+                yield item
 
     return guarded
 
 
-def add_servicer(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor) -> None:
-    """Registers the unary-request methods of `service` implemented by `servicer` on `server`."""
+def add_servicer(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor, drain: Drain | None = None) -> None:
+    """Registers the unary-request methods of `service` implemented by `servicer` on `server` (calls counted by `drain`)."""
+    drain = drain or Drain()
     handlers = {}
     for method in service.methods:
         if method.client_streaming:
@@ -72,9 +117,9 @@ def add_servicer(server: grpc.aio.Server, servicer: Any, service: ServiceDescrip
         response_class = message_factory.GetMessageClass(method.output_type)
         behavior = getattr(servicer, method.name)
         if method.server_streaming:
-            handler = grpc.unary_stream_rpc_method_handler(_guard_stream(behavior), request_deserializer=_tolerant(request_class), response_serializer=response_class.SerializeToString)
+            handler = grpc.unary_stream_rpc_method_handler(_guard_stream(behavior, drain), request_deserializer=_tolerant(request_class), response_serializer=response_class.SerializeToString)
         else:
-            handler = grpc.unary_unary_rpc_method_handler(_guard_unary(behavior), request_deserializer=_tolerant(request_class), response_serializer=response_class.SerializeToString)
+            handler = grpc.unary_unary_rpc_method_handler(_guard_unary(behavior, drain), request_deserializer=_tolerant(request_class), response_serializer=response_class.SerializeToString)
         handlers[method.name] = handler
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 

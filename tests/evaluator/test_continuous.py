@@ -19,7 +19,8 @@ def test_every_new_snapshot_is_evaluated_once_in_order_and_not_again_after_a_res
     publish(shared_store, WATCHED, 10)
     first.wait_for(lambda: shared_store.exists(_report_key(10)), what="the report of step 10")
     publish(shared_store, WATCHED, 20)
-    first.wait_for(lambda: shared_store.exists(_report_key(20)), what="the report of step 20")
+    # The report is written before the job is recorded as done: wait for the record, which sets the gauges first.
+    first.wait_for(lambda: first.metric("ganworks_evaluator_evaluations_total", result="succeeded") == 2, what="step 20 recorded as evaluated")
     reports = [shared_store.get_json(_report_key(step)) for step in (10, 20)]
     assert [r["step"] for r in reports] == [10, 20] and reports[0]["created_at"] < reports[1]["created_at"]
     assert first.metric("ganworks_evaluator_evaluated_step", run=WATCHED, extractor="digits-classifier") == 20
