@@ -18,6 +18,24 @@ _FASHION = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 if os.path.isdir(_FASHION):
     os.environ.setdefault("GANWORKS_FASHION_MNIST_DIR", _FASHION)
 
+# Test files that share a package fixture too costly to start twice: tests/e2e's `live` system (two minutes on
+# two cores). Under xdist's loadfile (tests/run_tests.py) one worker runs each of these groups whole.
+SHARED_WORKER = {"tests/e2e/test_system.py": "tests/e2e live system", "tests/e2e/test_dashboards_real_data.py": "tests/e2e live system"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return SHARED_WORKER.get(scope, scope)
+
+    return SharedFixtureScheduling(config, log)
+
+
 # The credentials and tokens the tests hand to the services: none may ever appear in a log.
 TEST_SECRETS = ("testing-secret", "s3cret-token-for-tests", "evaluator-test-token", os.environ.get("GANWORKS_TEST_S3_SECRET_KEY", ""))
 

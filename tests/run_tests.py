@@ -16,7 +16,8 @@ def main() -> int:
     # Two workers: most of the suite waits on subprocesses, servers and Ray, so two share the 2 CPUs well
     # (measured: 12.4 min vs 17.1 min in one process). GANWORKS_TEST_WORKERS=0 runs it in one process.
     workers = env.get("GANWORKS_TEST_WORKERS", "2")
-    # Each test file runs whole on one worker, so its module fixtures start once.
+    # Each test file runs whole on one worker, so its module fixtures start once (and the files of
+    # tests/conftest.py's SHARED_WORKER share one, so their package fixture does too).
     parallel = ["-n", workers, "--dist", "loadfile"] if workers not in ("", "0", "1") else []
     code = subprocess.call([sys.executable, "-m", "pytest", "-m", "not soak", *parallel, *sys.argv[1:]], cwd=ROOT, env=env)
     if code == 5:
