@@ -147,7 +147,7 @@ TRANSFER_TARGET = ("bag", "ankle-boot")
 
 def _family_options(args) -> dict:
     return {"model": args.model, "model_params": args.model_params or {},
-            **{k: getattr(args, k) for k in ("loss", "r1_gamma", "pl_weight", "augment", "g_lr", "d_lr", "batch_size", "ema_half_life_images") if getattr(args, k) is not None}}
+            **{k: getattr(args, k) for k in ("loss", "r1_gamma", "pl_weight", "augment", "augment_speed_images", "g_lr", "d_lr", "batch_size", "ema_half_life_images") if getattr(args, k) is not None}}
 
 
 def _train_run(store_settings: StoreSettings, run: str, dataset: str, steps: int, snapshot_every: int, args, **extra) -> float:
@@ -252,7 +252,7 @@ def transfer(args) -> dict:
             scratch_seconds = _train_run(settings, scratch_run, f"{target}@1000", args.steps, every, args, augment="ada")
         tuned_seconds = _train_run(settings, f"tuned-{stamp}", f"{target}@1000", args.steps, every, args, init_from=source, **tune)
         scratch, tuned = fid_series(store, scratch_run), fid_series(store, f"tuned-{stamp}")
-        ema = {name: {k: store.get_json(run_info_key(run))["options"][k] for k in ("ema_half_life_images", "ema_rampup")}
+        averaging = {name: {k: store.get_json(run_info_key(run))["options"][k] for k in ("ema_half_life_images", "ema_rampup", "augment_speed_images")}
                for name, run in (("scratch", scratch_run), ("tuned", f"tuned-{stamp}"))}
         began = store.get_json(run_info_key(f"tuned-{stamp}"))["init_from"]
         tune["new_class_init"] = began.get("new_class_init")
@@ -266,7 +266,7 @@ def transfer(args) -> dict:
     print(f"smoothed — from scratch: {scratch_smooth}; fine-tuned: {tuned_smooth}", flush=True)
     seconds = [s for s in (source_seconds, scratch_seconds, tuned_seconds) if s is not None]
     return {"benchmark": "transfer", "model": args.model, "model_params": args.model_params or [], "source_classes": source_classes,
-            "target": f"{target}@1000", "source_run": source, "scratch_run": scratch_run, "ema": ema, "source_steps": source_steps, "steps": steps, "evaluated_every": every,
+            "target": f"{target}@1000", "source_run": source, "scratch_run": scratch_run, "ema_and_ada": averaging, "source_steps": source_steps, "steps": steps, "evaluated_every": every,
             "samples_per_class": per_class, "reference_images": len(reference), "fine_tuning": {"init_from": source, **tune, **({"class_start": class_start} if class_start else {})},
             "rule": TRANSFER_RULE, "fid_scratch_final_smoothed": bar, "tuned_reaches_scratch_final_at": reached, "transfer_steps_ratio": ratio,
             "fid_scratch_final": raw_bar, "fid_tuned_final": tuned[max(tuned)], "unsmoothed_reaches_at": raw_reached,
@@ -289,6 +289,7 @@ def main() -> int:
     parser.add_argument("--r1-gamma", type=float, help="as ganworks train")
     parser.add_argument("--pl-weight", type=float, help="as ganworks train")
     parser.add_argument("--augment", choices=["none", "ada"], help="as ganworks train")
+    parser.add_argument("--augment-speed-images", type=int, help="as ganworks train (ADA: images over which p can go from 0 to 1; default 100000)")
     parser.add_argument("--g-lr", type=float, help="as ganworks train")
     parser.add_argument("--d-lr", type=float, help="as ganworks train")
     parser.add_argument("--batch-size", type=int, help="global batch (default: the trainer's, 64)")
