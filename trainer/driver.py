@@ -139,7 +139,8 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     init = None
     if source is not None:  # no --new-class-init: a resumed run goes on as it began, a new one takes the default
         new_class_init = options.new_class_init or (began or {}).get("new_class_init")
-        init = transfer.check_source(store, options.init_from, source, family, params, options.freeze_d_blocks, new_class_init, dataset)
+        init = transfer.check_source(store, options.init_from, source, family, params, options.freeze_d_blocks, new_class_init, dataset,
+                                     recorded_start=(began or {}).get("class_start"))
         if any(init.reinitialised.values()):
             options.new_class_init = init.new_class_init
     _check_same_run(store, options.run, options.model, params, dataset.id, init.describe() if init else None)

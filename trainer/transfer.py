@@ -100,11 +100,12 @@ def source_params(family: ModelFamily, manifest) -> dict[str, Any]:
 
 
 def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily, params: dict[str, Any], freeze_d_blocks: int,
-                 new_class_init: str | None = None, dataset=None) -> InitSource:
+                 new_class_init: str | None = None, dataset=None, recorded_start: dict[str, str] | None = None) -> InitSource:
     """Checks that the new run's networks can start from the source snapshot and loads its verified weights.
 
     new_class_init None is the default (DEFAULT_NEW_CLASS_INIT); one given for a run with the source's class
-    count is refused. dataset (an ImageDataset with labels) is the new run's training data: `nearest` scores its images."""
+    count is refused. dataset (an ImageDataset with labels) is the new run's training data: `nearest` scores its images,
+    unless recorded_start (a resumed run's `class_start`) already says which source class each new class began at."""
     where = f"{FLAG} {text!r} ({manifest.run} step {manifest.step})"
     if manifest.architecture != family.name:
         raise ConfigError(f"{where} is a {manifest.architecture} snapshot; train with --model {manifest.architecture} to start from it")
@@ -140,7 +141,8 @@ def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily,
         if new_class_init == "mean":
             mix = torch.full((new_classes, old_classes), 1.0 / old_classes)
         else:
-            mix, class_start = _nearest_classes(store, manifest, family, source, weights["discriminator"], dataset)
+            recorded = _recorded_classes(store, manifest, source, dataset, recorded_start)
+            mix, class_start = recorded or _nearest_classes(store, manifest, family, source, weights["discriminator"], dataset)
         for role in ROLES:
             if reinitialised[role]:
                 weights[role], kept_fresh[role] = _inherit_classes(family, role, weights[role], reinitialised[role], networks[role], mix)
@@ -192,6 +194,22 @@ def _nearest_classes(store: ArtifactStore, manifest, family: ModelFamily, source
     new_names = list(dataset.class_names) if len(dataset.class_names) == new else [str(c) for c in range(new)]
     old_names = _source_class_names(store, manifest.run, old)
     return mix, {new_names[c]: old_names[start[c]] for c in range(new)}
+
+
+def _recorded_classes(store: ArtifactStore, manifest, source_params: dict[str, Any], dataset, recorded: dict[str, str] | None) -> tuple[torch.Tensor, dict[str, str]] | None:
+    """The match a resumed run recorded when it began, as _nearest_classes gives it, so a resume neither scores
+    again nor can start otherwise; None when there is no record or it does not name every class."""
+    if not recorded or dataset is None or dataset.labels is None:
+        return None
+    old, new = int(source_params["num_classes"]), int(dataset.num_classes)
+    new_names = list(dataset.class_names) if len(dataset.class_names) == new else [str(c) for c in range(new)]
+    old_names = _source_class_names(store, manifest.run, old)
+    if set(recorded) != set(new_names) or not set(recorded.values()) <= set(old_names):
+        return None
+    mix = torch.zeros(new, old)
+    for c, name in enumerate(new_names):
+        mix[c, old_names.index(recorded[name])] = 1.0
+    return mix, {name: recorded[name] for name in new_names}
 
 
 def _source_class_names(store: ArtifactStore, run: str, count: int) -> list[str]:

@@ -243,7 +243,7 @@ def test_nearest_gives_more_new_classes_than_source_classes_all_of_the_source_cl
     assert set(uses) == {"0", "1", "2", "3"} and max(uses.values()) <= 3  # 10 new classes over 4: at most 3 each
 
 
-def test_resuming_a_nearest_run_does_not_need_the_classes_matched_the_same_way_again(tmp_path):
+def test_resuming_a_nearest_run_starts_its_classes_as_recorded_when_it_began_without_scoring_again(tmp_path):
     from trainer import driver
     from trainer.config import TrainOptions
 
@@ -255,7 +255,14 @@ def test_resuming_a_nearest_run_does_not_need_the_classes_matched_the_same_way_a
     before["init_from"]["class_start"] = {str(d): "0" for d in range(10)}  # matched otherwise when the run began
     store.put_json("runs/tuned/run.json", before)
 
-    assert driver.plan(TrainOptions(**options, new_class_init="nearest"), settings).init.new_class_init == "nearest"
+    resumed = driver.plan(TrainOptions(**options, new_class_init="nearest"), settings).init
+    assert resumed.new_class_init == "nearest" and resumed.describe()["class_start"] == {str(d): "0" for d in range(10)}
+    family = get_family("dcgan")
+    params = family.validate({**SOURCE_PARAMS, "num_classes": 10})
+    generator = family.build_generator(params)
+    transfer.load_into(resumed.weights, resumed.kept_fresh, {"generator": generator})
+    source_embed = load_safetensors(load_training_weights(store, "base", 40)["generator"])["embed.weight"]
+    assert all(torch.equal(generator.embed.weight[d], source_embed[0]) for d in range(10))  # every new class at source class 0, as recorded
     with pytest.raises(ConfigError, match="--new-class-init nearest"):
         driver.plan(TrainOptions(**options, new_class_init="random"), settings)
 
