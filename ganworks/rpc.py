@@ -42,6 +42,9 @@ def _message(request: MalformedRequest) -> str:
     return f"the request is not a valid {request.type_name} message ({request.reason}); build it with the protos in proto/ (or a client generated from them)"
 
 
+REFUSED_WHILE_DRAINING = "the server is shutting down; retry, another replica will answer"
+
+
 class Drain:
     """Counts a server's calls in flight and, once draining, refuses new ones with UNAVAILABLE.
 
@@ -62,9 +65,8 @@ class Drain:
         return self._idle
 
     @contextlib.asynccontextmanager
-    async def call(self, context: grpc.aio.ServicerContext):
-        if self.draining:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry, another replica will answer")
+    async def counted(self):
+        """Counts the block as a call in flight (refusing it while draining is the caller's to do)."""
         self.inflight += 1
         self._event().clear()
         try:
@@ -73,6 +75,13 @@ class Drain:
             self.inflight -= 1
             if self.inflight == 0:
                 self._event().set()
+
+    @contextlib.asynccontextmanager
+    async def call(self, context: grpc.aio.ServicerContext):
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, REFUSED_WHILE_DRAINING)
+        async with self.counted():
+            yield
 
     async def wait_idle(self, timeout: float) -> bool:
         """Waits up to `timeout` seconds for the calls in flight to end; False when some are still running."""

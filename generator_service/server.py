@@ -166,13 +166,12 @@ class GeneratorServer(DrainOnSignal):
         """Drain: health NOT_SERVING, new calls UNAVAILABLE, in-flight calls get up to `grace` seconds to finish."""
         grace = self.settings.grace_seconds if grace is None else grace
         started = time.monotonic()
-        log.info("draining: %d calls in flight, up to %.1fs to finish", self.servicer.inflight, grace)
-        self.servicer.draining = True
+        drain = self.servicer.drain
+        log.info("draining: %d calls in flight, up to %.1fs to finish", drain.inflight, grace)
+        drain.draining = True
         await self.health.enter_graceful_shutdown()
-        try:
-            await asyncio.wait_for(self.servicer.idle.wait(), grace)
-        except asyncio.TimeoutError:
-            log.warning("grace period over with %d calls still in flight; they are cancelled", self.servicer.inflight)
+        if not await drain.wait_idle(grace):
+            log.warning("grace period over with %d calls still in flight; they are cancelled", drain.inflight)
         await self.server.stop(max(0.0, grace - (time.monotonic() - started)))
         self._loader.cancel()
         await self.router.stop()

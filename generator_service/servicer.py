@@ -16,6 +16,7 @@ import numpy as np
 from ganworks.api import generator_pb2 as pb
 from ganworks.api import generator_pb2_grpc as pb_grpc
 from ganworks.errors import CheckpointError, StoreError
+from ganworks.rpc import REFUSED_WHILE_DRAINING, Drain
 from ganworks.tabular import records
 from ganworks.tabular.transformer import DiscreteEncoding
 from generator_service.batcher import DeadlineExpiredError, DynamicBatcher, Job, QueueFullError
@@ -51,23 +52,19 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
     def __init__(self, settings: GeneratorSettings, manager: ModelManager, router: RolloutRouter, batcher: DynamicBatcher, encoder: PngEncoder, metrics: GeneratorMetrics):
         self.settings, self.manager, self.router, self.batcher, self.encoder, self.metrics = settings, manager, router, batcher, encoder, metrics
         self.max_message_bytes = settings.max_message_mb * 2**20
-        self.draining = False
-        self.inflight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
+        self.drain = Drain()  # the server's stop turns it to draining and waits for it to be idle
 
     # -- bookkeeping shared by every method of every protocol (the inference servicer uses it too) ---------
 
     @contextlib.asynccontextmanager
     async def serving(self, method: str, context: grpc.aio.ServicerContext):
         started, code = time.perf_counter(), grpc.StatusCode.OK
-        self.inflight += 1
-        self.idle.clear()
         self.metrics.inflight.inc()
         try:
-            if self.draining:
-                raise RequestError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry, another replica will answer")
-            yield
+            async with self.drain.counted():
+                if self.drain.draining:
+                    raise RequestError(grpc.StatusCode.UNAVAILABLE, REFUSED_WHILE_DRAINING)
+                yield
         except RequestError as exc:
             code = exc.code
             await context.abort(exc.code, exc.message)
@@ -85,9 +82,6 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             self.metrics.requests.labels(method, code.name).inc()
             self.metrics.latency.labels(method).observe(time.perf_counter() - started)
             self.metrics.inflight.dec()
-            self.inflight -= 1
-            if self.inflight == 0:
-                self.idle.set()
 
     async def route(self, request, context) -> tuple[LoadedModel, int, float | None]:
         """The model version a call goes to (routed by its seed), the seed in effect and the call's deadline."""
