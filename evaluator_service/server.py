@@ -167,16 +167,16 @@ class EvaluatorServer(DrainOnSignal):
     async def stop(self, grace: float | None = None) -> None:
         """Drain: health NOT_SERVING, new calls UNAVAILABLE, calls in flight (watches included) get `grace` seconds."""
         grace = self.settings.grace_seconds if grace is None else grace
-        started = time.monotonic()
+        deadline = time.monotonic() + grace
         log.info("draining: %d calls in flight, up to %.1fs for them to finish", self.drain.inflight, grace)
         self.drain.draining = True  # from here a new call is refused with UNAVAILABLE
         if self.continuous is not None:
             await self.continuous.stop()
         # Sets every health name NOT_SERVING and keeps it there, so a late readiness change cannot undo it.
         await self.health.enter_graceful_shutdown()
-        if not await self.drain.wait_idle(grace - (time.monotonic() - started)):
+        if not await self.drain.wait_idle(deadline - time.monotonic()):
             log.warning("grace period over with %d calls still in flight; they are cancelled", self.drain.inflight)
-        await self.server.stop(max(0.0, grace - (time.monotonic() - started)))
+        await self.server.stop(max(0.0, deadline - time.monotonic()))
         await self.jobs.stop()
         if not await asyncio.to_thread(close_mlflow_runs, grace):
             log.warning("MLflow tracking was still sending when the evaluator stopped; the rest is dropped")

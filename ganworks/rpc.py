@@ -56,25 +56,20 @@ class Drain:
     def __init__(self) -> None:
         self.draining = False
         self.inflight = 0
-        self._idle: asyncio.Event | None = None
-
-    def _event(self) -> asyncio.Event:
-        if self._idle is None:
-            self._idle = asyncio.Event()
-            self._idle.set()
-        return self._idle
+        self._idle = asyncio.Event()  # bound to no loop until awaited (Python >= 3.10)
+        self._idle.set()
 
     @contextlib.asynccontextmanager
     async def counted(self):
         """Counts the block as a call in flight (refusing it while draining is the caller's to do)."""
         self.inflight += 1
-        self._event().clear()
+        self._idle.clear()
         try:
             yield
         finally:
             self.inflight -= 1
             if self.inflight == 0:
-                self._event().set()
+                self._idle.set()
 
     @contextlib.asynccontextmanager
     async def call(self, context: grpc.aio.ServicerContext):
@@ -86,7 +81,7 @@ class Drain:
     async def wait_idle(self, timeout: float) -> bool:
         """Waits up to `timeout` seconds for the calls in flight to end; False when some are still running."""
         try:
-            await asyncio.wait_for(self._event().wait(), max(0.0, timeout))
+            await asyncio.wait_for(self._idle.wait(), max(0.0, timeout))
             return True
         except asyncio.TimeoutError:
             return False

@@ -115,6 +115,8 @@ class TrainOptions:
             raise ConfigError(f"--augment must be none or ada, got {self.augment!r}")
         if not 0 < self.augment_target < 1:
             raise ConfigError(f"--augment-target must be between 0 and 1, got {self.augment_target}")
+        if self.augment_speed_images < 1:
+            raise ConfigError(f"--augment-speed-images must be at least 1 (the images over which ADA's p can go from 0 to 1), got {self.augment_speed_images}")
         if self.channels not in (0, 1, 3):
             raise ConfigError(f"--channels must be 1, 3 or 0 (as the dataset has them), got {self.channels}")
         if not (0 <= self.dp_epsilon < float("inf")):

@@ -189,11 +189,8 @@ def _nearest_classes(store: ArtifactStore, manifest, family: ModelFamily, source
         c, k = divmod(flat, old)
         if start[c] < 0 and given[k] < capacity:
             start[c], given[k] = k, given[k] + 1
-    mix = torch.zeros(new, old)
-    mix[torch.arange(new), torch.tensor(start)] = 1.0
-    new_names = list(dataset.class_names) if len(dataset.class_names) == new else [str(c) for c in range(new)]
-    old_names = _source_class_names(store, manifest.run, old)
-    return mix, {new_names[c]: old_names[start[c]] for c in range(new)}
+    new_names, old_names = _class_names(dataset), _source_class_names(store, manifest.run, old)
+    return _one_hot(start, old), {new_names[c]: old_names[start[c]] for c in range(new)}
 
 
 def _recorded_classes(store: ArtifactStore, manifest, source_params: dict[str, Any], dataset, recorded: dict[str, str] | None) -> tuple[torch.Tensor, dict[str, str]] | None:
@@ -201,15 +198,23 @@ def _recorded_classes(store: ArtifactStore, manifest, source_params: dict[str, A
     again nor can start otherwise; None when there is no record or it does not name every class."""
     if not recorded or dataset is None or dataset.labels is None:
         return None
-    old, new = int(source_params["num_classes"]), int(dataset.num_classes)
-    new_names = list(dataset.class_names) if len(dataset.class_names) == new else [str(c) for c in range(new)]
-    old_names = _source_class_names(store, manifest.run, old)
+    new_names, old_names = _class_names(dataset), _source_class_names(store, manifest.run, int(source_params["num_classes"]))
     if set(recorded) != set(new_names) or not set(recorded.values()) <= set(old_names):
         return None
-    mix = torch.zeros(new, old)
-    for c, name in enumerate(new_names):
-        mix[c, old_names.index(recorded[name])] = 1.0
-    return mix, {name: recorded[name] for name in new_names}
+    return _one_hot([old_names.index(recorded[name]) for name in new_names], len(old_names)), {name: recorded[name] for name in new_names}
+
+
+def _class_names(dataset) -> list[str]:
+    """The new run's class names; the class indices as text when the dataset has none."""
+    count = int(dataset.num_classes)
+    return list(dataset.class_names) if len(dataset.class_names) == count else [str(c) for c in range(count)]
+
+
+def _one_hot(start: list[int], old: int) -> torch.Tensor:
+    """The mix matrix (new × source classes) that starts new class c at source class start[c]."""
+    mix = torch.zeros(len(start), old)
+    mix[torch.arange(len(start)), torch.tensor(start)] = 1.0
+    return mix
 
 
 def _source_class_names(store: ArtifactStore, run: str, count: int) -> list[str]:

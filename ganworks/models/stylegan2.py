@@ -261,8 +261,12 @@ class Discriminator(nn.Module):
         self.embed = nn.Embedding(p["num_classes"], c) if p["num_classes"] else None
         self.c = c
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the output and the class projection both read, (n, c)."""
+        return self.fc(self.conv(minibatch_stddev(self.blocks(self.from_rgb(x)))).flatten(1))
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.fc(self.conv(minibatch_stddev(self.blocks(self.from_rgb(x)))).flatten(1))
+        h = self.features(x)
         out = self.out(h).squeeze(1)
         if self.embed is not None:
             if labels is None:
@@ -272,7 +276,7 @@ class Discriminator(nn.Module):
 
     def class_scores(self, x: torch.Tensor) -> torch.Tensor:
         """forward(x, k) for every class k at once, (n, classes): the features once, the projection for all classes."""
-        h = self.fc(self.conv(minibatch_stddev(self.blocks(self.from_rgb(x)))).flatten(1))
+        h = self.features(x)
         return self.out(h) + h @ self.embed.weight.t() / math.sqrt(self.c)
 
 

@@ -136,3 +136,12 @@ def test_a_new_class_init_from_the_environment_that_is_no_choice_is_refused_nami
 
     assert code == 2
     assert "--new-class-init must be one of mean, nearest, random, got 'average'" in err
+
+
+@pytest.mark.parametrize("speed", ["0", "-5"])
+def test_an_adaptive_augmentation_pace_below_one_image_is_refused_naming_the_flag(capsys, tmp_path, speed):
+    code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r", "--augment", "ada", "--augment-speed-images", speed)
+
+    assert code == 2
+    assert "--augment-speed-images must be at least 1" in err and f"got {speed}" in err
+    assert not (tmp_path / "store" / "runs").exists()
