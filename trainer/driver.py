@@ -309,7 +309,8 @@ def connect_ray(options: TrainOptions, worker_logs: bool = True) -> None:
             # Ray runs workers at nice 15 by default, for clusters where they share nodes with more important
             # daemons; here training is the job, and at nice 15 it would lose the CPUs to any busy neighbour.
             os.environ.setdefault("RAY_worker_niceness", "0")
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=worker_logs, logging_level=logging.WARNING)
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=worker_logs, logging_level=logging.WARNING,
+                     runtime_env={"worker_process_setup_hook": "trainer.ray_hooks.quiet_without_dashboard"})
         else:
             try:
                 ray.init(address=address, logging_level=logging.WARNING)

@@ -53,6 +53,16 @@ def test_sigterm_stops_training_like_ctrl_c_and_leaves_no_process_behind(stopped
     assert left == [], f"still running after `ganworks train` exited: {left}"
 
 
+def test_a_local_run_logs_no_state_api_warnings_or_cleaner_tracebacks_alone_or_beside_another_ray(stopped):
+    # Ray Train's placement-group cleaner polls the State API, which the local cluster (no dashboard) does not serve:
+    # alone it warns once a second; beside another Ray instance (another run, the suite's cluster) its thread dies with a traceback.
+    *_, work = stopped
+    log = (work / "train-1.log").read_text()
+    assert "starts at step" in log, log[-3000:]  # the log is the run's
+    for noise in ("State API may be temporarily unavailable", "Exception in thread PlacementGroupCleanerMonitor", "Found multiple active Ray instances"):
+        assert noise not in log, log[-3000:]
+
+
 @pytest.mark.parametrize("other, named", [(("--model-param", "width=16"), "architecture"), (("--split", "all"), "dataset")], ids=["model", "dataset"])
 def test_resuming_with_another_model_or_dataset_is_refused(stopped, other, named):
     store, *_ = stopped
