@@ -14,6 +14,7 @@ load the checked bytes.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 from typing import Any
@@ -28,6 +29,8 @@ from ganworks.errors import CheckpointError, ConfigError, ObjectNotFoundError
 from ganworks.layout import run_info_key
 from ganworks.models import ModelFamily
 from ganworks.store import ArtifactStore
+
+log = logging.getLogger("trainer.transfer")
 from trainer.config import DEFAULT_NEW_CLASS_INIT
 
 _SPEC = re.compile(r"^(?P<run>[^@]+?)(?:@(?P<step>\d+))?$")
@@ -143,6 +146,8 @@ def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily,
         else:
             recorded = _recorded_classes(store, manifest, source, dataset, recorded_start)
             mix, class_start = recorded or _nearest_classes(store, manifest, family, source, weights["discriminator"], dataset)
+            log.info("new classes start at the source class %s: %s", "recorded when the run began" if recorded else "their images resemble most",
+                     ", ".join(f"{new} → {old}" for new, old in class_start.items()))
         for role in ROLES:
             if reinitialised[role]:
                 weights[role], kept_fresh[role] = _inherit_classes(family, role, weights[role], reinitialised[role], networks[role], mix)
@@ -176,6 +181,8 @@ def _nearest_classes(store: ArtifactStore, manifest, family: ModelFamily, source
     discriminator = family.build_discriminator(source_params)
     discriminator.load_state_dict(load_safetensors(d_weights))
     discriminator.eval()
+    log.info("--new-class-init nearest: scoring up to %d images of each of %d new classes with %s step %d's discriminator under its %d labels",
+             NEAREST_IMAGES_PER_CLASS, new, manifest.run, manifest.step, old)
     scores = torch.zeros(new, old)
     for c in range(new):
         chosen = np.flatnonzero(dataset.labels == c)[:NEAREST_IMAGES_PER_CLASS]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 
 import numpy as np
@@ -227,7 +228,7 @@ def test_nearest_without_images_of_every_new_class_is_refused_naming_the_flag(tm
                               freeze_d_blocks=0, new_class_init="nearest", dataset=dataset)
 
 
-def test_nearest_gives_more_new_classes_than_source_classes_all_of_the_source_classes_evenly(tmp_path):
+def test_nearest_gives_more_new_classes_than_source_classes_all_of_the_source_classes_evenly_and_logs_the_match(tmp_path, caplog):
     from trainer import driver
     from trainer.config import TrainOptions
 
@@ -235,7 +236,12 @@ def test_nearest_gives_more_new_classes_than_source_classes_all_of_the_source_cl
     _publish_source(store, params={**SOURCE_PARAMS, "num_classes": 4})
     options = TrainOptions(run="tuned", dataset="digits", conditional=True, init_from="base", new_class_init="nearest", metrics_port=0)
 
-    started = driver.plan(options, StoreSettings(store=str(tmp_path / "store"))).init.describe()
+    with caplog.at_level(logging.INFO, logger="trainer"):
+        started = driver.plan(options, StoreSettings(store=str(tmp_path / "store"))).init.describe()
+
+    said = "\n".join(record.getMessage() for record in caplog.records)
+    assert "scoring up to 256 images of each of 10 new classes with base step 40's discriminator under its 4 labels" in said
+    assert "start at the source class their images resemble most: " + ", ".join(f"{new} → {old}" for new, old in started["class_start"].items()) in said
 
     assert started["new_class_init"] == "nearest"
     assert set(started["class_start"]) == {str(d) for d in range(10)}
