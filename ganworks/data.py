@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ganworks import fashion_mnist, subset
 from ganworks.errors import DatasetError
+from ganworks.images import from_uint8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLITS = ("all", "train", "test")
@@ -49,7 +50,7 @@ class ImageDataset:
     def tensors(self, indices: np.ndarray | None = None) -> torch.Tensor:
         """Images (all, or those at `indices`) as float32 N×C×H×W in [-1, 1], the generator's output range."""
         images = self.images if indices is None else self.images[indices]
-        return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        return from_uint8(images)
 
 
 def _resize(images: np.ndarray, size: int, source: str) -> np.ndarray:

@@ -18,6 +18,12 @@ def to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
 
 
+def from_uint8(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 N×H×W×C -> float32 N×C×H×W in [-1, 1], the generator's output range (to_uint8 undoes it exactly)."""
+    tensor = torch.from_numpy(pixels if pixels.flags.writeable else pixels.copy())  # read-only: Ray's object store, np.broadcast_to
+    return tensor.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
 def encode_png(pixels: np.ndarray) -> bytes:
     """One H×W×C uint8 image -> PNG bytes (grey for C=1, RGB for C=3)."""
     image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
+from ganworks.images import from_uint8
 from ganworks.models import ModelFamily, get_family
 from ganworks.telemetry import setup_worker_logging
 from trainer.config import TrainOptions
@@ -139,7 +140,7 @@ class RealBatches:
 
     def __init__(self, dataset_ref, conditional: bool, per_worker: int, rank: int, world: int, seed: int, device: torch.device):
         images_u8, labels_np = ray.get(dataset_ref)
-        self.images = torch.from_numpy(images_u8.copy()).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
+        self.images = from_uint8(images_u8).to(device)
         self.labels = torch.from_numpy(labels_np.copy()).to(device) if conditional else None
         self.sampler = DistributedSampler(range(len(self.images)), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
         self.per_worker, self.device = per_worker, device

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from ganworks.errors import ConfigError
+from ganworks.images import from_uint8
 from ganworks.optim import finite_grad_norm
 
 ACCOUNTANT = "rdp"
@@ -302,7 +303,7 @@ class PoissonBatches:
         import ray
 
         images_u8, labels_np = ray.get(dataset_ref)
-        images = torch.from_numpy(images_u8.copy()).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        images = from_uint8(images_u8)
         return cls(images, torch.from_numpy(labels_np.copy()) if conditional else None, sample_rate, rank, world, seed, device)
 
     def at(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -11,7 +11,7 @@ import torch
 
 from ganworks.checkpoint import publish_snapshot
 from ganworks.errors import SnapshotExistsError, StoreAuthError, StoreError
-from ganworks.images import grid_png, to_uint8
+from ganworks.images import from_uint8, grid_png, to_uint8
 from ganworks.layout import snapshot_prefix, stats_key, trainer_events_key
 from ganworks.models import get_family
 from ganworks.retry import retry_call
@@ -47,7 +47,7 @@ class SampleGrid:
         self.params = params = self.family.validate(params)
         self.columns = per_row
         if self.family.translation:
-            self.inputs = [torch.from_numpy(x[:per_row].copy()).permute(0, 3, 1, 2).float().div(127.5).sub(1.0) for x in inputs]
+            self.inputs = [from_uint8(x[:per_row]) for x in inputs]
             return
         gen = torch.Generator().manual_seed(seed)
         classes = params.get("num_classes", 0)

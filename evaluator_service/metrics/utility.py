@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from evaluator_service.errors import InsufficientSamplesError, InvalidRequestError
 from evaluator_service.metrics.spec import (GENERATED_IMAGES, GENERATED_LABELS, HELD_OUT_IMAGES, HELD_OUT_LABELS, REFERENCE_IMAGES, REFERENCE_LABELS,
                                             Metric, Param)
+from ganworks.images import from_uint8
 
 INPUT_SIZE = 32  # every image is resized to this before the classifier, whatever the run's image size
 BATCH_SIZE = 64
@@ -40,7 +41,7 @@ class UtilityClassifier(nn.Module):
 
 def as_input(images: np.ndarray) -> torch.Tensor:
     """uint8 N×H×W×C -> float N×C×32×32 in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    x = from_uint8(np.ascontiguousarray(images))
     if x.shape[-1] != INPUT_SIZE or x.shape[-2] != INPUT_SIZE:
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
     return x

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ganworks.data import load_dataset
@@ -117,3 +118,14 @@ def test_a_corrupt_image_is_named(tmp_path):
 def test_a_missing_dataset_says_what_is_accepted():
     with pytest.raises(DatasetError, match="not found: give 'digits', 'fashion-mnist', a .npz file"):
         load_dataset("/no/such/place.npz")
+
+
+def test_training_tensors_span_minus_one_to_one_and_save_back_to_the_same_pixels_even_from_read_only_arrays():
+    from ganworks.images import from_uint8, to_uint8
+
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
+    pixels.flags.writeable = False  # as arrays from Ray's object store arrive
+    tensors = from_uint8(pixels)
+    assert tensors.shape == (1, 3, 16, 16) and tensors.dtype == torch.float32
+    assert tensors.min().item() == -1.0 and tensors.max().item() == 1.0
+    assert np.array_equal(to_uint8(tensors), pixels)
