@@ -19,14 +19,15 @@ import logging
 
 from evaluator_service.evaluation import EvaluationRequest, plan
 from evaluator_service.jobs import FAILED, JobManager, QueueFullError
-
-OUTAGES = {"generator_unavailable", "store_error"}
 from evaluator_service.settings import EvaluatorSettings
 from ganworks.checkpoint import list_snapshots
 from ganworks.errors import GanworksError, StoreError
 from ganworks.layout import run_info_key
 
 log = logging.getLogger(__name__)
+
+# Failure reasons that are an outage, not the snapshot's fault: retried at every poll without counting an attempt.
+OUTAGES = {"generator_unavailable", "store_error"}
 
 
 class ContinuousEvaluator:
