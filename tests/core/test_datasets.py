@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -125,7 +127,9 @@ def test_training_tensors_span_minus_one_to_one_and_save_back_to_the_same_pixels
 
     pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
     pixels.flags.writeable = False  # as arrays from Ray's object store arrive
-    tensors = from_uint8(pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns that it cannot protect a read-only array it would share
+        tensors = from_uint8(pixels)
     assert tensors.shape == (1, 3, 16, 16) and tensors.dtype == torch.float32
     assert tensors.min().item() == -1.0 and tensors.max().item() == 1.0
     assert np.array_equal(to_uint8(tensors), pixels)
