@@ -7,7 +7,7 @@ histogram. An unconditional model is trained too (unless --conditional-only) and
 
     .venv/bin/python benchmarks/quality.py [--steps 600] [--num-workers 2] [--conditional-only]
     .venv/bin/python benchmarks/quality.py --model stylegan2 [--model-param KEY=VALUE ...] [--loss ...] --conditional-only
-    .venv/bin/python benchmarks/quality.py --transfer --model stylegan2 ... [--source-steps 600] [--steps 300]   (see transfer())
+    .venv/bin/python benchmarks/quality.py --transfer --model stylegan2 ... [--source-steps 3000] [--steps 300] [--tune-lr 0.001]   (see transfer())
 
 Targets (issue 3): classifier ≥ 0.95, label accuracy ≥ 0.90, all 10 classes, KL to uniform ≤ 0.1 (for the
 unconditional model too), ≤ 15 minutes on 2 CPUs.
@@ -309,7 +309,8 @@ def main() -> int:
     parser.add_argument("--progress", action="store_true", help="show the training progress bar")
     parser.add_argument("--evaluate", action="store_true", help="cyclegan: also evaluate the snapshot through the generator service with the evaluator's translation metrics")
     parser.add_argument("--transfer", action="store_true", help="run the transfer-learning benchmark instead (Fashion-MNIST, see transfer())")
-    parser.add_argument("--source-steps", type=int, default=600, help="--transfer: steps of the source model on the other 8 classes")
+    parser.add_argument("--source-steps", type=int, default=3000, help="--transfer: steps of the source model on the other 8 classes (default 3000: "
+                        "a 1,000-step source left every fine-tune at 12-16 FID; docs/trainer.md)")
     parser.add_argument("--evaluations", type=int, default=12, help="--transfer: snapshots scored per run")
     parser.add_argument("--tune-lr", type=float, help="--transfer: --g-lr and --d-lr of the fine-tuned run (default: as the others)")
     parser.add_argument("--freeze-d-blocks", type=int, default=0, help="--transfer: the fine-tuned run's --freeze-d-blocks")
