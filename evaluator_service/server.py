@@ -172,11 +172,7 @@ class EvaluatorServer(DrainOnSignal):
         self.drain.draining = True  # from here a new call is refused with UNAVAILABLE
         if self.continuous is not None:
             await self.continuous.stop()
-        # Sets every health name NOT_SERVING and keeps it there, so a late readiness change cannot undo it.
-        await self.health.enter_graceful_shutdown()
-        if not await self.drain.wait_idle(deadline - time.monotonic()):
-            log.warning("grace period over with %d calls still in flight; they are cancelled", self.drain.inflight)
-        await self.server.stop(max(0.0, deadline - time.monotonic()))
+        await self.drain.stop_server(self.server, self.health, deadline)
         await self.jobs.stop()
         if not await asyncio.to_thread(close_mlflow_runs, grace):
             log.warning("MLflow tracking was still sending when the evaluator stopped; the rest is dropped")

@@ -11,13 +11,17 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import logging
 import signal
+import time
 from typing import Any, Callable
 
 import grpc
 from google.protobuf import message as pb_message
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +81,14 @@ class Drain:
             await context.abort(grpc.StatusCode.UNAVAILABLE, REFUSED_WHILE_DRAINING)
         async with self.counted():
             yield
+
+    async def stop_server(self, server: grpc.aio.Server, health: Any, deadline: float) -> None:
+        """The end of a drain (self.draining already set): health NOT_SERVING, up to `deadline` (time.monotonic())
+        for the calls in flight, then the server stops, cancelling what still runs when the time left is up."""
+        await health.enter_graceful_shutdown()  # every health name NOT_SERVING, kept there whatever readiness says later
+        if not await self.wait_idle(deadline - time.monotonic()):
+            log.warning("grace period over with %d calls still in flight; they are cancelled", self.inflight)
+        await server.stop(max(0.0, deadline - time.monotonic()))
 
     async def wait_idle(self, timeout: float) -> bool:
         """Waits up to `timeout` seconds for the calls in flight to end; False when some are still running."""

@@ -169,10 +169,7 @@ class GeneratorServer(DrainOnSignal):
         drain = self.servicer.drain
         log.info("draining: %d calls in flight, up to %.1fs to finish", drain.inflight, grace)
         drain.draining = True
-        await self.health.enter_graceful_shutdown()
-        if not await drain.wait_idle(grace):
-            log.warning("grace period over with %d calls still in flight; they are cancelled", drain.inflight)
-        await self.server.stop(max(0.0, grace - (time.monotonic() - started)))
+        await drain.stop_server(self.server, self.health, started + grace)
         self._loader.cancel()
         await self.router.stop()
         await self.manager.stop()

@@ -29,9 +29,9 @@ from ganworks.errors import CheckpointError, ConfigError, ObjectNotFoundError
 from ganworks.layout import run_info_key
 from ganworks.models import ModelFamily
 from ganworks.store import ArtifactStore
+from trainer.config import DEFAULT_NEW_CLASS_INIT
 
 log = logging.getLogger("trainer.transfer")
-from trainer.config import DEFAULT_NEW_CLASS_INIT
 
 _SPEC = re.compile(r"^(?P<run>[^@]+?)(?:@(?P<step>\d+))?$")
 FLAG = "--init-from"
