@@ -83,6 +83,7 @@ class Profile:
     num_workers: int = 2
     eval_samples: int = 500
     drain_seconds: float = 240.0  # after the trainer stops, for the evaluator to report every snapshot
+    max_reloads_per_minute: int = 6  # the generators' --max-reloads-per-minute (their default)
     clients: int = 3
     call_budget_seconds: float = 30.0  # a call's retry budget (UNAVAILABLE tried again with backoff)
     schedule: list[tuple[float, str, float]] | None = None  # fixed (at, kind, duration) instead of a seeded one
@@ -92,15 +93,16 @@ def ci_profile() -> Profile:
     # The first snapshot comes ~20 s after start; faults begin once the load runs and overlap on purpose.
     schedule = [(1.0, "corrupted_upload", 0.0), (2.0, "ray_worker_kill", 0.0), (3.0, "generator_kill", 0.0), (5.0, "store_outage", 8.0),
                 (8.0, "burst", 4.0), (14.0, "evaluator_kill", 0.0), (17.0, "slow_store", 6.0)]
-    # Under make test another test worker shares the 2 cores: the evaluator may need a minute or two after the load to
-    # report the backlog a kill left (drain), and a process restarted in a 24-second window has not warmed up (its
-    # one-time thread pools and connections would read as growth), so memory and descriptors are checked only on
-    # processes that outlive 60 s; the 30-minute run is what shows them flat. The drain ends as soon as every snapshot
-    # is reported, so its length only matters when the evaluator is behind: catching up pins older versions, and the
-    # generators load at most 6 of those a minute (--max-reloads-per-minute), so a backlog can wait a minute for each 6
-    # (150 s fell short once, at load average 18, two snapshots unreported).
+    # Under make test another test worker shares the 2 cores: the evaluator may need a while after the load to report
+    # the backlog a kill left (drain), and a process restarted in a 24-second window has not warmed up (its one-time
+    # thread pools and connections would read as growth), so memory and descriptors are checked only on processes
+    # that outlive 60 s; the 30-minute run is what shows them flat. The drain ends as soon as every snapshot is
+    # reported. Catching up pins older versions, and a snapshot every 60 steps of this tiny model is one every ~5 s,
+    # ten times a real run's pace: at the generators' default of 6 pinned loads a minute the evaluator's catch-up
+    # took 130 s of a 215 s run (seven evaluations refused RESOURCE_EXHAUSTED and tried again), so this form lets the
+    # generators load 60 a minute. The long form keeps the default and publishes at a pace that fits it.
     return Profile(load_seconds=24.0, mean_gap=0.0, warmup_seconds=60.0, snapshot_every=60, num_workers=1, eval_samples=200, drain_seconds=240.0,
-                   clients=2, schedule=schedule)
+                   max_reloads_per_minute=60, clients=2, schedule=schedule)
 
 
 def long_profile(minutes: float) -> Profile:
@@ -275,7 +277,8 @@ class System:
             generator_env = {**env, "GANWORKS_GENERATOR_RUNS": RUN, "GANWORKS_GENERATOR_HOST": "127.0.0.1", "GANWORKS_GENERATOR_PORT": str(port),
                              "GANWORKS_GENERATOR_METRICS_PORT": str(free_port()), "GANWORKS_GENERATOR_POLL_SECONDS": "1",
                              "GANWORKS_GENERATOR_MAX_QUEUE_SIZE": str(QUEUE_SAMPLES), "GANWORKS_GENERATOR_MAX_SAMPLES_PER_REQUEST": str(QUEUE_SAMPLES),
-                             "GANWORKS_GENERATOR_TORCH_THREADS": "1", "GANWORKS_GENERATOR_PNG_THREADS": "1"}
+                             "GANWORKS_GENERATOR_TORCH_THREADS": "1", "GANWORKS_GENERATOR_PNG_THREADS": "1",
+                             "GANWORKS_GENERATOR_MAX_RELOADS_PER_MINUTE": str(p.max_reloads_per_minute)}
             self.services[name] = Service(name, ganworks_command("generator", "serve"), generator_env, self.logs, port, GENERATOR_SERVICE).start(self.record)
         if fit.wait(300) != 0:
             raise RuntimeError(f"fitting the evaluator's classifier failed; see {self.logs / 'fit-extractor.log'}")
