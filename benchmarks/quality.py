@@ -150,13 +150,13 @@ def _family_options(args) -> dict:
             **{k: getattr(args, k) for k in ("loss", "r1_gamma", "pl_weight", "augment", "augment_speed_images", "g_lr", "d_lr", "batch_size", "ema_half_life_images") if getattr(args, k) is not None}}
 
 
-def _train_run(store_settings: StoreSettings, run: str, dataset: str, steps: int, snapshot_every: int, args, **extra) -> float:
+def _train_run(store_settings: StoreSettings, run: str, dataset: str, steps: int, snapshot_every: int, args, seed: int | None = None, **extra) -> float:
     from trainer import driver
     from trainer.config import TrainOptions
 
     options = {**_family_options(args), **extra}
     opts = TrainOptions(run=run, dataset=dataset, image_size=32, conditional=True, steps=steps, num_workers=args.num_workers, cpus_per_worker=args.cpus_per_worker,
-                        snapshot_every=snapshot_every, metrics_port=0, seed=args.seed, **options)
+                        snapshot_every=snapshot_every, metrics_port=0, seed=args.seed if seed is None else seed, **options)
     plan = driver.plan(opts, store_settings)
     driver.connect_ray(plan.options)
     started = time.monotonic()
@@ -180,20 +180,43 @@ TRANSFER_RULE = ("both runs' classifier-FID series are smoothed (each evaluation
                  "value is at or below the bar; transfer_steps_ratio = that step / the from-scratch run's steps")
 
 
+def transfer_decision(scratch: dict[int, float], tuned: dict[int, float]) -> dict:
+    """TRANSFER_RULE applied to one pair of classifier-FID series (by step), and the unsmoothed reading beside it."""
+    scratch_smooth, tuned_smooth = smoothed(scratch), smoothed(tuned)
+    steps = max(scratch)
+    bar, raw_bar = scratch_smooth[steps], scratch[steps]
+    reached, raw_reached = reached_at(tuned_smooth, bar), reached_at(tuned, raw_bar)
+    return {"fid_scratch_final_smoothed": bar, "tuned_reaches_scratch_final_at": reached,
+            "transfer_steps_ratio": round(reached / steps, 3) if reached is not None else None,
+            "fid_scratch_final": raw_bar, "fid_tuned_final": tuned[max(tuned)], "unsmoothed_reaches_at": raw_reached,
+            "unsmoothed_ratio": round(raw_reached / steps, 3) if raw_reached is not None else None,
+            "fid_scratch": scratch, "fid_tuned": tuned, "fid_scratch_smoothed": scratch_smooth, "fid_tuned_smoothed": tuned_smooth}
+
+
+def mean_series(series: list[dict[int, float]]) -> dict[int, float]:
+    """The step-by-step mean of several runs' series (the steps all runs were scored at)."""
+    steps = sorted(set.intersection(*(set(s) for s in series)))
+    return {step: round(sum(s[step] for s in series) / len(series), 3) for step in steps}
+
+
 def transfer(args) -> dict:
     """Fine-tuning vs training from scratch in the small-data setting: 1,000 images of two Fashion-MNIST classes.
 
-    A source model trains on the other 8 classes (--source-steps; --source-run reuses one already in --store). Then
-    two runs train on `fashion-mnist:bag,ankle-boot@1000` for the same --steps, both with adaptive augmentation: one
-    from scratch, one with --init-from the source (new class embeddings as --new-class-init says; --tune-lr and
-    --freeze-d-blocks set how it fine-tunes). --evaluations snapshots of each run are scored by classifier-FID: ganworks' classifier extractor
-    fitted on the two classes, --samples-per-class generated images of each class (the same latents for every
-    snapshot) vs the two classes' 2,000 test images.
+    A source model trains on the other 8 classes (--source-steps, with --seed; --source-run reuses one already in
+    --store). Then, for each of --seeds (default: --seed alone), two runs train on `fashion-mnist:bag,ankle-boot@1000`
+    for the same --steps, both with adaptive augmentation: one from scratch (--scratch-run reuses them, one per
+    seed), one with --init-from the source (new class embeddings as --new-class-init says; --tune-lr and
+    --freeze-d-blocks set how it fine-tunes). --evaluations snapshots of each run are scored by classifier-FID:
+    ganworks' classifier extractor fitted on the two classes, --samples-per-class generated images of each class (the
+    same latents for every snapshot of a seed's two runs) vs the two classes' 2,000 test images.
 
     The decision (TRANSFER_RULE): both series are smoothed, each evaluation after the first by the mean of it and the
     one before; the bar is the from-scratch run's smoothed final value; the fine-tuned run reaches it at the first
     step whose smoothed value is at or below the bar; transfer_steps_ratio = that step / the from-scratch steps.
     The unsmoothed decision (the raw final FID as the bar, the first raw value at or below it) is reported beside it.
+    With several seeds the rule is applied to each seed's pair (`by_seed`) and to the seed-averaged series
+    (`mean_curve`); the headline `transfer_steps_ratio` is the worst seed's (None when a seed never reaches its
+    bar), and `meets_targets` asks every seed to meet it.
     """
     import numpy as np
 
@@ -203,6 +226,10 @@ def transfer(args) -> dict:
     from ganworks.fashion_mnist import CLASS_NAMES
     from ganworks.layout import run_info_key
 
+    seeds = args.seeds or [args.seed]
+    scratch_runs = [r.strip() for r in args.scratch_run.split(",")] if args.scratch_run else []
+    if scratch_runs and len(scratch_runs) != len(seeds):
+        raise SystemExit(f"--scratch-run names {len(scratch_runs)} run(s) for {len(seeds)} seed(s) {seeds}: give one per seed, in the same order")
     # One torch thread here, as in each Ray worker: the machine is shared, and this process only fits the judge and scores.
     torch.set_num_threads(1)
     load_before = [round(x, 2) for x in os.getloadavg()]
@@ -216,12 +243,12 @@ def transfer(args) -> dict:
         real_features = judge(torch.from_numpy(reference.images).permute(0, 3, 1, 2).float().div(255.0))[0].numpy()
     print(f"judge: {judge_manifest['test_accuracy']:.4f} held-out accuracy on {target}; reference {len(reference)} test images", flush=True)
 
-    def fid_series(store, run: str) -> dict[int, float]:
+    def fid_series(store, run: str, seed: int) -> dict[int, float]:
         scores = {}
         for step in list_snapshots(store, run):
             snapshot = load_snapshot(store, run, step)
             family, params = get_family(snapshot.manifest.architecture), snapshot.manifest.architecture_params
-            gen = torch.Generator().manual_seed(args.seed + 1)
+            gen = torch.Generator().manual_seed(seed + 1)
             labels = torch.arange(2).repeat_interleave(per_class)
             z = family.random_latents(params, len(labels), gen)
             with torch.no_grad():
@@ -235,6 +262,7 @@ def transfer(args) -> dict:
         tune.update(g_lr=args.tune_lr, d_lr=args.tune_lr)
     if args.freeze_d_blocks:
         tune["freeze_d_blocks"] = args.freeze_d_blocks
+    by_seed = []
     with tempfile.TemporaryDirectory(prefix="ganworks-transfer-") as tmp:
         settings = StoreSettings(store=args.store or os.path.join(tmp, "store"))
         store = open_store(settings=settings)
@@ -246,37 +274,57 @@ def transfer(args) -> dict:
             source, source_steps = f"source-{stamp}", args.source_steps
             source_seconds = _train_run(settings, source, f"fashion-mnist:{source_classes}", source_steps, source_steps, args)
         every = max(args.steps // args.evaluations, 1)
-        scratch_run, scratch_seconds = args.scratch_run, None
-        if not scratch_run:
-            scratch_run = f"scratch-{stamp}"
-            scratch_seconds = _train_run(settings, scratch_run, f"{target}@1000", args.steps, every, args, augment="ada")
-        tuned_seconds = _train_run(settings, f"tuned-{stamp}", f"{target}@1000", args.steps, every, args, init_from=source, **tune)
-        scratch, tuned = fid_series(store, scratch_run), fid_series(store, f"tuned-{stamp}")
+        for index, seed in enumerate(seeds):
+            suffix = f"{stamp}-seed{seed}" if len(seeds) > 1 else str(stamp)
+            scratch_run, scratch_seconds = (scratch_runs[index] if scratch_runs else f"scratch-{suffix}"), None
+            if not scratch_runs:
+                scratch_seconds = _train_run(settings, scratch_run, f"{target}@1000", args.steps, every, args, seed=seed, augment="ada")
+            tuned_run = f"tuned-{suffix}"
+            tuned_seconds = _train_run(settings, tuned_run, f"{target}@1000", args.steps, every, args, seed=seed, init_from=source, **tune)
+            decision = transfer_decision(fid_series(store, scratch_run, seed), fid_series(store, tuned_run, seed))
+            print(f"seed {seed}: classifier-FID by step — from scratch: {decision['fid_scratch']}; fine-tuned: {decision['fid_tuned']}; "
+                  f"bar {decision['fid_scratch_final_smoothed']}, reached at {decision['tuned_reaches_scratch_final_at']} "
+                  f"(transfer_steps_ratio {decision['transfer_steps_ratio']})", flush=True)
+            by_seed.append({"seed": seed, "scratch_run": scratch_run, "tuned_run": tuned_run, **decision,
+                            "scratch_seconds": scratch_seconds and round(scratch_seconds, 1), "tuned_seconds": round(tuned_seconds, 1)})
+        first_tuned = by_seed[0]["tuned_run"]
         averaging = {name: {k: store.get_json(run_info_key(run))["options"][k] for k in ("ema_half_life_images", "ema_rampup", "augment_speed_images")}
-               for name, run in (("scratch", scratch_run), ("tuned", f"tuned-{stamp}"))}
-        began = store.get_json(run_info_key(f"tuned-{stamp}"))["init_from"]
+                     for name, run in (("scratch", by_seed[0]["scratch_run"]), ("tuned", first_tuned))}
+        began = store.get_json(run_info_key(first_tuned))["init_from"]
         tune["new_class_init"] = began.get("new_class_init")
         class_start = began.get("class_start")
-    scratch_smooth, tuned_smooth = smoothed(scratch), smoothed(tuned)
-    steps = max(scratch)
-    bar, raw_bar = scratch_smooth[steps], scratch[steps]
-    reached, raw_reached = reached_at(tuned_smooth, bar), reached_at(tuned, raw_bar)
-    ratio = round(reached / steps, 3) if reached is not None else None
-    print(f"classifier-FID by step — from scratch: {scratch}; fine-tuned: {tuned}", flush=True)
-    print(f"smoothed — from scratch: {scratch_smooth}; fine-tuned: {tuned_smooth}", flush=True)
-    seconds = [s for s in (source_seconds, scratch_seconds, tuned_seconds) if s is not None]
-    return {"benchmark": "transfer", "model": args.model, "model_params": args.model_params or [], "source_classes": source_classes,
-            "target": f"{target}@1000", "source_run": source, "scratch_run": scratch_run, "ema_and_ada": averaging, "source_steps": source_steps, "steps": steps, "evaluated_every": every,
-            "samples_per_class": per_class, "reference_images": len(reference), "fine_tuning": {"init_from": source, **tune, **({"class_start": class_start} if class_start else {})},
-            "rule": TRANSFER_RULE, "fid_scratch_final_smoothed": bar, "tuned_reaches_scratch_final_at": reached, "transfer_steps_ratio": ratio,
-            "fid_scratch_final": raw_bar, "fid_tuned_final": tuned[max(tuned)], "unsmoothed_reaches_at": raw_reached,
-            "unsmoothed_ratio": round(raw_reached / steps, 3) if raw_reached is not None else None,
-            "fid_scratch": scratch, "fid_tuned": tuned, "fid_scratch_smoothed": scratch_smooth, "fid_tuned_smoothed": tuned_smooth,
-            "judge_accuracy": round(judge_manifest["test_accuracy"], 4), "meets_targets": ratio is not None and ratio <= 0.5,
-            "train_seconds": round(sum(seconds), 1), "source_seconds": source_seconds and round(source_seconds, 1),
-            "scratch_seconds": scratch_seconds and round(scratch_seconds, 1), "tuned_seconds": round(tuned_seconds, 1),
-            "total_seconds": round(time.monotonic() - started, 1), "load_average_before": load_before,
-            "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+    seconds = [s for s in [source_seconds] + [x for r in by_seed for x in (r["scratch_seconds"], r["tuned_seconds"])] if s is not None]
+    common = {"benchmark": "transfer", "model": args.model, "model_params": args.model_params or [], "source_classes": source_classes,
+              "target": f"{target}@1000", "source_run": source, "ema_and_ada": averaging, "source_steps": source_steps, "steps": args.steps, "evaluated_every": every,
+              "samples_per_class": per_class, "reference_images": len(reference), "fine_tuning": {"init_from": source, **tune, **({"class_start": class_start} if class_start else {})},
+              "rule": TRANSFER_RULE, "seeds": seeds, "judge_accuracy": round(judge_manifest["test_accuracy"], 4)}
+    if len(seeds) == 1:
+        only = by_seed[0]
+        ratio = only["transfer_steps_ratio"]
+        result = {**common, "scratch_run": only["scratch_run"], **{k: v for k, v in only.items() if k not in ("seed", "scratch_run", "tuned_run")},
+                  "meets_targets": ratio is not None and ratio <= 0.5}
+    else:
+        ratios = [r["transfer_steps_ratio"] for r in by_seed]
+        mean_curve = transfer_decision(mean_series([r["fid_scratch"] for r in by_seed]), mean_series([r["fid_tuned"] for r in by_seed]))
+        met = sum(1 for r in ratios if r is not None and r <= 0.5)
+        print(f"by seed: {dict(zip(seeds, ratios))}; met at {met} of {len(seeds)}; seed-averaged curves: {mean_curve['transfer_steps_ratio']}", flush=True)
+        result = {**common, "transfer_steps_ratio": None if None in ratios else max(ratios), "transfer_steps_ratio_by_seed": ratios,
+                  "seeds_meeting_target": met, "transfer_steps_ratio_mean_curve": mean_curve["transfer_steps_ratio"], "mean_curve": mean_curve,
+                  "by_seed": by_seed, "meets_targets": met == len(seeds)}
+    result.update({"train_seconds": round(sum(seconds), 1), "source_seconds": source_seconds and round(source_seconds, 1),
+                   "total_seconds": round(time.monotonic() - started, 1), "load_average_before": load_before,
+                   "load_average_after": [round(x, 2) for x in os.getloadavg()]})
+    return result
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds names a seed twice: {text!r}")
+    return seeds
 
 
 def main() -> int:
@@ -316,7 +364,10 @@ def main() -> int:
     parser.add_argument("--freeze-d-blocks", type=int, default=0, help="--transfer: the fine-tuned run's --freeze-d-blocks")
     parser.add_argument("--new-class-init", choices=NEW_CLASS_INIT, help="--transfer: the fine-tuned run's --new-class-init (default: the trainer's)")
     parser.add_argument("--source-run", help="--transfer: reuse this source run in --store instead of training one")
-    parser.add_argument("--scratch-run", help="--transfer: reuse this from-scratch run in --store (trained with the same --steps and --evaluations)")
+    parser.add_argument("--seeds", type=_seed_list, metavar="S,S,...", help="--transfer: a from-scratch and a fine-tuned run for each of these seeds, "
+                        "decided per seed and on the seed-averaged curves (default: --seed alone; the source trains with --seed)")
+    parser.add_argument("--scratch-run", help="--transfer: reuse this from-scratch run in --store (trained with the same --steps and --evaluations); "
+                        "with --seeds, one per seed, comma-separated in the same order")
     args = parser.parse_args()
     if args.model == "cyclegan":
         return translation(args)
