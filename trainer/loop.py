@@ -13,7 +13,6 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
 from ganworks.images import from_uint8
@@ -25,7 +24,7 @@ from trainer.augment import AdaptiveAugment
 from trainer.losses import g_regularisers_for, get_loss, regularisers_for
 from trainer.privacy import PoissonBatches, PrivacyBudget, PrivacyPlan, make_private
 from trainer.reporting import Rank0Reporter
-from trainer.step import GANStep, Networks
+from trainer.step import GANStep, Networks, data_parallel
 from trainer.metrics import serve_worker_up
 from trainer.train_state import load_train_state, save_train_state
 from trainer.transfer import freeze_blocks, load_into
@@ -97,8 +96,8 @@ def train_worker(config: dict) -> None:
     if privacy is not None:  # DP-SGD: per-sample gradients of D, clipped and noised; d_opt stays what the checkpoint saves
         D_ddp, dp_opt = make_private(D, d_opt, privacy, per_worker, world, opts.seed, device)
     else:
-        D_ddp = DDP(D)
-    nets = Networks(G, D, G_ema, DDP(G), D_ddp, g_opt, d_opt)
+        D_ddp = data_parallel(D)
+    nets = Networks(G, D, G_ema, data_parallel(G), D_ddp, g_opt, d_opt)
     # The loss, its regularisers on D and G (trainer/losses.py), and the augmentation of what D sees (trainer/augment.py).
     augment = AdaptiveAugment(params.get("channels", 1), opts.augment_target, opts.augment_speed_images) if opts.augment == "ada" else None
     gan_step = GANStep(nets, family, params, get_loss(opts.loss), regularisers_for(opts), noise, device, autocast, per_worker,

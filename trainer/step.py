@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ganworks.models import ModelFamily
 from ganworks.optim import optimizer_step
@@ -14,6 +16,25 @@ from trainer.ema import ema_beta, update_ema
 from trainer.augment import AdaptiveAugment
 from trainer.losses import AdversarialLoss, DRegulariser, GRegulariser
 from trainer.privacy import per_sample_hooks_off, private_d_update
+
+
+def data_parallel(module: torch.nn.Module) -> DDP:
+    """DDP(module), with every gradient laid out as its parameter is before DDP copies it into its bucket.
+
+    R1's double backward through a (1, C) weight (stylegan2 D's output layer) gives that weight's gradient the strides
+    (1, 1) instead of (C, 1) — the same elements, but DDP compares strides and warned on every stylegan2 run that this
+    "may impair performance". The hook re-lays such a gradient (C numbers) and leaves every other one untouched.
+    """
+    for param in module.parameters():
+        if param.requires_grad:
+            param.register_hook(functools.partial(_laid_out_like, param.stride()))
+    return DDP(module)
+
+
+def _laid_out_like(strides: tuple[int, ...], grad: torch.Tensor) -> torch.Tensor:
+    if grad.stride() == strides:
+        return grad
+    return torch.empty_strided(grad.shape, strides, dtype=grad.dtype, device=grad.device).copy_(grad)
 
 
 @dataclasses.dataclass

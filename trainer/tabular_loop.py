@@ -18,7 +18,6 @@ import numpy as np
 import ray
 import ray.train
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ganworks.tabular.sampler import ConditionSampler
 from ganworks.tabular.synthesizer import CTGANStep, optimizers
@@ -29,7 +28,7 @@ from trainer.loop import checkpoint_due, log, report_checkpoint, worker_start
 from trainer.privacy import PoissonBatches, PrivacyBudget, PrivacyPlan, make_private, per_sample_hooks_off, private_d_update
 from trainer.metrics import serve_worker_up
 from trainer.reporting import Rank0Reporter
-from trainer.step import Networks, StepResult
+from trainer.step import Networks, StepResult, data_parallel
 from trainer.train_state import load_train_state
 
 
@@ -122,11 +121,11 @@ def train_table_worker(config: dict) -> None:
     data = torch.from_numpy(encoded)
     common = (transformer, ConditionSampler(transformer, encoded), data.to(device), params, per_worker)
     if privacy is None:
-        nets = Networks(G, D, None, DDP(G), DDP(D), g_opt, d_opt)
+        nets = Networks(G, D, None, data_parallel(G), data_parallel(D), g_opt, d_opt)
         ctgan = CTGANStep(nets.G_ddp, nets.D_ddp, g_opt, d_opt, *common)
     else:
         D_private, dp_opt = make_private(D, d_opt, privacy, per_worker, world, opts.seed, device)
-        nets = Networks(G, D, None, DDP(G), D_private, g_opt, d_opt)
+        nets = Networks(G, D, None, data_parallel(G), D_private, g_opt, d_opt)
         batches = PoissonBatches(data, None, privacy.sample_rate, rank, world, opts.seed, device)
         ctgan = PrivateCTGANStep(nets.G_ddp, D_private, g_opt, d_opt, *common, batches=batches, loss=get_loss(opts.loss), dp_optimizer=dp_opt,
                                  discriminator=D, world=world)

@@ -11,13 +11,12 @@ import pathlib
 import time
 
 import ray.train
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from trainer.ema import ema_beta, update_ema
 from trainer.loop import RealBatches, build_networks, checkpoint_due, log, report_checkpoint, worker_start
 from trainer.metrics import serve_worker_up
 from trainer.reporting import Rank0Reporter
-from trainer.step import Networks
+from trainer.step import Networks, data_parallel
 from trainer.train_state import load_rank_states, load_train_state
 from trainer.translation import CycleStep, lr_factor
 
@@ -44,7 +43,7 @@ def train_translation_worker(config: dict) -> None:
             pools = saved_pools.get(rank, {})
         log.info("rank %d resumed at step %d (%d images of each domain seen)", rank, step, images_seen)
 
-    nets = Networks(G, D, G_ema, DDP(G), DDP(D), g_opt, d_opt)
+    nets = Networks(G, D, G_ema, data_parallel(G), data_parallel(D), g_opt, d_opt)
     cycle = CycleStep(nets, params, noise)
     if pools:
         cycle.load_pools(pools, device)

@@ -7,14 +7,13 @@ import contextlib
 import pytest
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ganworks.models import get_family
 from tests.s3server import free_port
 from trainer.ema import make_ema
 from trainer.augment import AdaptiveAugment
 from trainer.losses import GradientPenalty, LazyPathLength, LazyR1, get_loss
-from trainer.step import GANStep, Networks
+from trainer.step import GANStep, Networks, data_parallel
 
 DCGAN = get_family("dcgan")
 PARAMS = DCGAN.validate({"image_size": 16, "channels": 1, "num_classes": 3, "width": 8, "latent_dim": 8})
@@ -32,7 +31,7 @@ def process_group():
 def _gan_step(regularisers=(), loss="hinge", family=DCGAN, params=PARAMS, **extras) -> GANStep:
     torch.manual_seed(0)
     G, D = family.build_generator(params), family.build_discriminator(params)
-    nets = Networks(G, D, make_ema(G), DDP(G), DDP(D), torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=1e-3))
+    nets = Networks(G, D, make_ema(G), data_parallel(G), data_parallel(D), torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=1e-3))
     noise = torch.Generator().manual_seed(1)
     return GANStep(nets, family, params, get_loss(loss), list(regularisers), noise, torch.device("cpu"), contextlib.nullcontext(), batch_size=4, **extras)
 
@@ -81,6 +80,18 @@ def test_path_length_changes_g_loss_only_on_the_steps_it_is_due_and_moves_its_me
     assert loss_g(3, [pl]) == loss_g(3, []) and pl.mean == 0.0
     assert loss_g(4, [pl]) > loss_g(4, [])
     assert pl.mean > 0 and pl.state() == {"pl_mean": pl.mean}
+
+
+def test_r1_leaves_every_stylegan2_gradient_laid_out_like_its_parameter_so_ddp_does_not_warn(process_group):
+    """R1's double backward gave D's (1, C) output weight a gradient with other strides, and DDP warned on every
+    stylegan2 run that this may impair performance (once per process, so the layout itself is what is checked)."""
+    gan = _gan_step([LazyR1(gamma=1.0, every=1)], loss="non-saturating", family=SG2, params=SG2_PARAMS, global_batch=4)
+
+    gan(0, *_real())
+
+    grads = {name: p.grad for name, p in gan.nets.D.named_parameters()}
+    assert all(g is not None for g in grads.values())
+    assert {name: g.stride() for name, g in grads.items() if g.stride() != dict(gan.nets.D.named_parameters())[name].stride()} == {}
 
 
 def test_a_stylegan2_step_trains_with_r1_path_length_and_augmentation_and_reports_their_state(process_group):
