@@ -362,7 +362,7 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=12, help="--transfer: snapshots scored per run")
     parser.add_argument("--tune-lr", type=float, help="--transfer: --g-lr and --d-lr of the fine-tuned run (default: as the others)")
     parser.add_argument("--freeze-d-blocks", type=int, default=0, help="--transfer: the fine-tuned run's --freeze-d-blocks")
-    parser.add_argument("--new-class-init", choices=NEW_CLASS_INIT, help="--transfer: the fine-tuned run's --new-class-init (default: the trainer's)")
+    parser.add_argument("--new-class-init", help=f"--transfer: the fine-tuned run's --new-class-init: {', '.join(NEW_CLASS_INIT)} or NEW=SOURCE pairs (default: the trainer's)")
     parser.add_argument("--source-run", help="--transfer: reuse this source run in --store instead of training one")
     parser.add_argument("--seeds", type=_seed_list, metavar="S,S,...", help="--transfer: a from-scratch and a fine-tuned run for each of these seeds, "
                         "decided per seed and on the seed-averaged curves (default: --seed alone; the source trains with --seed)")

@@ -32,9 +32,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            "docs/trainer.md lists them with their defaults")
     data.add_argument("--init-from", metavar="RUN[@STEP]", help="start from another run's snapshot (its LATEST, or STEP) in the same store: "
                       "transfer learning; the model flags default to the source's, and a different class count gets new class embeddings")
-    data.add_argument("--new-class-init", choices=NEW_CLASS_INIT, help="with --init-from and another class count: the new classes' embeddings "
-                      "start each at the source class its images resemble most by the source discriminator (nearest, the default for a "
-                      "new run; a resumed run keeps what it began with), fresh (random), or at the mean of the source's classes (mean)")
+    data.add_argument("--new-class-init", metavar="{%s} or NEW=SOURCE,..." % ",".join(NEW_CLASS_INIT),
+                      help="with --init-from and another class count: the new classes' embeddings start each at the source class its images "
+                      "resemble most by the source discriminator (nearest, the default for a new run; a resumed run keeps what it began with), "
+                      "fresh (random), at the mean of the source's classes (mean), or at the source class you name for each new class "
+                      "(e.g. bag=coat,ankle-boot=sneaker)")
     data.add_argument("--freeze-d-blocks", type=int, metavar="K", help="with --init-from: keep the first K discriminator blocks at the source's weights (default 0)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--loss", help=f"one of {', '.join(sorted(LOSSES))} (default hinge)")

@@ -11,8 +11,24 @@ ENV_PREFIX = "GANWORKS_TRAINER_"
 
 
 DEFAULT_EMA_RAMPUP = 0.05
-NEW_CLASS_INIT = ("mean", "nearest", "random")  # --new-class-init (trainer/transfer.py)
+NEW_CLASS_INIT = ("mean", "nearest", "random")  # --new-class-init (trainer/transfer.py), or NEW=SOURCE pairs
 DEFAULT_NEW_CLASS_INIT = "nearest"
+
+
+def class_map(text: str | None) -> dict[str, str] | None:
+    """--new-class-init NEW=SOURCE[,NEW=SOURCE...] as {new class: source class}; None for a rule (mean, nearest, random)
+    or no value. ConfigError, naming the flag, for anything else."""
+    if text is None or text in NEW_CLASS_INIT:
+        return None
+    pairs = [part.split("=") for part in text.split(",")]
+    if any(len(pair) != 2 or not pair[0].strip() or not pair[1].strip() for pair in pairs):
+        raise ConfigError(f"--new-class-init must be one of {', '.join(NEW_CLASS_INIT)}, or NEW=SOURCE pairs naming the source class each new "
+                          f"class starts at (e.g. bag=coat,ankle-boot=sneaker), got {text!r}")
+    named = [new.strip() for new, _ in pairs]
+    twice = sorted({name for name in named if named.count(name) > 1})
+    if twice:
+        raise ConfigError(f"--new-class-init names a start for {', '.join(map(repr, twice))} more than once: {text!r}")
+    return {new.strip(): old.strip() for new, old in pairs}
 
 
 @dataclasses.dataclass
@@ -100,8 +116,7 @@ class TrainOptions:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.freeze_d_blocks and not self.init_from:
             raise ConfigError("--freeze-d-blocks keeps blocks at a source snapshot's weights: it needs --init-from RUN[@STEP]")
-        if self.new_class_init is not None and self.new_class_init not in NEW_CLASS_INIT:
-            raise ConfigError(f"--new-class-init must be one of {', '.join(NEW_CLASS_INIT)}, got {self.new_class_init!r}")
+        class_map(self.new_class_init)  # a rule, or well-formed NEW=SOURCE pairs
         if self.new_class_init not in (None, "random") and not self.init_from:
             raise ConfigError(f"--new-class-init {self.new_class_init} starts new classes from a source snapshot's: it needs --init-from RUN[@STEP]")
         for name in ("freeze_d_blocks", "checkpoint_every", "checkpoint_min_seconds", "max_failures", "r1_gamma", "gp_weight", "pl_weight", "ema_half_life_images", "ema_rampup", "metrics_port"):

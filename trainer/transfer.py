@@ -29,7 +29,7 @@ from ganworks.errors import CheckpointError, ConfigError, ObjectNotFoundError
 from ganworks.layout import run_info_key
 from ganworks.models import ModelFamily
 from ganworks.store import ArtifactStore
-from trainer.config import DEFAULT_NEW_CLASS_INIT
+from trainer.config import DEFAULT_NEW_CLASS_INIT, class_map
 
 log = logging.getLogger("trainer.transfer")
 
@@ -143,6 +143,9 @@ def check_source(store: ArtifactStore, text: str, manifest, family: ModelFamily,
     if new_class_init != "random" and resized:
         if new_class_init == "mean":
             mix = torch.full((new_classes, old_classes), 1.0 / old_classes)
+        elif (named := class_map(new_class_init)) is not None:
+            mix, class_start = _named_classes(store, manifest, source, dataset, named)
+            log.info("new classes start at the source class --new-class-init names: %s", ", ".join(f"{new} → {old}" for new, old in class_start.items()))
         else:
             recorded = _recorded_classes(store, manifest, source, dataset, recorded_start)
             mix, class_start = recorded or _nearest_classes(store, manifest, family, source, weights["discriminator"], dataset)
@@ -209,6 +212,25 @@ def _recorded_classes(store: ArtifactStore, manifest, source_params: dict[str, A
     if set(recorded) != set(new_names) or not set(recorded.values()) <= set(old_names):
         return None
     return _one_hot([old_names.index(recorded[name]) for name in new_names], len(old_names)), {name: recorded[name] for name in new_names}
+
+
+def _named_classes(store: ArtifactStore, manifest, source_params: dict[str, Any], dataset, named: dict[str, str]) -> tuple[torch.Tensor, dict[str, str]]:
+    """--new-class-init NEW=SOURCE,...: the mix matrix and the match, with every new class named once and every source
+    class one the source has; ConfigError naming the flag and both runs' class names otherwise."""
+    if dataset is None or dataset.labels is None:
+        raise ConfigError("--new-class-init NEW=SOURCE names the new run's classes: it needs a labelled --dataset and --conditional")
+    new_names, old_names = _class_names(dataset), _source_class_names(store, manifest.run, int(source_params["num_classes"]))
+    unknown_new = [name for name in named if name not in new_names]
+    unnamed = [name for name in new_names if name not in named]
+    unknown_old = sorted({old for old in named.values() if old not in old_names})
+    if unknown_new or unnamed or unknown_old:
+        said = "; ".join(part for part in (
+            unknown_new and f"names {', '.join(map(repr, unknown_new))}, which --dataset does not have",
+            unnamed and f"names no start for {', '.join(map(repr, unnamed))}",
+            unknown_old and f"names source class(es) {', '.join(map(repr, unknown_old))}, which {manifest.run} does not have") if part)
+        raise ConfigError(f"--new-class-init {said}. Name one source class for each new class ({', '.join(new_names)}) "
+                          f"from the source's ({', '.join(old_names)})")
+    return _one_hot([old_names.index(named[name]) for name in new_names], len(old_names)), {name: named[name] for name in new_names}
 
 
 def _class_names(dataset) -> list[str]:

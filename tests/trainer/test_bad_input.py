@@ -135,7 +135,7 @@ def test_a_new_class_init_from_the_environment_that_is_no_choice_is_refused_nami
     code, err = _train(capsys, "--store", str(tmp_path / "store"), "--run", "r")
 
     assert code == 2
-    assert "--new-class-init must be one of mean, nearest, random, got 'average'" in err
+    assert "--new-class-init must be one of mean, nearest, random, or NEW=SOURCE pairs" in err and "got 'average'" in err
 
 
 @pytest.mark.parametrize("speed", ["0", "-5"])

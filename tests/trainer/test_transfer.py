@@ -228,6 +228,34 @@ def test_nearest_without_images_of_every_new_class_is_refused_naming_the_flag(tm
                               freeze_d_blocks=0, new_class_init="nearest", dataset=dataset)
 
 
+@pytest.mark.parametrize("named, said", [
+    ("dark=c1", "names no start for 'light'"),
+    ("dark=c1,light=c2,grey=c3", "names 'grey', which --dataset does not have"),
+    ("dark=c1,light=boot", "names source class(es) 'boot', which base does not have"),
+])
+def test_a_class_start_that_does_not_name_each_new_class_once_with_a_source_class_is_refused_listing_both(tmp_path, named, said):
+    store = open_store(str(tmp_path / "store"))
+    _publish_source(store)
+    store.put_json(run_info_key("base"), {"dataset": {"class_names": [f"c{k}" for k in range(10)]}})
+    family = get_family("dcgan")
+
+    with pytest.raises(ConfigError) as refused:
+        transfer.check_source(store, "base", read_manifest(store, "base", 40), family, family.validate({**SOURCE_PARAMS, "num_classes": 2}),
+                              freeze_d_blocks=0, new_class_init=named, dataset=_two_class_images(32))
+
+    assert f"--new-class-init {said}" in str(refused.value)
+    assert "for each new class (dark, light) from the source's (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9)" in str(refused.value)
+
+
+@pytest.mark.parametrize("text, said", [("dark", "or NEW=SOURCE pairs naming the source class each new class starts at"),
+                                        ("dark=c1,dark=c2", "names a start for 'dark' more than once")])
+def test_a_malformed_class_start_is_refused_before_anything_loads(capsys, tmp_path, text, said):
+    code = main(["train", "--run", "tuned", "--dataset", "digits", "--conditional", "--init-from", "base", "--new-class-init", text,
+                 "--store", str(tmp_path / "store"), "--dry-run"])
+
+    assert code == 2 and said in capsys.readouterr().err
+
+
 def test_nearest_gives_more_new_classes_than_source_classes_all_of_the_source_classes_evenly_and_logs_the_match(tmp_path, caplog):
     from trainer import driver
     from trainer.config import TrainOptions
@@ -273,7 +301,7 @@ def test_resuming_a_nearest_run_starts_its_classes_as_recorded_when_it_began_wit
         driver.plan(TrainOptions(**options, new_class_init="random"), settings)
 
 
-@pytest.mark.parametrize("new_class_init", ["mean", "nearest"])
+@pytest.mark.parametrize("new_class_init", ["mean", "nearest", "dark=3,light=0"])
 def test_stylegan2_new_classes_start_with_exactly_the_mapping_input_of_the_source_classes_they_start_from(tmp_path, new_class_init):
     store = open_store(str(tmp_path / "store"))
     family = get_family("stylegan2")
@@ -302,6 +330,8 @@ def test_stylegan2_new_classes_start_with_exactly_the_mapping_input_of_the_sourc
     else:  # each starts as the source class it was matched to; two new classes, four source classes: apart
         starts = [int(source.class_start[name]) for name in ("dark", "light")]
         assert starts[0] != starts[1]
+        if "=" in new_class_init:  # the classes named, whatever the discriminator would have matched
+            assert starts == [3, 0] and source.describe()["new_class_init"] == new_class_init
         assert torch.allclose(started, source_inputs[starts], atol=1e-5)
     assert torch.isfinite(w_new).all() and not torch.equal(w_new[0], w_new[1])
 
