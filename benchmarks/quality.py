@@ -317,6 +317,23 @@ def transfer(args) -> dict:
     return result
 
 
+def _new_class_init(text: str) -> str:
+    """Checked when the command is parsed, not when the fine-tune starts after the source and from-scratch runs."""
+    from ganworks.errors import ConfigError
+    from ganworks.fashion_mnist import CLASS_NAMES
+    from trainer.config import class_map
+
+    try:
+        named = class_map(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    source_classes = [name for name in CLASS_NAMES if name not in TRANSFER_TARGET]
+    if named is not None and (set(named) != set(TRANSFER_TARGET) or not set(named.values()) <= set(source_classes)):
+        raise argparse.ArgumentTypeError(f"--transfer fine-tunes {', '.join(TRANSFER_TARGET)} from {', '.join(source_classes)}: "
+                                         f"name one of the latter for each of the former, got {text!r}")
+    return text
+
+
 def _seed_list(text: str) -> list[int]:
     try:
         seeds = [int(part) for part in text.split(",")]
@@ -362,7 +379,7 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=12, help="--transfer: snapshots scored per run")
     parser.add_argument("--tune-lr", type=float, help="--transfer: --g-lr and --d-lr of the fine-tuned run (default: as the others)")
     parser.add_argument("--freeze-d-blocks", type=int, default=0, help="--transfer: the fine-tuned run's --freeze-d-blocks")
-    parser.add_argument("--new-class-init", help=f"--transfer: the fine-tuned run's --new-class-init: {', '.join(NEW_CLASS_INIT)} or NEW=SOURCE pairs (default: the trainer's)")
+    parser.add_argument("--new-class-init", type=_new_class_init, help=f"--transfer: the fine-tuned run's --new-class-init: {', '.join(NEW_CLASS_INIT)} or NEW=SOURCE pairs (default: the trainer's)")
     parser.add_argument("--source-run", help="--transfer: reuse this source run in --store instead of training one")
     parser.add_argument("--seeds", type=_seed_list, metavar="S,S,...", help="--transfer: a from-scratch and a fine-tuned run for each of these seeds, "
                         "decided per seed and on the seed-averaged curves (default: --seed alone; the source trains with --seed)")

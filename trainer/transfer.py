@@ -211,7 +211,7 @@ def _recorded_classes(store: ArtifactStore, manifest, source_params: dict[str, A
     new_names, old_names = _class_names(dataset), _source_class_names(store, manifest.run, int(source_params["num_classes"]))
     if set(recorded) != set(new_names) or not set(recorded.values()) <= set(old_names):
         return None
-    return _one_hot([old_names.index(recorded[name]) for name in new_names], len(old_names)), {name: recorded[name] for name in new_names}
+    return _starting_at(recorded, new_names, old_names)
 
 
 def _named_classes(store: ArtifactStore, manifest, source_params: dict[str, Any], dataset, named: dict[str, str]) -> tuple[torch.Tensor, dict[str, str]]:
@@ -230,7 +230,12 @@ def _named_classes(store: ArtifactStore, manifest, source_params: dict[str, Any]
             unknown_old and f"names source class(es) {', '.join(map(repr, unknown_old))}, which {manifest.run} does not have") if part)
         raise ConfigError(f"--new-class-init {said}. Name one source class for each new class ({', '.join(new_names)}) "
                           f"from the source's ({', '.join(old_names)})")
-    return _one_hot([old_names.index(named[name]) for name in new_names], len(old_names)), {name: named[name] for name in new_names}
+    return _starting_at(named, new_names, old_names)
+
+
+def _starting_at(start: dict[str, str], new_names: list[str], old_names: list[str]) -> tuple[torch.Tensor, dict[str, str]]:
+    """A checked {new class: source class} as the mix matrix and the match in the new run's class order."""
+    return _one_hot([old_names.index(start[name]) for name in new_names], len(old_names)), {name: start[name] for name in new_names}
 
 
 def _class_names(dataset) -> list[str]:

@@ -89,9 +89,9 @@ def test_r1_leaves_every_stylegan2_gradient_laid_out_like_its_parameter_so_ddp_d
 
     gan(0, *_real())
 
-    grads = {name: p.grad for name, p in gan.nets.D.named_parameters()}
-    assert all(g is not None for g in grads.values())
-    assert {name: g.stride() for name, g in grads.items() if g.stride() != dict(gan.nets.D.named_parameters())[name].stride()} == {}
+    params = dict(gan.nets.D.named_parameters())
+    assert all(p.grad is not None for p in params.values())
+    assert {name: p.grad.stride() for name, p in params.items() if p.grad.stride() != p.stride()} == {}
 
 
 def test_a_stylegan2_step_trains_with_r1_path_length_and_augmentation_and_reports_their_state(process_group):
