@@ -26,12 +26,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--image-size", type=int, help="train at this square size (default 32)")
     data.add_argument("--channels", type=int, choices=[1, 3], help="convert the images to this many channels (default: as they are)")
     data.add_argument("--conditional", action="store_true", default=None, help="class-conditional G and D (the dataset needs labels)")
-    data.add_argument("--model", help=f"model family: {', '.join(sorted(FAMILIES))} (default dcgan)")
+    data.add_argument("--model", help=f"model family: {', '.join(sorted(FAMILIES))} (default dcgan; with --init-from, the source snapshot's)")
     data.add_argument("--model-param", dest="model_params", action="append", metavar="KEY=VALUE",
                       help=f"a hyperparameter of the model family, repeatable, e.g. --model-param width=64 (dcgan: {_settable('dcgan')}; stylegan2: {_settable('stylegan2')}); "
                            "docs/trainer.md lists them with their defaults")
     data.add_argument("--init-from", metavar="RUN[@STEP]", help="start from another run's snapshot (its LATEST, or STEP) in the same store: "
-                      "transfer learning; the model flags default to the source's, and a different class count gets new class embeddings")
+                      "transfer learning; the model family and its flags default to the source's, and a different class count gets new class embeddings")
     data.add_argument("--new-class-init", metavar="{%s} or NEW=SOURCE,..." % ",".join(NEW_CLASS_INIT),
                       help="with --init-from and another class count: the new classes' embeddings start each at the source class its images "
                       "resemble most by the source discriminator (nearest, the default for a new run; a resumed run keeps what it began with), "

@@ -31,6 +31,9 @@ def class_map(text: str | None) -> dict[str, str] | None:
     return {new.strip(): old.strip() for new, old in pairs}
 
 
+DEFAULT_MODEL = "dcgan"
+
+
 @dataclasses.dataclass
 class TrainOptions:
     """Everything a run is trained with; recorded in runs/<run>/run.json."""
@@ -42,7 +45,8 @@ class TrainOptions:
     image_size: int = 32
     channels: int = 0  # 0 = as the dataset has them
     conditional: bool = False
-    model: str = "dcgan"  # the model family (ganworks.models)
+    # The model family (ganworks.models); "" = dcgan, or with --init-from the source snapshot's family (plan() reads it).
+    model: str = ""
     # The family's hyperparameters as given (--model-param KEY=VALUE, repeatable; or "k=v,k=v" in the environment);
     # the family validates them, and run.json records the full validated set as architecture_params.
     model_params: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -100,6 +104,8 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         self.model_params = parse_model_params(self.model_params)
+        if not self.model and not self.init_from:
+            self.model = DEFAULT_MODEL
         if self.ema_rampup is None:
             self.ema_rampup = 0.0 if self.init_from else DEFAULT_EMA_RAMPUP
 

@@ -112,6 +112,11 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     if not options.run:
         options.run = time.strftime("run-%Y%m%d-%H%M%S")
     check_run_id(options.run)
+    store = None
+    if not options.model:  # --init-from without --model: the family the source snapshot was trained as
+        store = open_store(settings=store_settings)
+        began = _started_with(_run_info(store, options.run).get("init_from"))
+        options.model = transfer.find_source(store, options.init_from, began).architecture
     family = _family(options.model)
     if (family.tabular or family.translation) and options.dp_epsilon:
         from trainer import privacy
@@ -124,7 +129,7 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     if options.dataset_b:
         raise ConfigError(f"--dataset-b is domain B of a translation model (--model cyclegan); {family.name} trains on --dataset alone")
     _model_params(family, options, channels=None, num_classes=None)  # before the dataset: a wrong size or model flag fails fast
-    store = open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
+    store = store or open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
     began = _started_with(_run_info(store, options.run).get("init_from"))  # a resumed run's start; None for a new run
     source = transfer.find_source(store, options.init_from, began) if options.init_from else None
     if source is not None and source.architecture == family.name:

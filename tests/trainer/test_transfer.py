@@ -87,6 +87,27 @@ def test_init_from_a_published_snapshot_takes_its_model_flags_and_records_where_
     assert run_json["init_from"]["sha256"] == read_manifest(open_store(str(tmp_path / "store")), "base", 40).sha256
 
 
+def test_init_from_without_model_trains_the_source_family_and_an_explicit_other_family_is_refused(capsys, tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    family = get_family("stylegan2")
+    params = family.validate({"image_size": 32, "channels": 1, "num_classes": 10, "channel_base": 64, "channel_max": 16,
+                              "mapping_layers": 1, "w_dim": 16, "latent_dim": 16})
+    G = family.build_generator(params)
+    publish_snapshot(store, run="base", step=10, generator_state=G.state_dict(), architecture="stylegan2", architecture_params=params,
+                     samples_png=b"", training_states={"generator": G.state_dict(), "discriminator": family.build_discriminator(params).state_dict()})
+
+    code, out, err = _dry_run(capsys, tmp_path / "store", "--init-from", "base")
+
+    assert code == 0, err
+    run_json = json.loads(out)
+    assert run_json["architecture"] == "stylegan2" and run_json["options"]["model"] == "stylegan2"
+    assert run_json["architecture_params"]["channel_max"] == 16  # the family's flags follow the source too
+    code, _, err = _dry_run(capsys, tmp_path / "store", "--init-from", "base", "--model", "dcgan")
+    assert code == 2 and "is a stylegan2 snapshot; train with --model stylegan2" in err
+    code, out, err = _dry_run(capsys, tmp_path / "store")  # no source: the default family
+    assert code == 0 and json.loads(out)["architecture"] == "dcgan"
+
+
 def test_a_run_from_a_snapshot_averages_g_ema_from_its_first_step_unless_the_ramp_up_is_given(capsys, tmp_path):
     _publish_source(open_store(str(tmp_path / "store")))
 
