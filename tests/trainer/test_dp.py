@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
+import socket
+import threading
+import urllib.request
 
 import numpy as np
 import pytest
@@ -38,6 +41,35 @@ def opacus_epsilon(sigma: float, sample_rate: float, steps: int, delta: float) -
     for _ in range(steps):
         accountant.step(noise_multiplier=sigma, sample_rate=sample_rate)
     return accountant.get_epsilon(delta)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def scraping(url: str, sample: str):
+    """Scrapes url every 50 ms while the block runs; yields the list the sample's values are appended to."""
+    values, stop = [], threading.Event()
+
+    def scrape() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):  # no server yet, or gone
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    for line in response.read().decode().splitlines():
+                        if line.startswith(sample + " "):
+                            values.append(float(line.split()[-1]))
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=scrape, daemon=True)
+    thread.start()
+    try:
+        yield values
+    finally:
+        stop.set()
+        thread.join(10)
 
 
 def plan_private(tmp_path, **options):
@@ -106,7 +138,9 @@ def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop
     private = dict(model_params=PRIVATE_DCGAN, dp_epsilon=budget, dp_delta=delta, dp_noise_multiplier=1.0)
 
     first = train(settings, "dp-run", steps=3, snapshot_every=3, **private)
-    beyond = train(settings, "dp-run", steps=30, snapshot_every=3, **private)  # the same run, asked for more than the budget allows
+    port = free_port()
+    with scraping(f"http://127.0.0.1:{port}/metrics", 'ganworks_trainer_dp_epsilon{run="dp-run"}') as gauge:
+        beyond = train(settings, "dp-run", steps=30, snapshot_every=3, metrics_port=port, **private)  # the same run, asked for more than the budget allows
 
     assert first.step == 3 and beyond.start_steps == [3]
     assert beyond.step == 10 and read_latest(store, "dp-run") == 10  # the last snapshot is the last step within the budget
@@ -118,6 +152,11 @@ def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop
         # resumed fit goes on from the checkpoint's accountant (at step 6: six steps' worth, not three again).
         assert read_manifest(store, "dp-run", step).metrics["dp_epsilon"] == pytest.approx(opacus_epsilon(1.0, q, step, delta), rel=1e-9)
     assert read_manifest(store, "dp-run", 10).metrics["dp_epsilon"] <= budget < opacus_epsilon(1.0, q, 11, delta)
+    # Rank 0's /metrics showed the ε spent while the resumed run trained: Opacus' value after one of its steps (4-10), never more.
+    seen = {value for value in gauge if value > 0}
+    assert seen, f"the ε gauge was never above 0 in {len(gauge)} scrapes"
+    spent = [opacus_epsilon(1.0, q, step, delta) for step in range(4, 11)]
+    assert all(any(value == pytest.approx(e, rel=1e-9) for e in spent) for value in seen), (sorted(seen), spent)
     assert _state_json(tmp_path / "store", "dp-run")["privacy"]["history"] == [[1.0, q, 10]]
     # `ganworks runs` shows each snapshot's ε beside its quality metrics.
     shown = {row["step"]: row["metrics"]["dp_epsilon"] for row in snapshot_rows(store, "dp-run")}
