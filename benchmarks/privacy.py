@@ -161,7 +161,7 @@ def table_step(budget: float, recipe: str, prepared, args, seed: int):
     from trainer.privacy import PoissonBatches
     from trainer.tabular_loop import PrivateCTGANStep
 
-    params, transformer, encoded = prepared
+    params, transformer, encoded, fitted = prepared
     if recipe == "ctgan":
         params = FAMILY.validate({**params, "pac": 10, "gp_weight": 10.0})
     n, batch, data = len(encoded), args.table_batch_size, torch.from_numpy(encoded)
@@ -170,15 +170,20 @@ def table_step(budget: float, recipe: str, prepared, args, seed: int):
     g_opt, d_opt = optimizers(G, D)
     common = (transformer, ConditionSampler(transformer, encoded), data, params, batch)
     row: dict = {"epsilon": budget if math.isfinite(budget) else "inf", "recipe": CTGAN_RECIPE if recipe == "ctgan" else f"pac 1, {args.table_loss}, no GP, Poisson"}
+    # A transformer fitted privately (prepared with --table-transformer-epsilon) spent its share first; the networks get the rest.
+    pre_epsilon, pre_delta = (fitted.epsilon, fitted.delta) if fitted is not None else (0.0, 0.0)
+    if fitted is not None:
+        row.update(recipe=row["recipe"] + f", transformer fitted at ε {pre_epsilon:g}", transformer_epsilon=pre_epsilon)
     D_wrapped, dp_opt, q = D, None, batch / n
     if math.isfinite(budget):
         from opacus.accountants.utils import get_noise_multiplier
 
         delta = default_delta(n)
-        sigma = get_noise_multiplier(target_epsilon=budget, target_delta=delta, sample_rate=q, steps=args.table_steps, accountant="rdp")
-        plan = PrivacyPlan(budget, delta, 1.0, sigma, q, args.table_steps, args.table_steps)
+        sigma = get_noise_multiplier(target_epsilon=budget - pre_epsilon, target_delta=delta - pre_delta, sample_rate=q, steps=args.table_steps, accountant="rdp")
+        plan = PrivacyPlan(budget, delta, 1.0, sigma, q, args.table_steps, args.table_steps, preprocessing_epsilon=pre_epsilon, preprocessing_delta=pre_delta)
         D_wrapped, dp_opt = make_private(D, d_opt, plan, batch, 1, seed, torch.device("cpu"))
-        row.update(delta=delta, noise_multiplier=round(sigma, 4), sample_rate=round(q, 5), epsilon_spent=round(epsilon([(sigma, q, args.table_steps)], delta), 4))
+        row.update(delta=delta, noise_multiplier=round(sigma, 4), sample_rate=round(q, 5),
+                   epsilon_spent=round(pre_epsilon + epsilon([(sigma, q, args.table_steps)], delta - pre_delta), 4))
     if recipe == "ctgan":
         step = CTGANStep(G, D, g_opt, d_opt, *common)
     else:
@@ -249,17 +254,25 @@ def run_tables(args, budgets: list[float]) -> tuple[dict, list[dict]]:
     runs = [(budget, "private") for budget in budgets if math.isfinite(budget)]
     if any(not math.isfinite(b) for b in budgets):
         runs = [(math.inf, "ctgan"), (math.inf, "private")] + runs
+    fitted = {}
+    if args.table_transformer_epsilon:  # and each finite budget again, with ε covering the transformer (fitted with that share)
+        from ganworks.tabular.private import transformer_delta
+
+        share = args.table_transformer_epsilon
+        fitted["private-transformer"] = prepare(train, 0, private=(share, transformer_delta(train.schema, default_delta(len(train)))), pac=1, gp_weight=0.0, **widths)
+        runs += [(budget, "private-transformer") for budget in budgets if math.isfinite(budget) and budget > share]
     rows = []
     for budget, recipe in runs:
         per_seed = []
         for seed in seeds:
-            row, model = train_table(budget, recipe, prepared, args, seed)
+            row, model = train_table(budget, recipe, fitted.get(recipe, prepared), args, seed)
             per_seed.append(evaluate_table(row, model, train, held_out, seed))
             print(json.dumps({"seed": seed, **row}), flush=True)
         rows.append(mean_row(per_seed))
     per_step = time_table_steps(prepared, args)
     for row in rows:  # the ratio (vs the run one gets without --dp-epsilon), and DP-SGD's own share of it; a step's
         private = row["epsilon"] != "inf"  # cost does not depend on ε (σ only scales the noise), so one measurement serves all
+        # (nor on how the transformer was fitted, beyond its width)
         recipe = "dp" if private else ("ctgan" if row["recipe"] == CTGAN_RECIPE else "recipe")
         row["dp_time_ratio"] = round(per_step[recipe] / per_step["ctgan"], 3)
         row["dp_sgd_time_ratio"] = round(per_step[recipe] / per_step["recipe"], 3) if recipe != "ctgan" else None
@@ -303,6 +316,8 @@ def main() -> None:
     parser.add_argument("--table-loss", default="hinge", help="the private recipe's D loss: hinge or non-saturating")
     parser.add_argument("--table-timing-steps", type=int, default=200, help="tables: steps of each recipe timed in alternating blocks")
     parser.add_argument("--table-seeds", default="0,1,2", help="tables: one run per seed, means reported (ML efficacy swings from seed to seed)")
+    parser.add_argument("--table-transformer-epsilon", type=float, default=0.0,
+                        help="tables: also run every finite ε with the transformer fitted privately at this share of it (--dp-transformer-epsilon)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     budgets = [float(e) for e in args.epsilons.split(",")]

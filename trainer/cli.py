@@ -61,6 +61,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     dp.add_argument("--dp-epsilon", type=float, metavar="E", help="train D with DP-SGD (Opacus) and stop before the privacy loss passes ε = E")
     dp.add_argument("--dp-delta", type=float, metavar="D", help="δ of the guarantee (default 1/(n·√n) for n training images)")
     dp.add_argument("--dp-max-grad-norm", type=float, metavar="C", help="clip each sample's gradient of D to this norm (default 1)")
+    dp.add_argument("--dp-transformer-epsilon", type=float, metavar="T",
+                    help="tables: fit the data transformer privately with T of the budget E (the networks get E - T), so that ε covers it too "
+                         "(default 0: fitted as without DP, and ε covers the networks only)")
     dp.add_argument("--dp-noise-multiplier", type=float, metavar="S", help="fix the noise (σ) instead of choosing it so that --steps spend E; the run stops where E is spent")
     out = parser.add_argument_group("snapshots and checkpoints")
     out.add_argument("--snapshot-every", type=int, help="publish G_ema every K steps (default 100)")

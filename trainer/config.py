@@ -81,6 +81,9 @@ class TrainOptions:
     dp_delta: float = 0.0
     dp_max_grad_norm: float = 1.0
     dp_noise_multiplier: float = 0.0
+    # A table's transformer fitted privately with this part of dp_epsilon (ganworks/tabular/private.py); 0 = fitted as
+    # without DP, which ε then does not cover.
+    dp_transformer_epsilon: float = 0.0
     ema_half_life_images: int = 10_000
     # The half-life is at most this fraction of the images seen (0 = no ramp-up). None: 0.05 from scratch, 0 with
     # --init-from — as StyleGAN2-ADA does when it starts from a snapshot: the source's G_ema is already the average of a
@@ -146,8 +149,11 @@ class TrainOptions:
             raise ConfigError(f"--dp-delta must be between 0 and 1, got {self.dp_delta}")
         if self.dp_max_grad_norm <= 0 or self.dp_noise_multiplier < 0:
             raise ConfigError("--dp-max-grad-norm must be positive and --dp-noise-multiplier at least 0")
-        if not self.dp_epsilon and (self.dp_delta or self.dp_noise_multiplier):
-            raise ConfigError("--dp-delta and --dp-noise-multiplier need --dp-epsilon (the privacy budget)")
+        if not self.dp_epsilon and (self.dp_delta or self.dp_noise_multiplier or self.dp_transformer_epsilon):
+            raise ConfigError("--dp-delta, --dp-noise-multiplier and --dp-transformer-epsilon need --dp-epsilon (the privacy budget)")
+        if self.dp_epsilon and not 0 <= self.dp_transformer_epsilon < self.dp_epsilon:
+            raise ConfigError(f"--dp-transformer-epsilon {self.dp_transformer_epsilon:g} must be a part of --dp-epsilon {self.dp_epsilon:g}, "
+                              "at least 0 and below it: the networks train with the rest")
         if self.metrics_port > 65535:
             raise ConfigError(f"--metrics-port {self.metrics_port} is not a port number")
         return self

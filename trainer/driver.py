@@ -16,7 +16,7 @@ from typing import Any
 from ganworks import __version__, mlflow_tracking
 from ganworks.layout import TRAIN_STATE, TRANSFORMER, check_run_id, run_info_key, run_prefix
 from ganworks.data import DomainPair, load_dataset, load_domains
-from ganworks.errors import ConfigError, GanworksError, ModelConfigError, ObjectNotFoundError
+from ganworks.errors import ConfigError, DatasetError, GanworksError, ModelConfigError, ObjectNotFoundError
 from ganworks.models import HyperparameterError, ModelFamily, get_family
 from ganworks.settings import StoreSettings, public_fields
 from ganworks.store import ArtifactStore, open_store
@@ -124,6 +124,9 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
         privacy.check_private_trainable(options, family, {})  # refuses, naming what to use
     if family.tabular:
         return _plan_table(options, store_settings, family)
+    if options.dp_transformer_epsilon:
+        raise ConfigError(f"--dp-transformer-epsilon is for tables (--model ctgan), whose fitted transformer is published; {family.name} has none, "
+                          "and --dp-epsilon covers all it publishes")
     if family.translation:
         return _plan_translation(options, store_settings, family)
     if options.dataset_b:
@@ -153,8 +156,9 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     return TrainPlan(options, store_settings, store, dataset, params, init, privacy=privacy)
 
 
-def _plan_privacy(store: ArtifactStore, options: TrainOptions, family: ModelFamily, params: dict[str, Any], n: int):
-    """--dp-epsilon: the checks and σ (trainer/privacy.py); a resumed run must stay as private as it started."""
+def _plan_privacy(store: ArtifactStore, options: TrainOptions, family: ModelFamily, params: dict[str, Any], n: int, fitted=None):
+    """--dp-epsilon: the checks and σ (trainer/privacy.py); a resumed run must stay as private as it started.
+    fitted: a table's transformer fitted privately (ganworks.tabular.private.PrivateFit), whose ε and δ were spent first."""
     info = _run_info(store, options.run)
     before = info.get("privacy")
     if before is not None and not options.dp_epsilon:
@@ -166,7 +170,13 @@ def _plan_privacy(store: ArtifactStore, options: TrainOptions, family: ModelFami
     from trainer import privacy
 
     privacy.check_private_trainable(options, family, params)
-    return privacy.plan_privacy(options, n, before)
+    if fitted is not None:
+        return privacy.plan_privacy(options, n, before, (fitted.epsilon, fitted.delta), "the networks and the fitted transformer", fitted.describe())
+    covers = "the networks, not the fitted transformer (--dp-transformer-epsilon 0)" if family.tabular else "the networks"
+    if family.tabular:
+        log.warning("--dp-epsilon %g covers the networks, not the data transformer published beside them (its column ranges, modes, levels "
+                    "and counts are fitted without noise); --dp-transformer-epsilon T fits it privately with T of the budget", options.dp_epsilon)
+    return privacy.plan_privacy(options, n, before, covers=covers)
 
 
 def _plan_table(options: TrainOptions, store_settings: StoreSettings, family: ModelFamily) -> TrainPlan:
@@ -200,8 +210,19 @@ def _plan_table(options: TrainOptions, store_settings: StoreSettings, family: Mo
     if len(table) // options.num_workers < per_worker:
         raise ConfigError(f"--batch-size {options.batch_size} is larger than the {len(table)} training rows allow with {options.num_workers} workers")
     test = load_table(options.dataset, split="test") if options.split == "train" else None
-    params, transformer, encoded = prepare(table, options.seed, **options.model_params)
-    privacy = _plan_privacy(store, options, family, params, len(table))  # first: resuming a private run without --dp-epsilon is told so
+    private_fit = None
+    if options.dp_transformer_epsilon:  # ε covers the transformer too: fitted with its share of the budget
+        from ganworks.tabular.private import transformer_delta
+        from trainer.privacy import run_delta
+
+        private_fit = (options.dp_transformer_epsilon, transformer_delta(table.schema, run_delta(options, len(table))))
+    try:
+        params, transformer, encoded, fitted = prepare(table, options.seed, private=private_fit, **options.model_params)
+    except DatasetError as exc:
+        if private_fit is None:
+            raise
+        raise ConfigError(f"--dp-transformer-epsilon {options.dp_transformer_epsilon:g}: {exc}") from None
+    privacy = _plan_privacy(store, options, family, params, len(table), fitted)  # first: resuming a private run without --dp-epsilon is told so
     _check_same_run(store, options.run, options.model, params, table.id)
     return TrainPlan(options, store_settings, store, table, params, table=TablePlan(transformer.dumps(), encoded, test), privacy=privacy)
 

@@ -81,6 +81,20 @@ class PrivacyPlan:
     epsilon_spent: float = 0.0  # ε of the newest published snapshot; rank 0 rewrites it after each publish (trainer/reporting.py)
     epsilon_spent_step: int = 0  # that snapshot's step
     charged: str = "real samples only: each D step is one clipped, noised pass over a Poisson sample of the data plus generated samples"
+    # Spent before training (a table's transformer fitted privately, --dp-transformer-epsilon): ε adds up with the
+    # networks' (sequential composition), which train within the rest of the budget, epsilon − preprocessing_epsilon.
+    preprocessing_epsilon: float = 0.0
+    preprocessing_delta: float = 0.0
+    covers: str = "the networks"
+    transformer: dict[str, Any] | None = None  # what the private fit released and left out (ganworks.tabular.private.PrivateFit)
+
+    @property
+    def network_epsilon(self) -> float:
+        return self.epsilon - self.preprocessing_epsilon
+
+    @property
+    def network_delta(self) -> float:
+        return self.delta - self.preprocessing_delta
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -110,31 +124,43 @@ def last_step_within(history: list[tuple[float, float, int]], noise_multiplier: 
     return done + low
 
 
-def plan_privacy(opts, n: int, previous: dict[str, Any] | None) -> PrivacyPlan:
-    """σ from --dp-noise-multiplier, or the smallest σ whose --steps spend at most E; a resumed run keeps its σ."""
-    require_opacus()
-    from opacus.accountants.utils import get_noise_multiplier
-
+def run_delta(opts, n: int) -> float:
+    """--dp-delta, or 1/(n·√n); refused at 1/n or above."""
     delta = opts.dp_delta or default_delta(n)
     if delta >= 1.0 / n:
         raise ConfigError(f"--dp-delta {delta:g} is not below 1/n = {1 / n:g} for the {n} training samples; a δ that large allows leaking a whole record")
+    return delta
+
+
+def plan_privacy(opts, n: int, previous: dict[str, Any] | None, preprocessing: tuple[float, float] = (0.0, 0.0), covers: str = "the networks",
+                 transformer: dict[str, Any] | None = None) -> PrivacyPlan:
+    """σ from --dp-noise-multiplier, or the smallest σ whose --steps spend at most what E leaves after preprocessing
+    (ε, δ spent before training); a resumed run keeps its σ."""
+    require_opacus()
+    from opacus.accountants.utils import get_noise_multiplier
+
+    delta = run_delta(opts, n)
+    pre_epsilon, pre_delta = preprocessing
     sample_rate = opts.batch_size / n
     if previous:
-        same = {"epsilon": opts.dp_epsilon, "delta": delta, "max_grad_norm": opts.dp_max_grad_norm, "sample_rate": sample_rate}
-        changed = [k for k, v in same.items() if not math.isclose(previous.get(k, math.nan), v, rel_tol=1e-9)]
+        same = {"epsilon": opts.dp_epsilon, "delta": delta, "max_grad_norm": opts.dp_max_grad_norm, "sample_rate": sample_rate,
+                "preprocessing_epsilon": pre_epsilon}
+        changed = [k for k, v in same.items() if not math.isclose(previous.get(k, 0.0 if k == "preprocessing_epsilon" else math.nan), v, rel_tol=1e-9)]  # runs from before T: 0
         if opts.dp_noise_multiplier and not math.isclose(opts.dp_noise_multiplier, previous["noise_multiplier"], rel_tol=1e-9):
             changed.append("noise_multiplier")
         if changed:
-            raise ConfigError(f"run {opts.run!r} was trained privately with {', '.join(f'{k}={previous.get(k)}' for k in changed)}; resume it with the same "
-                              "--dp-epsilon, --dp-delta, --dp-max-grad-norm, --dp-noise-multiplier and --batch-size, or choose a new --run")
+            raise ConfigError(f"run {opts.run!r} was trained privately with {', '.join(f'{k}={previous.get(k, 0.0)}' for k in changed)}; resume it with the same "
+                              "--dp-epsilon, --dp-delta, --dp-max-grad-norm, --dp-noise-multiplier, --dp-transformer-epsilon and --batch-size, or choose a new --run")
         sigma = previous["noise_multiplier"]
     elif opts.dp_noise_multiplier:
         sigma = opts.dp_noise_multiplier
     else:
-        sigma = get_noise_multiplier(target_epsilon=opts.dp_epsilon, target_delta=delta, sample_rate=sample_rate, steps=opts.steps, accountant=ACCOUNTANT)
-    budget_steps = last_step_within([], sigma, sample_rate, delta, opts.dp_epsilon, opts.steps)
+        sigma = get_noise_multiplier(target_epsilon=opts.dp_epsilon - pre_epsilon, target_delta=delta - pre_delta, sample_rate=sample_rate,
+                                     steps=opts.steps, accountant=ACCOUNTANT)
+    budget_steps = last_step_within([], sigma, sample_rate, delta - pre_delta, opts.dp_epsilon - pre_epsilon, opts.steps)
     spent = {k: previous[k] for k in ("epsilon_spent", "epsilon_spent_step") if k in previous} if previous else {}  # a resume keeps what was published
-    return PrivacyPlan(opts.dp_epsilon, delta, opts.dp_max_grad_norm, float(sigma), sample_rate, opts.steps, budget_steps, **spent)
+    return PrivacyPlan(opts.dp_epsilon, delta, opts.dp_max_grad_norm, float(sigma), sample_rate, opts.steps, budget_steps, **spent,
+                       preprocessing_epsilon=pre_epsilon, preprocessing_delta=pre_delta, covers=covers, transformer=transformer)
 
 
 # ---- what can be trained privately ----------------------------------------------------------------------------
@@ -236,12 +262,14 @@ class PrivacyBudget:
         self.accountant.step(noise_multiplier=self.plan.noise_multiplier, sample_rate=self.plan.sample_rate)
 
     def epsilon(self) -> float:
-        return float(self.accountant.get_epsilon(self.plan.delta)) if self.accountant.history else 0.0
+        """ε spent so far: the preprocessing's plus the networks' (Opacus' RDP accountant at the networks' δ)."""
+        networks = float(self.accountant.get_epsilon(self.plan.network_delta)) if self.accountant.history else 0.0
+        return self.plan.preprocessing_epsilon + networks
 
     def last_step(self, limit: int) -> int:
         """The step to stop at: --steps, or earlier, where one more step would spend more than E."""
         p = self.plan
-        return last_step_within(self.accountant.history, p.noise_multiplier, p.sample_rate, p.delta, p.epsilon, limit)
+        return last_step_within(self.accountant.history, p.noise_multiplier, p.sample_rate, p.network_delta, p.network_epsilon, limit)
 
     def enforce(self, opts) -> None:
         """The budget is enforced: opts.steps becomes the last step whose ε is within E, whatever --steps said, so

@@ -242,13 +242,21 @@ class CTGANStep:
         return loss_g.detach(), loss_cond.detach(), norm_g
 
 
-def prepare(dataset: TabularDataset, seed: int, **model_params: Any) -> tuple[dict[str, Any], DataTransformer, np.ndarray]:
-    """The validated hyperparameters (data_dim, cond_dim from the table), the fitted transformer and the encoded rows."""
+def prepare(dataset: TabularDataset, seed: int, private: tuple[float, float] | None = None, **model_params: Any) -> tuple[dict[str, Any], DataTransformer, np.ndarray, Any]:
+    """The validated hyperparameters (data_dim, cond_dim from the table), the fitted transformer, the encoded rows, and
+    with private = (ε, δ) the transformer fitted under DP (ganworks.tabular.private.PrivateFit; else None)."""
     params = FAMILY.validate({**model_params, "data_dim": 1})  # checked before the (slow) mixture fits
-    transformer = DataTransformer.fit(dataset.schema, dataset.columns, params["max_modes"], params["weight_threshold"], seed)
-    encoded = transformer.transform(dataset.columns, rng=np.random.default_rng(seed))
+    fitted, columns = None, dataset.columns
+    if private is not None:
+        from ganworks.tabular.private import fit_private
+
+        fitted, columns = fit_private(dataset.schema, dataset.columns, *private, max_modes=params["max_modes"], seed=seed)
+        transformer = fitted.transformer
+    else:
+        transformer = DataTransformer.fit(dataset.schema, dataset.columns, params["max_modes"], params["weight_threshold"], seed)
+    encoded = transformer.transform(columns, rng=np.random.default_rng(seed))
     params = FAMILY.validate({**params, "data_dim": transformer.width, "cond_dim": ConditionSampler(transformer).cond_dim})
-    return params, transformer, encoded
+    return params, transformer, encoded, fitted
 
 
 def fit(dataset: TabularDataset, epochs: int = 300, batch_size: int = 500, seed: int = 0, lr: float = 2e-4, **model_params: Any) -> TabularModel:
@@ -256,7 +264,7 @@ def fit(dataset: TabularDataset, epochs: int = 300, batch_size: int = 500, seed:
     pac = FAMILY.validate({**model_params, "data_dim": 1})["pac"]
     if batch_size % pac or batch_size < pac:
         raise ValueError(f"batch_size {batch_size} must be a positive multiple of pac={pac}")
-    params, transformer, encoded = prepare(dataset, seed, **model_params)
+    params, transformer, encoded, _ = prepare(dataset, seed, **model_params)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     generator, discriminator = FAMILY.build_generator(params), FAMILY.build_discriminator(params)

@@ -19,6 +19,7 @@ from ganworks.errors import ConfigError
 from ganworks.models import get_family
 from ganworks.settings import StoreSettings
 from ganworks.store import open_store
+from ganworks.tabular.private import DELTA_SHARE
 from ganworks.tabular.synthesizer import TabularModel
 from generator_service.settings import GeneratorSettings
 from orchestration.runs import snapshot_rows
@@ -165,11 +166,16 @@ def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_a_private_ctgan_run_on_two_workers_accounts_once_resumes_its_epsilon_stops_within_the_budget_and_shows_it_in_run_json_and_describe_model(ray_cluster, tmp_path):
+def test_a_private_ctgan_run_on_two_workers_spends_its_transformers_share_first_accounts_once_resumes_stops_within_the_budget_and_shows_it(ray_cluster, tmp_path):
     store, settings = open_store(str(tmp_path / "store")), StoreSettings(store=str(tmp_path / "store"))
-    q, delta = 40 / 8000, 1e-5
-    budget = (opacus_epsilon(1.0, q, 6, delta) + opacus_epsilon(1.0, q, 7, delta)) / 2  # σ = 1 allows exactly 6 steps
-    private = dict(model="ctgan", **TABLE, model_params=dict(TINY_CTGAN), dp_epsilon=budget, dp_delta=delta, dp_noise_multiplier=1.0,
+    q, delta, fitted = 40 / 8000, 1e-5, 0.5
+    networks_delta = delta * (1 - DELTA_SHARE)  # the table has categorical columns: the transformer's levels spend a tenth of δ
+
+    def spent(steps: int) -> float:  # sequential composition: the transformer's ε, then the networks' at their δ
+        return fitted + opacus_epsilon(1.0, q, steps, networks_delta)
+
+    budget = (spent(6) + spent(7)) / 2  # σ = 1 allows exactly 6 steps
+    private = dict(model="ctgan", **TABLE, model_params=dict(TINY_CTGAN), dp_epsilon=budget, dp_delta=delta, dp_noise_multiplier=1.0, dp_transformer_epsilon=fitted,
                    snapshot_every=3, num_workers=2, metrics_port=0, log_every=1, publish_retry_seconds=30.0)
 
     def fit(steps: int):
@@ -184,16 +190,22 @@ def test_a_private_ctgan_run_on_two_workers_accounts_once_resumes_its_epsilon_st
     assert (first.step, beyond.start_steps, beyond.step) == (3, [3], 6)
     assert list_snapshots(store, "dp-table") == [3, 6] and read_latest(store, "dp-table") == 6
     for step in (3, 6):  # one accountant step per global step, and the resumed fit goes on from the checkpoint's accountant
-        assert read_manifest(store, "dp-table", step).metrics["dp_epsilon"] == pytest.approx(opacus_epsilon(1.0, q, step, delta), rel=1e-9)
+        assert read_manifest(store, "dp-table", step).metrics["dp_epsilon"] == pytest.approx(spent(step), rel=1e-9)
     assert read_manifest(store, "dp-table", 6).metrics["dp_epsilon"] <= budget
     assert _state_json(tmp_path / "store", "dp-table")["privacy"]["history"] == [[1.0, q, 6]]
     # run.json: what the run was planned with, and the ε of its newest published snapshot
     info = store.get_json("runs/dp-table/run.json")
-    assert spent_after_first == pytest.approx(opacus_epsilon(1.0, q, 3, delta), rel=1e-9)
+    assert spent_after_first == pytest.approx(spent(3), rel=1e-9)
+    assert info["privacy"]["covers"] == "the networks and the fitted transformer" and info["privacy"]["transformer"]["epsilon"] == fitted
     assert info["privacy"]["epsilon_spent"] == read_manifest(store, "dp-table", 6).metrics["dp_epsilon"] and info["privacy"]["epsilon_spent_step"] == 6
     assert (info["options"]["loss"], info["architecture_params"]["pac"], info["architecture_params"]["gp_weight"]) == ("hinge", 1, 0.0)
-    rows = TabularModel.from_snapshot(load_snapshot(store, "dp-table")).sample(20, seed=1, condition=("default", "Yes"))
+    model = TabularModel.from_snapshot(load_snapshot(store, "dp-table"))
+    rows = model.sample(20, seed=1, condition=("default", "Yes"))
     assert set(rows["default"]) == {"Yes"} and np.isfinite(rows["balance"]).all()
+    # The published transformer is the private one: its ranges are the released ones, every generated value inside them.
+    published = {e.name: [e.low, e.high] for e in model.transformer.encodings if hasattr(e, "low")}
+    assert published == info["privacy"]["transformer"]["numeric_range"]
+    assert all(low <= rows[name].min() and rows[name].max() <= high for name, (low, high) in published.items())
     # The served model's description carries the guarantee: DescribeModel over gRPC from a real generator server.
     server = RunningServer(GeneratorSettings(host="127.0.0.1", port=0, metrics_port=0, runs=["dp-table"], poll_seconds=0.2, png_threads=1, fast_path=False), store)
     try:
@@ -249,7 +261,7 @@ def test_a_private_ctgan_step_clips_every_row_on_its_own_and_updates_d_even_with
     from trainer.privacy import PoissonBatches
     from trainer.tabular_loop import PrivateCTGANStep
 
-    params, transformer, encoded = prepare(_dataset(n=200), 0, latent_dim=8, g_width=16, d_width=16, max_modes=2, pac=1, gp_weight=0.0)
+    params, transformer, encoded, _ = prepare(_dataset(n=200), 0, latent_dim=8, g_width=16, d_width=16, max_modes=2, pac=1, gp_weight=0.0)
     family = get_family("ctgan")
     torch.manual_seed(0)
     G, D = family.build_generator(params), family.build_discriminator(params)
