@@ -290,7 +290,10 @@ class PrivacyBudget:
 
     def record(self) -> dict[str, float]:
         """What a snapshot's manifest carries, so a consumer can check the guarantee of what it receives."""
-        return {"dp_epsilon": self.epsilon(), "dp_delta": self.plan.delta, "dp_epsilon_budget": self.plan.epsilon}
+        record = {"dp_epsilon": self.epsilon(), "dp_delta": self.plan.delta, "dp_epsilon_budget": self.plan.epsilon}
+        if self.plan.preprocessing_epsilon:  # a table's transformer fitted privately: dp_epsilon includes it
+            record["dp_transformer_epsilon"] = self.plan.preprocessing_epsilon
+        return record
 
 
 def make_private(D: torch.nn.Module, d_opt: torch.optim.Optimizer, plan: PrivacyPlan, per_worker: int, world: int, seed: int, device: torch.device):

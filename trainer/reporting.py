@@ -22,7 +22,7 @@ log = logging.getLogger("trainer")
 _INTERVAL_KEYS = ("loss_g", "loss_d", "d_real", "d_fake", "grad_norm_g", "grad_norm_d")
 # The interval averages a snapshot's manifest records (those the run has).
 SNAPSHOT_METRICS = ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean", "gradient_penalty", "condition_loss", "cycle_l1", "identity_l1",
-                    "dp_epsilon", "dp_delta", "dp_epsilon_budget")
+                    "dp_epsilon", "dp_delta", "dp_epsilon_budget", "dp_transformer_epsilon")
 
 
 class Rank0Reporter:

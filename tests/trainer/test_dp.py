@@ -216,6 +216,7 @@ def test_a_private_ctgan_run_on_two_workers_spends_its_transformers_share_first_
     assert described.version == 6 and described.architecture == "ctgan"
     assert described.metrics["dp_epsilon"] == pytest.approx(info["privacy"]["epsilon_spent"]) and described.metrics["dp_delta"] == pytest.approx(delta)
     assert described.metrics["dp_epsilon_budget"] == pytest.approx(budget)
+    assert described.metrics["dp_transformer_epsilon"] == pytest.approx(fitted)  # the guarantee covers the published transformer too
 
 
 def private_step(noise_multiplier: float, max_grad_norm: float):
