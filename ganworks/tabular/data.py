@@ -6,6 +6,9 @@ kind, an optional target) is inferred and can be overridden by a small JSON file
 
     {"columns": {"Cards": "categorical", "ID": "drop"}, "target": "default", "max_categories": 50}
 
+given to load_table, or lying beside the table as its sidecar: `loans.csv` → `loans.schema.json` (in the same
+folder, or under the same store prefix), which is how `ganworks train` and the evaluator both find it.
+
 The dataset id hashes the values and the schema, as image datasets hash their pixels.
 """
 
@@ -165,7 +168,23 @@ def _fetch(parsed: urllib.parse.SplitResult, workdir: pathlib.Path) -> pathlib.P
         store.get_file(key, dst)
     except FileNotFoundError:
         raise DatasetError(f"{parsed.geturl()}: no such object in the store") from None
+    sidecar = sidecar_name(key)
+    try:  # the table's schema file, when it has one, travels with it
+        store.get_file(sidecar, workdir / pathlib.PurePosixPath(sidecar).name)
+    except FileNotFoundError:
+        pass
     return dst
+
+
+SIDECAR_SUFFIX = ".schema.json"
+
+
+def sidecar_name(name: str) -> str:
+    """The schema file that belongs to a table file: loans.csv, loans.csv.gz, loans.parquet → loans.schema.json."""
+    for ending in (".csv.gz", ".csv", ".txt", ".parquet", ".pq"):
+        if name.lower().endswith(ending):
+            return name[: -len(ending)] + SIDECAR_SUFFIX
+    return name + SIDECAR_SUFFIX
 
 
 # ---- schema -------------------------------------------------------------------------------------------------------
@@ -185,18 +204,20 @@ def _infer_kind(values: np.ndarray) -> str:
     return "categorical"
 
 
-def _load_overrides(schema_file: str | pathlib.Path | None) -> dict:
+def _load_overrides(schema_file: str | pathlib.Path | None, shown: str | None = None) -> dict:
+    """The overrides in a schema file; shown names it in errors (a sidecar fetched from a store: its URL)."""
     if schema_file is None:
         return {}
     path = pathlib.Path(schema_file)
+    shown = shown or str(path)
     if not path.exists():
-        raise TabularSchemaError(f"schema file {str(path)!r} not found")
+        raise TabularSchemaError(f"schema file {shown!r} not found")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TabularSchemaError(f"schema file {path}: not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TabularSchemaError(f"schema file {shown}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or set(data) - {"columns", "target", "max_categories"}:
-        raise TabularSchemaError(f"schema file {path}: expected an object with 'columns', 'target' and/or 'max_categories'")
+        raise TabularSchemaError(f"schema file {shown}: expected an object with 'columns', 'target' and/or 'max_categories'")
     return data
 
 
@@ -325,6 +346,9 @@ def load_table(spec: str, schema_file: str | pathlib.Path | None = None, split: 
             if not path.is_file():
                 raise DatasetError(f"table {spec!r} not found: give one of {BUILTINS}, a .csv or .parquet file, or a store URL")
             raw, name = _read_file(path, spec), path.name.split(".")[0] or "table"
+            sidecar = path.with_name(sidecar_name(path.name))
+            if schema_file is None and sidecar.is_file():
+                overrides = _load_overrides(sidecar, shown=sidecar_name(spec))
     limit = max_categories if max_categories is not None else int(overrides.get("max_categories", MAX_CATEGORIES))
     schema, converted = build_schema(raw, overrides, spec, limit)
     columns, dropped = _drop_incomplete_rows(schema, converted)

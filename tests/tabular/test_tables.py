@@ -67,6 +67,38 @@ def test_a_schema_file_overrides_kinds_and_names_the_target(tmp_path):
     assert table.schema.target == "y"
 
 
+def _loans(folder: pathlib.Path, rows: int = 100) -> str:
+    """A CSV whose row id must be dropped and whose card count is a category, as its sidecar says."""
+    lines = ["ID,cards,income,y"] + [f"{i},{1 + i % 3},{1000 + 37 * i}.5,{'yes' if i % 4 == 0 else 'no'}" for i in range(rows)]
+    path = _write_csv(folder / "loans.csv", "\n".join(lines) + "\n")
+    (folder / "loans.schema.json").write_text(json.dumps({"columns": {"ID": "drop", "cards": "categorical"}, "target": "y"}))
+    return path
+
+
+def test_a_schema_file_beside_the_table_is_applied_by_the_trainer_and_an_explicit_one_wins(tmp_path, capsys):
+    from ganworks.cli import main
+
+    csv = _loans(tmp_path)
+    table = load_table(csv, split="train")
+
+    assert table.schema.names == ["cards", "income", "y"] and table.schema.kind("cards") == "categorical" and table.schema.target == "y"
+    code = main(["train", "--dry-run", "--store", str(tmp_path / "store"), "--run", "loans", "--model", "ctgan", "--dataset", csv, "--batch-size", "20"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    # What the trainer planned with is what anyone loading the same spec gets (the evaluator does): the same id.
+    assert json.loads(out)["dataset"]["id"] == table.id and json.loads(out)["dataset"]["schema"]["target"] == "y"
+    explicit = tmp_path / "other.json"
+    explicit.write_text(json.dumps({"columns": {"ID": "drop"}}))
+    assert load_table(csv, schema_file=explicit).schema.kind("cards") == "integer"
+
+
+def test_a_broken_schema_file_beside_the_table_is_refused_naming_it(tmp_path):
+    csv = _loans(tmp_path)
+    (tmp_path / "loans.schema.json").write_text('{"columns": ')
+    with pytest.raises(TabularSchemaError, match=f"schema file {tmp_path / 'loans.schema.json'}: not valid JSON"):
+        load_table(csv)
+
+
 def test_a_missing_file_is_a_dataset_error_that_says_what_to_give(tmp_path):
     with pytest.raises(DatasetError, match="not found: give one of .*credit-default.*csv or .parquet"):
         load_table(str(tmp_path / "nope.csv"))
@@ -118,12 +150,20 @@ def test_a_table_is_read_from_a_store_url_and_a_missing_object_is_named(s3, tmp_
     url = s3.new_bucket_url("data")
     store = open_store(url, settings=s3.store_settings())
     store.put_file("t.csv", pathlib.Path(_write_csv(tmp_path / "t.csv", "a,b\n1,x\n2,y\n")))
+    store.put_file("loans.csv", pathlib.Path(_loans(tmp_path)))
+    store.put_file("loans.schema.json", tmp_path / "loans.schema.json")
+    store.put_bytes("broken.csv", b"a,b\n1,x\n")
+    store.put_bytes("broken.schema.json", b"[]")
     bucket = url.split("/")[2]
     with mock.patch.dict(os.environ, s3.env()):
         table = load_table(f"s3://{bucket}/data/t.csv")
+        loans = load_table(f"s3://{bucket}/data/loans.csv")  # its sidecar comes from the store with it
         with pytest.raises(DatasetError, match=f"s3://{bucket}/data/gone.csv: no such object in the store"):
             load_table(f"s3://{bucket}/data/gone.csv")
+        with pytest.raises(TabularSchemaError, match=f"schema file s3://{bucket}/data/broken.schema.json: expected an object"):
+            load_table(f"s3://{bucket}/data/broken.csv")
     assert table.columns["b"].tolist() == ["x", "y"]
+    assert loans.schema.names == ["cards", "income", "y"] and loans.schema == load_table(str(tmp_path / "loans.csv")).schema
 
 
 def test_a_file_url_names_a_local_table(tmp_path):
