@@ -47,6 +47,23 @@ class TabularSchemaError(DatasetError):
 class Column:
     name: str
     kind: str  # one of KINDS
+    # Public metadata the schema file states (known without looking at the data): a numeric column's range, a
+    # categorical column's levels. A private transformer uses them instead of spending budget to find them.
+    range: tuple[float, float] | None = None
+    levels: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict:
+        out: dict = {"name": self.name, "kind": self.kind}
+        if self.range is not None:
+            out["range"] = list(self.range)
+        if self.levels is not None:
+            out["levels"] = list(self.levels)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Column":
+        return cls(data["name"], data["kind"], tuple(data["range"]) if data.get("range") is not None else None,
+                   tuple(data["levels"]) if data.get("levels") is not None else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +79,11 @@ class Schema:
         return next(c.kind for c in self.columns if c.name == name)
 
     def to_json(self) -> dict:
-        return {"columns": [{"name": c.name, "kind": c.kind} for c in self.columns], "target": self.target}
+        return {"columns": [c.to_json() for c in self.columns], "target": self.target}
 
     @classmethod
     def from_json(cls, data: dict) -> "Schema":
-        return cls(columns=tuple(Column(c["name"], c["kind"]) for c in data["columns"]), target=data.get("target"))
+        return cls(columns=tuple(Column.from_json(c) for c in data["columns"]), target=data.get("target"))
 
 
 @dataclasses.dataclass
@@ -276,6 +293,9 @@ def build_schema(raw: dict[str, np.ndarray], overrides: dict, source: str, max_c
             continue
         if kind is not None and kind not in KINDS:
             raise TabularSchemaError(f"{source}: column {name!r} has unknown kind {kind!r}; use one of {KINDS} or 'drop'", name)
+        if isinstance(spec, dict) and set(spec) - {"kind", "range", "levels"}:
+            raise TabularSchemaError(f"{source}: column {name!r} has unknown schema key(s) {sorted(set(spec) - {'kind', 'range', 'levels'})}; "
+                                     "a column takes 'kind', 'range' (numbers) and 'levels' (categories)", name)
         missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in values]) if values.dtype == object else np.isnan(values)
         if missing.all():
             raise TabularSchemaError(f"{source}: column {name!r} is missing in every row; drop it in the schema file ({{\"columns\": {{\"{name}\": \"drop\"}}}})", name)
@@ -287,7 +307,8 @@ def build_schema(raw: dict[str, np.ndarray], overrides: dict, source: str, max_c
                 raise TabularSchemaError(
                     f"{source}: categorical column {name!r} has {levels} levels, more than max_categories={max_categories}; "
                     f"declare it continuous/integer, drop it, or raise max_categories", name)
-        columns.append(Column(name, kind))
+        public = _public_metadata(name, kind, spec if isinstance(spec, dict) else {}, values, source)
+        columns.append(Column(name, kind, **public))
         converted[name] = values
     target = overrides.get("target")
     if target is not None and target not in converted:
@@ -295,6 +316,33 @@ def build_schema(raw: dict[str, np.ndarray], overrides: dict, source: str, max_c
     if not columns:
         raise TabularSchemaError(f"{source}: the schema drops every column")
     return Schema(tuple(columns), target), converted
+
+
+def _public_metadata(name: str, kind: str, spec: dict, values: np.ndarray, source: str) -> dict:
+    """A column's declared range or levels, checked against its kind and its values (a value outside them is refused:
+    what is declared public must hold for the data)."""
+    out: dict = {}
+    if "range" in spec:
+        bounds = spec["range"]
+        if kind not in NUMERIC_KINDS or not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) and not isinstance(b, bool) for b in bounds)
+                                              and np.isfinite(bounds).all() and float(bounds[0]) < float(bounds[1])):
+            raise TabularSchemaError(f"{source}: column {name!r}: 'range' must be [low, high] with low < high, for a continuous or integer column", name)
+        low, high = float(bounds[0]), float(bounds[1])
+        present = values[~np.isnan(values)]
+        outside = present[(present < low) | (present > high)]
+        if len(outside):
+            raise TabularSchemaError(f"{source}: column {name!r} holds {float(outside[0]):g}, outside its declared range [{low:g}, {high:g}]", name)
+        out["range"] = (low, high)
+    if "levels" in spec:
+        levels = spec["levels"]
+        if kind != "categorical" or not (isinstance(levels, list) and levels and all(isinstance(v, str) for v in levels) and len(set(levels)) == len(levels)):
+            raise TabularSchemaError(f"{source}: column {name!r}: 'levels' must be a list of distinct strings, for a categorical column", name)
+        unknown = sorted({"<missing>" if v is None else v for v in values} - set(levels))
+        if unknown:
+            raise TabularSchemaError(f"{source}: column {name!r} holds {unknown[0]!r}, which its declared levels do not list "
+                                     "(a missing value is the level '<missing>')", name)
+        out["levels"] = tuple(levels)
+    return out
 
 
 def _drop_incomplete_rows(schema: Schema, columns: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:

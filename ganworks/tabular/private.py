@@ -18,6 +18,9 @@ standard mechanism on one column, so T is split evenly over the columns (a recor
 - **Boolean column** (pure ε): both levels are known without the data; only their counts are noisy.
 
 The schema (column names and kinds) is taken as public, as the user states it; the number of rows is not released.
+So is what the schema file declares public: a numeric column's `range` (used as it is, so that column spends
+nothing and T is split over the other columns) and a categorical column's `levels` (all of them listed, only their
+counts noisy: pure ε, no δ).
 The noise comes from a seeded generator, as DP-SGD's does here (docs/trainer.md: reproducible, not cryptographic).
 """
 
@@ -48,15 +51,26 @@ class PrivateFit:
     per_column_epsilon: float
     clipped: dict[str, tuple[float, float]]  # numeric column -> the released range its values were clipped to
     merged: dict[str, int]  # categorical column -> how many distinct levels were not released (their records encoded as the commonest)
+    public: list[str] = dataclasses.field(default_factory=list)  # columns whose range or levels the schema declared
 
     def describe(self) -> dict:
         return {"epsilon": self.epsilon, "delta": self.delta, "per_column_epsilon": self.per_column_epsilon,
-                "numeric_range": {k: list(v) for k, v in self.clipped.items()}, "levels_not_released": dict(self.merged)}
+                "numeric_range": {k: list(v) for k, v in self.clipped.items()}, "levels_not_released": dict(self.merged),
+                "declared_public": list(self.public)}
+
+
+def _finds_levels(column) -> bool:
+    return column.kind == "categorical" and column.levels is None
+
+
+def _releases(column) -> bool:
+    """Does fitting this column spend budget? Not a numeric column whose range the schema states (its modes follow from it)."""
+    return not (column.kind in NUMERIC_KINDS and column.range is not None)
 
 
 def transformer_delta(schema: Schema, delta: float) -> float:
     """The δ the transformer spends: a tenth of the run's when a categorical column's levels must be found, else 0."""
-    return delta * DELTA_SHARE if any(c.kind == "categorical" for c in schema.columns) else 0.0
+    return delta * DELTA_SHARE if any(_finds_levels(c) for c in schema.columns) else 0.0
 
 
 def _bin_index(values: np.ndarray) -> np.ndarray:
@@ -119,16 +133,16 @@ def fit_private(schema: Schema, columns: dict[str, np.ndarray], epsilon: float, 
     if epsilon <= 0:
         raise ValueError("the transformer's ε must be positive")
     rng = np.random.default_rng([seed, 0x5EED_7A])
-    per_column = epsilon / len(schema.columns)
-    categorical = [c for c in schema.columns if c.kind == "categorical"]
-    spent_delta = delta if categorical else 0.0
-    per_column_delta = spent_delta / len(categorical) if categorical else 0.0
+    per_column = epsilon / max(1, sum(_releases(c) for c in schema.columns))
+    searched = [c for c in schema.columns if _finds_levels(c)]
+    spent_delta = delta if searched else 0.0
+    per_column_delta = spent_delta / len(searched) if searched else 0.0
     encodings: list[NumericEncoding | DiscreteEncoding] = []
     conformed, clipped, merged = {}, {}, {}
     for column in schema.columns:
         values = columns[column.name]
         if column.kind in NUMERIC_KINDS:
-            low, high = private_range(column.name, values, per_column, rng)
+            low, high = column.range if column.range is not None else private_range(column.name, values, per_column, rng)
             if column.kind == "integer":
                 low, high = float(math.floor(low)), float(math.ceil(high))
             weights, means, stds = _cells(low, high, column.kind, max_modes)
@@ -136,12 +150,13 @@ def fit_private(schema: Schema, columns: dict[str, np.ndarray], epsilon: float, 
             conformed[column.name] = np.clip(values.astype(np.float64), low, high)
             clipped[column.name] = (low, high)
         else:
-            known = ["False", "True"] if column.kind == "boolean" else None
+            known = ["False", "True"] if column.kind == "boolean" else (list(column.levels) if column.levels is not None else None)
             levels, counts = private_levels(column.name, values, per_column, per_column_delta, rng, known)
             encodings.append(DiscreteEncoding(column.name, column.kind, levels, counts))
             text = values.astype(str)
             released = np.isin(text, levels)
             merged[column.name] = len(set(text[~released].tolist()))
             conformed[column.name] = np.where(released, text, levels[int(np.argmax(counts))])
-    fit = PrivateFit(DataTransformer(schema, encodings), epsilon, spent_delta, per_column, clipped, merged)
+    public = [c.name for c in schema.columns if c.range is not None or c.levels is not None]
+    fit = PrivateFit(DataTransformer(schema, encodings), epsilon, spent_delta, per_column, clipped, merged, public)
     return fit, conformed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from opacus.accountants import RDPAccountant
@@ -122,3 +124,45 @@ def test_a_private_table_resumed_with_another_transformer_share_is_refused_and_w
         _plan(tmp_path, dp_epsilon=3.0, dp_transformer_epsilon=0.2)
     again = _plan(tmp_path, dp_epsilon=3.0, dp_transformer_epsilon=0.5)
     assert again.privacy.transformer == plan.privacy.transformer and again.table.transformer_json == plan.table.transformer_json
+
+
+def _declared(schema: Schema, ranges: dict, levels: dict) -> Schema:
+    return Schema(tuple(Column(c.name, c.kind, tuple(ranges[c.name]) if c.name in ranges else None,
+                               tuple(levels[c.name]) if c.name in levels else None) for c in schema.columns), schema.target)
+
+
+def test_declared_ranges_and_levels_are_used_as_they_are_and_only_the_other_columns_share_the_budget():
+    columns = _table(n=300)
+    schema = _declared(SCHEMA, {"income": [0, 200000]}, {"city": ["north", "south", "east", "west"]})
+
+    fit, conformed = fit_private(schema, columns, epsilon=0.3, delta=0.0, max_modes=4, seed=0)
+
+    income = next(e for e in fit.transformer.encodings if e.name == "income")
+    assert (income.low, income.high) == (0.0, 200000.0) and fit.clipped["income"] == (0.0, 200000.0)
+    assert fit.transformer.discrete()[0].levels == ["north", "south", "east", "west"]  # "west" is listed though no record holds it
+    assert fit.per_column_epsilon == pytest.approx(0.3 / 3) and fit.delta == 0.0  # city, owner and age release; nothing searched for levels
+    assert fit.public == ["city", "income"]
+    # Undeclared, the same 300 rows at the same ε cannot release the city levels (a level needs ~ 1 + ln(1/2δ)/ε rows).
+    with pytest.raises(DatasetError, match="column 'city'"):
+        fit_private(SCHEMA, columns, epsilon=0.3, delta=1e-7, max_modes=4, seed=0)
+
+
+def test_a_table_whose_schema_file_declares_its_ranges_and_levels_trains_privately_at_a_share_too_small_to_find_them(tmp_path, capsys):
+    from ganworks.cli import main
+
+    rng = np.random.default_rng(0)
+    n, measures = 400, [f"m{i}" for i in range(12)]
+    lines = [",".join(measures + ["diagnosis"])] + [",".join([f"{rng.normal(50, 10):.3f}" for _ in measures] + [rng.choice(["benign", "malignant"])]) for _ in range(n)]
+    (tmp_path / "clinic.csv").write_text("\n".join(lines) + "\n")
+    flags = ["train", "--dry-run", "--store", str(tmp_path / "store"), "--run", "clinic", "--model", "ctgan", "--dataset", str(tmp_path / "clinic.csv"),
+             "--batch-size", "40", "--dp-epsilon", "3", "--dp-transformer-epsilon", "0.5"]
+
+    assert main(flags) == 2 and "--dp-transformer-epsilon 0.5: column 'diagnosis': none of its levels is common enough" in capsys.readouterr().err
+    (tmp_path / "clinic.schema.json").write_text(json.dumps({"columns": {**{m: {"kind": "continuous", "range": [0, 100]} for m in measures},
+                                                                         "diagnosis": {"kind": "categorical", "levels": ["benign", "malignant"]}}}))
+    code = main(flags)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    released = json.loads(out)["privacy"]["transformer"]
+    assert released["numeric_range"] == {m: [0.0, 100.0] for m in measures} and released["per_column_epsilon"] == 0.5
+    assert released["delta"] == 0.0 and sorted(released["declared_public"]) == sorted(measures + ["diagnosis"])

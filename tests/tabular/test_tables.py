@@ -99,6 +99,33 @@ def test_a_broken_schema_file_beside_the_table_is_refused_naming_it(tmp_path):
         load_table(csv)
 
 
+@pytest.mark.parametrize("column, said", [
+    ({"income": {"kind": "continuous", "range": [5000, 100]}}, "column 'income': 'range' must be [low, high] with low < high"),
+    ({"y": {"kind": "categorical", "range": [0, 1]}}, "column 'y': 'range' must be [low, high] with low < high, for a continuous or integer column"),
+    ({"income": {"kind": "continuous", "range": [0, 2000]}}, "column 'income' holds 2036.5, outside its declared range [0, 2000]"),
+    ({"y": {"kind": "categorical", "levels": ["no"]}}, "column 'y' holds 'yes', which its declared levels do not list"),
+    ({"y": {"kind": "categorical", "levels": ["no", "no", "yes"]}}, "column 'y': 'levels' must be a list of distinct strings"),
+    ({"y": {"kind": "categorical", "level": ["no", "yes"]}}, "column 'y' has unknown schema key(s) ['level']"),
+], ids=["range-backwards", "range-of-a-category", "value-outside-range", "level-not-declared", "levels-repeated", "unknown-key"])
+def test_declared_public_ranges_and_levels_must_fit_their_column_and_the_data(tmp_path, column, said):
+    csv = _loans(tmp_path)
+    (tmp_path / "loans.schema.json").write_text(json.dumps({"columns": {"ID": "drop", **column}}))
+    with pytest.raises(TabularSchemaError) as refused:
+        load_table(csv)
+    assert said in str(refused.value)
+
+
+def test_declared_ranges_and_levels_are_part_of_the_schema_and_its_id(tmp_path):
+    csv = _loans(tmp_path)
+    plain = load_table(csv)
+    (tmp_path / "loans.schema.json").write_text(json.dumps({"columns": {"ID": "drop", "cards": "categorical", "income": {"kind": "continuous", "range": [0, 10000]},
+                                                                        "y": {"kind": "categorical", "levels": ["yes", "no", "maybe"]}}, "target": "y"}))
+    declared = load_table(csv)
+    assert declared.schema.columns[1].range == (0.0, 10000.0) and declared.schema.columns[2].levels == ("yes", "no", "maybe")
+    assert declared.id != plain.id and type(declared.schema).from_json(declared.schema.to_json()) == declared.schema
+    assert plain.schema.to_json()["columns"][0] == {"name": "cards", "kind": "categorical"}  # nothing declared: the JSON (and ids) of before
+
+
 def test_a_missing_file_is_a_dataset_error_that_says_what_to_give(tmp_path):
     with pytest.raises(DatasetError, match="not found: give one of .*credit-default.*csv or .parquet"):
         load_table(str(tmp_path / "nope.csv"))
