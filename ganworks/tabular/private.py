@@ -17,9 +17,9 @@ standard mechanism on one column, so T is split evenly over the columns (a recor
   frequent released level (it can never be generated). δ of the transformer is a tenth of the run's δ.
 - **Boolean column** (pure ε): both levels are known without the data; only their counts are noisy.
 
-The schema (column names and kinds) is taken as public, as the user states it, and so is the number of rows (run.json
-records it, and DP-SGD's sampling rate q = batch / n gives it away: the guarantee is about one record's presence
-or content at a known table size, as in the image runs). So is what the schema file declares public: a numeric column's `range` (used as it is, so that column spends
+The schema (column names and kinds) is taken as public, as the user states it, and so is the number of rows: run.json
+records it, and DP-SGD's sampling rate q = batch / n gives it away, so n is outside the guarantee, as in the image
+runs. So is what the schema file declares public: a numeric column's `range` (used as it is, so that column spends
 nothing and T is split over the other columns) and a categorical column's `levels` (all of them listed, only their
 counts noisy: pure ε, no δ).
 The noise comes from a seeded generator, as DP-SGD's does here (docs/trainer.md: reproducible, not cryptographic).
