@@ -51,13 +51,15 @@ class PrivateFit:
     delta: float
     per_column_epsilon: float
     clipped: dict[str, tuple[float, float]]  # numeric column -> the released range its values were clipped to
-    merged: dict[str, int]  # categorical column -> how many distinct levels were not released (their records encoded as the commonest)
+    # categorical column -> how many distinct levels were not released (their records encoded as the commonest). Exact,
+    # so for the data owner only: describe() leaves it out (a 1 would say that some record holds a level of its own).
+    merged: dict[str, int]
     public: list[str] = dataclasses.field(default_factory=list)  # columns whose range or levels the schema declared
 
     def describe(self) -> dict:
+        """What run.json records: only what the mechanisms released, and what the schema declared."""
         return {"epsilon": self.epsilon, "delta": self.delta, "per_column_epsilon": self.per_column_epsilon,
-                "numeric_range": {k: list(v) for k, v in self.clipped.items()}, "levels_not_released": dict(self.merged),
-                "declared_public": list(self.public)}
+                "numeric_range": {k: list(v) for k, v in self.clipped.items()}, "declared_public": list(self.public)}
 
 
 def _finds_levels(column) -> bool:

@@ -166,3 +166,13 @@ def test_a_table_whose_schema_file_declares_its_ranges_and_levels_trains_private
     released = json.loads(out)["privacy"]["transformer"]
     assert released["numeric_range"] == {m: [0.0, 100.0] for m in measures} and released["per_column_epsilon"] == 0.5
     assert released["delta"] == 0.0 and sorted(released["declared_public"]) == sorted(measures + ["diagnosis"])
+
+
+def test_what_run_json_records_of_a_private_transformer_is_released_or_declared_never_an_exact_count():
+    with_rare = fit_private(SCHEMA, _table(rare="Smallville"), epsilon=1.0, delta=1e-7, max_modes=4, seed=0)[0]
+    without = fit_private(SCHEMA, _table(), epsilon=1.0, delta=1e-7, max_modes=4, seed=0)[0]
+
+    assert with_rare.merged["city"] == 1 and without.merged["city"] == 0  # the data owner can see it
+    # run.json cannot tell the two tables apart by the rare record: the same mechanisms' outputs, the same keys.
+    assert set(with_rare.describe()) == {"epsilon", "delta", "per_column_epsilon", "numeric_range", "declared_public"}
+    assert "Smallville" not in json.dumps(with_rare.describe()) and with_rare.describe()["numeric_range"].keys() == without.describe()["numeric_range"].keys()
