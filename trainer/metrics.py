@@ -68,8 +68,10 @@ class TrainerMetrics:
     def record(self, stats: dict) -> None:
         self.images_per_second.set(stats["images_per_second"])
         self.loss.labels(self.run, "generator").set(stats["loss_g"])
-        self.loss.labels(self.run, "discriminator").set(stats["loss_d"])
-        self.discriminator_output.labels(self.run, "real").set(stats["d_real"])
+        if "loss_d" in stats:  # a private run withholds what is computed from the real records (trainer/reporting.py)
+            self.loss.labels(self.run, "discriminator").set(stats["loss_d"])
+        if "d_real" in stats:
+            self.discriminator_output.labels(self.run, "real").set(stats["d_real"])
         self.discriminator_output.labels(self.run, "fake").set(stats["d_fake"])
         self.grad_norm.labels(self.run, "generator").set(stats["grad_norm_g"])
         self.grad_norm.labels(self.run, "discriminator").set(stats["grad_norm_d"])

@@ -54,8 +54,10 @@ class ProgressView:
                 log.info("run %s starts at step %d; metrics port %s", self.run, self.step, self.metrics_port)
         elif event == "log":
             self.step = message["step"]
-            status = (f"{message['images_per_second']:.0f} img/s  G {message['loss_g']:.3f}  D {message['loss_d']:.3f}"
-                      f"  D(x) {message['d_real']:+.2f}  D(G(z)) {message['d_fake']:+.2f}")
+            status = f"{message['images_per_second']:.0f} img/s  G {message['loss_g']:.3f}"
+            if "loss_d" in message:  # withheld by a private run, as is D(x)
+                status += f"  D {message['loss_d']:.3f}  D(x) {message['d_real']:+.2f}"
+            status += f"  D(G(z)) {message['d_fake']:+.2f}"
             if self.last_snapshot is not None:
                 status += f"  snapshot {self.last_snapshot}"
             bar.update(task, completed=self.step, status=status)

@@ -20,6 +20,10 @@ from trainer.step import StepResult
 
 log = logging.getLogger("trainer")
 _INTERVAL_KEYS = ("loss_g", "loss_d", "d_real", "d_fake", "grad_norm_g", "grad_norm_d")
+# D's loss and its mean output on the real records are computed from them without noise: a private run does not
+# publish them (stats.jsonl, manifests, Prometheus, MLflow), so that ε covers everything it publishes. D's noised
+# gradient norm and its outputs on generated samples are post-processing, and stay.
+REAL_DATA_STATS = ("loss_d", "d_real")
 # The interval averages a snapshot's manifest records (those the run has).
 SNAPSHOT_METRICS = ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mean", "gradient_penalty", "condition_loss", "cycle_l1", "identity_l1",
                     "dp_epsilon", "dp_delta", "dp_epsilon_budget", "dp_transformer_epsilon")
@@ -30,6 +34,7 @@ class Rank0Reporter:
 
     def __init__(self, config: dict, opts: TrainOptions, params: dict[str, Any], step: int, images_seen: int):
         self.opts, self.progress = opts, config.get("progress")
+        self.withheld = REAL_DATA_STATS if opts.dp_epsilon else ()
         store_settings = store_settings_here(config["store"]["settings"])
         store = open_store(config["store"]["url"], settings=store_settings)
         self.metrics = TrainerMetrics(opts.run)
@@ -53,13 +58,15 @@ class Rank0Reporter:
         tell(self.progress, {"event": "start", "step": step, "metrics_port": metrics_port})
 
     def _new_interval(self) -> None:
-        self.interval = dict.fromkeys(_INTERVAL_KEYS, 0.0)
+        self.interval = dict.fromkeys((k for k in _INTERVAL_KEYS if k not in self.withheld), 0.0)
         self.interval_steps, self.interval_images, self.interval_start = 0, 0, time.perf_counter()
 
     def after_step(self, result: StepResult, step: int, images_seen: int, nonfinite: int) -> None:
         if result.skipped:
             self.metrics.nonfinite_steps.inc()
         for key, value in result.stats().items():
+            if key in self.withheld:
+                continue
             self.interval[key] = self.interval.get(key, 0.0) + (float(value.detach()) if isinstance(value, torch.Tensor) else value)
         self.interval_steps += 1
         self.interval_images += self.opts.batch_size

@@ -50,18 +50,30 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class ScrapedValues(list):
+    pages: list[str]
+
+    def __init__(self):
+        super().__init__()
+        self.pages = []
+
+
 @contextlib.contextmanager
 def scraping(url: str, sample: str):
-    """Scrapes url every 50 ms while the block runs; yields the list the sample's values are appended to."""
-    values, stop = [], threading.Event()
+    """Scrapes url every 50 ms while the block runs; yields the list the sample's values are appended to (and, as
+    its attribute `pages`, every page in which the sample was above 0)."""
+    values, stop = ScrapedValues(), threading.Event()
 
     def scrape() -> None:
         while not stop.is_set():
             with contextlib.suppress(OSError):  # no server yet, or gone
                 with urllib.request.urlopen(url, timeout=2) as response:
-                    for line in response.read().decode().splitlines():
-                        if line.startswith(sample + " "):
-                            values.append(float(line.split()[-1]))
+                    page = response.read().decode()
+                for line in page.splitlines():
+                    if line.startswith(sample + " "):
+                        values.append(float(line.split()[-1]))
+                        if values[-1] > 0:
+                            values.pages.append(page)
             stop.wait(0.05)
 
     thread = threading.Thread(target=scrape, daemon=True)
@@ -158,6 +170,13 @@ def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop
     assert seen, f"the ε gauge was never above 0 in {len(gauge)} scrapes"
     spent = [opacus_epsilon(1.0, q, step, delta) for step in range(4, 11)]
     assert all(any(value == pytest.approx(e, rel=1e-9) for e in spent) for value in seen), (sorted(seen), spent)
+    # What D computes from the real images without noise (its loss, its mean output on them) is published nowhere.
+    withheld = ('ganworks_trainer_loss{network="discriminator"', 'ganworks_trainer_discriminator_output{kind="real"')
+    assert gauge.pages and not any(sample in page for page in gauge.pages for sample in withheld)
+    assert 'ganworks_trainer_discriminator_output{kind="fake"' in gauge.pages[-1]  # on generated images: shown
+    lines = [json.loads(line) for line in store.get_bytes("runs/dp-run/stats.jsonl").decode().splitlines()]
+    assert lines and not any({"loss_d", "d_real"} & set(line) for line in lines) and all("d_fake" in line for line in lines)
+    assert not {"loss_d", "d_real"} & set(read_manifest(store, "dp-run", 10).metrics)
     assert _state_json(tmp_path / "store", "dp-run")["privacy"]["history"] == [[1.0, q, 10]]
     # `ganworks runs` shows each snapshot's ε beside its quality metrics.
     shown = {row["step"]: row["metrics"]["dp_epsilon"] for row in snapshot_rows(store, "dp-run")}
@@ -197,6 +216,7 @@ def test_a_private_ctgan_run_on_two_workers_spends_its_transformers_share_first_
     info = store.get_json("runs/dp-table/run.json")
     assert spent_after_first == pytest.approx(spent(3), rel=1e-9)
     assert info["privacy"]["covers"] == "the networks and the fitted transformer" and info["privacy"]["transformer"]["epsilon"] == fitted
+    assert not {"loss_d", "d_real"} & set(read_manifest(store, "dp-table", 6).metrics)  # computed from the real rows without noise
     assert info["privacy"]["epsilon_spent"] == read_manifest(store, "dp-table", 6).metrics["dp_epsilon"] and info["privacy"]["epsilon_spent_step"] == 6
     assert (info["options"]["loss"], info["architecture_params"]["pac"], info["architecture_params"]["gp_weight"]) == ("hinge", 1, 0.0)
     model = TabularModel.from_snapshot(load_snapshot(store, "dp-table"))
