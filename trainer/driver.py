@@ -112,11 +112,11 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     if not options.run:
         options.run = time.strftime("run-%Y%m%d-%H%M%S")
     check_run_id(options.run)
-    store = None
+    store = began = source = None
     if not options.model:  # --init-from without --model: the family the source snapshot was trained as
         store = open_store(settings=store_settings)
-        began = _started_with(_run_info(store, options.run).get("init_from"))
-        options.model = transfer.find_source(store, options.init_from, began).architecture
+        began, source = _start(store, options)
+        options.model = source.architecture
     family = _family(options.model)
     if (family.tabular or family.translation) and options.dp_epsilon:
         from trainer import privacy
@@ -132,9 +132,9 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     if options.dataset_b:
         raise ConfigError(f"--dataset-b is domain B of a translation model (--model cyclegan); {family.name} trains on --dataset alone")
     _model_params(family, options, channels=None, num_classes=None)  # before the dataset: a wrong size or model flag fails fast
-    store = store or open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
-    began = _started_with(_run_info(store, options.run).get("init_from"))  # a resumed run's start; None for a new run
-    source = transfer.find_source(store, options.init_from, began) if options.init_from else None
+    if store is None:
+        store = open_store(settings=store_settings)  # reaches the endpoint: an unreachable store fails here
+        began, source = _start(store, options)
     if source is not None and source.architecture == family.name:
         options.model_params = {**transfer.source_params(family, source), **options.model_params}
     dataset = load_dataset(options.dataset, image_size=options.image_size, channels=options.channels or None, split=options.split)
@@ -154,6 +154,12 @@ def plan(options: TrainOptions, store_settings: StoreSettings) -> TrainPlan:
     _check_same_run(store, options.run, options.model, params, dataset.id, init.describe() if init else None)
     privacy = _plan_privacy(store, options, family, params, len(dataset))
     return TrainPlan(options, store_settings, store, dataset, params, init, privacy=privacy)
+
+
+def _start(store: ArtifactStore, options: TrainOptions):
+    """A resumed run's recorded start (None for a new run) and the --init-from source's manifest (None without one)."""
+    began = _started_with(_run_info(store, options.run).get("init_from"))
+    return began, transfer.find_source(store, options.init_from, began) if options.init_from else None
 
 
 def _plan_privacy(store: ArtifactStore, options: TrainOptions, family: ModelFamily, params: dict[str, Any], n: int, fitted=None):

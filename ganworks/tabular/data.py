@@ -324,8 +324,8 @@ def _public_metadata(name: str, kind: str, spec: dict, values: np.ndarray, sourc
     out: dict = {}
     if "range" in spec:
         bounds = spec["range"]
-        if kind not in NUMERIC_KINDS or not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) and not isinstance(b, bool) for b in bounds)
-                                              and np.isfinite(bounds).all() and float(bounds[0]) < float(bounds[1])):
+        if kind not in NUMERIC_KINDS or not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+                                              and np.isfinite(bounds).all() and bounds[0] < bounds[1]):
             raise TabularSchemaError(f"{source}: column {name!r}: 'range' must be [low, high] with low < high, for a continuous or integer column", name)
         low, high = float(bounds[0]), float(bounds[1])
         present = values[~np.isnan(values)]

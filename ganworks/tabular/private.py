@@ -102,7 +102,8 @@ def private_range(name: str, values: np.ndarray, epsilon: float, rng: np.random.
     released = indices[noisy > threshold]
     if not len(released):
         raise DatasetError(f"column {name!r}: no range of its values can be released privately at ε = {epsilon:.3g} per column "
-                           f"(a bin needs about {threshold:.0f} of the {len(values)} rows); raise --dp-transformer-epsilon, or train on fewer columns")
+                           f"(a bin needs about {threshold:.0f} of the {len(values)} rows); raise --dp-transformer-epsilon, declare its public range "
+                           "in the table's schema file, or train on fewer columns")
     low, high = _bin_edges(int(released.min()))[0], _bin_edges(int(released.max()))[1]
     return float(low), float(high)
 
@@ -118,7 +119,7 @@ def private_levels(name: str, values: np.ndarray, epsilon: float, delta: float, 
     keep = np.ones(len(levels), dtype=bool) if known is not None else noisy >= 1 + math.log(1 / (2 * delta)) / epsilon
     if not keep.any():
         raise DatasetError(f"column {name!r}: none of its levels is common enough to be released privately at ε = {epsilon:.3g} per column; "
-                           f"raise --dp-transformer-epsilon, or train on fewer columns")
+                           "raise --dp-transformer-epsilon, declare its levels in the table's schema file, or train on fewer columns")
     return levels[keep].tolist(), np.maximum(np.rint(noisy[keep]), 1).astype(int).tolist()
 
 

@@ -101,12 +101,13 @@ def test_a_broken_schema_file_beside_the_table_is_refused_naming_it(tmp_path):
 
 @pytest.mark.parametrize("column, said", [
     ({"income": {"kind": "continuous", "range": [5000, 100]}}, "column 'income': 'range' must be [low, high] with low < high"),
+    ({"income": {"kind": "continuous", "range": ["0", "100"]}}, "column 'income': 'range' must be [low, high] with low < high"),
     ({"y": {"kind": "categorical", "range": [0, 1]}}, "column 'y': 'range' must be [low, high] with low < high, for a continuous or integer column"),
     ({"income": {"kind": "continuous", "range": [0, 2000]}}, "column 'income' holds 2036.5, outside its declared range [0, 2000]"),
     ({"y": {"kind": "categorical", "levels": ["no"]}}, "column 'y' holds 'yes', which its declared levels do not list"),
     ({"y": {"kind": "categorical", "levels": ["no", "no", "yes"]}}, "column 'y': 'levels' must be a list of distinct strings"),
     ({"y": {"kind": "categorical", "level": ["no", "yes"]}}, "column 'y' has unknown schema key(s) ['level']"),
-], ids=["range-backwards", "range-of-a-category", "value-outside-range", "level-not-declared", "levels-repeated", "unknown-key"])
+], ids=["range-backwards", "range-as-text", "range-of-a-category", "value-outside-range", "level-not-declared", "levels-repeated", "unknown-key"])
 def test_declared_public_ranges_and_levels_must_fit_their_column_and_the_data(tmp_path, column, said):
     csv = _loans(tmp_path)
     (tmp_path / "loans.schema.json").write_text(json.dumps({"columns": {"ID": "drop", **column}}))
