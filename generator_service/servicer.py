@@ -58,7 +58,17 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
 
     @contextlib.asynccontextmanager
     async def serving(self, method: str, context: grpc.aio.ServicerContext):
-        started, code = time.perf_counter(), grpc.StatusCode.OK
+        started, code, counted = time.perf_counter(), grpc.StatusCode.OK, False
+
+        def count(final: grpc.StatusCode) -> None:
+            # Counted before the status is sent: a client that reads /metrics after its error sees its call there.
+            nonlocal counted
+            if not counted:
+                counted = True
+                self.metrics.requests.labels(method, final.name).inc()
+                self.metrics.latency.labels(method).observe(time.perf_counter() - started)
+                self.metrics.inflight.dec()
+
         self.metrics.inflight.inc()
         try:
             async with self.drain.counted():
@@ -67,6 +77,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                 yield
         except RequestError as exc:
             code = exc.code
+            count(code)
             await context.abort(exc.code, exc.message)
         except asyncio.CancelledError:
             remaining = context.time_remaining()
@@ -74,14 +85,13 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             raise
         except Exception as exc:  # noqa: BLE001 - typed errors become their status, the rest INTERNAL
             code = next((mapped for kind, mapped in _ERROR_CODES if isinstance(exc, kind)), grpc.StatusCode.INTERNAL)
+            count(code)
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("%s failed", method)
                 await context.abort(code, f"internal error in {method}; the server log has the details")
             await context.abort(code, str(exc))
         finally:
-            self.metrics.requests.labels(method, code.name).inc()
-            self.metrics.latency.labels(method).observe(time.perf_counter() - started)
-            self.metrics.inflight.dec()
+            count(code)
 
     async def route(self, request, context) -> tuple[LoadedModel, int, float | None]:
         """The model version a call goes to (routed by its seed), the seed in effect and the call's deadline."""
