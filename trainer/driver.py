@@ -178,8 +178,9 @@ def _plan_privacy(store: ArtifactStore, options: TrainOptions, family: ModelFami
     privacy.check_private_trainable(options, family, params)
     if fitted is not None:
         return privacy.plan_privacy(options, n, before, (fitted.epsilon, fitted.delta), "the networks and the fitted transformer", fitted.describe())
-    covers = "the networks, not the fitted transformer (--dp-transformer-epsilon 0)" if family.tabular else "the networks"
+    covers = "the networks"
     if family.tabular:
+        covers = "the networks, not the fitted transformer (--dp-transformer-epsilon 0)"
         log.warning("--dp-epsilon %g covers the networks, not the data transformer published beside them (its column ranges, modes, levels "
                     "and counts are fitted without noise); --dp-transformer-epsilon T fits it privately with T of the budget", options.dp_epsilon)
     return privacy.plan_privacy(options, n, before, covers=covers)
