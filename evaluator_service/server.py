@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from evaluator_service.continuous import ContinuousEvaluator
 from evaluator_service.errors import InvalidRequestError, NotFoundError
@@ -24,9 +24,9 @@ from evaluator_service.sampler import GeneratorTarget
 from evaluator_service.settings import EvaluatorSettings
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.errors import ConfigError, GanworksError, StoreError
-from ganworks.grpcauth import interceptors, listen
+from ganworks.grpcauth import HealthPort, interceptors, listen
 from ganworks.rpc import Drain, DrainOnSignal, add_servicer
-from ganworks.telemetry import register_secrets, set_torch_threads
+from ganworks.telemetry import register_secrets, serve_metrics, set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ class EvaluatorServer(DrainOnSignal):
                                          settings.max_cached_extractors)
         self.port = 0
         self.metrics_port: int | None = None
+        self.health_port: int | None = None
         self._http = None
         self.continuous: ContinuousEvaluator | None = None
         self._stopped = asyncio.Event()
@@ -150,11 +151,13 @@ class EvaluatorServer(DrainOnSignal):
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection([SERVICE.full_name, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
         self.port = listen(self.server, s.host, s.port, s.tls_cert, s.tls_key)
+        self._health_port = HealthPort(self.health)
+        self.health_port = await self._health_port.start(s.host, s.health_port)
         await self.server.start()
         for name in ("", SERVICE.full_name):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if s.metrics_port >= 0:
-            self._http, _ = start_http_server(s.metrics_port, addr=s.host, registry=self.metrics.registry)
+            self._http, _ = serve_metrics(s.metrics_port, addr=s.host, registry=self.metrics.registry)
             self.metrics_port = int(self._http.server_port)
         if s.continuous:
             if not s.runs:
@@ -173,6 +176,7 @@ class EvaluatorServer(DrainOnSignal):
         if self.continuous is not None:
             await self.continuous.stop()
         await self.drain.stop_server(self.server, self.health, deadline)
+        await self._health_port.stop()
         await self.jobs.stop()
         if not await asyncio.to_thread(close_mlflow_runs, grace):
             log.warning("MLflow tracking was still sending when the evaluator stopped; the rest is dropped")

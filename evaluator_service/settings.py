@@ -21,6 +21,8 @@ class EvaluatorSettings:
     host: str = "0.0.0.0"
     port: int = 50052
     metrics_port: int = 9312
+    # Plaintext grpc.health.v1 alone, for the kubelet's probes when TLS or a token is on; -1 serves none.
+    health_port: int = -1
     generator: str = "127.0.0.1:50051"
     # How to reach a generator that has auth/TLS on (its GANWORKS_GENERATOR_AUTH_TOKEN, and a PEM file of CAs to trust).
     generator_auth_token: str = secret()

@@ -1,4 +1,8 @@
-"""Bearer-token auth and TLS for every ganworks gRPC server; health and reflection stay open for probes and tools."""
+"""Bearer-token auth and TLS for every ganworks gRPC server; health and reflection stay open for probes and tools.
+
+The kubelet's native gRPC probes speak plaintext and send no token, so a server with TLS on also serves
+grpc.health.v1 alone, in plaintext, on a port of its own (`HealthPort`): probes work, the API stays closed.
+"""
 
 from __future__ import annotations
 
@@ -69,6 +73,35 @@ def listen(server: grpc.aio.Server, host: str, port: int, tls_cert: str = "", tl
     if not bound:
         raise ConfigError(f"cannot listen on {address}: the port is taken or the host is not an address of this machine ({flags})")
     return bound
+
+
+class HealthPort:
+    """A second grpc.aio server that carries only grpc.health.v1, in plaintext and without a token check.
+
+    It shares the API server's HealthServicer, so it reports exactly what the API port's health reports (readiness,
+    liveness, NOT_SERVING while draining); nothing else is registered on it, so no API call reaches it.
+    """
+
+    def __init__(self, health) -> None:
+        self._health = health
+        self._server: grpc.aio.Server | None = None
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int, flags: str = "--health-port") -> int | None:
+        """Binds host:port (0 picks a free port, -1 serves no health port) and starts; returns the port bound."""
+        if port < 0:
+            return None
+        from grpc_health.v1 import health_pb2_grpc
+
+        self._server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self.port = listen(self._server, host, port, flags=flags)
+        await self._server.start()
+        return self.port
+
+    async def stop(self, grace: float | None = 0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
 
 
 def interceptors(token: str, on_refused: Callable[[str], None] = lambda method: None) -> list[grpc.aio.ServerInterceptor]:

@@ -64,11 +64,48 @@ def setup_worker_logging(level: int = logging.INFO, component: str = "trainer") 
             handler.addFilter(RedactSecrets())
 
 
+METRICS_PATH = "/metrics"
+
+
+def serve_metrics(port: int, addr: str = "0.0.0.0", registry=None):
+    """Serves the registry on http://addr:port/metrics only (every other path is 404) in a daemon thread.
+
+    prometheus_client's own server answers every path with the metrics, so an HTTP probe or a typo pointed
+    at the port would always pass; here only the documented path does. Returns (server, thread) like
+    prometheus_client.start_http_server; `server.server_port` is the port bound (0 picks a free one).
+    """
+    import socket
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import REGISTRY, make_wsgi_app
+
+    metrics_app = make_wsgi_app(registry or REGISTRY)
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") != METRICS_PATH:
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"not found: metrics are at {METRICS_PATH}\n".encode()]
+        return metrics_app(environ, start_response)
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format, *args):  # noqa: A002 - a scrape every few seconds is not worth a log line
+            pass
+
+    server = make_server(addr, port, app, Server, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, name=f"metrics-{server.server_port}", daemon=True)
+    thread.start()
+    return server, thread
+
+
 def start_metrics_server(port: int, host: str = "0.0.0.0", registry=None) -> int:
     """Serves /metrics on host:port (0 picks a free port) in a daemon thread; returns the port."""
-    from prometheus_client import REGISTRY, start_http_server
-
-    server, _thread = start_http_server(port, addr=host, registry=registry or REGISTRY)
+    server, _thread = serve_metrics(port, host, registry)
     return int(server.server_port)
 
 

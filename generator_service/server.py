@@ -11,14 +11,14 @@ import torch
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from ganworks.api import generator_pb2 as pb
 from ganworks.api import inference_pb2 as oip
 from ganworks.errors import CheckpointError, ConfigError
-from ganworks.grpcauth import interceptors, listen
+from ganworks.grpcauth import HealthPort, interceptors, listen
 from ganworks.rpc import DrainOnSignal, add_servicer
-from ganworks.telemetry import pick_device, register_secrets, set_torch_threads
+from ganworks.telemetry import pick_device, register_secrets, serve_metrics, set_torch_threads
 from generator_service.batcher import DynamicBatcher, warm_up_rows
 from generator_service.translate import warm_up_translation
 from generator_service.encode import PngEncoder
@@ -65,6 +65,7 @@ class GeneratorServer(DrainOnSignal):
         self.device = pick_device(settings.device)
         self.port = 0
         self.metrics_port: int | None = None
+        self.health_port: int | None = None
         self._http = None
         self._ready_changed = asyncio.Event()
 
@@ -92,12 +93,14 @@ class GeneratorServer(DrainOnSignal):
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection([SERVICE_NAME, INFERENCE_SERVICE.full_name, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
         self.port = listen(self.server, s.host, s.port, s.tls_cert, s.tls_key)
+        self._health_port = HealthPort(self.health)
+        self.health_port = await self._health_port.start(s.host, s.health_port)
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         await self._readiness()
         await self.server.start()
         if s.metrics_port >= 0:
             try:
-                self._http, _ = start_http_server(s.metrics_port, addr=s.host, registry=self.metrics.registry)
+                self._http, _ = serve_metrics(s.metrics_port, addr=s.host, registry=self.metrics.registry)
             except OSError as exc:
                 await self.server.stop(0)
                 raise ConfigError(f"cannot serve /metrics on {s.host}:{s.metrics_port}: {exc.strerror} (--metrics-port; 0 picks a free port, -1 turns it off)") from None
@@ -170,6 +173,7 @@ class GeneratorServer(DrainOnSignal):
         log.info("draining: %d calls in flight, up to %.1fs to finish", drain.inflight, grace)
         drain.draining = True
         await drain.stop_server(self.server, self.health, started + grace)
+        await self._health_port.stop()
         self._loader.cancel()
         await self.router.stop()
         await self.manager.stop()

@@ -17,6 +17,8 @@ class GeneratorSettings:
     host: str = "0.0.0.0"
     port: int = 50051
     metrics_port: int = 9311
+    # Plaintext grpc.health.v1 alone, for the kubelet's probes when TLS or a token is on; -1 serves none.
+    health_port: int = -1
     runs: list[str] = dataclasses.field(default_factory=list)
     # Batching: a batch leaves when it holds max_batch_size samples or its first request waited max_queue_delay_ms.
     max_batch_size: int = 64
