@@ -15,7 +15,7 @@ from typing import Callable
 from ganworks.errors import CheckpointError, ObjectNotFoundError, StoreError
 from ganworks.layout import rollout_key
 from ganworks.rollout import CANARY, FOLLOW_LATEST, RolloutPolicy, RolloutPolicyError, goes_to_candidate, read_policy
-from generator_service.metrics import GeneratorMetrics
+from generator_service.metrics import ROUTED, GeneratorMetrics
 from generator_service.models import LoadedModel, ModelManager, RefusedVersionError, UnknownVersionError
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class RolloutRouter:
         else:
             model, track = route.pick(seed)
         self.metrics.rollout_calls.labels(run, track).inc()
+        ROUTED.set((run, track))  # read back when the call is counted, in this same task
         return model
 
     def route(self, run: str) -> Route | None:

@@ -65,8 +65,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             nonlocal counted
             if not counted:
                 counted = True
-                self.metrics.requests.labels(method, final.name).inc()
-                self.metrics.latency.labels(method).observe(time.perf_counter() - started)
+                self.metrics.count_call(method, final.name, time.perf_counter() - started)
                 self.metrics.inflight.dec()
 
         self.metrics.inflight.inc()
