@@ -9,11 +9,28 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import sys
 
 OUT = pathlib.Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RUN = 'run=~"$run"'
+NAMESPACE = 'namespace=~"$namespace"'
+_SELECTOR = re.compile(r"\b(ganworks_[a-z0-9_]*[a-z0-9])(\{([^}]*)\})?")
+SERVER_ERRORS = 'code=~"UNKNOWN|INTERNAL|UNAVAILABLE|DATA_LOSS|DEADLINE_EXCEEDED|UNIMPLEMENTED"'
+
+
+def in_namespace(expr: str) -> str:
+    """The query with every ganworks_* selector limited to the dashboard's namespace variable.
+
+    One Prometheus often scrapes several namespaces (dev, staging, prod): without this, a panel would add
+    a dev load test to prod's traffic.
+    """
+    def limit(match: re.Match) -> str:
+        matchers = match.group(3)
+        return f"{match.group(1)}{{{NAMESPACE}{', ' + matchers if matchers else ''}}}"
+
+    return _SELECTOR.sub(limit, expr)
 
 
 def _panel(title: str, queries: list[tuple[str, str]], unit: str = "short", kind: str = "timeseries", description: str = "") -> dict:
@@ -35,7 +52,7 @@ def _datasource_variable() -> dict:
 
 
 def _label_variable(name: str, metric: str) -> dict:
-    definition = f"label_values({metric}, {name})"
+    definition = f"label_values({metric if name == 'namespace' else in_namespace(metric)}, {name})"
     return {
         "name": name,
         "label": name,
@@ -54,9 +71,11 @@ def _label_variable(name: str, metric: str) -> dict:
     }
 
 
-def _dashboard(uid: str, title: str, description: str, panels: list[dict], variables: list[dict]) -> dict:
+def _dashboard(uid: str, title: str, description: str, panels: list[dict], variables: list[dict], namespace_metric: str) -> dict:
     # Two panels a row, 8 units high; ids are stable so Grafana keeps user links to panels.
     for index, panel in enumerate(panels):
+        for target in panel["targets"]:
+            target["expr"] = in_namespace(target["expr"])
         panel["id"] = index + 1
         panel["gridPos"] = {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)}
     return {
@@ -71,7 +90,7 @@ def _dashboard(uid: str, title: str, description: str, panels: list[dict], varia
         "graphTooltip": 1,
         "refresh": "30s",
         "time": {"from": "now-6h", "to": "now"},
-        "templating": {"list": [_datasource_variable(), *variables]},
+        "templating": {"list": [_datasource_variable(), _label_variable("namespace", namespace_metric), *variables]},
         "annotations": {"list": []},
         "links": [],
         "panels": panels,
@@ -99,7 +118,7 @@ def training() -> dict:
                description="Steps skipped because a loss or gradient was NaN/Inf."),
     ]
     return _dashboard("ganworks-training", "ganworks / Training", "Ray Train GAN runs: throughput, losses, D outputs, snapshots.",
-                      panels, [_label_variable("run", "ganworks_trainer_steps_total")])
+                      panels, [_label_variable("run", "ganworks_trainer_steps_total")], "ganworks_trainer_steps_total")
 
 
 def serving() -> dict:
@@ -134,8 +153,24 @@ def serving() -> dict:
             ("histogram_quantile(0.99, sum by (le) (rate(ganworks_generator_model_load_seconds_bucket[1h])))", "p99 (1h)"),
             ("sum(ganworks_generator_model_load_seconds_sum) / sum(ganworks_generator_model_load_seconds_count)", "mean"),
         ], "s"),
+        # Rollout: the canary against the stable step beside it (the canary alerts compare the same series).
+        _panel("Rollout: calls per second by track", [
+            ("sum by (model, track) (rate(ganworks_generator_routed_requests_total[$__rate_interval]))", "{{model}} {{track}}"),
+        ], "reqps", description="Calls by the rollout track that answered them: stable and candidate under a canary, latest or pinned otherwise."),
+        _panel("Rollout: server-error share by track", [
+            (f"sum by (model, track) (rate(ganworks_generator_routed_requests_total{{{SERVER_ERRORS}}}[$__rate_interval])) "
+             "/ sum by (model, track) (rate(ganworks_generator_routed_requests_total[$__rate_interval]))", "{{model}} {{track}}"),
+        ], "percentunit", description="GanworksCanaryErrorRate fires when the candidate's share is twice the stable's and 2 points above it."),
+        _panel("Rollout: p99 latency by track", [
+            ("histogram_quantile(0.99, sum by (le, model, track) (rate(ganworks_generator_routed_request_latency_seconds_bucket[$__rate_interval])))", "{{model}} {{track}}"),
+        ], "s", description="GanworksCanaryLatencyHigh fires when the candidate's p99 is 1.5 times the stable's."),
+        _panel("Rollout: step per track and policy applied", [
+            ("max by (model, track) (ganworks_generator_rollout_step)", "{{model}} {{track}} step"),
+            ("min by (model) (ganworks_generator_rollout_policy_ok)", "{{model}} policy applied (1) on every replica"),
+        ], "short", description="The step each track serves (0: none); GanworksRolloutPolicyNotApplied fires when a replica cannot apply the policy."),
     ]
-    return _dashboard("ganworks-serving", "ganworks / Serving", "The gRPC generator service: traffic, latency, batching, queue, models.", panels, [])
+    return _dashboard("ganworks-serving", "ganworks / Serving", "The gRPC generator service: traffic, latency, batching, queue, models, rollout.", panels, [],
+                      "ganworks_generator_requests_total")
 
 
 def quality() -> dict:
@@ -185,7 +220,7 @@ def quality() -> dict:
         ], "short", description="Failures by reason; a flat 0 when there has been none."),
     ]
     return _dashboard("ganworks-quality", "ganworks / Quality", "Evaluator metrics of each run's snapshots as they are published.",
-                      panels, [_label_variable("run", "ganworks_evaluator_evaluated_step")])
+                      panels, [_label_variable("run", "ganworks_evaluator_evaluated_step")], "ganworks_evaluator_evaluated_step")
 
 
 DASHBOARDS = {"training": training, "serving": serving, "quality": quality}

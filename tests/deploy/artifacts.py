@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import pathlib
 import re
+import tempfile
 
 import yaml
 
@@ -13,7 +16,12 @@ from tests.deploy.tools import DEPLOY, run_tool
 DASHBOARDS = DEPLOY / "monitoring" / "dashboards"
 RULES = DEPLOY / "monitoring" / "rules" / "ganworks.rules.yml"
 RULE_TESTS = sorted((DEPLOY / "monitoring" / "tests").glob("*.yml"))
-OVERLAYS = {"base": DEPLOY / "k8s" / "base", "dev": DEPLOY / "k8s" / "overlays" / "dev", "gpu": DEPLOY / "k8s" / "overlays" / "gpu"}
+K8S = DEPLOY / "k8s"
+OVERLAYS = {"base": K8S / "base", "dev": K8S / "overlays" / "dev", "gpu": K8S / "overlays" / "gpu", "my-cluster": K8S / "overlays" / "my-cluster"}
+# Every component, in the order an overlay lists them (gpu patches the trainer's RayJob, so it comes after it).
+COMPONENTS = ("trainer", "gpu", "monitoring", "auth", "tls", "tls-cert-manager", "minio")
+# What the suite renders: the base alone, each component alone on it, all of them together, and the overlays.
+RENDERINGS = ("base", *(f"base+{name}" for name in COMPONENTS), "base+" + "+".join(COMPONENTS), *(name for name in OVERLAYS if name != "base"))
 METRIC_NAME = re.compile(r"\bganworks_[a-z0-9_]*[a-z0-9]\b")
 
 
@@ -77,20 +85,51 @@ def label_matchers_used() -> dict[str, set[str]]:
     return used
 
 
-@functools.lru_cache(maxsize=None)
-def rendered(overlay: str) -> tuple[dict, ...]:
-    """The objects `kubectl kustomize` renders for an overlay (or base)."""
-    result = run_tool("kubectl", "kustomize", str(OVERLAYS[overlay]))
-    assert result.returncode == 0, f"kubectl kustomize {OVERLAYS[overlay]} failed:\n{result.stderr}"
+def kustomize(folder) -> tuple[dict, ...]:
+    result = run_tool("kubectl", "kustomize", str(folder))
+    assert result.returncode == 0, f"kubectl kustomize {folder} failed:\n{result.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def kustomize_on_base(components: list[str], extra: dict | None = None) -> tuple[dict, ...]:
+    """Renders the base with these components (and extra kustomization fields), as an overlay of one's own would."""
+    with tempfile.TemporaryDirectory() as folder:
+        # kustomize takes only relative paths to other kustomizations.
+        relative = os.path.relpath(K8S, folder)
+        kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": [f"{relative}/base"],
+                         "components": [f"{relative}/components/{name}" for name in components], **(extra or {})}
+        (pathlib.Path(folder) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        return kustomize(folder)
+
+
+@functools.lru_cache(maxsize=None)
+def rendered(name: str) -> tuple[dict, ...]:
+    """The objects `kubectl kustomize` renders for an overlay, the base, or "base+component+..." (see RENDERINGS)."""
+    if name in OVERLAYS:
+        return kustomize(OVERLAYS[name])
+    base, *components = name.split("+")
+    assert base == "base" and components, name
+    return kustomize_on_base(components)
 
 
 def of_kind(objects, kind: str) -> list[dict]:
     return [obj for obj in objects if obj["kind"] == kind]
 
 
+_HASHED = re.compile(r"^(?P<name>.+)-[a-z0-9]{10}$")
+
+
+def _is(obj: dict, name: str) -> bool:
+    """True for the object of that name, or, for a generated ConfigMap or Secret, that name with its hash suffix."""
+    actual = obj["metadata"]["name"]
+    if actual == name:
+        return True
+    hashed = _HASHED.match(actual)
+    return obj["kind"] in ("ConfigMap", "Secret") and hashed is not None and hashed.group("name") == name
+
+
 def named(objects, kind: str, name: str) -> dict:
-    matches = [obj for obj in objects if obj["kind"] == kind and obj["metadata"]["name"] == name]
+    matches = [obj for obj in objects if obj["kind"] == kind and _is(obj, name)]
     assert matches, f"no {kind} named {name} in the rendered output"
     return matches[0]
 
@@ -102,6 +141,8 @@ def pod_templates(objects) -> list[tuple[str, dict]]:
         kind, name, spec = obj["kind"], obj["metadata"]["name"], obj.get("spec", {})
         if kind in ("Deployment", "StatefulSet", "Job", "DaemonSet"):
             found.append((f"{kind}/{name}", spec["template"]))
+        elif kind == "CronJob":
+            found.append((f"{kind}/{name}", spec["jobTemplate"]["spec"]["template"]))
         elif kind == "RayJob":
             cluster = spec["rayClusterSpec"]
             found.append((f"RayJob/{name} head", cluster["headGroupSpec"]["template"]))

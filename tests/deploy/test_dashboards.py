@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -71,3 +72,21 @@ def test_dashboards_show_what_the_issue_asks_for():
         assert not missing, f"{board} dashboard lacks {missing}"
     quality = " ".join(expr for name, _, expr in queries if name == "quality")
     assert "by (run" in quality, "quality panels must split per run"
+
+
+def test_every_dashboard_has_a_namespace_variable_that_every_query_honours():
+    """One Prometheus scrapes dev and prod alike: a panel must not add a dev load test to prod's traffic."""
+    for name, board in artifacts.dashboards().items():
+        variables = [v["name"] for v in board["templating"]["list"]]
+        assert variables[:2] == ["datasource", "namespace"], name
+        for _, title, expr in (q for q in artifacts.panel_queries() if q[0] == name):
+            for metric, matchers in re.findall(r"\b(ganworks_[a-z0-9_]*[a-z0-9])(\{[^}]*\})?", expr):
+                assert 'namespace=~"$namespace"' in matchers, f"{name}/{title}: {metric} is not limited to the namespace"
+
+
+def test_the_serving_dashboard_compares_the_canary_with_the_stable_step():
+    serving = " ".join(expr for name, _, expr in artifacts.panel_queries() if name == "serving")
+    for metric in ("ganworks_generator_routed_requests_total", "ganworks_generator_routed_request_latency_seconds_bucket", "ganworks_generator_rollout_step",
+                   "ganworks_generator_rollout_policy_ok"):
+        assert metric in serving, metric
+    assert "by (model, track)" in serving and "by (le, model, track)" in serving

@@ -75,7 +75,7 @@ def test_cpu_and_cuda_builds_differ_only_by_build_arguments():
     bake = (DEPLOY / "docker" / "docker-bake.hcl").read_text()
     assert set(re.findall(r"(\w+)\s*=", "".join(re.findall(r"args\s*=\s*\{([^}]*)\}", bake)))) <= declared
     assert "whl/cu" in bake and "-cuda" in bake
-    gpu = (DEPLOY / "k8s" / "overlays" / "gpu" / "kustomization.yaml").read_text()
-    assert re.search(r"newTag:\s*\S+-cuda", gpu), "the gpu overlay should run the -cuda image"
+    gpu = (DEPLOY / "k8s" / "components" / "gpu" / "kustomization.yaml").read_text()
+    assert re.search(r"newTag:\s*\S+-cuda", gpu), "the gpu component should run the -cuda image"
     base_image = next(args for op, args in ops if op == "ARG" and args.startswith("BASE_IMAGE="))
     assert ":" in base_image and "latest" not in base_image
