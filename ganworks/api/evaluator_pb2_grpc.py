@@ -6,7 +6,7 @@ import warnings
 
 from ganworks.api import evaluator_pb2 as ganworks_dot_v1_dot_evaluator__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

@@ -6,7 +6,7 @@ import warnings
 
 from ganworks.api import inference_pb2 as inference_dot_inference__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
