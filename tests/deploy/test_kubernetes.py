@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import re
 import subprocess
 
@@ -58,6 +59,53 @@ def test_every_builtin_kind_validates_strictly(overlay):
     assert not problems, f"{overlay} against Kubernetes {K8S_VERSION}:\n" + "\n".join(problems)
     kinds = {obj["kind"] for obj in objects}
     assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap", "NetworkPolicy", "CronJob"} <= kinds
+
+
+CRDS = pathlib.Path(__file__).parent / "crds"
+
+
+def _structural(schema):
+    """A CRD's openAPIV3Schema as a JSON Schema that, like the API server's pruning, knows no field it does not declare."""
+    if isinstance(schema, list):
+        return [_structural(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _structural(value) if key in ("items", "additionalProperties", "not") or key.endswith("Of") else value for key, value in schema.items() if key != "properties"}
+    if "properties" in schema:
+        out["properties"] = {name: _structural(sub) for name, sub in schema["properties"].items()}
+        if not schema.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in schema:
+            out["additionalProperties"] = False
+    if schema.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if schema.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def _crd_problems(obj: dict) -> list[str]:
+    import jsonschema
+
+    crd = json.loads((CRDS / f"{obj['kind']}.json").read_text())
+    assert obj["apiVersion"] == f"{crd['group']}/{crd['version']}", f"{obj['kind']} {obj['apiVersion']}: the CRD serves {crd['group']}/{crd['version']}"
+    validator = jsonschema.Draft7Validator(_structural(crd["schema"]))
+    return [f"{obj['kind']}/{obj['metadata']['name']} at {'/'.join(map(str, e.absolute_path)) or '?'}: {e.message}" for e in validator.iter_errors(obj)]
+
+
+@pytest.mark.parametrize("overlay", artifacts.RENDERINGS)
+def test_every_custom_resource_validates_against_its_crd_schema(overlay):
+    """Each custom resource against its CRD's own schema (tests/deploy/crds, from the released CRDs), unknown fields refused."""
+    custom = [obj for obj in rendered(overlay) if obj["kind"] in CUSTOM_KINDS]
+    problems = [p for obj in custom for p in _crd_problems(obj)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_crd_check_refuses_an_unknown_field_and_a_wrong_type():
+    job = json.loads(json.dumps(named(rendered("base+trainer"), "RayJob", "ganworks-train")))
+    job["spec"]["ttlSecondsAfterFinish"] = 60
+    job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"] = "2"
+    problems = " ".join(_crd_problems(job))
+    assert "ttlSecondsAfterFinish" in problems and "'2' is not of type 'integer'" in problems
 
 
 def test_the_base_alone_needs_no_custom_resource_definition():
