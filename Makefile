@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: all venv demo test proto clean tools
+.PHONY: all venv demo test proto clean tools docs-gen docs bench-record
 
 all: venv
 
@@ -45,5 +45,17 @@ test: venv tools
 proto: venv
 	$(PY) proto/generate.py
 
+# The docs' reference pages, the Benchmarks page and the README's headline numbers, from the code and benchmarks/results/.
+docs-gen: venv
+	$(PY) -m tools.docgen
+
+# The documentation site, into site/ (strict: a broken link or a missing page fails).
+docs: docs-gen
+	$(VENV)/bin/mkdocs build --strict
+
+# Run a benchmark and keep its result as data: make bench-record NAME=evaluator CMD='.venv/bin/python benchmarks/evaluator.py'
+bench-record: venv
+	$(PY) -m tools.docgen record $(NAME) -- $(CMD)
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info
