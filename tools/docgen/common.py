@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -14,15 +15,21 @@ def banner(source: str) -> str:
 
 
 def cell(text: object) -> str:
-    """A value safe inside a Markdown table cell: one line, pipes escaped."""
+    """A value safe inside a Markdown table cell: one line, pipes escaped (inside a code span too)."""
     s = " ".join(str(text).split())
-    return s.replace("|", "\\|")
+    s = re.sub(r"`([^`]*\|[^`]*)`", lambda m: code(m.group(1)), s)
+    parts = re.split(r"(<code>.*?</code>)", s)
+    return "".join(part if part.startswith("<code>") else part.replace("|", "\\|") for part in parts)
 
 
 def code(text: object) -> str:
     s = str(text)
     if s == "":
         return ""
+    if "|" in s:
+        # A pipe inside a table cell's code span shows as "\|" on some renderers: write the span as HTML instead.
+        escaped = " ".join(s.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "&#124;")
+        return f"<code>{escaped}</code>"
     tick = "``" if "`" in s else "`"
     pad = " " if "`" in s else ""
     return f"{tick}{pad}{cell(s)}{pad}{tick}"
