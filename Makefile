@@ -14,7 +14,7 @@ LOCK_DATE ?= 2026-12-06
 PYTEST_ARGS ?=
 LOCKS := requirements/bootstrap.txt requirements/lock.txt requirements/nodeps.txt
 
-.PHONY: all venv demo test proto clean tools lock
+.PHONY: all venv demo test proto clean tools lock docs-gen docs bench-record
 
 all: venv
 
@@ -60,5 +60,17 @@ proto: venv
 lock: venv
 	$(PY) requirements/compile.py --date $(LOCK_DATE)
 
+# The docs' reference pages, the Benchmarks page and the README's headline numbers, from the code and benchmarks/results/.
+docs-gen: venv
+	$(PY) -m tools.docgen
+
+# The documentation site, into site/ (strict: a broken link or a missing page fails).
+docs: docs-gen
+	$(VENV)/bin/mkdocs build --strict
+
+# Run a benchmark and keep its result as data: make bench-record NAME=evaluator CMD='.venv/bin/python benchmarks/evaluator.py'
+bench-record: venv
+	$(PY) -m tools.docgen record $(NAME) -- $(CMD)
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info

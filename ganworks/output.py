@@ -1,6 +1,6 @@
 """How commands print for people and for scripts: `--output table|json|csv`, `--wide`, and numbers rounded to what they mean.
 
-The JSON and CSV shapes are documented in the README ("Output for scripts") and only grow: a script that reads
+The JSON and CSV shapes are documented in docs/design/output.md ("Output for scripts") and only grow: a script that reads
 today's fields keeps working. Tables go to stdout for people; progress and warnings go to stderr, so
 `--output json` gives stdout that parses whatever else happens.
 """
@@ -21,7 +21,7 @@ FRACTIONS = frozenset({"precision", "recall", "density", "coverage", "class_cove
 
 def add_output_flags(parser: argparse.ArgumentParser, formats: Iterable[str] = FORMATS, wide: bool = True) -> None:
     formats = tuple(formats)
-    parser.add_argument("-o", "--output", choices=formats, default="table", help=f"{' | '.join(formats)} (default table; json and csv are for scripts, see the README)")
+    parser.add_argument("-o", "--output", choices=formats, default="table", help=f"{' | '.join(formats)} (default table; json and csv are for scripts: docs/design/output.md)")
     if wide:
         parser.add_argument("--wide", action="store_true", help="every column (default: the ones that matter, to fit 80 columns)")
 

@@ -57,7 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--ema-half-life-images", type=int, help="G_ema half-life in images (default 10000)")
     opt.add_argument("--ema-rampup", type=float, help="cap the half-life at this fraction of the images seen; 0 = off (default 0.05, and 0 with --init-from)")
     opt.add_argument("--seed", type=int, help="seed of weights, noise and data order (default 0)")
-    dp = parser.add_argument_group("differential privacy (docs: README, Privacy)")
+    dp = parser.add_argument_group("differential privacy (docs/privacy.md)")
     dp.add_argument("--dp-epsilon", type=float, metavar="E", help="train D with DP-SGD (Opacus) and stop before the privacy loss passes ε = E")
     dp.add_argument("--dp-delta", type=float, metavar="D", help="δ of the guarantee (default 1/(n·√n) for n training images)")
     dp.add_argument("--dp-max-grad-norm", type=float, metavar="C", help="clip each sample's gradient of D to this norm (default 1)")
