@@ -15,6 +15,7 @@ off), so they need nothing from the batcher; the batcher's own padding to its sh
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -149,13 +150,12 @@ def _entry_forward(forward: Callable[..., Any], *, precision: str, buckets: tupl
     dtype = autocast_dtype(precision)
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        if dtype is not None:
+        # On CUDA what stays fp32 runs without TF32 unless the form is the TF32 one (cuDNN's default would use it).
+        with cuda_math("tf32" if precision == "tf32" else "fp32") if device.type == "cuda" else contextlib.nullcontext():
+            if dtype is None:
+                return forward(*args, **kwargs)
             with torch.autocast(device.type, dtype=dtype, cache_enabled=False):  # a cached cast would outlive a graph capture
                 return _map_tensors(_as_float32, forward(*args, **kwargs))
-        if device.type == "cuda":
-            with cuda_math(precision):
-                return forward(*args, **kwargs)
-        return forward(*args, **kwargs)
 
     if buckets is not None:
         run = BucketGraphs(run, buckets, device) if graphs else BucketPadding(run, buckets)
@@ -193,6 +193,8 @@ def form(precision: str = "fp32", *, channels_last: bool = False, graphs: bool =
 
 
 def _channels_last(generator: torch.nn.Module, plan: FormPlan) -> torch.nn.Module:
+    if plan.device.type == "cuda":  # with strict fp32 and the pinned host copy, as every CUDA form
+        return form("fp32", channels_last=True)(generator, plan)
     return copy.deepcopy(generator).to(memory_format=torch.channels_last)
 
 
