@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: all venv demo test proto clean tools
+.PHONY: all venv demo test proto clean tools gpu-check
 
 all: venv
 
@@ -41,6 +41,11 @@ demo: venv
 
 test: venv tools
 	$(PY) tests/run_tests.py $(PYTEST_ARGS)
+
+# What the CUDA paths do on this machine's GPU: one command, under 8 minutes, no network; a table and one JSON in
+# benchmarks/results/. Without CUDA it says so and exits 0. Needs a CUDA build of torch (TORCH_SPEC, above).
+gpu-check: venv
+	$(PY) benchmarks/gpu_check.py
 
 proto: venv
 	$(PY) proto/generate.py
