@@ -14,7 +14,7 @@ LOCK_DATE ?= 2026-12-06
 PYTEST_ARGS ?=
 LOCKS := requirements/bootstrap.txt requirements/lock.txt requirements/nodeps.txt
 
-.PHONY: all venv demo test proto clean tools lock docs-gen docs bench-record
+.PHONY: all venv demo test proto clean tools lock docs-gen docs bench-record gpu-check
 
 all: venv
 
@@ -52,6 +52,11 @@ demo: venv
 
 test: venv tools
 	$(PY) tests/run_tests.py $(PYTEST_ARGS)
+
+# What the CUDA paths do on this machine's GPU: one command, under 8 minutes, no network; a table and one JSON in
+# benchmarks/results/. Without CUDA it says so and exits 0. Needs a CUDA build of torch (TORCH_SPEC, above).
+gpu-check: venv
+	$(PY) benchmarks/gpu_check.py
 
 proto: venv
 	$(PY) proto/generate.py

@@ -42,6 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--torch-threads", type=int, help="torch CPU threads (default: all cores)")
     serve.add_argument("--ray-address", help="fan large evaluations out to Ray: local, auto or ray://host:port (env GANWORKS_EVALUATOR_RAY_ADDRESS; default off)")
     serve.add_argument("--device", help="feature extraction device: auto, cpu, cuda, cuda:N (default auto)")
+    serve.add_argument("--feature-precision", choices=["fp32", "tf32", "fp16"], help="CUDA feature extraction in fp32 (default: features equal the CPU's) or faster tf32/fp16, recorded in the report (env GANWORKS_EVALUATOR_FEATURE_PRECISION)")
     serve.add_argument("--grace-seconds", type=float, help="time calls in flight get to finish on SIGTERM (default 5)")
     add_server_security_flags(serve, "GANWORKS_EVALUATOR_")
     fit = sub.add_parser("fit-extractor", help="fit the classifier extractor of a labelled dataset and store it")
@@ -79,7 +80,7 @@ def _settings(args: argparse.Namespace):
         "default_num_samples": args.default_num_samples, "default_metrics": listed(args.default_metrics), "default_extractor": args.default_extractor,
         "default_resize_mode": args.default_resize_mode, "max_concurrent_jobs": args.max_concurrent_jobs, "max_queue_size": args.max_queue_size,
         "poll_seconds": args.poll_seconds, "continuous_inception_extractor": args.continuous_inception_extractor,
-        "continuous_inception_every": args.continuous_inception_every, "continuous_inception_metrics": listed(args.continuous_inception_metrics), "auto_fit_extractor": args.auto_fit_extractor, "torch_threads": args.torch_threads, "device": args.device, "ray_address": args.ray_address,
+        "continuous_inception_every": args.continuous_inception_every, "continuous_inception_metrics": listed(args.continuous_inception_metrics), "auto_fit_extractor": args.auto_fit_extractor, "torch_threads": args.torch_threads, "device": args.device, "feature_precision": args.feature_precision, "ray_address": args.ray_address,
         "grace_seconds": args.grace_seconds, "auth_token": read_token_file("--auth-token-file", args.auth_token_file), "tls_cert": args.tls_cert, "tls_key": args.tls_key,
     }
     try:

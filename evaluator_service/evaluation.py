@@ -407,7 +407,7 @@ def run_evaluation(store, p: Plan, settings: EvaluatorSettings, extractors: Extr
     marks = sorted(phases.items(), key=lambda kv: kv[1]) + [("end", now)]
     report = {
         "run": p.run, "step": p.step, "metrics": values, "metric_names": p.metrics, "metrics_set": p.metrics_set,
-        "extractor": extractor.id, "input_scaling": extractor.input_scaling, "resize_mode": p.resize_mode, "num_samples": p.num_samples, "seed": p.seed,
+        "extractor": extractor.id, "input_scaling": extractor.input_scaling, "feature_precision": extractor.precision_record(), "resize_mode": p.resize_mode, "num_samples": p.num_samples, "seed": p.seed,
         "params": p.params, "dataset_id": p.reference.id, "reference_samples": reference.count, "reference_cached": cached,
         "held_out_dataset_id": p.held_out.id if sides["held_out"] is not None else None,
         "model_sha256": model.sha256, "generator": settings.generator, "feature_workers": generated.workers, "warnings": warnings,

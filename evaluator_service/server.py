@@ -126,7 +126,7 @@ class EvaluatorServer(DrainOnSignal):
         self.settings, self.store = settings, store
         self.metrics = EvaluatorMetrics(registry)
         self.extractors = ExtractorCache(store, settings.inception_weights, settings.inception_sha256, settings.auto_fit_extractor, settings.device,
-                                         settings.max_cached_extractors)
+                                         settings.max_cached_extractors, precision=settings.feature_precision)
         self.port = 0
         self.metrics_port: int | None = None
         self.health_port: int | None = None

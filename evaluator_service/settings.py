@@ -9,6 +9,7 @@ from evaluator_service.features.inception import EXTRACTOR_ID as INCEPTION_ID
 from evaluator_service.features.inception import WEIGHTS_SHA256
 from evaluator_service.features.tf_import import EXTRACTOR_IDS as TF_INCEPTION_IDS
 from evaluator_service.features.resize import check_resize_mode
+from evaluator_service.features import check_feature_precision
 from evaluator_service.metrics import METRICS, get_metric
 from ganworks.settings import secret
 
@@ -68,6 +69,9 @@ class EvaluatorSettings:
     torch_threads: int = 0
     # "auto" takes CUDA when present; extraction is the only part that uses it.
     device: str = "auto"
+    # What CUDA feature extraction computes in: fp32 (TF32 off: features equal the CPU's), or tf32 / fp16 (faster; the
+    # report records the choice and its measured difference). A CPU always computes fp32.
+    feature_precision: str = "fp32"
     grace_seconds: float = 5.0
     # Calls other than health and reflection need `authorization: Bearer <token>` when set (or from GANWORKS_EVALUATOR_AUTH_TOKEN_FILE).
     auth_token: str = secret()
@@ -83,6 +87,7 @@ class EvaluatorSettings:
         for metric in (*self.default_metrics, *self.continuous_inception_metrics):
             get_metric(metric)
         check_resize_mode(self.default_resize_mode)
+        check_feature_precision(self.feature_precision)
         inception_ids = (INCEPTION_ID, *TF_INCEPTION_IDS)
         if self.continuous_inception_extractor and self.continuous_inception_extractor not in inception_ids:
             raise InvalidRequestError(f"{ENV_PREFIX}CONTINUOUS_INCEPTION_EXTRACTOR (--inception-extractor) must be one of {', '.join(inception_ids)}, got {self.continuous_inception_extractor!r}")

@@ -23,6 +23,7 @@ from ganworks.store import ArtifactStore, open_store
 from ganworks.telemetry import register_secrets
 from trainer import transfer
 from trainer.config import TrainOptions
+from trainer.device import backend, check_gpus
 
 log = logging.getLogger("trainer")
 
@@ -329,6 +330,8 @@ def connect_ray(options: TrainOptions, worker_logs: bool = True) -> None:
     worker_logs=False keeps the workers' log lines off this console (the progress bar says what matters).
     """
     address = options.ray_address or os.environ.get("RAY_ADDRESS", "local")
+    if address == "local":  # a local cluster has this machine's GPUs: refuse before starting Ray (trainer/device.py)
+        check_gpus(options.use_gpu, options.num_workers)
     if address == "local" and "ray" not in sys.modules:
         # Ray's ports listen on the node's address, not loopback (Ray resolves 127.0.0.1 to it), so the cluster
         # takes a fresh token: only this process tree (which inherits the environment) can submit work to it.
@@ -354,8 +357,7 @@ def connect_ray(options: TrainOptions, worker_logs: bool = True) -> None:
     if wanted > total:
         raise ConfigError(f"--num-workers {options.num_workers} × --cpus-per-worker {options.cpus_per_worker} needs {wanted} CPUs; "
                           f"the Ray cluster has {total:g} CPUs. Lower --num-workers or add nodes")
-    if options.use_gpu and options.num_workers > ray.cluster_resources().get("GPU", 0):
-        raise ConfigError(f"--use-gpu with --num-workers {options.num_workers} needs that many GPUs; the cluster has {ray.cluster_resources().get('GPU', 0):g}")
+    check_gpus(options.use_gpu, options.num_workers, ray.cluster_resources().get("GPU", 0))
 
 
 def enable_ray_token_auth(env) -> None:
@@ -408,7 +410,7 @@ def train(p: TrainPlan, show_progress: bool = True) -> TrainOutcome:
     trainer = TorchTrainer(
         train_table_worker if p.table is not None else train_translation_worker if isinstance(p.dataset, DomainPair) else train_worker,
         train_loop_config=config,
-        torch_config=TorchConfig(backend="nccl" if opts.use_gpu else "gloo"),
+        torch_config=TorchConfig(backend=backend(opts.use_gpu)),
         scaling_config=ray.train.ScalingConfig(num_workers=opts.num_workers, use_gpu=opts.use_gpu, resources_per_worker={"CPU": opts.cpus_per_worker}),
         run_config=ray.train.RunConfig(
             name=TRAIN_STATE,  # Ray keeps the run's checkpoints in runs/<run>/train_state/

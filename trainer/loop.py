@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import pathlib
 import tempfile
@@ -19,6 +18,7 @@ from ganworks.images import from_uint8
 from ganworks.models import ModelFamily, get_family
 from ganworks.telemetry import setup_worker_logging
 from trainer.config import TrainOptions
+from trainer.device import autocast as device_autocast
 from trainer.ema import make_ema
 from trainer.augment import AdaptiveAugment
 from trainer.losses import g_regularisers_for, get_loss, regularisers_for
@@ -59,7 +59,7 @@ def checkpoint_due(step: int, opts: TrainOptions, last_checkpoint: float, device
 def train_worker(config: dict) -> None:
     # ---- set-up -----------------------------------------------------------------------------------------------
     opts, family, params, rank, world, device = worker_start(config)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and opts.mixed_precision else contextlib.nullcontext()
+    autocast = device_autocast(device, opts.mixed_precision)
     per_worker = opts.batch_size // world
     conditional = params.get("num_classes", 0) > 0
     privacy = PrivacyPlan.from_json(config["privacy"]) if "privacy" in config else None  # --dp-epsilon (trainer/privacy.py)
