@@ -78,6 +78,17 @@ def metric_series(snapshots: list[dict]) -> dict[str, dict[str, list[tuple[int, 
     return dict(sorted(series.items(), key=lambda item: (FIRST_METRICS.index(item[0]) if item[0] in FIRST_METRICS else len(FIRST_METRICS), item[0])))
 
 
+def metric_splits(snapshots: list[dict]) -> dict[str, str]:
+    """metric -> the split(s) of real data its numbers were computed with, as the evaluator's reports say ("held_out"
+    for a private run); metrics of reports older than the `splits` field are absent."""
+    found: dict[str, set[str]] = {}
+    for snapshot in snapshots:
+        for report in snapshot["reports"]:
+            for name, split in (report.get("splits") or {}).items():
+                found.setdefault(name, set()).add(str(split))
+    return {name: ", ".join(sorted(splits)) for name, splits in found.items()}
+
+
 def training_panels(stats: list[dict]) -> list[tuple[str, list[str]]]:
     present = {k for line in stats for k, v in line.items() if isinstance(v, (int, float)) and not isinstance(v, bool)} - NOT_CURVES
     panels = [(title, [k for k in keys if k in present]) for title, keys in TRAINING_PANELS]
@@ -119,12 +130,15 @@ def write_report(store, run: str, out: pathlib.Path) -> pathlib.Path:
     out.mkdir(parents=True, exist_ok=True)
     series = metric_series(snapshots)
     single_set = len({s for by_set in series.values() for s in by_set}) <= 1
+    splits = metric_splits(snapshots)
 
     metric_figures = []
     for index, (name, by_set) in enumerate(series.items()):
         path = out / f"metric-{index:03d}-{file_part(name)}.png"  # numbered: two names may share a file_part
         _plot(name, [("" if single_set else metrics_set, points) for metrics_set, points in by_set.items()], path)
-        metric_figures.append(f'<figure class="metric" data-metric="{html.escape(name)}">{_img(path, "curve", name)}</figure>')
+        split = splits.get(name, "")
+        caption = f"<figcaption>computed with split: {html.escape(split)}</figcaption>" if split else ""
+        metric_figures.append(f'<figure class="metric" data-metric="{html.escape(name)}" data-split="{html.escape(split)}">{_img(path, "curve", name)}{caption}</figure>')
 
     training_figures = []
     for index, (title, keys) in enumerate(training_panels(stats)):

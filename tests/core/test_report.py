@@ -108,3 +108,16 @@ def test_metric_and_statistic_names_a_store_can_hold_stay_names_on_the_page_and_
     assert "script" not in page.tags
     written = {p.relative_to(tmp_path).parts[:2] for p in tmp_path.rglob("*.png")}
     assert written == {("deep", "out")}, "every PNG stays in --out"
+
+
+def test_each_metric_says_which_split_its_numbers_were_computed_with(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    publish_snapshot(store, run="p", step=5, generator_state=build_generator("dcgan", **PARAMS).state_dict(), architecture="dcgan", architecture_params=PARAMS)
+    store.put_json(eval_report_key("p", 5, "set"), {"extractor": "x", "num_samples": 10, "metrics": {"fid": 3.0, "inception_score_mean": 2.0},
+                                                    "splits": {"fid": "held_out", "inception_score_mean": "generated"}})
+
+    assert main(["report", "p", "--store", store.url, "--out", str(tmp_path / "out")]) == 0
+
+    text = (tmp_path / "out" / "index.html").read_text()
+    assert 'data-metric="fid" data-split="held_out"' in text and "computed with split: held_out" in text
+    assert 'data-metric="inception_score_mean" data-split="generated"' in text
