@@ -132,3 +132,43 @@ def test_decode_images_stops_before_the_next_image_once_the_call_is_cancelled():
     assert caught.value.code == grpc.StatusCode.CANCELLED
     assert decode_images(request, 16, 1, "cg", StopWhen(time.monotonic() + 60)).shape == (3, 1, 16, 16)
     assert np.isfinite(decode_images(request, 16, 1, "cg")).all()
+
+
+def test_crafted_png_headers_get_a_deliberate_status_never_internal(local_store, serve):
+    """Seeded mutations of a valid PNG's signature, IHDR fields (sides, bit depth, colour type, interlace) and CRC."""
+    import random
+    import struct
+    import zlib
+
+    publish_pair(local_store)
+    server = serve(local_store, ["cg"])
+    rng = random.Random(34)
+    good = blank_png(16)
+    crafted = []
+    for _ in range(60):
+        data = bytearray(good)
+        field = rng.choice(["side", "depth", "colour", "interlace", "crc", "byte", "cut"])
+        if field == "side":
+            offset = 16 + 4 * rng.randrange(2)  # width or height
+            data[offset : offset + 4] = struct.pack(">I", rng.choice([0, 1, 2**31 - 1, 2**32 - 1, 4097, 65535]))
+        elif field == "depth":
+            data[24] = rng.choice([0, 3, 7, 16, 255])
+        elif field == "colour":
+            data[25] = rng.choice([1, 5, 7, 255])
+        elif field == "interlace":
+            data[28] = rng.choice([1, 2, 255])
+        elif field == "byte":
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        elif field == "cut":
+            data = data[: rng.randrange(8, len(data))]
+        if field != "crc":  # keep the IHDR checksum right, so the decoder reads what was crafted
+            data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF) if len(data) >= 33 else data[29:33]
+        else:
+            data[29] ^= 0xFF
+        crafted.append(bytes(data))
+    with server.client(retries=0) as client:
+        for data in crafted:
+            try:
+                client.call("Translate", pb.TranslateRequest(model="cg", direction=pb.DIRECTION_A_TO_B, images=[data], resize=True))
+            except grpc.RpcError as exc:
+                assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT,), f"{exc.code()}: {exc.details()[:300]} for {data[:33].hex()}"
