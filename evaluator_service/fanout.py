@@ -13,6 +13,8 @@ import logging
 import math
 import os
 import pathlib
+import secrets
+import sys
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from evaluator_service.features.inception import FIDInceptionV3
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
 from evaluator_service.samples import Samples
 from evaluator_service.stats import FeatureStats
+from ganworks.telemetry import register_secrets
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +111,16 @@ def shard_arguments(target: GeneratorTarget, run: str, step: int, seed: int, bou
 def fan_out(ray_address: str, shards: int, target: GeneratorTarget, run: str, step: int, num_samples: int, seed: int,
             extractor: Extractor, resize_mode: str, batch_size: int, chunk_size: int = 256, torch_threads: int = 1) -> Samples:
     """Features, logits and merged FeatureStats of num_samples generated images, computed by `shards` Ray tasks."""
+    local = ray_address in ("", "local")
+    if local and "ray" not in sys.modules and "RAY_AUTH_MODE" not in os.environ:
+        # Ray's daemons listen on every interface whatever ray.init is told (docs/security.md), so the cluster this
+        # process starts takes a fresh token, as the trainer's does; Ray reads RAY_AUTH_MODE once, at import.
+        os.environ["RAY_AUTH_MODE"], os.environ["RAY_AUTH_TOKEN"] = "token", secrets.token_hex(32)
+        register_secrets([os.environ["RAY_AUTH_TOKEN"]])
     import ray
 
     needs_token = bool(target.auth_token)
     if not ray.is_initialized():
-        local = ray_address in ("", "local")
         if local and needs_token and not token_here():
             # A local cluster's workers are this process's children and inherit its environment: that is how they get
             # a token given by flag. A remote cluster's nodes must have it set (or mounted) themselves.
