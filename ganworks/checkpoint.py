@@ -209,11 +209,14 @@ def read_latest(store: ArtifactStore, run: str) -> int | None:
 
 
 def read_capped(store: ArtifactStore, key: str, limit: int) -> bytes:
-    """An object's bytes, refused (CheckpointFormatError) when it is larger than limit; never reads more than limit + 1 bytes."""
-    with store.open_read(key) as stream:
-        data = stream.read(limit + 1)
+    """An object's bytes, refused (CheckpointFormatError) when it is larger than limit: by its size before any byte is
+    read, and by what was read if it grew in between. get_bytes keeps the store's retries of transient failures."""
+    size = store.stat(key).size
+    if size > limit:
+        raise CheckpointFormatError(f"{store.url_for(key)} is {size} bytes, larger than the {limit} a reader accepts for it; refused unread")
+    data = store.get_bytes(key)
     if len(data) > limit:
-        raise CheckpointFormatError(f"{store.url_for(key)} is larger than the {limit} bytes a reader accepts for it; refused unread")
+        raise CheckpointFormatError(f"{store.url_for(key)} is larger than the {limit} bytes a reader accepts for it (it grew while read); refused")
     return data
 
 
