@@ -65,6 +65,8 @@ def check_translate_budget(request: pb.TranslateRequest, budget: TranslateBudget
         total_bytes += len(data)
         if raw:
             pixels = request.shape[0] * request.shape[1]
+            if pixels > budget.image_pixels:
+                raise _invalid(f"shape {list(request.shape)} is {pixels} pixels an image, above this server's limit of {budget.image_pixels} per image (setting translate_max_image_pixels)")
         else:
             size = png_size(data)
             if size is None:
