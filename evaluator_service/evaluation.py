@@ -94,6 +94,7 @@ class Plan:
     default_set: bool = False
     classifier_dataset: ImageDataset | None = None
     domains: Any = None  # a translation run's evaluator_service.translation.Domains
+    privacy: dict | None = None  # set by evaluator_service.privacy.private_plan: the split compared with, what was left out
 
     @property
     def metrics_set(self) -> str:
@@ -221,7 +222,13 @@ def plan(store, request: EvaluationRequest, settings: EvaluatorSettings, dataset
     """Checks a request against the store and settings; raises a typed error a person can act on.
 
     `datasets` keeps loaded datasets between plans (the server's, bounded by max_cached_datasets); without
-    it every call loads them again."""
+    it every call loads them again. A private run is planned against its held-out split only (evaluator_service/privacy.py)."""
+    from evaluator_service.privacy import private_plan
+
+    return private_plan(_plan_any(store, request, settings, datasets), explicit=bool(request.metrics))
+
+
+def _plan_any(store, request: EvaluationRequest, settings: EvaluatorSettings, datasets: BoundedCache[ImageDataset] | None = None) -> Plan:
     datasets = datasets if datasets is not None else BoundedCache("datasets", 3)
     info = read_run_info(store, request.run)
     ds = info["dataset"]
@@ -436,6 +443,9 @@ def _compute_metrics(metrics: list[Metric], sides: dict[str, Any], p: Plan) -> t
 
 
 def _write_report(store, p: Plan, report: dict, progress: Progress) -> dict:
+    from evaluator_service.privacy import report_fields
+
+    report = {**report, **report_fields(p, report)}  # which split each number used; a private run's left-out metrics
     store.put_json(p.report_key, report)
     # The same numbers for TensorBoard, in the run's tb/ folder beside the trainer's curves.
     values, created_at = report["metrics"], report["created_at"]

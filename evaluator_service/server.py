@@ -23,7 +23,7 @@ from evaluator_service.metrics_export import EvaluatorMetrics
 from evaluator_service.sampler import GeneratorTarget
 from evaluator_service.settings import EvaluatorSettings
 from ganworks.api import evaluator_pb2 as pb
-from ganworks.errors import ConfigError, GanworksError, StoreError
+from ganworks.errors import ConfigError, GanworksError, StoreError, shown
 from ganworks.grpcauth import HealthPort, interceptors, listen
 from ganworks.rpc import Drain, DrainOnSignal, add_servicer
 from ganworks.telemetry import register_secrets, serve_metrics, set_torch_threads
@@ -50,11 +50,16 @@ def status_of(exc: Exception) -> grpc.StatusCode:
 _SERVER_PATH = re.compile(r"(?:file://)?(?<![\w.:/])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
 
 
+MAX_MESSAGE_CHARS = 800
+
+
 def public_message(message: str, store) -> str:
     """A message safe for callers: store locations become store keys, other server paths are hidden (logs keep them)."""
     base = store.url.rstrip("/")
     message = message.replace(base + "/", "").replace(base, "<store>")
-    return _SERVER_PATH.sub("<path on the server>", message)
+    message = _SERVER_PATH.sub("<path on the server>", message)
+    # A last guard: whatever a message quotes, a caller never gets more than a short page of it.
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "… (cut; the evaluator's log has the rest)"
 
 
 def to_proto(job: Job, store) -> pb.Evaluation:
@@ -97,13 +102,13 @@ class EvaluatorServicer:
     async def GetEvaluation(self, request: pb.GetEvaluationRequest, context: grpc.aio.ServicerContext) -> pb.Evaluation:
         job = self._job(request.id)
         if job is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no evaluation {request.id!r} on this server (ListEvaluations shows the known ones)")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no evaluation {shown(request.id)} on this server (ListEvaluations shows the known ones)")
         return to_proto(job, self.jobs.store)
 
     async def WatchEvaluation(self, request: pb.GetEvaluationRequest, context: grpc.aio.ServicerContext):
         job = self._job(request.id)
         if job is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no evaluation {request.id!r} on this server (ListEvaluations shows the known ones)")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no evaluation {shown(request.id)} on this server (ListEvaluations shows the known ones)")
         while True:
             # Snapshot state and event together: the job may change while the message is being sent.
             changed, done, message = job.changed, job.done, to_proto(job, self.jobs.store)

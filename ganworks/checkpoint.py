@@ -26,6 +26,15 @@ from ganworks.store import ArtifactStore
 
 FORMAT_VERSION = 1
 
+# What a reader accepts before it builds anything (docs/security.md): a crafted manifest cannot make a reader
+# read a huge object whole or allocate a model it cannot hold.
+MAX_MANIFEST_BYTES = 1 * 2**20
+MAX_LATEST_BYTES = 64
+MAX_FILE_BYTES = 256 * 2**20  # a file published beside the weights (a tabular model's transformer.json)
+MAX_WEIGHTS_BYTES = 4 * 2**30
+MAX_GENERATOR_PARAMETERS = 2**28  # 268 M parameters, 1 GiB in float32: far above any family's largest preset
+MAX_DESCRIBED = {"image_size": 4096, "channels": 4, "num_classes": 1_000_000, "latent_dim": 65_536}
+
 
 @dataclasses.dataclass
 class Manifest:
@@ -77,6 +86,11 @@ class Manifest:
             raise CheckpointFormatError(f"{where} has a field of the wrong type: {exc}") from None
         if not isinstance(manifest.files, dict) or not all(isinstance(v, str) and _plain_name(k) for k, v in manifest.files.items()):
             raise CheckpointFormatError(f"{where}: files must map plain file names to sha256 digests, got {manifest.files!r:.200}")
+        for name, most in MAX_DESCRIBED.items():
+            if not 0 <= getattr(manifest, name) <= most:
+                raise CheckpointFormatError(f"{where}: {name} is {getattr(manifest, name)}, outside what this ganworks builds (0 to {most}); the snapshot is refused")
+        if not isinstance(manifest.architecture, str) or not isinstance(manifest.architecture_params, dict):
+            raise CheckpointFormatError(f"{where}: architecture must be a name and architecture_params a JSON object")
         return manifest
 
 
@@ -183,14 +197,27 @@ def _advance_latest(store: ArtifactStore, run: str, step: int) -> None:
 def read_latest(store: ArtifactStore, run: str) -> int | None:
     """The step LATEST names, or None if the run has published nothing yet."""
     try:
-        data = store.get_bytes(latest_key(run))
+        data = read_capped(store, latest_key(run), MAX_LATEST_BYTES)
     except ObjectNotFoundError:
         return None
     raw = data.decode("ascii", errors="replace").strip()
     # ASCII digits only: str.isdigit() also accepts '²' or '٣', which int() then refuses or reads as another number.
+    # The error never quotes the content: LATEST may be a link to a file that is not the store's to show.
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise CheckpointFormatError(f"{store.url_for(latest_key(run))} holds {raw[:40]!r}, not a step number")
+        raise CheckpointFormatError(f"{store.url_for(latest_key(run))} does not hold a step number ({len(data)} bytes); the publisher writes digits and a newline")
     return int(raw)
+
+
+def read_capped(store: ArtifactStore, key: str, limit: int) -> bytes:
+    """An object's bytes, refused (CheckpointFormatError) when it is larger than limit: by its size before any byte is
+    read, and by what was read if it grew in between. get_bytes keeps the store's retries of transient failures."""
+    size = store.stat(key).size
+    if size > limit:
+        raise CheckpointFormatError(f"{store.url_for(key)} is {size} bytes, larger than the {limit} a reader accepts for it; refused unread")
+    data = store.get_bytes(key)
+    if len(data) > limit:
+        raise CheckpointFormatError(f"{store.url_for(key)} is larger than the {limit} bytes a reader accepts for it (it grew while read); refused")
+    return data
 
 
 def list_snapshots(store: ArtifactStore, run: str) -> list[int]:
@@ -206,11 +233,11 @@ def list_runs(store: ArtifactStore) -> list[str]:
 def read_manifest(store: ArtifactStore, run: str, step: int) -> Manifest:
     key = snapshot_key(run, step, MANIFEST)
     try:
-        data = store.get_json(key)
+        data = json.loads(read_capped(store, key, MAX_MANIFEST_BYTES))
     except ObjectNotFoundError:
         raise SnapshotMissingError(f"run {run!r} has no complete snapshot at step {step} ({store.url_for(key)} is missing)") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointFormatError(f"{store.url_for(key)} is not valid JSON: {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointFormatError(f"{store.url_for(key)} is not valid JSON: {str(exc)[:120]}") from None
     return Manifest.from_json(data, store.url_for(key))
 
 
@@ -228,9 +255,10 @@ def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, devic
     """Loads, verifies and rebuilds a generator from the store alone (latest when step is None)."""
     step = resolve_step(store, run, step)
     manifest = read_manifest(store, run, step)
+    family, params = check_buildable(manifest, store.url_for(snapshot_key(run, step, MANIFEST)))
     weights_key = snapshot_key(run, step, WEIGHTS)
     try:
-        weights = store.get_bytes(weights_key)
+        weights = read_capped(store, weights_key, MAX_WEIGHTS_BYTES)
     except ObjectNotFoundError:
         raise SnapshotMissingError(f"{store.url_for(weights_key)} is missing although its manifest exists; re-publish step {step}") from None
     digest = hashlib.sha256(weights).hexdigest()
@@ -243,23 +271,43 @@ def load_snapshot(store: ArtifactStore, run: str, step: int | None = None, devic
     for name, expected in manifest.files.items():
         key = snapshot_key(run, step, name)
         try:
-            files[name] = store.get_bytes(key)
+            files[name] = read_capped(store, key, MAX_FILE_BYTES)
         except ObjectNotFoundError:
             raise SnapshotMissingError(f"{store.url_for(key)} is missing although its manifest lists it; re-publish step {step}") from None
         if hashlib.sha256(files[name]).hexdigest() != expected:
             raise CheckpointIntegrityError(f"sha256 of {store.url_for(key)} differs from the manifest's; the snapshot is refused")
     try:
-        family = get_family(manifest.architecture)
-        generator = family.build_generator(family.validate(manifest.architecture_params))
-    except ModelConfigError as exc:
-        raise CheckpointFormatError(f"{store.url_for(snapshot_key(run, step, MANIFEST))} names a model this ganworks cannot build: {exc}") from None
+        generator = family.build_generator(params)
+    except Exception as exc:  # noqa: BLE001 - whatever the build meets, this manifest will meet again: a permanent refusal
+        raise CheckpointFormatError(f"{store.url_for(snapshot_key(run, step, MANIFEST))} names a model this ganworks cannot build ({type(exc).__name__}: {str(exc)[:200]})") from None
     try:
         state = load_safetensors(weights)
         generator.load_state_dict(state)
     except Exception as exc:  # safetensors and torch raise several types for a mismatched file
-        raise CheckpointFormatError(f"{store.url_for(weights_key)} does not fit architecture {manifest.architecture!r} {manifest.architecture_params}: {exc}") from None
+        raise CheckpointFormatError(f"{store.url_for(weights_key)} does not fit architecture {manifest.architecture!r} {str(manifest.architecture_params)[:300]}: {str(exc)[:300]}") from None
     generator.to(device).eval().requires_grad_(False)
     return Snapshot(manifest=manifest, generator=generator, files=files)
+
+
+def check_buildable(manifest: Manifest, where: str) -> tuple[Any, dict[str, Any]]:
+    """The manifest's family and validated hyperparameters, once its generator is known to fit MAX_GENERATOR_PARAMETERS.
+
+    The generator is first built on torch's meta device (shapes only, no memory), so a manifest asking for a
+    25 GB network is refused for the price of counting its parameters; the refusal is a CheckpointFormatError,
+    which readers treat as permanent for that manifest.
+    """
+    try:
+        family = get_family(manifest.architecture)
+        params = family.validate(manifest.architecture_params)
+        with torch.device("meta"):
+            count = sum(p.numel() for p in family.build_generator(params).parameters())
+    except ModelConfigError as exc:
+        raise CheckpointFormatError(f"{where} names a model this ganworks cannot build: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a family that cannot even be described on the meta device cannot be built
+        raise CheckpointFormatError(f"{where} names a model this ganworks cannot build ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if count > MAX_GENERATOR_PARAMETERS:
+        raise CheckpointFormatError(f"{where} describes a generator of {count:,} parameters, above the {MAX_GENERATOR_PARAMETERS:,} a reader builds; the snapshot is refused")
+    return family, params
 
 
 def load_training_weights(store: ArtifactStore, run: str, step: int) -> dict[str, bytes]:

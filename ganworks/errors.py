@@ -17,6 +17,10 @@ class StoreConfigError(StoreError, ConfigError):
     """The store URL or its settings are malformed."""
 
 
+class StoreEscapeError(StoreConfigError):
+    """A key of the local store resolves (through a symbolic link) to a place outside the store's folder."""
+
+
 class StoreAuthError(StoreError):
     """The store refused the credentials or the permission (permanent: retrying will not help)."""
 
@@ -55,3 +59,11 @@ class ModelConfigError(GanworksError, ValueError):
 
 class DatasetError(GanworksError, ValueError):
     """A dataset cannot be read or has the wrong shape or content."""
+
+
+def shown(value: object, limit: int = 64) -> str:
+    """A request value as an error may quote it: its repr cut to `limit` characters (control characters, quotes and
+    non-ASCII escaped), with the full length said when cut, so an error never grows with what a caller sent."""
+    text = value if isinstance(value, str) else str(value)
+    cut = repr(text[:limit]).encode("ascii", "backslashreplace").decode()
+    return cut if len(text) <= limit else f"{cut}… ({len(text)} characters)"

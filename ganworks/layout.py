@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from ganworks.errors import ConfigError
+from ganworks.errors import ConfigError, shown
 
 RUNS = "runs/"
 TRAIN_STATE = "train_state"  # the Ray Train run name, a folder under the run's prefix
@@ -44,7 +44,7 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 def check_run_id(run: str) -> str:
     """The run id itself, or ConfigError: a run id is one path segment of the store."""
     if not isinstance(run, str) or not _RUN_ID.match(run) or ".." in run:
-        raise ConfigError(f"invalid run id {run!r}: 1–128 characters of letters, digits, '.', '_', '-', starting with a letter or digit")
+        raise ConfigError(f"invalid run id {shown(run)}: 1–128 characters of letters, digits, '.', '_', '-', starting with a letter or digit")
     return run
 
 

@@ -14,7 +14,7 @@ import torch
 
 from ganworks.checkpoint import Manifest, load_snapshot, read_latest, read_manifest
 from ganworks.errors import (
-    CheckpointError, CheckpointFormatError, CheckpointIntegrityError, GanworksError, ModelConfigError, ObjectNotFoundError, SnapshotMissingError, StoreError,
+    CheckpointError, CheckpointFormatError, CheckpointIntegrityError, GanworksError, ModelConfigError, ObjectNotFoundError, SnapshotMissingError, StoreError, shown,
 )
 from ganworks.layout import MANIFEST, check_run_id, latest_key, snapshot_key
 from ganworks.models import ModelFamily, get_family
@@ -138,7 +138,7 @@ class ModelManager:
     async def get(self, run: str, version: int = 0) -> LoadedModel:
         """The model for a call: the current one for version 0, else the pinned step (loaded on demand)."""
         if run not in self._cache:
-            raise UnknownModelError(f"model {run!r} is not served here; served models: {', '.join(self.runs) or '(none)'}")
+            raise UnknownModelError(f"model {shown(run)} is not served here; served models: {', '.join(self.runs) or '(none)'}")
         if not version:
             model = self._current[run]
             if model is None:

@@ -25,7 +25,7 @@ from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel, ModelManager, ModelNotReadyError, RefusedVersionError, ReloadLimitError, UnknownModelError, UnknownVersionError
 from generator_service.rollout import RolloutRouter
 from generator_service.settings import GeneratorSettings
-from generator_service.translate import QUEUE_KINDS, check_translate_basics, check_translate_model, decode_images
+from generator_service.translate import QUEUE_KINDS, StopWhen, TranslateBudget, check_translate_basics, check_translate_model, decode_images
 from generator_service.validation import ParsedRequest, RequestError, check_basics, check_for_model, check_records_basics, check_records_for_model
 
 log = logging.getLogger(__name__)
@@ -194,11 +194,13 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
 
     async def translated(self, request: pb.TranslateRequest, context) -> tuple[Job, int]:
         """A Translate request checked, decoded, batched and computed (the OIP image input comes here too); the job and output format."""
-        direction = check_translate_basics(request, self.settings.max_samples_per_request)
+        direction = check_translate_basics(request, self.settings.max_samples_per_request, TranslateBudget.of(self.settings))
         model, _, deadline = await self.route(request, context)
         fmt = check_translate_model(model, request, self.max_message_bytes)
         m = model.manifest
-        inputs = await asyncio.get_running_loop().run_in_executor(None, decode_images, request, m.image_size, m.channels, m.run)
+        stop = StopWhen(deadline)  # decoding ends when the call does
+        context.add_done_callback(lambda _: stop.cancelled.set())
+        inputs = await asyncio.get_running_loop().run_in_executor(None, decode_images, request, m.image_size, m.channels, m.run, stop)
         job = Job(model=model, num_samples=len(inputs), seed=0, output_kind=QUEUE_KINDS[direction], inputs=inputs, direction=direction, deadline=deadline)
         (job,) = await self.compute([job])
         return job, fmt

@@ -44,9 +44,15 @@ class GeneratorSettings:
     max_message_mb: int = 64
     keepalive_seconds: float = 30.0
     max_connection_age_seconds: float = 300.0
+    # Translate budgets, checked from byte lengths and PNG headers before any image is decoded (docs/security.md).
+    translate_max_image_bytes: int = 8 * 2**20
+    translate_max_request_bytes: int = 32 * 2**20
+    translate_max_image_pixels: int = 4096 * 4096
+    translate_max_request_pixels: int = 64 * 2**20
 
     def __post_init__(self) -> None:
         positive = ("max_batch_size", "max_queue_size", "max_samples_per_request", "stream_images_per_message", "keep_versions", "png_threads", "max_message_mb", "max_reloads_per_minute")
+        positive += ("translate_max_image_bytes", "translate_max_request_bytes", "translate_max_image_pixels", "translate_max_request_pixels")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"generator setting {name} must be >= 1, got {getattr(self, name)!r} (flag --{name.replace('_', '-')}, env {ENV_PREFIX}{name.upper()})")

@@ -7,7 +7,11 @@ sees), so an image's answer does not depend on its batch.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import struct
+import threading
+import time
 
 import grpc
 import numpy as np
@@ -26,10 +30,73 @@ QUEUE_KINDS = {"a_to_b": -2, "b_to_a": -3}
 # The largest image side accepted before decoding (a decompression bomb is refused, not decoded).
 MAX_SIDE = 4096
 _MODES = {"L": 1, "RGB": 3}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def check_translate_basics(request: pb.TranslateRequest, max_images: int) -> str:
-    """What can be checked without the model; the direction ("a_to_b" or "b_to_a")."""
+@dataclasses.dataclass(frozen=True)
+class TranslateBudget:
+    """What one Translate call may cost before anything is decoded: encoded bytes and decoded pixels, per image and
+    per call. Each field is a generator setting (translate_max_*); a refusal names the setting it hit."""
+
+    image_bytes: int = 8 * 2**20
+    request_bytes: int = 32 * 2**20
+    image_pixels: int = 4096 * 4096
+    request_pixels: int = 64 * 2**20
+
+    @classmethod
+    def of(cls, settings) -> "TranslateBudget":
+        return cls(settings.translate_max_image_bytes, settings.translate_max_request_bytes, settings.translate_max_image_pixels, settings.translate_max_request_pixels)
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, read without decoding anything; None when the bytes do not start like a PNG."""
+    if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+def check_translate_budget(request: pb.TranslateRequest, budget: TranslateBudget) -> None:
+    """Refuses a call whose images, by their byte lengths and PNG headers (or raw shape), would cost more than the budget."""
+    total_bytes = total_pixels = 0
+    raw = request.input_format == pb.OUTPUT_FORMAT_UINT8
+    for i, data in enumerate(request.images):
+        if len(data) > budget.image_bytes:
+            raise _invalid(f"image {i} has {len(data)} bytes, above this server's limit of {budget.image_bytes} per image (setting translate_max_image_bytes)")
+        total_bytes += len(data)
+        if raw:
+            pixels = request.shape[0] * request.shape[1]
+            if pixels > budget.image_pixels:
+                raise _invalid(f"shape {list(request.shape)} is {pixels} pixels an image, above this server's limit of {budget.image_pixels} per image (setting translate_max_image_pixels)")
+        else:
+            size = png_size(data)
+            if size is None:
+                raise _invalid(f"image {i} is not a readable PNG file (it does not start with a PNG signature and IHDR header); send PNG bytes, or raw pixels with input_format UINT8 and shape")
+            pixels = size[0] * size[1]
+            if pixels > budget.image_pixels or max(size) > MAX_SIDE:
+                raise _invalid(f"image {i} is {size[1]}×{size[0]} by its PNG header, above this server's limit of {budget.image_pixels} pixels and {MAX_SIDE} a side per image (setting translate_max_image_pixels); it was not decoded")
+        total_pixels += pixels
+    if total_bytes > budget.request_bytes:
+        raise _invalid(f"the call's images hold {total_bytes} bytes, above this server's limit of {budget.request_bytes} per call (setting translate_max_request_bytes); send fewer images per call")
+    if total_pixels > budget.request_pixels:
+        raise _invalid(f"the call's images hold {total_pixels} pixels by their headers, above this server's limit of {budget.request_pixels} per call (setting translate_max_request_pixels); "
+                       "send fewer or smaller images per call; nothing was decoded")
+
+
+class StopWhen:
+    """Tells the decoding thread to stop: the call was cancelled (set from the event loop) or its deadline passed."""
+
+    def __init__(self, deadline: float | None):
+        self.deadline, self.cancelled = deadline, threading.Event()
+
+    def check(self, done: int) -> None:
+        if self.cancelled.is_set():
+            raise RequestError(grpc.StatusCode.CANCELLED, f"the call was cancelled; decoding stopped after {done} images")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, f"the call's deadline passed while its images were decoded (after {done}); give it more time or send fewer images")
+
+
+def check_translate_basics(request: pb.TranslateRequest, max_images: int, budget: TranslateBudget = TranslateBudget()) -> str:
+    """What can be checked without the model, the budget included; the direction ("a_to_b" or "b_to_a")."""
     if not request.model:
         raise _invalid("model is empty: set it to a run id (ListModels shows the served models)")
     if request.version < 0:
@@ -48,6 +115,7 @@ def check_translate_basics(request: pb.TranslateRequest, max_images: int) -> str
             raise _invalid(f"input_format UINT8 needs shape [height, width, channels] with channels 1 or 3 and sides up to {MAX_SIDE}, got {shape}")
     elif request.shape:
         raise _invalid("shape describes raw UINT8 input; PNG images carry their own size: leave shape empty")
+    check_translate_budget(request, budget)
     return DIRECTIONS[request.direction]
 
 
@@ -63,11 +131,14 @@ def check_translate_model(model: LoadedModel, request: pb.TranslateRequest, max_
     return fmt
 
 
-def decode_images(request: pb.TranslateRequest, size: int, channels: int, model_name: str) -> np.ndarray:
-    """The request's images as float32 N×C×H×W in [-1, 1] at the model's size; INVALID_ARGUMENT names the first bad one."""
+def decode_images(request: pb.TranslateRequest, size: int, channels: int, model_name: str, stop: StopWhen | None = None) -> np.ndarray:
+    """The request's images as float32 N×C×H×W in [-1, 1] at the model's size; INVALID_ARGUMENT names the first bad one.
+    With `stop`, decoding ends (CANCELLED or DEADLINE_EXCEEDED) before the next image once the call is over."""
     out = np.empty((len(request.images), channels, size, size), dtype=np.float32)
     wanted = f"{size}×{size}×{channels}"
     for i, data in enumerate(request.images):
+        if stop is not None:
+            stop.check(i)
         if request.input_format == pb.OUTPUT_FORMAT_UINT8:
             h, w, c = request.shape
             if len(data) != h * w * c:

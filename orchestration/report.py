@@ -13,6 +13,7 @@ import datetime
 import html
 import importlib.util
 import pathlib
+import re
 from typing import Iterable
 
 from ganworks.checkpoint import read_stats
@@ -32,6 +33,20 @@ TRAINING_PANELS = (
 FIRST_METRICS = ("fid", "kid_mean", "precision", "recall", "density", "coverage")
 NOT_CURVES = {"step", "time", "images_seen"}
 PANEL_NAMES = {"augment_p": "augmentation probability p", "aug_p": "augmentation probability p", "epsilon": "privacy budget ε", "dp_epsilon": "privacy budget ε"}
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def file_part(name: str) -> str:
+    """A piece of a file name from any metric or statistic name a store can hold ('../x', quotes, HTML, '/')."""
+    return _UNSAFE.sub("_", name)[:48].strip(".") or "x"
+
+
+def plot_text(text: str, limit: int = 80) -> str:
+    """Text for a matplotlib title or legend: '$' would start mathtext (and a bad formula fails the whole page)."""
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("$", r"\$")
 
 
 class ReportError(GanworksError):
@@ -63,6 +78,17 @@ def metric_series(snapshots: list[dict]) -> dict[str, dict[str, list[tuple[int, 
     return dict(sorted(series.items(), key=lambda item: (FIRST_METRICS.index(item[0]) if item[0] in FIRST_METRICS else len(FIRST_METRICS), item[0])))
 
 
+def metric_splits(snapshots: list[dict]) -> dict[str, str]:
+    """metric -> the split(s) of real data its numbers were computed with, as the evaluator's reports say ("held_out"
+    for a private run); metrics of reports older than the `splits` field are absent."""
+    found: dict[str, set[str]] = {}
+    for snapshot in snapshots:
+        for report in snapshot["reports"]:
+            for name, split in (report.get("splits") or {}).items():
+                found.setdefault(name, set()).add(str(split))
+    return {name: ", ".join(sorted(splits)) for name, splits in found.items()}
+
+
 def training_panels(stats: list[dict]) -> list[tuple[str, list[str]]]:
     present = {k for line in stats for k, v in line.items() if isinstance(v, (int, float)) and not isinstance(v, bool)} - NOT_CURVES
     panels = [(title, [k for k in keys if k in present]) for title, keys in TRAINING_PANELS]
@@ -79,9 +105,9 @@ def _plot(title: str, lines: Iterable[tuple[str, list[tuple[int, float]]]], path
     labelled = False
     for label, points in lines:
         xs, ys = zip(*sorted(points)) if points else ((), ())
-        axes.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, linewidth=1.4, label=label)
+        axes.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, linewidth=1.4, label=plot_text(label))
         labelled = labelled or bool(label)
-    axes.set_title(title, fontsize=10)
+    axes.set_title(plot_text(title), fontsize=10)
     axes.set_xlabel("step", fontsize=8)
     axes.tick_params(labelsize=7)
     axes.grid(alpha=0.3)
@@ -104,16 +130,19 @@ def write_report(store, run: str, out: pathlib.Path) -> pathlib.Path:
     out.mkdir(parents=True, exist_ok=True)
     series = metric_series(snapshots)
     single_set = len({s for by_set in series.values() for s in by_set}) <= 1
+    splits = metric_splits(snapshots)
 
     metric_figures = []
-    for name, by_set in series.items():
-        path = out / f"metric-{name}.png"
+    for index, (name, by_set) in enumerate(series.items()):
+        path = out / f"metric-{index:03d}-{file_part(name)}.png"  # numbered: two names may share a file_part
         _plot(name, [("" if single_set else metrics_set, points) for metrics_set, points in by_set.items()], path)
-        metric_figures.append(f'<figure class="metric" data-metric="{html.escape(name)}">{_img(path, "curve", name)}</figure>')
+        split = splits.get(name, "")
+        caption = f"<figcaption>computed with split: {html.escape(split)}</figcaption>" if split else ""
+        metric_figures.append(f'<figure class="metric" data-metric="{html.escape(name)}" data-split="{html.escape(split)}">{_img(path, "curve", name)}{caption}</figure>')
 
     training_figures = []
     for index, (title, keys) in enumerate(training_panels(stats)):
-        path = out / f"training-{index}-{keys[0]}.png"
+        path = out / f"training-{index}-{file_part(keys[0])}.png"
         _plot(title, [(k if len(keys) > 1 else "", [(line["step"], float(line[k])) for line in stats if isinstance(line.get(k), (int, float)) and "step" in line]) for k in keys], path)
         training_figures.append(f'<figure class="training" data-panel="{html.escape(title)}">{_img(path, "curve", title)}</figure>')
 

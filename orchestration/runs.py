@@ -57,7 +57,8 @@ def snapshot_rows(store, run: str, detail: bool = False) -> list[dict]:
         row = {"run": run, "step": step, "latest": step == latest, "images_seen": manifest.images_seen, "created_at": manifest.created_at, "extractor": extractor, "metrics": metrics}
         if detail:
             row["grid"] = store.url_for(snapshot_key(run, step, SAMPLES))
-            row["reports"] = [{"metrics_set": name, "url": r["url"], "extractor": r.get("extractor", ""), "num_samples": r.get("num_samples"), "metrics": r.get("metrics", {})}
+            row["reports"] = [{"metrics_set": name, "url": r["url"], "extractor": r.get("extractor", ""), "num_samples": r.get("num_samples"), "metrics": r.get("metrics", {}),
+                               "splits": r.get("splits", {})}
                               for name, r in sorted(reports.items())]
         rows.append(row)
     return rows

@@ -199,7 +199,7 @@ class ExtractorCache:
             log.info("%s for %s is not in the store yet: fitting it now (about a minute on a CPU)", extractor_id, dataset.id)
             if on_phase:
                 on_phase("fitting-extractor")
-            net, manifest = classifier.fit(spec, dataset.image_size, dataset.channels)
+            net, manifest = classifier.fit(spec, dataset.image_size, dataset.channels, split=classifier.dataset_split(dataset))
             classifier.save(self.store, net, manifest)
         return Extractor(extractor_id, net, int(manifest["image_size"]), int(manifest["channels"]), classifier.FEATURE_DIM, int(manifest["num_classes"]), manifest)
 

@@ -36,6 +36,11 @@ def extractor_id(dataset: ImageDataset) -> str:
     return dataset_name(dataset) + SUFFIX
 
 
+def dataset_split(dataset: ImageDataset) -> str:
+    """The split a dataset id names ("train" or "test"): a private run's classifier is fitted on its held-out split."""
+    return dataset.id.rsplit("-", 3)[-2]
+
+
 def dataset_name(dataset: ImageDataset) -> str:
     # Dataset ids are "<name>-<H>x<W>x<C>-<split>-<hash>"; the name itself may contain dashes.
     return dataset.id.rsplit("-", 3)[0]
@@ -76,9 +81,9 @@ def accuracy(net: DomainClassifier, dataset: ImageDataset) -> float:
     return float((logits.argmax(1).numpy() == dataset.labels).mean())
 
 
-def fit(spec: str, image_size: int, channels: int | None = None, epochs: int = 6, batch_size: int = 64, seed: int = 0) -> tuple[DomainClassifier, dict]:
-    """Fits the classifier on split "train" of a labelled dataset; returns it with its manifest."""
-    train = load_dataset(spec, image_size=image_size, channels=channels, split="train")
+def fit(spec: str, image_size: int, channels: int | None = None, epochs: int = 6, batch_size: int = 64, seed: int = 0, split: str = "train") -> tuple[DomainClassifier, dict]:
+    """Fits the classifier on split `split` ("train"; "test" for private runs) of a labelled dataset; returns it with its manifest."""
+    train = load_dataset(spec, image_size=image_size, channels=channels, split=split)
     if train.labels is None or train.num_classes < 2:
         raise InvalidRequestError(f"dataset {spec!r} has no class labels (or a single class); a classifier extractor needs a labelled dataset — use inception-v3-fid instead")
     test = load_dataset(spec, image_size=image_size, channels=channels, split="test")

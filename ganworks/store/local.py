@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from typing import Any, BinaryIO, Iterator
 
-from ganworks.errors import ObjectNotFoundError, StoreError
+from ganworks.errors import ObjectNotFoundError, StoreError, StoreEscapeError
 from ganworks.store.base import ArtifactStore, ObjectInfo, check_key
 
 
@@ -23,7 +23,16 @@ class LocalStore(ArtifactStore):
         self.url = self.root.as_uri()
 
     def _path(self, key: str) -> pathlib.Path:
-        return self.root / check_key(key)
+        """The path of key, once it is known to stay inside the root after every symbolic link is followed."""
+        path = self.root / check_key(key)
+        if not self._inside(path):
+            # The target is not named: it is not the store's to show.
+            raise StoreEscapeError(f"{key!r} in {self.url} is a symbolic link (or under one) that leads outside the store; the store reads and writes only inside its folder: replace the link by the file itself")
+        return path
+
+    def _inside(self, path: pathlib.Path) -> bool:
+        real = path.resolve()
+        return real == self.root or real.is_relative_to(self.root)
 
     def _info(self, key: str, path: pathlib.Path) -> ObjectInfo:
         try:
@@ -91,14 +100,16 @@ class LocalStore(ArtifactStore):
 
     def list(self, prefix: str = "", recursive: bool = True) -> Iterator[ObjectInfo]:
         base = self.root / prefix if prefix else self.root
+        if not self._inside(base.parent if prefix and not prefix.endswith("/") else base):
+            return
         # A prefix may end inside a name ("runs/r" matches "runs/r1/..."), as on S3.
         folder = base if prefix.endswith("/") or not prefix else base.parent
         if not folder.is_dir():
             return
         if recursive:
-            paths = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+            paths = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-") and self._inside(p))
         else:
-            paths = sorted(p for p in folder.iterdir() if not p.name.startswith(".tmp-"))
+            paths = sorted(p for p in folder.iterdir() if not p.name.startswith(".tmp-") and self._inside(p))
         for path in paths:
             key = path.relative_to(self.root).as_posix()
             if not key.startswith(prefix):
@@ -112,8 +123,11 @@ class LocalStore(ArtifactStore):
                     continue  # removed while listing
 
     def delete(self, key: str) -> None:
+        path = self.root / check_key(key)
+        if not self._inside(path.parent):
+            raise StoreEscapeError(f"{key!r} in {self.url} is under a symbolic link that leads outside the store; nothing was deleted")
         try:
-            self._path(key).unlink()
+            path.unlink()
         except FileNotFoundError:
             pass
 

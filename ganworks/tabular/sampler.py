@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ganworks.errors import DatasetError
+from ganworks.errors import DatasetError, shown
 from ganworks.tabular.transformer import DataTransformer
 
 
@@ -103,12 +103,12 @@ class ConditionSampler:
         """(column index, level index) of `column = value`; ConditionError names what is allowed."""
         names = [c.name for c in self.columns]
         if column not in names:
-            raise ConditionError(f"cannot condition on {column!r}: conditions name a categorical or boolean column, one of {names}")
+            raise ConditionError(f"cannot condition on {shown(column)}: conditions name a categorical or boolean column, one of {_listed(names)}")
         index = names.index(column)
         levels = self.columns[index].levels
         text = str(value)
         if text not in levels:
-            raise ConditionError(f"{column} = {value!r} is not a value of {column}; allowed: {levels}")
+            raise ConditionError(f"{column} = {shown(value)} is not a value of {column}; allowed: {_listed(levels)}")
         return index, levels.index(text)
 
     def condition_vectors(self, column: str, value: str, batch: int) -> np.ndarray:
@@ -116,3 +116,9 @@ class ConditionSampler:
         cond = np.zeros((batch, self.cond_dim), dtype=np.float32)
         cond[:, self.offsets[index] + level] = 1.0
         return cond
+
+
+def _listed(items: list, limit: int = 400) -> str:
+    """A list for an error message, cut when long (a column may have thousands of levels)."""
+    text = str(items)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(items)} in all)"

@@ -73,3 +73,51 @@ def test_a_run_without_evaluations_or_stats_still_gets_a_page_that_says_so(tmp_p
 
     text = (tmp_path / "out" / "index.html").read_text()
     assert "No evaluation reports yet" in text and "No stats.jsonl" in text
+
+
+HOSTILE = ["../../escaped", "fid/../../x", 'say "hi"', "<script>alert(1)</script>", "cost $\\frac{a$", "a" * 300, "../"]
+
+
+def test_metric_and_statistic_names_a_store_can_hold_stay_names_on_the_page_and_in_the_folder(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    publish_snapshot(store, run="odd", step=5, generator_state=build_generator("dcgan", **PARAMS).state_dict(), architecture="dcgan", architecture_params=PARAMS)
+    store.put_json(eval_report_key("odd", 5, "set"), {"extractor": "x", "num_samples": 10, "metrics": {name: 1.0 for name in HOSTILE}})
+    store.put_bytes(stats_key("odd"), "".join(json.dumps({"step": s, **{name: 0.5 * s for name in HOSTILE}}) + "\n" for s in (1, 2)).encode())
+    out = tmp_path / "deep" / "out"
+
+    assert main(["report", "odd", "--store", store.url, "--out", str(out)]) == 0
+
+    from html.parser import HTMLParser
+
+    class Figures(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.metrics, self.panels, self.tags = [], [], set()
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.add(tag)
+            attrs = dict(attrs)
+            if attrs.get("class") == "metric":
+                self.metrics.append(attrs["data-metric"])
+            if attrs.get("class") == "training":
+                self.panels.append(attrs["data-panel"])
+
+    page = Figures()
+    page.feed((out / "index.html").read_text())
+    assert sorted(page.metrics) == sorted(HOSTILE) and sorted(page.panels) == sorted(HOSTILE)
+    assert "script" not in page.tags
+    written = {p.relative_to(tmp_path).parts[:2] for p in tmp_path.rglob("*.png")}
+    assert written == {("deep", "out")}, "every PNG stays in --out"
+
+
+def test_each_metric_says_which_split_its_numbers_were_computed_with(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    publish_snapshot(store, run="p", step=5, generator_state=build_generator("dcgan", **PARAMS).state_dict(), architecture="dcgan", architecture_params=PARAMS)
+    store.put_json(eval_report_key("p", 5, "set"), {"extractor": "x", "num_samples": 10, "metrics": {"fid": 3.0, "inception_score_mean": 2.0},
+                                                    "splits": {"fid": "held_out", "inception_score_mean": "generated"}})
+
+    assert main(["report", "p", "--store", store.url, "--out", str(tmp_path / "out")]) == 0
+
+    text = (tmp_path / "out" / "index.html").read_text()
+    assert 'data-metric="fid" data-split="held_out"' in text and "computed with split: held_out" in text
+    assert 'data-metric="inception_score_mean" data-split="generated"' in text

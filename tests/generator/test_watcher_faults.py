@@ -112,8 +112,8 @@ def test_an_unknown_pinned_version_is_answered_from_memory_on_repeated_calls(loc
     publish(local_store, "r", 5)
     server = serve(local_store, ["r"], poll_seconds=3600)
     reads = []
-    real_get_json = local_store.get_json
-    monkeypatch.setattr(local_store, "get_json", lambda key: (reads.append(key), real_get_json(key))[1])
+    real_stat = local_store.stat  # a manifest's size is checked (stat) before it is read
+    monkeypatch.setattr(local_store, "stat", lambda key: (reads.append(key), real_stat(key))[1])
 
     with server.client(retries=0) as client:
         for _ in range(5):
