@@ -21,7 +21,7 @@ from safetensors.torch import save as save_safetensors
 
 from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ModelConfigError, ObjectNotFoundError, SnapshotExistsError, SnapshotMissingError
 from ganworks.layout import MANIFEST, RUNS, SAMPLES, TRAINING_WEIGHTS, WEIGHTS, check_run_id, checkpoints_prefix, latest_key, run_of_key, snapshot_key, stats_key, step_of_manifest_key
-from ganworks.models import get_family
+from ganworks.models import FAMILIES, get_family
 from ganworks.store import ArtifactStore
 
 FORMAT_VERSION = 1
@@ -50,6 +50,8 @@ class Manifest:
     # published without them (older ganworks), which can be served and evaluated but not trained on from.
     training_weights: dict[str, str] = dataclasses.field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # The family's kind of run ("image", "table", "translation"); a manifest written before it was recorded gets its family's.
+    kind: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -77,6 +79,8 @@ class Manifest:
             raise CheckpointFormatError(f"{where} has a field of the wrong type: {exc}") from None
         if not isinstance(manifest.files, dict) or not all(isinstance(v, str) and _plain_name(k) for k, v in manifest.files.items()):
             raise CheckpointFormatError(f"{where}: files must map plain file names to sha256 digests, got {manifest.files!r:.200}")
+        if not manifest.kind and manifest.architecture in FAMILIES:
+            manifest.kind = FAMILIES[manifest.architecture].kind
         return manifest
 
 
@@ -158,6 +162,7 @@ def publish_snapshot(
         metrics=dict(metrics or {}),
         files={name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
         training_weights={role: hashlib.sha256(data).hexdigest() for role, data in extra.items()},
+        kind=family.kind,
     )
     store.put_bytes(snapshot_key(run, step, WEIGHTS), weights)
     for role, data in extra.items():
