@@ -15,7 +15,7 @@ trainer/privacy.py) on one worker; Ray and snapshots are left out so the time is
   seconds          wall time of the training steps; dp_time_ratio = seconds(ε) / seconds(∞), target ≤ 3 on CPU
 
 Tables (--parts tables): the ctgan family on `breast-cancer` (455 training rows, 114 held out), ε = 1, 3, 10 with the
-private recipe `ganworks train --model ctgan --dp-epsilon E` trains with (trainer/tabular_loop.py PrivateCTGANStep:
+private recipe `ganworks train --model ctgan --dp-epsilon E` trains with (trainer/kinds/table.py PrivateCTGANStep:
 pac 1, no gradient penalty, --table-loss hinge, Poisson-sampled rows with their own conditions, DP-SGD on D), and
 ε = ∞ as an ordinary ctgan run trains (CTGAN's WGAN-GP, pac 10, training-by-sampling). Reported per ε:
 
@@ -159,7 +159,7 @@ def table_step(budget: float, recipe: str, prepared, args, seed: int):
     from ganworks.tabular.sampler import ConditionSampler
     from ganworks.tabular.synthesizer import FAMILY, CTGANStep, TabularModel, optimizers
     from trainer.privacy import PoissonBatches
-    from trainer.tabular_loop import PrivateCTGANStep
+    from trainer.kinds.table import PrivateCTGANStep
 
     params, transformer, encoded, fitted = prepared
     if recipe == "ctgan":

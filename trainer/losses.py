@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 import torch
 import torch.distributed as dist
@@ -20,8 +20,16 @@ import torch.nn.functional as F
 
 from ganworks.errors import ConfigError
 
-if TYPE_CHECKING:
-    from trainer.config import TrainOptions
+
+class RunOptions(Protocol):
+    """The options a run's regularisers are chosen by (trainer.config.TrainOptions has them; not imported: it imports this module)."""
+
+    loss: str
+    r1_gamma: float
+    r1_every: int
+    gp_weight: float
+    pl_weight: float
+    pl_every: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,17 +190,17 @@ class LazyPathLength(GRegulariser):
         self.mean = float(state.get("pl_mean", self.mean))
 
 
-def g_regularisers_for(opts: "TrainOptions") -> list[GRegulariser]:
+def g_regularisers_for(opts: RunOptions) -> list[GRegulariser]:
     return [LazyPathLength(opts.pl_weight, opts.pl_every)] if opts.pl_weight > 0 else []
 
 
-REGULARISERS: dict[str, Callable[["TrainOptions"], DRegulariser]] = {
+REGULARISERS: dict[str, Callable[[RunOptions], DRegulariser]] = {
     "r1": lambda opts: LazyR1(opts.r1_gamma, opts.r1_every),
     "gradient-penalty": lambda opts: GradientPenalty(opts.gp_weight),
 }
 
 
-def regularisers_for(opts: "TrainOptions") -> list[DRegulariser]:
+def regularisers_for(opts: RunOptions) -> list[DRegulariser]:
     """The D regularisers a run uses, in the order their penalties are added: R1 if asked for, then the loss's own."""
     names = (["r1"] if opts.r1_gamma > 0 else []) + list(get_loss(opts.loss).regularisers)
     return [REGULARISERS[name](opts) for name in names]

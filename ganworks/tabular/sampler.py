@@ -66,7 +66,7 @@ class ConditionSampler:
     def own_conditions(self, rows: torch.Tensor, rng: np.random.Generator) -> torch.Tensor | None:
         """Condition vectors for given encoded rows: a column drawn uniformly per row, and the row's OWN level of it.
 
-        Private training (trainer/tabular_loop.py) uses this instead of training-by-sampling: there the real rows are a
+        Private training (trainer/kinds/table.py) uses this instead of training-by-sampling: there the real rows are a
         Poisson sample of the table (as the privacy accountant assumes), not rows looked up by a drawn level, and each
         row's condition is a function of that row alone and of data-independent draws. None without categorical columns.
         """

@@ -280,7 +280,7 @@ def test_a_private_ctgan_step_clips_every_row_on_its_own_and_updates_d_even_with
     from ganworks.tabular.synthesizer import optimizers, prepare
     from tests.tabular.test_ctgan import _dataset
     from trainer.privacy import PoissonBatches
-    from trainer.tabular_loop import PrivateCTGANStep
+    from trainer.kinds.table import PrivateCTGANStep
 
     params, transformer, encoded, _ = prepare(_dataset(n=200), 0, latent_dim=8, g_width=16, d_width=16, max_modes=2, pac=1, gp_weight=0.0)
     family = get_family("ctgan")
