@@ -20,7 +20,7 @@ pac 1, no gradient penalty, --table-loss hinge, Poisson-sampled rows with their 
 ε = ∞ as an ordinary ctgan run trains (CTGAN's WGAN-GP, pac 10, training-by-sampling). Reported per ε:
 
   ml_efficacy      F1 on the held-out rows' rarer diagnosis of a logistic regression trained on as many generated
-                   rows as the train split has, divided by the same trained on the real rows (ganworks.tabular.quality)
+                   rows as the train split has, divided by the same trained on the real rows (evaluator_service/metrics/table_scores.py)
   quality          SDMetrics' overall quality score of the generated rows against the training rows
   dcr_share        the evaluator's DCR metric: generated rows closer to a training row than to any held-out row
                    (≈ 455 / 569 = 0.80 when nothing is copied; towards 1 when training rows are reproduced)
@@ -224,7 +224,7 @@ def time_table_steps(prepared, args, block: int = 20) -> dict[str, float]:
 def evaluate_table(row: dict, model, train, held_out, seed: int) -> dict:
     from evaluator_service.metrics.dcr import dcr
     from ganworks.tabular.data import NUMERIC_KINDS, TabularDataset
-    from ganworks.tabular.quality import _distances, ml_efficacy, quality_report
+    from evaluator_service.metrics.table_scores import row_distances, ml_efficacy, quality_report
 
     schema = train.schema
     synthetic = model.sample(len(train), seed=seed + 2)
@@ -237,8 +237,8 @@ def evaluate_table(row: dict, model, train, held_out, seed: int) -> dict:
     m = min(len(train), len(held_out))
     ranges = {c.name: float(np.ptp(np.concatenate([np.asarray(train.columns[c.name], float), np.asarray(held_out.columns[c.name], float)])))
               for c in schema.columns if c.kind in NUMERIC_KINDS}
-    members = _distances(train.rows(np.arange(m)), synthetic, schema, ranges)
-    others = _distances(held_out.rows(np.arange(m)), synthetic, schema, ranges)
+    members = row_distances(train.rows(np.arange(m)), synthetic, schema, ranges)
+    others = row_distances(held_out.rows(np.arange(m)), synthetic, schema, ranges)
     row["mia_advantage"] = round(best_threshold_advantage(-members, -others), 4)
     return row
 

@@ -110,9 +110,3 @@ class ConditionSampler:
         if text not in levels:
             raise ConditionError(f"{column} = {value!r} is not a value of {column}; allowed: {levels}")
         return index, levels.index(text)
-
-    def condition_vectors(self, column: str, value: str, batch: int) -> np.ndarray:
-        index, level = self.condition(column, value)
-        cond = np.zeros((batch, self.cond_dim), dtype=np.float32)
-        cond[:, self.offsets[index] + level] = 1.0
-        return cond
