@@ -14,8 +14,8 @@ from evaluator_service.features import Extractor, ExtractorCache, check_extracto
 from evaluator_service.features import classifier as classifier_extractor
 from evaluator_service.metrics import get_metric
 from evaluator_service.metrics.spec import GENERATED_IMAGES, GENERATED_LABELS, HELD_OUT_LABELS, REFERENCE_IMAGES, REFERENCE_LABELS
-from evaluator_service.plan import (raise_without_dataset, EvaluationRequest, Plan, Progress, cached_dataset, num_samples, requested_metrics, seed_and_variant,
-                                    split_params, without_held_out_metrics)
+from evaluator_service.plan import (EvaluationRequest, Plan, Progress, cached_dataset, num_samples, raise_without_dataset, requested_metrics,
+                                    seed_and_variant, split_params, without_held_out_metrics)
 from evaluator_service.reference import ReferenceStats, load_or_compute, reference_images, reference_subset
 from evaluator_service.reports import write_report
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget

@@ -9,7 +9,8 @@ from evaluator_service.compute import compute_metrics
 from evaluator_service.errors import InvalidRequestError
 from evaluator_service.features import ExtractorCache
 from evaluator_service.metrics import get_metric
-from evaluator_service.plan import raise_without_dataset, EvaluationRequest, Plan, Progress, num_samples, requested_metrics, seed_and_variant, split_params, without_held_out_metrics
+from evaluator_service.plan import (EvaluationRequest, Plan, Progress, num_samples, raise_without_dataset, requested_metrics, seed_and_variant,
+                                    split_params, without_held_out_metrics)
 from evaluator_service.reports import write_report
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
 from evaluator_service.samples import TableSamples

@@ -29,7 +29,7 @@ from evaluator_service.features import ExtractorCache, check_extractor_id, check
 from evaluator_service.features import classifier as classifier_extractor
 from evaluator_service.metrics import get_metric
 from evaluator_service.metrics.spec import REFERENCE_DOMAINS
-from evaluator_service.plan import (raise_without_dataset, Domains, EvaluationRequest, Plan, Progress, cached_dataset, num_samples, requested_metrics, seed_and_variant,
+from evaluator_service.plan import (Domains, EvaluationRequest, Plan, Progress, cached_dataset, num_samples, requested_metrics, seed_and_variant,
                                     split_params)
 from evaluator_service.reference import load_or_compute
 from evaluator_service.reports import write_report
