@@ -157,7 +157,8 @@ def table_step(budget: float, recipe: str, prepared, args, seed: int):
     ε, without it at ∞; recipe "ctgan": the ordinary CTGAN step (pac 10, WGAN-GP), what `ganworks train --model ctgan`
     trains without --dp-epsilon."""
     from ganworks.tabular.sampler import ConditionSampler
-    from ganworks.tabular.synthesizer import FAMILY, CTGANStep, TabularModel, optimizers
+    from ganworks.tabular.synthesizer import FAMILY, TabularModel
+    from trainer.ctgan import CTGANStep, optimizers
     from trainer.privacy import PoissonBatches
     from trainer.kinds.table import PrivateCTGANStep
 

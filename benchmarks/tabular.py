@@ -110,7 +110,7 @@ def main() -> None:
 
     import torch
 
-    from ganworks.tabular.synthesizer import fit
+    from trainer.ctgan import fit
 
     torch.set_num_threads(args.threads)
     train, test = load_table(args.dataset, split="train"), load_table(args.dataset, split="test")

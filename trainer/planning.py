@@ -67,6 +67,17 @@ def check_enough(options: TrainOptions, count: int, what: str) -> None:
         raise ConfigError(f"--batch-size {options.batch_size} is larger than the {count} training {what} allow with {options.num_workers} workers")
 
 
+def choose_loss(options: TrainOptions, family: ModelFamily, default: str) -> None:
+    """--loss, or the kind's default; a loss that does not apply to the family's kind is refused, naming those that do."""
+    from trainer.losses import LOSSES, get_loss
+
+    options.loss = options.loss or default
+    fitting = [name for name, loss in LOSSES.items() if family.kind in loss.kinds]
+    if family.kind not in get_loss(options.loss).kinds:
+        raise ConfigError(f"--loss {options.loss} does not apply to {family.name}, a model of {family.kind} runs; use one of {', '.join(fitting)} "
+                          f"(default {default})")
+
+
 def refuse(flags: tuple[tuple[str, bool], ...], why: str) -> None:
     """A ConfigError for the first flag given that the kind cannot use; `why` is formatted with {flag}."""
     for flag, given in flags:

@@ -85,7 +85,7 @@ class CTGANFamily(ModelFamily):
     def check(self, params: dict[str, Any]) -> None:
         if params["data_dim"] == 0:
             raise ModelConfigError("ctgan models tables: its data_dim comes from a DataTransformer fitted on one; "
-                                   "train it on a table (`ganworks train --model ctgan --dataset credit-default`) or with ganworks.tabular.synthesizer.fit")
+                                   "train it on a table (`ganworks train --model ctgan --dataset credit-default`) or with trainer.ctgan.fit")
 
     def describe(self, params: dict[str, Any]) -> dict[str, int]:
         return {"image_size": 0, "channels": 0, "num_classes": 0, "latent_dim": int(params["latent_dim"])}

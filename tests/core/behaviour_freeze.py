@@ -75,7 +75,7 @@ def _table():
 
 def table() -> dict:
     """A CTGAN fitted in one process for two epochs (its WGAN-GP steps with pac), then rows of a fixed seed."""
-    from ganworks.tabular.synthesizer import fit
+    from trainer.ctgan import fit
 
     model = fit(_table(), epochs=2, batch_size=40, seed=0, latent_dim=8, g_width=16, d_width=16, pac=4, max_modes=3)
     rows = model.sample(6, seed=3)

@@ -10,7 +10,7 @@ from ganworks.api import evaluator_pb2 as pb
 from ganworks.checkpoint import publish_snapshot
 from ganworks.store import open_store
 from ganworks.tabular.data import load_table
-from ganworks.tabular.synthesizer import fit
+from trainer.ctgan import fit
 from tests.evaluator.conftest import GeneratorProcess, RunningEvaluator
 from trainer.kinds.table import table_split_json
 

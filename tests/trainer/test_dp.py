@@ -277,7 +277,8 @@ def test_a_private_step_clips_every_row_and_updates_d_even_when_its_poisson_samp
 @pytest.mark.parametrize("real_count", [0, 12])
 def test_a_private_ctgan_step_clips_every_row_on_its_own_and_updates_d_even_without_real_rows(real_count):
     from ganworks.tabular.sampler import ConditionSampler
-    from ganworks.tabular.synthesizer import optimizers, prepare
+    from ganworks.tabular.synthesizer import prepare
+    from trainer.ctgan import optimizers
     from tests.tabular.test_ctgan import _dataset
     from trainer.privacy import PoissonBatches
     from trainer.kinds.table import PrivateCTGANStep

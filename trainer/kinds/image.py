@@ -16,14 +16,18 @@ from trainer import transfer
 from trainer.augment import AdaptiveAugment
 from trainer.config import TrainOptions
 from trainer.losses import g_regularisers_for, get_loss, regularisers_for
-from trainer.planning import TrainPlan, check_enough, check_same_run, model_params, plan_privacy, start_of
+from trainer.planning import TrainPlan, check_enough, check_same_run, choose_loss, model_params, plan_privacy, start_of
 from trainer.privacy import PoissonBatches, PrivacyPlan, make_private
 from trainer.publisher import SampleGrid
 from trainer.step import GANStep, Networks, StepResult, data_parallel
 from trainer.worker import RealBatches, build_networks, reseed_unless_same_world
 
 
+DEFAULT_LOSS = "hinge"
+
+
 def plan(options: TrainOptions, store_settings: StoreSettings, family: ModelFamily, store: ArtifactStore | None, began: dict | None, source: Any) -> TrainPlan:
+    choose_loss(options, family, DEFAULT_LOSS)
     if options.dp_transformer_epsilon:
         raise ConfigError(f"--dp-transformer-epsilon is for tables (--model ctgan), whose fitted transformer is published; {family.name} has none, "
                           "and --dp-epsilon covers all it publishes")

@@ -27,16 +27,18 @@ from ganworks.settings import StoreSettings
 from ganworks.store import ArtifactStore, open_store
 from ganworks.tabular.data import TEST_FRACTION, load_table
 from ganworks.tabular.sampler import ConditionSampler
-from ganworks.tabular.synthesizer import CTGANStep, optimizers, prepare
+from ganworks.tabular.synthesizer import prepare
 from ganworks.tabular.transformer import DataTransformer
 from trainer.config import TrainOptions
+from trainer.ctgan import CTGANStep, optimizers
 from trainer.losses import AdversarialLoss, get_loss
-from trainer.planning import TrainPlan, check_enough, check_same_run, per_worker_batch, plan_privacy, refuse
+from trainer.planning import TrainPlan, check_enough, check_same_run, choose_loss, per_worker_batch, plan_privacy, refuse
 from trainer.privacy import PoissonBatches, PrivacyPlan, make_private, per_sample_hooks_off, private_d_update, require_opacus
 from trainer.step import Networks, StepResult, data_parallel
 
 log = logging.getLogger("trainer")
 
+DEFAULT_LOSS = "wgan-gp-pac"  # CTGAN's
 # What a private ctgan run trains with instead of CTGAN's WGAN-GP with pac 10 (docs/tabular.md says why).
 PRIVATE_LOSSES = ("hinge", "non-saturating")
 
@@ -74,6 +76,8 @@ def check_private_table(opts: TrainOptions) -> None:
 
 def plan(options: TrainOptions, store_settings: StoreSettings, family: ModelFamily, store: ArtifactStore | None, began: dict | None, source: Any) -> TrainPlan:
     """The table loaded and its transformer fitted here, before any Ray start-up."""
+    default_loss = PRIVATE_LOSSES[0] if options.dp_epsilon else DEFAULT_LOSS
+    options.loss = options.loss or default_loss
     if options.dp_epsilon:
         from trainer import privacy
 
@@ -88,10 +92,9 @@ def plan(options: TrainOptions, store_settings: StoreSettings, family: ModelFami
     for key in options.model_params:
         if key not in settable:
             raise ConfigError(f"--model-param {key}: {family.name} has no such settable hyperparameter; use one of {', '.join(settable)}")
+    choose_loss(options, family, default_loss)
     if options.dp_epsilon:  # one record per D sample and no gradient penalty (PrivateCTGANStep)
         options.model_params = {"pac": 1, "gp_weight": 0.0, **options.model_params}
-    else:
-        options.loss = "wgan-gp"  # CTGAN's loss, whatever --loss says: run.json records what trained
     try:
         pac = family.validate({**options.model_params, "data_dim": 1})["pac"]
     except HyperparameterError as exc:
@@ -158,8 +161,8 @@ class PrivateCTGANStep(CTGANStep):
     """
 
     def __init__(self, *args, batches: PoissonBatches, loss: AdversarialLoss, dp_optimizer, discriminator: torch.nn.Module, world: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.batches, self.loss, self.dp_opt, self.world = batches, loss, dp_optimizer, world
+        super().__init__(*args, loss=loss, **kwargs)
+        self.batches, self.dp_opt, self.world = batches, dp_optimizer, world
         self.D_plain = discriminator  # self.D is Opacus' GradSampleModule around it
         self.real: torch.Tensor | None = None
 
@@ -180,9 +183,6 @@ class PrivateCTGANStep(CTGANStep):
         # What stats.jsonl shows: the usual D loss (a step may draw no real row at all: then only the fake term).
         loss_d = self.loss.d_term(scores_real, scores_fake) if len(real_in) else self.loss.d_fake(scores_fake).mean()
         return loss_d.detach(), scores_real.detach(), scores_fake.detach(), norm_d, torch.zeros(())
-
-    def g_term(self, scores: torch.Tensor) -> torch.Tensor:
-        return self.loss.g_term(scores)
 
     def generator_step(self, rng: np.random.Generator):
         with per_sample_hooks_off(self.D) if self.dp_opt is not None else contextlib.nullcontext():
@@ -221,7 +221,7 @@ class Run:
         common = (self.transformer, ConditionSampler(self.transformer, self.encoded), data.to(self.device), self.params, self.per_worker)
         if self.privacy is None:
             self.nets = Networks(G, D, None, data_parallel(G), data_parallel(D), self.g_opt, self.d_opt)
-            self.ctgan = CTGANStep(self.nets.G_ddp, self.nets.D_ddp, self.g_opt, self.d_opt, *common)
+            self.ctgan = CTGANStep(self.nets.G_ddp, self.nets.D_ddp, self.g_opt, self.d_opt, *common, loss=get_loss(opts.loss))
         else:
             D_private, dp_opt = make_private(D, self.d_opt, self.privacy, self.per_worker, self.world, opts.seed, self.device)
             self.nets = Networks(G, D, None, data_parallel(G), D_private, self.g_opt, self.d_opt)

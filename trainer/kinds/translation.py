@@ -20,11 +20,15 @@ from ganworks.settings import StoreSettings
 from ganworks.store import ArtifactStore, open_store
 from trainer.config import TrainOptions
 from trainer.ema import ema_beta, update_ema
-from trainer.planning import TrainPlan, check_enough, check_same_run, model_params, refuse
+from trainer.losses import get_loss
+from trainer.planning import TrainPlan, check_enough, check_same_run, choose_loss, model_params, refuse
 from trainer.privacy import PrivacyPlan, SUPPORTED, require_opacus
 from trainer.step import Networks, StepResult, data_parallel
 from trainer.translation import CycleStep, lr_factor
 from trainer.worker import RealBatches, build_networks, same_world
+
+
+DEFAULT_LOSS = "lsgan"  # CycleGAN's
 
 
 def plan(options: TrainOptions, store_settings: StoreSettings, family: ModelFamily, store: ArtifactStore | None, began: dict | None, source: Any) -> TrainPlan:
@@ -36,6 +40,7 @@ def plan(options: TrainOptions, store_settings: StoreSettings, family: ModelFami
     if options.dp_transformer_epsilon:
         raise ConfigError(f"--dp-transformer-epsilon is for tables (--model ctgan), whose fitted transformer is published; {family.name} has none, "
                           "and --dp-epsilon covers all it publishes")
+    choose_loss(options, family, DEFAULT_LOSS)
     if not options.dataset_b:
         raise ConfigError(f"--model {family.name} learns to translate between two image sets: give domain A as --dataset and domain B as --dataset-b "
                           "(e.g. --dataset fashion-mnist:sneaker --dataset-b fashion-mnist:ankle-boot)")
@@ -100,7 +105,7 @@ class Run:
 
     def start(self) -> None:
         self.nets = Networks(self.G, self.D, self.G_ema, data_parallel(self.G), data_parallel(self.D), self.g_opt, self.d_opt)
-        self.cycle = CycleStep(self.nets, self.params, self.noise)
+        self.cycle = CycleStep(self.nets, self.params, self.noise, get_loss(self.opts.loss))
         if self._pools:
             self.cycle.load_pools(self._pools, self.device)
 
