@@ -20,8 +20,6 @@ from trainer.config import TrainOptions
 from trainer.kinds import KINDS
 from trainer.planning import TrainPlan, family_of, start_of
 
-log = logging.getLogger("trainer")
-
 __all__ = ["TrainOutcome", "TrainPlan", "TrainingFailedError", "connect_ray", "enable_ray_token_auth", "plan", "train"]
 
 

@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from trainer.config import TrainOptions
 from trainer.kinds import KINDS
-from trainer.metrics import serve_worker_up
+from trainer.exporter import serve_worker_up
 from trainer.privacy import PrivacyBudget, PrivacyPlan
 from trainer.reporting import Rank0Reporter
 from trainer.step import Networks

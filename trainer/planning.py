@@ -78,13 +78,6 @@ def choose_loss(options: TrainOptions, family: ModelFamily, default: str) -> Non
                           f"(default {default})")
 
 
-def refuse(flags: tuple[tuple[str, bool], ...], why: str) -> None:
-    """A ConfigError for the first flag given that the kind cannot use; `why` is formatted with {flag}."""
-    for flag, given in flags:
-        if given:
-            raise ConfigError(why.format(flag=flag))
-
-
 # The hyperparameters the trainer sets from the dataset and its own flags, not from --model-param.
 _FROM_DATA_FLAGS = {"image_size": "--image-size", "channels": "--channels (or the dataset)", "num_classes": "--conditional (and the dataset's labels)"}
 

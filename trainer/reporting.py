@@ -13,7 +13,7 @@ from ganworks.mlflow_tracking import MlflowRun
 from ganworks.settings import store_settings_here
 from ganworks.store import open_store
 from trainer.config import TrainOptions
-from trainer.metrics import StatsLog, TrainerMetrics
+from trainer.exporter import StatsLog, TrainerMetrics
 from trainer.publisher import SnapshotJob, SnapshotPublisher
 from trainer.step import StepResult
 

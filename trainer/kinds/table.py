@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 from typing import Any, Callable
 
 import numpy as np
@@ -32,11 +31,9 @@ from ganworks.tabular.transformer import DataTransformer
 from trainer.config import TrainOptions
 from trainer.ctgan import CTGANStep, optimizers
 from trainer.losses import AdversarialLoss, get_loss
-from trainer.planning import TrainPlan, check_enough, check_same_run, choose_loss, per_worker_batch, plan_privacy, refuse
+from trainer.planning import TrainPlan, check_enough, check_same_run, choose_loss, per_worker_batch, plan_privacy
 from trainer.privacy import PoissonBatches, PrivacyPlan, make_private, per_sample_hooks_off, private_d_update, require_opacus
 from trainer.step import Networks, StepResult, data_parallel
-
-log = logging.getLogger("trainer")
 
 DEFAULT_LOSS = "wgan-gp-pac"  # CTGAN's
 # What a private ctgan run trains with instead of CTGAN's WGAN-GP with pac 10 (docs/tabular.md says why).
@@ -86,8 +83,9 @@ def plan(options: TrainOptions, store_settings: StoreSettings, family: ModelFami
         privacy.check_private_trainable(options, family, {})  # refuses, naming what to use
     if options.init_from:
         raise ConfigError(f"--init-from is for image models; a {family.name} run starts from scratch (its transformer is fitted to this table)")
-    refuse((("--conditional", options.conditional), ("--augment ada", options.augment != "none")),
-           "{flag} is for image models; " + f"{family.name} conditions on the table's categorical columns by itself")
+    for flag, given in (("--conditional", options.conditional), ("--augment ada", options.augment != "none")):
+        if given:
+            raise ConfigError(f"{flag} is for image models; {family.name} conditions on the table's categorical columns by itself")
     settable = family.settable()
     for key in options.model_params:
         if key not in settable:

@@ -21,7 +21,7 @@ from ganworks.store import ArtifactStore, open_store
 from trainer.config import TrainOptions
 from trainer.ema import ema_beta, update_ema
 from trainer.losses import get_loss
-from trainer.planning import TrainPlan, check_enough, check_same_run, choose_loss, model_params, refuse
+from trainer.planning import TrainPlan, check_enough, check_same_run, choose_loss, model_params
 from trainer.privacy import PrivacyPlan, SUPPORTED, require_opacus
 from trainer.step import Networks, StepResult, data_parallel
 from trainer.translation import CycleStep, lr_factor
@@ -44,8 +44,9 @@ def plan(options: TrainOptions, store_settings: StoreSettings, family: ModelFami
     if not options.dataset_b:
         raise ConfigError(f"--model {family.name} learns to translate between two image sets: give domain A as --dataset and domain B as --dataset-b "
                           "(e.g. --dataset fashion-mnist:sneaker --dataset-b fashion-mnist:ankle-boot)")
-    refuse((("--conditional", options.conditional), ("--init-from", bool(options.init_from)), ("--augment ada", options.augment != "none")),
-           "{flag} is not supported by " + f"{family.name}: its domains are its two datasets")
+    for flag, given in (("--conditional", options.conditional), ("--init-from", bool(options.init_from)), ("--augment ada", options.augment != "none")):
+        if given:
+            raise ConfigError(f"{flag} is not supported by {family.name}: its domains are its two datasets")
     model_params(family, options, channels=None, num_classes=0)
     store = open_store(settings=store_settings)
     pair = load_domains(options.dataset, options.dataset_b, options.image_size, options.channels or None, options.split)
