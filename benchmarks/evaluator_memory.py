@@ -32,38 +32,18 @@ import torch  # noqa: E402
 from evaluator_service.features import classifier  # noqa: E402
 from ganworks.api import evaluator_pb2 as pb  # noqa: E402
 from ganworks.api import evaluator_pb2_grpc  # noqa: E402
-from ganworks.checkpoint import publish_snapshot  # noqa: E402
 from ganworks.data import load_dataset  # noqa: E402
-from ganworks.layout import run_info_key  # noqa: E402
-from ganworks.models import build_generator  # noqa: E402
 from ganworks.store import open_store  # noqa: E402
+from ganworks.testing.digits_run import publish, write_run_json  # noqa: E402
 from orchestration.processes import terminate  # noqa: E402
 
 RUN = "digits-memory"
-GENERATOR_PARAMS = {"image_size": 32, "channels": 1, "latent_dim": 16, "width": 16, "num_classes": 10}
 SMALL = {"kid.subset_size": 50, "kid.num_subsets": 10}
 
 
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
-
-
-def write_run_json(store, run: str) -> None:
-    """The record of a conditional DCGAN run on digits, as the trainer writes it."""
-    ds = load_dataset("digits", image_size=32, channels=1, split="train")
-    store.put_json(run_info_key(run), {
-        "run": run, "code_version": "benchmark", "options": {},
-        "dataset": {"spec": "digits", "id": ds.id, "image_size": 32, "channels": 1, "num_classes": 10, "split": "train"},
-        "architecture": "dcgan", "architecture_params": GENERATOR_PARAMS,
-    })
-
-
-def publish(store, run: str, step: int) -> None:
-    """An untrained snapshot at step (its weights seeded by the step): what is measured is the evaluator, not the model."""
-    torch.manual_seed(step)
-    generator = build_generator("dcgan", **GENERATOR_PARAMS)
-    publish_snapshot(store, run=run, step=step, generator_state=generator.state_dict(), architecture="dcgan", architecture_params=GENERATOR_PARAMS)
 
 
 def start_generator(url: str, workdir: str, env: dict) -> tuple[subprocess.Popen, str]:
