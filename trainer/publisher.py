@@ -63,9 +63,9 @@ class SnapshotPublisher:
     """One background thread; a newer job replaces one still waiting, so a slow store costs snapshots, not speed."""
 
     def __init__(self, open_store: Callable[[], Any], *, run: str, architecture: str, architecture_params: dict[str, Any], dataset_id: str,
-                 grid: SampleGrid | None, retry_seconds: float, on_published: Callable[[int], None] | None = None, on_failure: Callable[[], None] | None = None,
+                 grid: Any, retry_seconds: float, on_published: Callable[[int], None] | None = None, on_failure: Callable[[], None] | None = None,
                  files: dict[str, bytes] | None = None):
-        """grid: None for a model without images (ctgan); files: published beside every snapshot's weights (transformer.json)."""
+        """grid: what renders the sample grid (its kind's: SampleGrid, TranslationGrid; None for a kind without images); files: published beside every snapshot's weights (transformer.json)."""
         self._open_store = open_store
         self.run, self.architecture, self.params, self.dataset_id = run, architecture, architecture_params, dataset_id
         self.grid, self.retry_seconds, self.files = grid, retry_seconds, dict(files or {})
