@@ -34,7 +34,8 @@ from ganworks.api import evaluator_pb2 as pb  # noqa: E402
 from ganworks.api import evaluator_pb2_grpc  # noqa: E402
 from ganworks.data import load_dataset  # noqa: E402
 from ganworks.store import open_store  # noqa: E402
-from tests.evaluator.conftest import GeneratorProcess, publish, write_run_json  # noqa: E402
+from ganworks.testing.digits_run import publish, write_run_json  # noqa: E402
+from orchestration.processes import terminate  # noqa: E402
 
 RUN = "digits-memory"
 SMALL = {"kid.subset_size": 50, "kid.num_subsets": 10}
@@ -43,6 +44,19 @@ SMALL = {"kid.subset_size": 50, "kid.num_subsets": 10}
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
+
+
+def start_generator(url: str, workdir: str, env: dict) -> tuple[subprocess.Popen, str]:
+    """`ganworks generator serve` for the run, as a deployment runs it; its log goes to a file."""
+    cmd = [sys.executable, "-m", "ganworks.cli", "--log-level", "WARNING", "generator", "serve", "--runs", RUN, "--host", "127.0.0.1",
+           "--port", "0", "--metrics-port", "-1", "--store", url, "--poll-seconds", "0.5", "--torch-threads", "1", "--grace-seconds", "1"]
+    log = open(os.path.join(workdir, "generator.log"), "w")
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    match = re.search(r"listening on [\d.]+:(\d+)", process.stdout.readline())
+    if not match:
+        terminate(process, 5)
+        raise RuntimeError(f"the generator did not start; see {log.name}")
+    return process, f"127.0.0.1:{match.group(1)}"
 
 
 def prepare_store(url: str) -> None:
@@ -113,8 +127,8 @@ def main() -> int:
     url = f"file://{workdir}/store"
     prepare_store(url)
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
-    generator = GeneratorProcess(url, [RUN], os.path.join(workdir, "generator.log"))
-    evaluator, address, metrics_port = start_evaluator(url, generator.address, args.mode, args.num_samples, workdir, env)
+    generator, generator_address = start_generator(url, workdir, env)
+    evaluator, address, metrics_port = start_evaluator(url, generator_address, args.mode, args.num_samples, workdir, env)
     rss, failed, started = [], 0, time.monotonic()
     try:
         with grpc.insecure_channel(address) as channel:
@@ -134,7 +148,7 @@ def main() -> int:
     finally:
         evaluator.terminate()
         evaluator.wait(30)
-        generator.stop()
+        terminate(generator, 15)
 
     start, end = rss[args.warmup - 1], rss[-1]
     result = {

@@ -15,12 +15,12 @@ trainer/privacy.py) on one worker; Ray and snapshots are left out so the time is
   seconds          wall time of the training steps; dp_time_ratio = seconds(ε) / seconds(∞), target ≤ 3 on CPU
 
 Tables (--parts tables): the ctgan family on `breast-cancer` (455 training rows, 114 held out), ε = 1, 3, 10 with the
-private recipe `ganworks train --model ctgan --dp-epsilon E` trains with (trainer/tabular_loop.py PrivateCTGANStep:
+private recipe `ganworks train --model ctgan --dp-epsilon E` trains with (trainer/kinds/table.py PrivateCTGANStep:
 pac 1, no gradient penalty, --table-loss hinge, Poisson-sampled rows with their own conditions, DP-SGD on D), and
 ε = ∞ as an ordinary ctgan run trains (CTGAN's WGAN-GP, pac 10, training-by-sampling). Reported per ε:
 
   ml_efficacy      F1 on the held-out rows' rarer diagnosis of a logistic regression trained on as many generated
-                   rows as the train split has, divided by the same trained on the real rows (ganworks.tabular.quality)
+                   rows as the train split has, divided by the same trained on the real rows (evaluator_service/metrics/table_scores.py)
   quality          SDMetrics' overall quality score of the generated rows against the training rows
   dcr_share        the evaluator's DCR metric: generated rows closer to a training row than to any held-out row
                    (≈ 455 / 569 = 0.80 when nothing is copied; towards 1 when training rows are reproduced)
@@ -157,9 +157,10 @@ def table_step(budget: float, recipe: str, prepared, args, seed: int):
     ε, without it at ∞; recipe "ctgan": the ordinary CTGAN step (pac 10, WGAN-GP), what `ganworks train --model ctgan`
     trains without --dp-epsilon."""
     from ganworks.tabular.sampler import ConditionSampler
-    from ganworks.tabular.synthesizer import FAMILY, CTGANStep, TabularModel, optimizers
+    from ganworks.tabular.synthesizer import FAMILY, TabularModel
+    from trainer.ctgan import CTGANStep, optimizers
     from trainer.privacy import PoissonBatches
-    from trainer.tabular_loop import PrivateCTGANStep
+    from trainer.kinds.table import PrivateCTGANStep
 
     params, transformer, encoded, fitted = prepared
     if recipe == "ctgan":
@@ -224,7 +225,7 @@ def time_table_steps(prepared, args, block: int = 20) -> dict[str, float]:
 def evaluate_table(row: dict, model, train, held_out, seed: int) -> dict:
     from evaluator_service.metrics.dcr import dcr
     from ganworks.tabular.data import NUMERIC_KINDS, TabularDataset
-    from ganworks.tabular.quality import _distances, ml_efficacy, quality_report
+    from evaluator_service.metrics.table_scores import row_distances, ml_efficacy, quality_report
 
     schema = train.schema
     synthetic = model.sample(len(train), seed=seed + 2)
@@ -237,8 +238,8 @@ def evaluate_table(row: dict, model, train, held_out, seed: int) -> dict:
     m = min(len(train), len(held_out))
     ranges = {c.name: float(np.ptp(np.concatenate([np.asarray(train.columns[c.name], float), np.asarray(held_out.columns[c.name], float)])))
               for c in schema.columns if c.kind in NUMERIC_KINDS}
-    members = _distances(train.rows(np.arange(m)), synthetic, schema, ranges)
-    others = _distances(held_out.rows(np.arange(m)), synthetic, schema, ranges)
+    members = row_distances(train.rows(np.arange(m)), synthetic, schema, ranges)
+    others = row_distances(held_out.rows(np.arange(m)), synthetic, schema, ranges)
     row["mia_advantage"] = round(best_threshold_advantage(-members, -others), 4)
     return row
 

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/soak.py --ci --out DIR      # the 60–90 s form that `make test` runs
 
 What runs, each in its own process, all on 127.0.0.1: moto's S3-protocol server behind a cuttable, slowable
-TCP proxy (orchestration/faultproxy.py); `ganworks train` on a local Ray cluster; two generator replicas that
+TCP proxy (ganworks/testing/faultproxy.py); `ganworks train` on a local Ray cluster; two generator replicas that
 the clients reach through one gRPC address list (`ipv4:A,B`, round_robin); the continuous evaluator. The load:
 single- and multi-sample calls, PNG and raw, latest and pinned, streaming, and evaluator requests. The faults,
 one at a time and overlapping: store outage (proxy cut), slow store (proxy latency), SIGKILL of a Ray Train
@@ -52,9 +52,9 @@ from ganworks.api import evaluator_pb2_grpc  # noqa: E402
 from ganworks.api import generator_pb2 as gpb  # noqa: E402
 from ganworks.api import generator_pb2_grpc  # noqa: E402
 from ganworks.generator_client import CHANNEL_OPTIONS, RetryPolicy, build_request  # noqa: E402
-from orchestration.faultproxy import FaultProxy  # noqa: E402
+from ganworks.testing.faultproxy import FaultProxy  # noqa: E402
 from orchestration.processes import ServiceProcess, free_port, ganworks_command, marked_env, processes_marked, ray_train_workers, wait_for_grpc_health  # noqa: E402
-from orchestration.s3local import spawn_moto, wait_moto_ready  # noqa: E402
+from ganworks.testing.s3local import spawn_moto, wait_moto_ready  # noqa: E402
 
 RUN = "soak"
 KINDS = ("store_outage", "slow_store", "ray_worker_kill", "generator_kill", "evaluator_kill", "corrupted_upload", "burst")

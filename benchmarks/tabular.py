@@ -1,7 +1,7 @@
 """ganworks' ctgan family vs the `ctgan` package (SDV's CTGAN): quality, ML efficacy and training time, in one run.
 
 Both train on the table's "train" split with the same epochs, batch size, pac and seed, on CPU; each then samples
-as many rows as the train split has. Scores use ganworks.tabular.quality (SDMetrics' definitions): the quality
+as many rows as the train split has. Scores use evaluator_service/metrics/table_scores.py (SDMetrics' definitions): the quality
 score against the train split, ML efficacy (F1 of the rarer target level, train-on-synthetic vs train-on-real,
 tested on the held-out "test" split) and the share of synthetic rows closer to train than to the test split.
 
@@ -36,7 +36,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from ganworks.tabular.data import load_table  # noqa: E402
-from ganworks.tabular.quality import closer_to_train_share, ml_efficacy, quality_report  # noqa: E402
+from evaluator_service.metrics.table_scores import closer_to_train_share, ml_efficacy, quality_report  # noqa: E402
 
 
 def _baseline_worker(dataset: str, epochs: int, batch_size: int, pac: int, seeds: list[int], threads: int, out: str) -> None:
@@ -110,7 +110,7 @@ def main() -> None:
 
     import torch
 
-    from ganworks.tabular.synthesizer import fit
+    from trainer.ctgan import fit
 
     torch.set_num_threads(args.threads)
     train, test = load_table(args.dataset, split="train"), load_table(args.dataset, split="test")

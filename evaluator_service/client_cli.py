@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import grpc
@@ -13,7 +14,7 @@ from evaluator_service.errors import InvalidRequestError
 from evaluator_service.metrics import METRICS
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.api import evaluator_pb2_grpc
-from ganworks.commandline import CommandError
+from ganworks.commandline import CommandError, read_flag_file, read_token_file
 from ganworks.output import add_output_flags, metric_text, print_csv, print_json
 
 
@@ -22,13 +23,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run id to evaluate")
     parser.add_argument("--version", type=int, default=0, help="snapshot step (default: the newest)")
     parser.add_argument("-n", "--num-samples", type=int, default=0, help="generated samples (default: the server's, 5000)")
-    parser.add_argument("--metrics", help="comma-separated metrics: fid,kid,prdc,is,diversity,mode_coverage,memorization,utility (default: the server's set, all but utility)")
+    parser.add_argument("--metrics", help=metrics_help())
     parser.add_argument("--extractor", default="", help="digits-classifier, inception-v3-fid, … (default: the server's choice for the run)")
     parser.add_argument("--resize-mode", default="", choices=["", "legacy-pytorch", "clean"], help="resize mode (default legacy-pytorch)")
     parser.add_argument("--seed", type=int, help="sampling seed (default: fixed, so evaluations are comparable)")
     parser.add_argument("--param", action="append", default=[], metavar="METRIC.NAME=VALUE", help="metric parameter, e.g. kid.subset_size=500 (repeatable)")
     parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds (default 3600)")
+    parser.add_argument("--auth-token-file", help="file with the bearer token the evaluator asks for (or env GANWORKS_EVALUATOR_AUTH_TOKEN)")
+    parser.add_argument("--tls-ca", help="PEM file of the CA that signed the evaluator's certificate; turns TLS on")
     add_output_flags(parser, wide=False)
+
+
+def metrics_help() -> str:
+    """--metrics' help, from the metric registry: each kind of run's metrics, and what the server computes when none are named."""
+    kinds: dict[str, list[tuple[str, bool]]] = {}
+    for name, metric in METRICS.items():
+        kinds.setdefault(metric.kind, []).append((name, metric.default))
+    listed = "; ".join(f"{kind} runs: {','.join(name for name, _ in metrics)}" for kind, metrics in kinds.items())
+    only_named = [name for name, default in kinds.get("image", []) if not default]
+    return (f"comma-separated metrics of the run's kind ({listed}). Default: the server's set, every metric of the run's kind"
+            + (f" but {', '.join(only_named)} for an image run" if only_named else ""))
+
+
+def _channel(args: argparse.Namespace) -> tuple[grpc.Channel, tuple | None]:
+    """The channel to --address (TLS with --tls-ca) and the metadata carrying the bearer token, if one is given."""
+    token = read_token_file("--auth-token-file", args.auth_token_file) or os.environ.get("GANWORKS_EVALUATOR_AUTH_TOKEN") or None
+    ca = read_flag_file("--tls-ca", args.tls_ca)
+    channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(ca)) if ca is not None else grpc.insecure_channel(args.address)
+    return channel, (("authorization", f"Bearer {token}"),) if token else None
 
 
 def _params(items: list[str]) -> dict[str, float]:
@@ -63,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         request.seed = args.seed
     console = Console(stderr=True)
-    with grpc.insecure_channel(args.address) as channel:
+    channel, metadata = _channel(args)
+    with channel:
         stub = evaluator_pb2_grpc.EvaluatorStub(channel)
         try:
-            evaluation = stub.Evaluate(request, timeout=120)
+            evaluation = stub.Evaluate(request, timeout=120, metadata=metadata)
             last_phase = ""
-            for evaluation in stub.WatchEvaluation(pb.GetEvaluationRequest(id=evaluation.id), timeout=args.timeout):
+            for evaluation in stub.WatchEvaluation(pb.GetEvaluationRequest(id=evaluation.id), timeout=args.timeout, metadata=metadata):
                 if evaluation.phase != last_phase:
                     console.print(f"[dim]{evaluation.phase} ({evaluation.progress:.0%})[/dim]")
                     last_phase = evaluation.phase

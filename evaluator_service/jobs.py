@@ -18,7 +18,7 @@ from evaluator_service.cache import BoundedCache
 from evaluator_service.errors import EvaluationError
 from evaluator_service.evaluation import EvaluationRequest, Plan, plan, run_evaluation
 from evaluator_service.features import ExtractorCache
-from evaluator_service.metrics_export import EvaluatorMetrics
+from evaluator_service.exporter import EvaluatorMetrics
 from evaluator_service.settings import EvaluatorSettings
 from ganworks.data import ImageDataset
 from ganworks.errors import GanworksError, StoreError

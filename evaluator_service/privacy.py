@@ -59,7 +59,8 @@ def private_plan(p: Any, explicit: bool) -> Any:
     left_out = {m: f"needs {NEEDS_TRAINING_RECORDS[m]}, which the run's ε does not cover" for m in needing}
     classifier_dataset = p.held_out if p.classifier_dataset is not None else None
     return dataclasses.replace(
-        p, metrics=metrics, params={m: v for m, v in p.params.items() if m in metrics}, reference=p.held_out, classifier_dataset=classifier_dataset,
+        p, metrics=metrics, params={m: v for m, v in p.params.items() if m in metrics}, reference=p.held_out, dataset_id=p.held_out.id,
+        classifier_dataset=classifier_dataset,
         privacy={"private": True, "reference_split": HELD_OUT, "left_out": left_out,
                  "extractor_fitted_on": HELD_OUT if classifier_dataset is not None else "not this run's data"},
     )

@@ -19,7 +19,7 @@ from evaluator_service.errors import InvalidRequestError, NotFoundError
 from evaluator_service.evaluation import EvaluationRequest, close_mlflow_runs
 from evaluator_service.features import ExtractorCache
 from evaluator_service.jobs import Job, JobManager, QueueFullError
-from evaluator_service.metrics_export import EvaluatorMetrics
+from evaluator_service.exporter import EvaluatorMetrics
 from evaluator_service.sampler import GeneratorTarget
 from evaluator_service.settings import EvaluatorSettings
 from ganworks.api import evaluator_pb2 as pb

@@ -21,7 +21,7 @@ from safetensors.torch import save as save_safetensors
 
 from ganworks.errors import CheckpointError, CheckpointFormatError, CheckpointIntegrityError, ConfigError, ModelConfigError, ObjectNotFoundError, SnapshotExistsError, SnapshotMissingError
 from ganworks.layout import MANIFEST, RUNS, SAMPLES, TRAINING_WEIGHTS, WEIGHTS, check_run_id, checkpoints_prefix, latest_key, run_of_key, snapshot_key, stats_key, step_of_manifest_key
-from ganworks.models import get_family
+from ganworks.models import FAMILIES, get_family
 from ganworks.store import ArtifactStore
 
 FORMAT_VERSION = 1
@@ -59,6 +59,8 @@ class Manifest:
     # published without them (older ganworks), which can be served and evaluated but not trained on from.
     training_weights: dict[str, str] = dataclasses.field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # The family's kind of run ("image", "table", "translation"); a manifest written before it was recorded gets its family's.
+    kind: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,6 +93,8 @@ class Manifest:
                 raise CheckpointFormatError(f"{where}: {name} is {getattr(manifest, name)}, outside what this ganworks builds (0 to {most}); the snapshot is refused")
         if not isinstance(manifest.architecture, str) or not isinstance(manifest.architecture_params, dict):
             raise CheckpointFormatError(f"{where}: architecture must be a name and architecture_params a JSON object")
+        if not manifest.kind and manifest.architecture in FAMILIES:
+            manifest.kind = FAMILIES[manifest.architecture].kind
         return manifest
 
 
@@ -172,6 +176,7 @@ def publish_snapshot(
         metrics=dict(metrics or {}),
         files={name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
         training_weights={role: hashlib.sha256(data).hexdigest() for role, data in extra.items()},
+        kind=family.kind,
     )
     store.put_bytes(snapshot_key(run, step, WEIGHTS), weights)
     for role, data in extra.items():

@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_system_flags(parser, DEMO)
     parser.add_argument("--steps", type=int, help=f"training steps (default {DEMO.steps}, with --tabular {TABULAR.steps}: a few minutes on 2 CPU cores)")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds (default 900)")
-    parser.add_argument("--tabular", action="store_true",
+    parser.add_argument("--tabular", dest="table_demo", action="store_true",
                         help=f"a table instead of images: CTGAN on credit-default (--run {TABULAR.run}, --batch-size {TABULAR.batch_size} unless given), "
                              f"then {DEFAULTED} defaulted customers from the generator and the quality table")
 
@@ -174,7 +174,7 @@ def run_tabular(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.tabular:
+    if args.table_demo:
         return run_tabular(args)
     console = Console()
     options = options_from_args(args, steps=args.steps or DEMO.steps)

@@ -13,7 +13,7 @@ import subprocess
 import uuid
 
 from orchestration.processes import free_port
-from orchestration.s3local import spawn_moto, wait_moto_ready
+from ganworks.testing.s3local import spawn_moto, wait_moto_ready
 
 
 @dataclasses.dataclass

@@ -39,7 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       "(e.g. bag=coat,ankle-boot=sneaker)")
     data.add_argument("--freeze-d-blocks", type=int, metavar="K", help="with --init-from: keep the first K discriminator blocks at the source's weights (default 0)")
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--loss", help=f"one of {', '.join(sorted(LOSSES))} (default hinge)")
+    opt.add_argument("--loss", help=f"one of {', '.join(sorted(LOSSES))} (default: the kind's: hinge for images, wgan-gp-pac for tables "
+                                    "(hinge with --dp-epsilon), lsgan for translation)")
     opt.add_argument("--steps", type=int, help="train until this step (default 1000)")
     opt.add_argument("--batch-size", type=int, help="global batch, split over the workers (default 64)")
     opt.add_argument("--g-lr", type=float, help="generator learning rate (default 2e-4)")

@@ -50,7 +50,7 @@ class TrainOptions:
     # The family's hyperparameters as given (--model-param KEY=VALUE, repeatable; or "k=v,k=v" in the environment);
     # the family validates them, and run.json records the full validated set as architecture_params.
     model_params: dict[str, Any] = dataclasses.field(default_factory=dict)
-    loss: str = "hinge"
+    loss: str = ""  # "": the kind's default (hinge for images, wgan-gp-pac for tables, lsgan for translation)
     steps: int = 1000
     batch_size: int = 64  # global: split evenly over the workers
     g_lr: float = 2e-4
@@ -116,7 +116,8 @@ class TrainOptions:
         """Checks what can be checked without the dataset or the cluster; messages name the flag."""
         from trainer.losses import get_loss  # here, so reading the options needs no torch
 
-        get_loss(self.loss)
+        if self.loss:
+            get_loss(self.loss)
         positive = {"steps": self.steps, "batch_size": self.batch_size, "num_workers": self.num_workers, "snapshot_every": self.snapshot_every,
                     "log_every": self.log_every, "cpus_per_worker": self.cpus_per_worker, "r1_every": self.r1_every, "image_size": self.image_size,
                     "pl_every": self.pl_every, "augment_speed_images": self.augment_speed_images}

@@ -1,6 +1,10 @@
 """Adversarial losses and regularisers, each one registry entry: non-saturating (Goodfellow et al. 2014), hinge
-(Lim & Ye 2017), WGAN-GP (Gulrajani et al. 2017), lazy R1 (Mescheder et al. 2018; lazy as in StyleGAN2), and on G's side
-lazy path-length regularisation (Karras et al. 2020).
+(Lim & Ye 2017), least squares (LSGAN, Mao et al. 2017; CycleGAN's), WGAN-GP (Gulrajani et al. 2017) and CTGAN's WGAN-GP
+with pac (Xu et al. 2019; Lin et al. 2018), lazy R1 (Mescheder et al. 2018; lazy as in StyleGAN2), and on G's side lazy
+path-length regularisation (Karras et al. 2020).
+
+`--loss` names one entry for every kind of run; an entry says the kinds it applies to (a table's discriminator judges
+pac rows together, so its gradient penalty is taken per group), and a run of another kind is refused (trainer/planning.py).
 
 A loss is its D term, its G term and the regularisers it cannot do without (WGAN-GP's gradient penalty).
 A discriminator regulariser may add samples to D's one forward pass (DDP wants one forward per backward)
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, Mapping, Protocol
 
 import torch
 import torch.distributed as dist
@@ -20,8 +24,16 @@ import torch.nn.functional as F
 
 from ganworks.errors import ConfigError
 
-if TYPE_CHECKING:
-    from trainer.config import TrainOptions
+
+class RunOptions(Protocol):
+    """The options a run's regularisers are chosen by (trainer.config.TrainOptions has them; not imported: it imports this module)."""
+
+    loss: str
+    r1_gamma: float
+    r1_every: int
+    gp_weight: float
+    pl_weight: float
+    pl_every: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,13 +46,14 @@ class AdversarialLoss:
     d_fake: Callable[[torch.Tensor], torch.Tensor]  # fake logits → D's loss per fake sample
     g_term: Callable[[torch.Tensor], torch.Tensor]  # fake logits → G's loss
     regularisers: tuple[str, ...] = ()  # names in REGULARISERS this loss always uses
+    kinds: tuple[str, ...] = ("image", "table", "translation")  # the kinds of run it applies to (ganworks.models.KINDS)
 
     def d_term(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """(real logits, fake logits) → D's loss."""
         return self.d_real(real).mean() + self.d_fake(fake).mean()
 
 
-# Adding a loss (LSGAN, ...) is one more entry here.
+# Adding a loss is one more entry here.
 LOSSES: dict[str, AdversarialLoss] = {loss.name: loss for loss in (
     AdversarialLoss(
         "non-saturating",
@@ -55,11 +68,27 @@ LOSSES: dict[str, AdversarialLoss] = {loss.name: loss for loss in (
         g_term=lambda fake: -fake.mean(),
     ),
     AdversarialLoss(
+        "lsgan",  # targets 1 for real and 0 for fake, as CycleGAN trains
+        d_real=lambda real: (real - 1).square(),
+        d_fake=lambda fake: fake.square(),
+        g_term=lambda fake: (fake - 1).square().mean(),
+        kinds=("image", "translation"),
+    ),
+    AdversarialLoss(
         "wgan-gp",
         d_real=lambda real: -real,
         d_fake=lambda fake: fake,
         g_term=lambda fake: -fake.mean(),
         regularisers=("gradient-penalty",),
+        kinds=("image",),
+    ),
+    AdversarialLoss(
+        "wgan-gp-pac",  # CTGAN's: the penalty at interpolates of pac-row groups, one coefficient per group
+        d_real=lambda real: -real,
+        d_fake=lambda fake: fake,
+        g_term=lambda fake: -fake.mean(),
+        regularisers=("pac-gradient-penalty",),
+        kinds=("table",),
     ),
 )}
 
@@ -133,6 +162,28 @@ class GradientPenalty(DRegulariser):
         return self.weight * input_gradient_penalty(extra_logits, extra, 1.0)
 
 
+class PacGradientPenalty(DRegulariser):
+    """CTGAN's WGAN-GP: D judges `pac` rows together, so the interpolates share one coefficient per group of pac rows
+    and the penalty is weight · (||∇D|| − 1)² of each group's gradient. Rows are (n, width); the draw is from `rng`
+    (None: torch's global stream, as CTGAN's step draws)."""
+
+    def __init__(self, weight: float, pac: int):
+        self.weight, self.pac = weight, pac
+
+    def extra_inputs(self, real, fake, rng):
+        n = real.shape[0]
+        alpha = torch.rand(n // self.pac, 1, 1, device=real.device, generator=rng).expand(-1, self.pac, real.shape[1]).reshape(n, -1)
+        return (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+
+    def gap(self, extra_logits: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        """The unweighted penalty, (||∇D|| − 1)² averaged over the groups (CTGAN's stats report it)."""
+        (grad,) = torch.autograd.grad(extra_logits.sum(), extra, create_graph=True)
+        return ((grad.reshape(-1, self.pac * extra.shape[1]).norm(2, dim=1) - 1) ** 2).mean()
+
+    def penalty(self, real_logits, real, extra_logits, extra):
+        return self.weight * self.gap(extra_logits, extra)
+
+
 class GRegulariser:
     """A penalty on G, added to its loss on the steps where `due` says so; `state` is kept in the training checkpoint."""
 
@@ -182,17 +233,24 @@ class LazyPathLength(GRegulariser):
         self.mean = float(state.get("pl_mean", self.mean))
 
 
-def g_regularisers_for(opts: "TrainOptions") -> list[GRegulariser]:
+def g_regularisers_for(opts: RunOptions) -> list[GRegulariser]:
     return [LazyPathLength(opts.pl_weight, opts.pl_every)] if opts.pl_weight > 0 else []
 
 
-REGULARISERS: dict[str, Callable[["TrainOptions"], DRegulariser]] = {
-    "r1": lambda opts: LazyR1(opts.r1_gamma, opts.r1_every),
-    "gradient-penalty": lambda opts: GradientPenalty(opts.gp_weight),
+# Each made from the run's options and its family's hyperparameters (a table's pac and gp_weight are hyperparameters of ctgan).
+REGULARISERS: dict[str, Callable[[RunOptions | None, Mapping[str, Any]], DRegulariser]] = {
+    "r1": lambda opts, params: LazyR1(opts.r1_gamma, opts.r1_every),
+    "gradient-penalty": lambda opts, params: GradientPenalty(opts.gp_weight),
+    "pac-gradient-penalty": lambda opts, params: PacGradientPenalty(params["gp_weight"], params["pac"]),
 }
 
 
-def regularisers_for(opts: "TrainOptions") -> list[DRegulariser]:
+def regularisers_for(opts: RunOptions, params: Mapping[str, Any] | None = None) -> list[DRegulariser]:
     """The D regularisers a run uses, in the order their penalties are added: R1 if asked for, then the loss's own."""
     names = (["r1"] if opts.r1_gamma > 0 else []) + list(get_loss(opts.loss).regularisers)
-    return [REGULARISERS[name](opts) for name in names]
+    return [REGULARISERS[name](opts, params or {}) for name in names]
+
+
+def loss_regularisers(loss: AdversarialLoss, params: Mapping[str, Any]) -> list[DRegulariser]:
+    """A loss's own regularisers made from the family's hyperparameters alone (CTGAN's one-process `fit` has no run options)."""
+    return [REGULARISERS[name](None, params) for name in loss.regularisers]

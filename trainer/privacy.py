@@ -17,7 +17,7 @@ With DDP every worker draws its share of the Poisson sample (each record lives o
 only rank 0 adds noise before the sum over workers (Opacus' DistributedDPOptimizer): one mechanism per global step,
 accounted once. The accountant is Opacus' RDP accountant; its history is part of the resume state.
 
-Tables (ctgan): the unit is one row; trainer/tabular_loop.py's PrivateCTGANStep trains with pac 1, no gradient penalty
+Tables (ctgan): the unit is one row; trainer/kinds/table.py's PrivateCTGANStep trains with pac 1, no gradient penalty
 and Poisson-sampled rows shown with their own conditions (docs/trainer.md says why). ε covers the networks, not the
 DataTransformer fitted on the table without noise and published beside every snapshot.
 
@@ -166,18 +166,12 @@ def plan_privacy(opts, n: int, previous: dict[str, Any] | None, preprocessing: t
 # ---- what can be trained privately ----------------------------------------------------------------------------
 
 SUPPORTED = "--model dcgan --model-param spectral_norm=false"
-# What a private ctgan run trains with instead of CTGAN's WGAN-GP with pac 10 (docs/tabular.md says why).
-TABULAR_LOSSES = ("hinge", "non-saturating")
 
 
-def check_private_trainable(opts, family, params: dict[str, Any]) -> None:
-    """Refuses, naming the option to use, what DP-SGD on D cannot do; checks a built D, so a new family is checked too."""
+def check_private_trainable(opts, family, params: dict[str, Any], mixing_hint: str = SUPPORTED) -> None:
+    """Refuses, naming the option to use, what DP-SGD on D cannot do; checks a built D, so a new family is checked too.
+    A kind's own rules (trainer/kinds/) come first; mixing_hint: what its user can do about a D that mixes samples."""
     require_opacus()
-    if getattr(family, "translation", False):
-        raise ConfigError(f"--dp-epsilon: private training of the translation family {family.name} is not available yet (its two "
-                          f"discriminators see both domains' real images); train an image family privately ({SUPPORTED})")
-    if family.tabular:
-        _check_private_table(opts, params)
     for given, flag, why in (
         (opts.loss == "wgan-gp", "--loss wgan-gp", "its gradient penalty differentiates D with respect to its inputs; use --loss hinge or non-saturating"),
         (opts.r1_gamma > 0, "--r1-gamma", "R1 differentiates D with respect to the real images; use --r1-gamma 0"),
@@ -198,33 +192,9 @@ def check_private_trainable(opts, family, params: dict[str, Any]) -> None:
     problems = ModuleValidator.validate(D, strict=False)
     if problems:
         raise ConfigError(f"--dp-epsilon: {family.name}'s discriminator has layers Opacus cannot train privately ({problems[0]}); use {SUPPORTED}")
-    if _mixes_samples(D, _probe_inputs(family, params)):
-        hint = "--model-param pac=1" if family.tabular else SUPPORTED
+    if _mixes_samples(D, family.probe_inputs(params, torch.Generator().manual_seed(0))):
         raise ConfigError(f"--dp-epsilon: {family.name}'s discriminator judges each sample together with others of its batch (e.g. minibatch "
-                          f"standard deviation, PacGAN packing), so one sample's gradient is not its own; use {hint}")
-
-
-def _check_private_table(opts, params: dict[str, Any]) -> None:
-    """ctgan under DP: one record per D sample (pac 1) and no gradient penalty; what the user set against that is refused."""
-    given = opts.model_params
-    if int(given.get("pac", 1)) != 1:
-        raise ConfigError(f"--dp-epsilon cannot be combined with --model-param pac={given['pac']}: PacGAN packs {given['pac']} records into one "
-                          "discriminator sample, and DP-SGD's unit must be one record; use --model-param pac=1 (the default under --dp-epsilon)")
-    if float(given.get("gp_weight", 0)) != 0:
-        raise ConfigError(f"--dp-epsilon cannot be combined with --model-param gp_weight={given['gp_weight']}: the gradient penalty differentiates "
-                          "D with respect to its inputs, which Opacus' per-sample gradients cannot; use --model-param gp_weight=0 (the default under --dp-epsilon)")
-    if opts.loss not in TABULAR_LOSSES:
-        raise ConfigError(f"--dp-epsilon cannot be combined with --loss {opts.loss} for a table: CTGAN's WGAN needs a gradient penalty Opacus "
-                          f"cannot differentiate per sample; use --loss {TABULAR_LOSSES[0]} (the default) or {TABULAR_LOSSES[1]}")
-
-
-def _probe_inputs(family, params: dict[str, Any]) -> tuple:
-    """Four random samples in the shape D takes (and their labels), for _mixes_samples."""
-    gen = torch.Generator().manual_seed(0)
-    if family.tabular:
-        return (torch.randn(4, params["data_dim"] + params["cond_dim"], generator=gen),)
-    labels = torch.zeros(4, dtype=torch.long) if params.get("num_classes", 0) else None
-    return torch.randn(4, params.get("channels", 1), params["image_size"], params["image_size"], generator=gen), labels
+                          f"standard deviation, PacGAN packing), so one sample's gradient is not its own; use {mixing_hint}")
 
 
 @torch.no_grad()

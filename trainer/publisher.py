@@ -11,7 +11,7 @@ import torch
 
 from ganworks.checkpoint import publish_snapshot
 from ganworks.errors import SnapshotExistsError, StoreAuthError, StoreError
-from ganworks.images import from_uint8, grid_png, to_uint8
+from ganworks.images import grid_png, to_uint8
 from ganworks.layout import snapshot_prefix, stats_key, trainer_events_key
 from ganworks.models import get_family
 from ganworks.retry import retry_call
@@ -38,17 +38,13 @@ def _is_transient(exc: BaseException) -> bool:
 
 class SampleGrid:
     """Fixed latents (and one row per class when conditional), so grids of successive snapshots compare.
+    A kind whose samples come from inputs other than latents brings its own grid with the same `render`
+    (trainer/kinds/translation.py: fixed real images of both domains and their translations)."""
 
-    A translation family's grid shows fixed real images instead: rows A, A→B, B, B→A (`inputs`: uint8 N×H×W×C of A and of B).
-    """
-
-    def __init__(self, architecture: str, params: dict[str, Any], seed: int, per_row: int = 8, inputs: tuple[Any, Any] | None = None):
+    def __init__(self, architecture: str, params: dict[str, Any], seed: int, per_row: int = 8):
         self.family = get_family(architecture)
         self.params = params = self.family.validate(params)
         self.columns = per_row
-        if self.family.translation:
-            self.inputs = [from_uint8(x[:per_row]) for x in inputs]
-            return
         gen = torch.Generator().manual_seed(seed)
         classes = params.get("num_classes", 0)
         count = classes * per_row if classes else per_row * per_row
@@ -59,10 +55,6 @@ class SampleGrid:
     def render(self, state: dict[str, torch.Tensor]) -> bytes:
         generator = self.family.build_generator(self.params)
         generator.load_state_dict(state)
-        if self.family.translation:
-            a, b = self.inputs
-            images = torch.cat([a, self.family.translate(generator.eval(), a, "a_to_b"), b, self.family.translate(generator.eval(), b, "b_to_a")])
-            return grid_png(to_uint8(images), columns=self.columns, scale=2)
         images = self.family.generate(generator.eval(), self.z, self.labels, torch.ones(len(self.z)))
         return grid_png(to_uint8(images), columns=self.columns, scale=2)
 
@@ -71,9 +63,9 @@ class SnapshotPublisher:
     """One background thread; a newer job replaces one still waiting, so a slow store costs snapshots, not speed."""
 
     def __init__(self, open_store: Callable[[], Any], *, run: str, architecture: str, architecture_params: dict[str, Any], dataset_id: str,
-                 grid: SampleGrid | None, retry_seconds: float, on_published: Callable[[int], None] | None = None, on_failure: Callable[[], None] | None = None,
+                 grid: Any, retry_seconds: float, on_published: Callable[[int], None] | None = None, on_failure: Callable[[], None] | None = None,
                  files: dict[str, bytes] | None = None):
-        """grid: None for a model without images (ctgan); files: published beside every snapshot's weights (transformer.json)."""
+        """grid: what renders the sample grid (its kind's: SampleGrid, TranslationGrid; None for a kind without images); files: published beside every snapshot's weights (transformer.json)."""
         self._open_store = open_store
         self.run, self.architecture, self.params, self.dataset_id = run, architecture, architecture_params, dataset_id
         self.grid, self.retry_seconds, self.files = grid, retry_seconds, dict(files or {})

@@ -8,14 +8,13 @@ from typing import Any
 
 import torch
 
-from ganworks.models import get_family
 from ganworks.layout import run_info_key
 from ganworks.mlflow_tracking import MlflowRun
 from ganworks.settings import store_settings_here
 from ganworks.store import open_store
 from trainer.config import TrainOptions
-from trainer.metrics import StatsLog, TrainerMetrics
-from trainer.publisher import SampleGrid, SnapshotJob, SnapshotPublisher
+from trainer.exporter import StatsLog, TrainerMetrics
+from trainer.publisher import SnapshotJob, SnapshotPublisher
 from trainer.step import StepResult
 
 log = logging.getLogger("trainer")
@@ -32,7 +31,8 @@ SNAPSHOT_METRICS = ("loss_g", "loss_d", "d_real", "d_fake", "augment_p", "pl_mea
 class Rank0Reporter:
     """Averages each step's values over --log-every steps and publishes G_ema every --snapshot-every steps."""
 
-    def __init__(self, config: dict, opts: TrainOptions, params: dict[str, Any], step: int, images_seen: int):
+    def __init__(self, config: dict, opts: TrainOptions, params: dict[str, Any], step: int, images_seen: int, grid: Any = None):
+        """grid: what renders each snapshot's sample grid (its kind's; None for a kind without images)."""
         self.opts, self.progress = opts, config.get("progress")
         self.withheld = REAL_DATA_STATS if opts.dp_epsilon else ()
         store_settings = store_settings_here(config["store"]["settings"])
@@ -45,7 +45,7 @@ class Rank0Reporter:
         self.publisher = SnapshotPublisher(
             lambda: open_store(config["store"]["url"], settings=store_settings), run=opts.run, architecture=opts.model,
             architecture_params=params, dataset_id=config["dataset"]["id"],
-            grid=None if get_family(opts.model).tabular else SampleGrid(opts.model, params, opts.sample_grid_seed, inputs=config.get("grid_inputs")), files=config.get("snapshot_files"),
+            grid=grid, files=config.get("snapshot_files"),
             retry_seconds=opts.publish_retry_seconds, on_failure=self.metrics.publish_failures.inc,
             on_published=lambda at: (self.metrics.snapshot_published(at), self._record_spent(at), tell(self.progress, {"event": "published", "step": at})),
         )

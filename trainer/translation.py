@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ganworks.optim import optimizer_step
+from trainer.losses import LOSSES, AdversarialLoss
 from trainer.step import Networks, StepResult
 
 
@@ -58,15 +59,12 @@ def lr_factor(step: int, steps: int, decay_start: float) -> float:
     return max(0.0, 1.0 - (step - start) / max(1, steps - start))
 
 
-def _lsgan(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.mse_loss(logits, torch.full_like(logits, target))
-
-
 class CycleStep:
-    """G step (adversarial + λ·cycle + λ_id·identity, through the plain D pair) then D step (real vs pooled fakes, one DDP forward)."""
+    """G step (adversarial + λ·cycle + λ_id·identity, through the plain D pair) then D step (real vs pooled fakes, one DDP forward).
+    The adversarial terms are a loss of the registry (trainer/losses.py): CycleGAN's least squares (lsgan) by default."""
 
-    def __init__(self, nets: Networks, params: dict[str, Any], noise: torch.Generator):
-        self.nets, self.params = nets, params
+    def __init__(self, nets: Networks, params: dict[str, Any], noise: torch.Generator, loss: AdversarialLoss | None = None):
+        self.nets, self.params, self.loss = nets, params, loss or LOSSES["lsgan"]
         self.cycle_weight, self.identity_weight = params["cycle_weight"], params["identity_weight"]
         self.pool_a = HistoryPool(params["pool_size"], params["pool_probability"], noise)
         self.pool_b = HistoryPool(params["pool_size"], params["pool_probability"], noise)
@@ -92,7 +90,7 @@ class CycleStep:
         D.requires_grad_(False)
         out = self.nets.G_ddp(real_a, real_b, self.identity_weight > 0)
         judged_a, judged_b = D(out.fake_a, out.fake_b)
-        adversarial = _lsgan(judged_a, 1.0) + _lsgan(judged_b, 1.0)
+        adversarial = self.loss.g_term(judged_a) + self.loss.g_term(judged_b)
         cycle = F.l1_loss(out.rec_a, real_a) + F.l1_loss(out.rec_b, real_b)
         loss_g = adversarial + self.cycle_weight * cycle
         identity = torch.zeros(())
@@ -106,7 +104,7 @@ class CycleStep:
         logits_a, logits_b = self.nets.D_ddp(torch.cat([real_a, self.pool_a(out.fake_a)]), torch.cat([real_b, self.pool_b(out.fake_b)]))
         real_logits = torch.cat([logits_a[:n].flatten(), logits_b[:n].flatten()])
         fake_logits = torch.cat([logits_a[n:].flatten(), logits_b[n:].flatten()])
-        loss_d = 0.5 * (_lsgan(logits_a[:n], 1.0) + _lsgan(logits_a[n:], 0.0) + _lsgan(logits_b[:n], 1.0) + _lsgan(logits_b[n:], 0.0))
+        loss_d = 0.5 * (self.loss.d_term(logits_a[:n], logits_a[n:]) + self.loss.d_term(logits_b[:n], logits_b[n:]))
         norm_d = optimizer_step(self.nets.d_opt, D, loss_d)
         # Cycle L1 per direction (mean over both), in [0, 2] pixel units of [-1, 1] images.
         extra = {"cycle_l1": float(cycle.detach()) / 2, "identity_l1": float(identity.detach()) / 2, "adversarial_g": float(adversarial.detach())}

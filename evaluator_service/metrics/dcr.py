@@ -5,7 +5,7 @@ does not copy (0.8 with ganworks' 80/20 split); towards 1 when it reproduces its
 from __future__ import annotations
 
 from evaluator_service.metrics.spec import GENERATED_TABLE, HELD_OUT_TABLE, REFERENCE_TABLE, Metric
-from ganworks.tabular.quality import closer_to_train_share
+from evaluator_service.metrics.table_scores import closer_to_train_share
 
 
 def dcr(real, fake, train=None) -> dict[str, float]:

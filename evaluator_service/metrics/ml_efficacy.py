@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from evaluator_service.errors import InvalidRequestError
 from evaluator_service.metrics.spec import GENERATED_TABLE, HELD_OUT_TABLE, REFERENCE_TABLE, Metric
-from ganworks.tabular.quality import ml_efficacy
+from evaluator_service.metrics.table_scores import ml_efficacy
 
 
 def efficacy(real, fake, held_out=None) -> dict[str, float]:

@@ -44,6 +44,8 @@ TRANSLATION_INPUTS = (REFERENCE_DOMAINS, GENERATED_TRANSLATIONS)
 INPUTS = (REFERENCE_FEATURES, REFERENCE_STATS, REFERENCE_CLASSES, REFERENCE_IMAGES, REFERENCE_LABELS, HELD_OUT_FEATURES, HELD_OUT_IMAGES,
           HELD_OUT_LABELS, GENERATED_FEATURES, GENERATED_STATS, GENERATED_LOGITS, GENERATED_IMAGES, GENERATED_LABELS,
           *TABLE_INPUTS, *TRANSLATION_INPUTS)
+# The kind of run an input belongs to, where it is not an image run's.
+INPUT_KINDS = {**{i: "table" for i in TABLE_INPUTS}, **{i: "translation" for i in TRANSLATION_INPUTS}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,19 +135,9 @@ class Metric:
         return tuple(i for i in (self.real, self.fake, *self.extra.values()) if i is not None)
 
     @property
-    def tabular(self) -> bool:
-        """A metric of table runs (its inputs are tables)."""
-        return any(i in TABLE_INPUTS for i in self.inputs)
-
-    @property
-    def translation(self) -> bool:
-        """A metric of translation runs (its inputs are translated images)."""
-        return any(i in TRANSLATION_INPUTS for i in self.inputs)
-
-    @property
     def kind(self) -> str:
-        """What runs the metric is for: "table", "translation" or "image" (noise-to-image models)."""
-        return "table" if self.tabular else "translation" if self.translation else "image"
+        """What runs the metric is for: "table" (its inputs are tables), "translation" (translated images) or "image" (noise-to-image models)."""
+        return next((INPUT_KINDS[i] for i in self.inputs if i in INPUT_KINDS), "image")
 
     @property
     def defaults(self) -> dict[str, int | float | None]:

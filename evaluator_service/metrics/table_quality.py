@@ -2,13 +2,13 @@
 
 Shapes compare each column alone (1 − KS statistic for numbers, 1 − total variation for categories); trends
 compare each pair (correlation similarity for two numbers, contingency similarity otherwise). All in [0, 1],
-higher is better, against the rows the model trained on (ganworks.tabular.quality has the definitions).
+higher is better, against the rows the model trained on (evaluator_service/metrics/table_scores.py has the definitions).
 """
 
 from __future__ import annotations
 
 from evaluator_service.metrics.spec import GENERATED_TABLE, REFERENCE_TABLE, Metric
-from ganworks.tabular.quality import quality_report
+from evaluator_service.metrics.table_scores import quality_report
 
 
 def table_quality(real, fake) -> dict[str, float]:

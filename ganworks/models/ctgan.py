@@ -4,7 +4,7 @@ The generator maps (z, condition vector) to raw outputs, one unit per column of 
 `DataTransformer.activate` turns them into rows (tanh scalars, Gumbel-softmax one-hots). The discriminator
 judges `pac` rows at once, concatenated with their conditions, which penalises mode collapse. Trained with
 WGAN-GP (see ganworks/tabular/synthesizer.py), or, under --dp-epsilon, with pac 1 and no gradient penalty
-(trainer/tabular_loop.py); `data_dim` and `cond_dim` come from the fitted transformer.
+(trainer/kinds/table.py); `data_dim` and `cond_dim` come from the fitted transformer.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Discriminator(nn.Module):
 
 class CTGANFamily(ModelFamily):
     name = "ctgan"
-    tabular = True
+    kind = "table"
     params = (
         Param("latent_dim", int, 128, "noise dimension (CTGAN's embedding_dim)", min=1, max=4096),
         Param("g_width", int, 256, "units of each generator residual block", min=8, max=4096),
@@ -85,7 +85,7 @@ class CTGANFamily(ModelFamily):
     def check(self, params: dict[str, Any]) -> None:
         if params["data_dim"] == 0:
             raise ModelConfigError("ctgan models tables: its data_dim comes from a DataTransformer fitted on one; "
-                                   "train it on a table (`ganworks train --model ctgan --dataset credit-default`) or with ganworks.tabular.synthesizer.fit")
+                                   "train it on a table (`ganworks train --model ctgan --dataset credit-default`) or with trainer.ctgan.fit")
 
     def describe(self, params: dict[str, Any]) -> dict[str, int]:
         return {"image_size": 0, "channels": 0, "num_classes": 0, "latent_dim": int(params["latent_dim"])}
@@ -95,6 +95,9 @@ class CTGANFamily(ModelFamily):
 
     def build_discriminator(self, params: dict[str, Any]) -> nn.Module:
         return Discriminator(params["data_dim"] + params["cond_dim"], params["d_width"], params["d_layers"], params["pac"])
+
+    def probe_inputs(self, params: dict[str, Any], rng: torch.Generator, count: int = 4) -> tuple:
+        return (torch.randn(count, params["data_dim"] + params["cond_dim"], generator=rng),)
 
     def random_latents(self, params: dict[str, Any], count: int, rng: torch.Generator) -> torch.Tensor:
         return torch.randn(count, params["latent_dim"], generator=rng)

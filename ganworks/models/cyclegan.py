@@ -3,7 +3,7 @@
 Two ResNet-style generators (encoder, residual blocks, decoder; instance norm, so an image never depends on its
 batch-mates) translate A → B and B → A; two PatchGAN discriminators judge overlapping patches of each domain.
 The "generator" of a snapshot is the pair (`TranslationPair`), so serving gets both directions from one file;
-the "discriminator" is the pair of discriminators. Training (trainer/translation_loop.py) uses the least-squares
+the "discriminator" is the pair of discriminators. Training (trainer/kinds/translation.py) uses the least-squares
 adversarial loss, the cycle-consistency L1 (`cycle_weight`), the identity L1 (`identity_weight`), a history pool
 of generated images for the discriminators (`pool_size`, `pool_probability`) and a linear learning-rate decay to
 zero from `decay_start` × the run's steps. The manifest names the two domains (`domain_a`, `domain_b`).
@@ -116,7 +116,7 @@ class DiscriminatorPair(nn.Module):
 
 class CycleGAN(ModelFamily):
     name = "cyclegan"
-    translation = True
+    kind = "translation"
     params = (
         *DATA_PARAMS,
         Param("width", int, 32, "channels of the generators' first layer (×2, ×4 after the downsamplings)", min=4, max=256),

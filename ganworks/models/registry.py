@@ -95,10 +95,18 @@ class ModelFamily:
 
     name: str = ""
     params: tuple[Param, ...] = ()
-    # True for a family that makes table rows (its snapshots carry a transformer.json); False for images.
-    tabular: bool = False
-    # True for a family that translates images between two domains (its generator is a pair; served by Translate).
-    translation: bool = False
+    # The kind of run (one of KINDS): what it trains on, what a request carries, what a snapshot publishes, how it is
+    # evaluated. Each service holds one module per kind (trainer/kinds/, generator_service/kinds/, evaluator_service/kinds/).
+    kind: str = "image"
+
+    # Transitional views of `kind` for code not yet behind a kinds/ seam; new code reads `kind`.
+    @property
+    def tabular(self) -> bool:
+        return self.kind == "table"
+
+    @property
+    def translation(self) -> bool:
+        return self.kind == "translation"
 
     # ---- hyperparameters ------------------------------------------------------------------------------------
 
@@ -156,6 +164,11 @@ class ModelFamily:
             return discriminator.class_scores(images)
         return torch.stack([discriminator(images, torch.full((len(images),), k, dtype=torch.long)) for k in range(num_classes)], dim=1)
 
+    def probe_inputs(self, params: dict[str, Any], rng: torch.Generator, count: int = 4) -> tuple:
+        """`count` random inputs in the shape D takes (with their labels), to probe how D treats a batch (trainer/privacy.py)."""
+        labels = torch.zeros(count, dtype=torch.long) if params.get("num_classes", 0) else None
+        return torch.randn(count, params.get("channels", 1), params["image_size"], params["image_size"], generator=rng), labels
+
     # ---- latents and conditions ---------------------------------------------------------------------------------
 
     def random_latents(self, params: dict[str, Any], count: int, rng: torch.Generator) -> torch.Tensor:
@@ -206,10 +219,15 @@ class GaussianLatents(ModelFamily):
         return seeds.uniform_labels(seed, start, count, params["num_classes"]) if params["num_classes"] else None
 
 
+# The kinds of run: "image" (noise to images), "table" (noise to table rows), "translation" (images to images).
+KINDS = ("image", "table", "translation")
+
 FAMILIES: dict[str, ModelFamily] = {}
 
 
 def register(family: ModelFamily) -> ModelFamily:
+    if family.kind not in KINDS:
+        raise ModelConfigError(f"family {family.name} declares kind {family.kind!r}; known kinds: {', '.join(KINDS)}")
     FAMILIES[family.name] = family
     return family
 

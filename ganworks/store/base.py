@@ -83,12 +83,6 @@ class ArtifactStore(abc.ABC):
         except ObjectNotFoundError:
             return False
 
-    def delete_prefix(self, prefix: str) -> int:
-        keys = [info.key for info in self.list(prefix)]
-        for key in keys:
-            self.delete(key)
-        return len(keys)
-
     def put_json(self, key: str, value: Any) -> ObjectInfo:
         return self.put_bytes(key, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), "application/json")
 

@@ -66,7 +66,7 @@ class ConditionSampler:
     def own_conditions(self, rows: torch.Tensor, rng: np.random.Generator) -> torch.Tensor | None:
         """Condition vectors for given encoded rows: a column drawn uniformly per row, and the row's OWN level of it.
 
-        Private training (trainer/tabular_loop.py) uses this instead of training-by-sampling: there the real rows are a
+        Private training (trainer/kinds/table.py) uses this instead of training-by-sampling: there the real rows are a
         Poisson sample of the table (as the privacy accountant assumes), not rows looked up by a drawn level, and each
         row's condition is a function of that row alone and of data-independent draws. None without categorical columns.
         """
@@ -110,12 +110,6 @@ class ConditionSampler:
         if text not in levels:
             raise ConditionError(f"{column} = {shown(value)} is not a value of {column}; allowed: {_listed(levels)}")
         return index, levels.index(text)
-
-    def condition_vectors(self, column: str, value: str, batch: int) -> np.ndarray:
-        index, level = self.condition(column, value)
-        cond = np.zeros((batch, self.cond_dim), dtype=np.float32)
-        cond[:, self.offsets[index] + level] = 1.0
-        return cond
 
 
 def _listed(items: list, limit: int = 400) -> str:

@@ -109,6 +109,16 @@ def test_manifest_records_what_the_services_need(store):
     assert store.exists(snapshot_key("r1", 100, SAMPLES))
 
 
+def test_a_manifest_records_the_kind_of_run_and_one_written_before_it_was_recorded_reads_as_its_familys(store):
+    _publish(store, 100)
+    key = snapshot_key("r1", 100, MANIFEST)
+    assert store.get_json(key)["kind"] == "image"
+    older = {k: v for k, v in store.get_json(key).items() if k != "kind"}
+    store.put_json(key, older)
+
+    assert load_snapshot(store, "r1").manifest.kind == "image"
+
+
 @pytest.mark.parametrize("run", ["", "../x", "a/b", "-lead", "x" * 200])
 def test_invalid_run_ids_are_refused(store, run):
     with pytest.raises(ConfigError, match="invalid run id"):
@@ -163,3 +173,18 @@ def test_a_snapshot_file_name_must_be_a_plain_name_that_is_not_reserved(store):
     for name in ("../escape.json", WEIGHTS, ""):
         with pytest.raises(ConfigError, match="reserved or not a plain file name"):
             _publish(store, 100, files={name: b"x"})
+
+
+def test_each_family_declares_one_kind_of_run_and_an_unknown_kind_is_refused_at_registration():
+    from ganworks.errors import ModelConfigError
+    from ganworks.models import FAMILIES, ModelFamily
+    from ganworks.models.registry import register
+
+    assert {name: family.kind for name, family in FAMILIES.items()} == {"dcgan": "image", "stylegan2": "image", "ctgan": "table", "cyclegan": "translation"}
+
+    class Audio(ModelFamily):
+        name, kind = "wavegan", "audio"
+
+    with pytest.raises(ModelConfigError, match="family wavegan declares kind 'audio'; known kinds: image, table, translation"):
+        register(Audio())
+    assert "wavegan" not in FAMILIES

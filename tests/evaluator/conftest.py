@@ -21,30 +21,13 @@ from evaluator_service.server import EvaluatorServer
 from evaluator_service.settings import EvaluatorSettings
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.api import evaluator_pb2_grpc
-from ganworks.checkpoint import publish_snapshot
 from ganworks.data import load_dataset
-from ganworks.models import build_generator
 from ganworks.store import open_store
+from ganworks.testing.digits_run import GENERATOR_PARAMS, publish, write_run_json  # noqa: F401 (the evaluator tests import them from here)
 from orchestration.processes import terminate
 
 RUN = "digits-eval"
 WATCHED = "digits-watched"
-GENERATOR_PARAMS = {"image_size": 32, "channels": 1, "latent_dim": 16, "width": 16, "num_classes": 10}
-
-
-def write_run_json(store, run: str) -> None:
-    ds = load_dataset("digits", image_size=32, channels=1, split="train")
-    store.put_json(f"runs/{run}/run.json", {
-        "run": run, "code_version": "test", "options": {},
-        "dataset": {"spec": "digits", "id": ds.id, "image_size": 32, "channels": 1, "num_classes": 10, "split": "train"},
-        "architecture": "dcgan", "architecture_params": GENERATOR_PARAMS,
-    })
-
-
-def publish(store, run: str, step: int) -> None:
-    torch.manual_seed(step)
-    generator = build_generator("dcgan", **GENERATOR_PARAMS)
-    publish_snapshot(store, run=run, step=step, generator_state=generator.state_dict(), architecture="dcgan", architecture_params=GENERATOR_PARAMS)
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,22 @@ def test_a_tls_evaluator_answers_clients_that_trust_its_certificate_and_refuses_
     assert _code(lambda: evaluator.stub.ListEvaluations(pb.ListEvaluationsRequest(), timeout=5)) == grpc.StatusCode.UNAVAILABLE
 
 
+def test_ganworks_evaluate_reaches_a_tls_evaluator_with_its_token_file_and_ca_and_is_refused_without_the_token(start_evaluator, tmp_path, capsys, monkeypatch):
+    from ganworks.cli import main
+
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    evaluator = start_evaluator(generator="127.0.0.1:9", tls_cert=str(cert_file), tls_key=str(key_file), auth_token=TOKEN)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    monkeypatch.delenv("GANWORKS_EVALUATOR_AUTH_TOKEN", raising=False)
+    secure = ["evaluate", "--address", evaluator.address, "--run", "no-such-run", "--tls-ca", str(cert_file)]
+
+    assert main([*secure, "--auth-token-file", str(token_file)]) == 1
+    assert "answered NOT_FOUND: unknown run 'no-such-run'" in capsys.readouterr().err  # through TLS and the token check, to the servicer
+    assert main(secure) == 1
+    assert "answered UNAUTHENTICATED" in capsys.readouterr().err
+
+
 def test_the_token_never_reaches_the_log(start_evaluator, caplog):
     with caplog.at_level("DEBUG"):
         start_evaluator(generator="127.0.0.1:9", auth_token=TOKEN)

@@ -32,7 +32,7 @@ def test_the_heap_limits_the_server_sets_at_start_are_accepted_by_this_glibc():
 def test_what_a_bounded_cache_drops_is_counted_and_scraped_as_evictions():
     from prometheus_client import generate_latest
 
-    from evaluator_service.metrics_export import EvaluatorMetrics
+    from evaluator_service.exporter import EvaluatorMetrics
 
     metrics, cache = EvaluatorMetrics(), BoundedCache("datasets", 2)
     metrics.watch_sizes(datasets=cache)

@@ -38,6 +38,15 @@ def test_a_malformed_param_flag_is_named(evaluator, capsys):
     assert "--param 'subset_size=5'" in capsys.readouterr().err
 
 
+def test_an_unreadable_tls_ca_or_an_empty_token_file_is_named(tmp_path, capsys):
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    assert main(["evaluate", "--address", "127.0.0.1:9", "--run", RUN, "--tls-ca", str(tmp_path / "missing.pem")]) == 2
+    assert f"--tls-ca {tmp_path / 'missing.pem'}: cannot read it" in capsys.readouterr().err
+    assert main(["evaluate", "--address", "127.0.0.1:9", "--run", RUN, "--auth-token-file", str(empty)]) == 2
+    assert f"--auth-token-file {empty} is empty" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_fit_extractor_stores_a_digits_classifier_that_beats_chance_on_held_out_digits(tmp_path, capsys):
     store_url = f"file://{tmp_path / 'store'}"

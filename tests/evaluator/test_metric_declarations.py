@@ -52,7 +52,7 @@ def test_a_declaration_with_a_default_outside_its_range_does_not_load():
 
 def test_the_pipeline_names_no_metric():
     """Inputs come from declarations: no `if name == "fid"` in the modules that run evaluations."""
-    for module in ("evaluation.py", "fanout.py", "jobs.py", "continuous.py", "server.py"):
+    for module in ("evaluation.py", "plan.py", "compute.py", "reports.py", "kinds/image.py", "kinds/table.py", "fanout.py", "jobs.py", "continuous.py", "server.py"):
         source = (ROOT / "evaluator_service" / module).read_text()
         for name in METRICS:
             assert f'"{name}"' not in source and f"'{name}'" not in source, f"{module} names metric {name!r}"

@@ -10,9 +10,9 @@ from ganworks.api import evaluator_pb2 as pb
 from ganworks.checkpoint import publish_snapshot
 from ganworks.store import open_store
 from ganworks.tabular.data import load_table
-from ganworks.tabular.synthesizer import fit
+from trainer.ctgan import fit
 from tests.evaluator.conftest import GeneratorProcess, RunningEvaluator
-from trainer.driver import table_split_json
+from trainer.kinds.table import table_split_json
 
 RUN = "bc-table"
 SUCCEEDED = pb.EVALUATION_STATE_SUCCEEDED

@@ -15,7 +15,7 @@ from ganworks.errors import StoreUnavailableError
 from ganworks.store import open_store
 from orchestration.processes import ServiceProcess, free_port, ganworks_command
 from orchestration.status import scrape, total
-from orchestration.faultproxy import FaultProxy
+from ganworks.testing.faultproxy import FaultProxy
 from tests.faults.harness import Generator
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,9 @@ from ganworks.api import generator_pb2 as pb
 from ganworks.checkpoint import load_snapshot, publish_snapshot
 from ganworks.errors import CheckpointFormatError
 from ganworks.tabular.data import Column, Schema, TabularDataset
-from ganworks.tabular.synthesizer import TabularModel, fit
+from ganworks.tabular.synthesizer import TabularModel
 from tests.generator.conftest import publish
+from trainer.ctgan import fit
 
 SMALL = {"latent_dim": 8, "g_width": 16, "d_width": 16, "pac": 4, "max_modes": 3}
 

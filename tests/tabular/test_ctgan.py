@@ -10,8 +10,9 @@ from ganworks.errors import ModelConfigError
 from ganworks.models import HyperparameterError, get_family
 from ganworks.tabular.data import Column, Schema, TabularDataset
 from ganworks.tabular.sampler import ConditionError, ConditionSampler
-from ganworks.tabular.synthesizer import TabularModel, fit
+from ganworks.tabular.synthesizer import TabularModel
 from ganworks.tabular.transformer import DataTransformer
+from trainer.ctgan import fit
 
 CTGAN = get_family("ctgan")
 SMALL = {"latent_dim": 8, "g_width": 16, "d_width": 16, "pac": 4, "max_modes": 3}

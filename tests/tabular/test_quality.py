@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ganworks.tabular.data import Column, Schema
-from ganworks.tabular.quality import (closer_to_train_share, column_pair_trends, contingency_similarity, correlation_similarity, ks_complement,
+from evaluator_service.metrics.table_scores import (closer_to_train_share, column_pair_trends, contingency_similarity, correlation_similarity, ks_complement,
                                       ml_efficacy, quality_report, tv_complement)
 
 

@@ -277,10 +277,11 @@ def test_a_private_step_clips_every_row_and_updates_d_even_when_its_poisson_samp
 @pytest.mark.parametrize("real_count", [0, 12])
 def test_a_private_ctgan_step_clips_every_row_on_its_own_and_updates_d_even_without_real_rows(real_count):
     from ganworks.tabular.sampler import ConditionSampler
-    from ganworks.tabular.synthesizer import optimizers, prepare
+    from ganworks.tabular.synthesizer import prepare
+    from trainer.ctgan import optimizers
     from tests.tabular.test_ctgan import _dataset
     from trainer.privacy import PoissonBatches
-    from trainer.tabular_loop import PrivateCTGANStep
+    from trainer.kinds.table import PrivateCTGANStep
 
     params, transformer, encoded, _ = prepare(_dataset(n=200), 0, latent_dim=8, g_width=16, d_width=16, max_modes=2, pac=1, gp_weight=0.0)
     family = get_family("ctgan")

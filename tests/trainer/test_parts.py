@@ -13,7 +13,7 @@ from ganworks.errors import StoreAuthError, StoreUnavailableError
 from ganworks.images import decode_png
 from ganworks.models import build_discriminator, build_generator
 from trainer.ema import ema_beta, make_ema, update_ema
-from trainer.metrics import StatsLog, TrainerMetrics
+from trainer.exporter import StatsLog, TrainerMetrics
 from trainer.publisher import SampleGrid, SnapshotJob, SnapshotPublisher
 from ganworks.optim import finite_grad_norm
 from trainer.train_state import load_train_state, save_train_state
@@ -203,7 +203,7 @@ def test_the_trainer_exports_the_metric_names_dashboards_use():
 def test_a_worker_pod_without_rank_0_answers_its_scrape_with_worker_up_only():
     import urllib.request
 
-    from trainer.metrics import serve_worker_up
+    from trainer.exporter import serve_worker_up
 
     port = serve_worker_up("r", 0, "127.0.0.1")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:

@@ -50,7 +50,7 @@ def test_a_ctgan_run_on_credit_default_publishes_snapshots_with_their_transforme
     assert dataset["kind"] == "table" and dataset["split"] == "train" and dataset["id"] == snapshot.manifest.dataset_id
     assert dataset["rows"] == 8000 and dataset["held_out"]["rows"] == 2000 and dataset["test_fraction"] == 0.2
     assert dataset["schema"]["target"] == "default"
-    assert run_json["options"]["loss"] == "wgan-gp" and run_json["architecture_params"]["data_dim"] == model.transformer.width
+    assert run_json["options"]["loss"] == "wgan-gp-pac" and run_json["architecture_params"]["data_dim"] == model.transformer.width
     stats = [json.loads(line) for line in store.get_bytes("runs/credit/stats.jsonl").decode().splitlines()]
     assert [line["step"] for line in stats] == [1, 2, 3, 4, 5, 6]
     assert all(np.isfinite(line["gradient_penalty"]) and line["condition_loss"] > 0 for line in stats)

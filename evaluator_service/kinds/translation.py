@@ -18,43 +18,31 @@ Without a held-out split (a run trained with --split all) the training images ar
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
 
 from evaluator_service.cache import BoundedCache
+from evaluator_service.compute import compute_metrics
 from evaluator_service.errors import InvalidRequestError
 from evaluator_service.features import ExtractorCache, check_extractor_id, check_resize_mode, default_extractor
 from evaluator_service.features import classifier as classifier_extractor
 from evaluator_service.metrics import get_metric
 from evaluator_service.metrics.spec import REFERENCE_DOMAINS
+from evaluator_service.plan import (Domains, EvaluationRequest, Plan, Progress, cached_dataset, num_samples, requested_metrics, seed_and_variant,
+                                    split_params)
 from evaluator_service.reference import load_or_compute
+from evaluator_service.reports import write_report
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
 from evaluator_service.samples import DIRECTIONS, DirectionSamples
 from evaluator_service.settings import EvaluatorSettings
 from evaluator_service.stats import FeatureStats
 from ganworks import __version__, subset
-from ganworks.data import ImageDataset, load_dataset
+from ganworks.data import ImageDataset
 from ganworks.errors import DatasetError
 
 # direction -> (source domain, target domain, the direction back)
 ROUTES = {"a_to_b": ("a", "b", "b_to_a"), "b_to_a": ("b", "a", "a_to_b")}
-
-
-@dataclasses.dataclass
-class Domains:
-    """A translation run's data as the evaluator uses it: each domain's training and source images, and the judge."""
-
-    specs: dict[str, str]  # "a"/"b" -> dataset spec
-    train: dict[str, ImageDataset]
-    sources: dict[str, ImageDataset]  # the held-out split, or the training images when the run kept none
-    held_out: bool
-    extractor_dataset: ImageDataset  # what the FID extractor is fitted on when it is a dataset classifier
-    extractor_spec: str
-    judge: tuple[str, ImageDataset, str] | None  # (extractor id, dataset, spec) of the classifier of both domains
-    judge_missing: str  # why there is no judge
-    target_classes: dict[str, tuple[int, ...]]  # direction -> the judge's classes of its target domain
 
 
 def _judge(specs: dict[str, str], image_size: int, channels: int, load) -> tuple[tuple[str, ImageDataset, str] | None, str, dict[str, tuple[int, ...]]]:
@@ -76,10 +64,14 @@ def _judge(specs: dict[str, str], image_size: int, channels: int, load) -> tuple
     return (classifier_extractor.extractor_id(dataset), dataset, base), "", targets
 
 
-def plan_translation(request, settings: EvaluatorSettings, datasets: BoundedCache, info: dict, step: int):
-    """plan() for a translation run: both domains' images, the extractor, the judge, and the translation metrics."""
-    from evaluator_service.evaluation import Plan, _dataset, _variant, num_samples, requested_metrics, split_params
+def check_run_info(dataset: dict, where: str) -> None:
+    """run.json names both domains and the image shape."""
+    if not all(isinstance(dataset.get(k), dict) and "spec" in dataset[k] for k in ("domain_a", "domain_b")) or not {"image_size", "channels"} <= set(dataset):
+        raise InvalidRequestError(f"{where} has no spec of domain_a/domain_b or no image_size/channels; the evaluator cannot tell what the run translates")
 
+
+def plan(store, request: EvaluationRequest, settings: EvaluatorSettings, datasets: BoundedCache, info: dict, step: int) -> Plan:
+    """Both domains' images, the extractor, the judge, and the translation metrics."""
     ds = info["dataset"]
     metrics = requested_metrics(request, "translation")
     n = num_samples(request, settings)
@@ -89,7 +81,7 @@ def plan_translation(request, settings: EvaluatorSettings, datasets: BoundedCach
     specs = {"a": ds["domain_a"]["spec"], "b": ds["domain_b"]["spec"]}
 
     def load(spec: str, image_size: int, chans: int, which: str) -> ImageDataset:
-        return _dataset(datasets, spec, image_size, chans, which)
+        return cached_dataset(datasets, spec, image_size, chans, which)
 
     try:
         train = {k: load(spec, size, channels, split) for k, spec in specs.items()}
@@ -107,13 +99,12 @@ def plan_translation(request, settings: EvaluatorSettings, datasets: BoundedCach
     extractor = request.extractor or default_extractor_id
     check_extractor_id(extractor, extractor_dataset)
     params = split_params(dict(request.params), metrics, n)
-    seed = settings.default_seed if request.seed is None else int(request.seed)
-    variant = _variant(seed, settings.default_seed, params)
+    seed, variant = seed_and_variant(request, settings, params)
     domains = Domains(specs, train, sources, held_out, extractor_dataset, extractor_spec, judge, judge_missing, targets)
     return Plan(run=request.run, step=step, num_samples=n, metrics=metrics, extractor=extractor, resize_mode=resize_mode, seed=seed, params=params,
                 run_info=info, reference=train["b"], held_out=sources["b"] if held_out else None, default_metrics=not request.metrics, variant=variant,
                 default_set=not variant and not request.metrics and n == settings.default_num_samples and resize_mode == settings.default_resize_mode
-                and extractor == default_extractor_id, domains=domains)
+                and extractor == default_extractor_id, domains=domains, kind="translation", dataset_id=ds.get("id") or train["b"].id)
 
 
 def _pick(images: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -123,11 +114,10 @@ def _pick(images: np.ndarray, n: int, seed: int) -> np.ndarray:
     return images[np.sort(np.random.default_rng(seed).permutation(len(images))[:n])]
 
 
-def run_translation_evaluation(store, p, settings: EvaluatorSettings, extractors: ExtractorCache, progress) -> dict:
-    from evaluator_service.evaluation import _compute_metrics, _write_report
-
+def run(store, p: Plan, settings: EvaluatorSettings, extractors: ExtractorCache, progress: Progress) -> dict:
+    """Each direction's held-out images translated (and back) by the generator service, their features and the judge's classes, metrics, report."""
     started, created_at = time.monotonic(), time.time()
-    domains: Domains = p.domains
+    domains = p.domains
     metrics = [get_metric(name) for name in p.metrics]
     inputs = {i for m in metrics for i in m.inputs}
     wants_features = REFERENCE_DOMAINS in inputs
@@ -162,7 +152,7 @@ def run_translation_evaluation(store, p, settings: EvaluatorSettings, extractors
                 fake.predicted[d] = judge.extract(translated, p.resize_mode, settings.batch_size)[1].argmax(1)
             progress("translating", 0.2 + 0.35 * (i + 1))
     progress("metrics", 0.9)
-    values, warnings = _compute_metrics(metrics, {"reference": real, "held_out": None, "generated": fake}, p)
+    values, warnings = compute_metrics(metrics, {"reference": real, "held_out": None, "generated": fake}, p.params)
     if not domains.held_out:
         warnings.append(f"run {p.run!r} trained on every image of both domains (split {p.run_info['dataset'].get('split')!r}): its training images were translated, not held-out ones")
     report = {
@@ -178,5 +168,5 @@ def run_translation_evaluation(store, p, settings: EvaluatorSettings, extractors
         "extractor_info": {k: v for k, v in extractor.source.items() if k in ("sha256", "test_accuracy", "dataset_id", "weights")} if extractor is not None else {},
         "created_at": created_at, "duration_seconds": round(time.monotonic() - started, 3), "code_version": __version__,
     }
-    return _write_report(store, p, report, progress)
+    return write_report(store, p, report, progress)
 

@@ -137,7 +137,7 @@ def ml_efficacy(real_train: Table, synthetic: Table, real_test: Table, schema: S
 # ---- privacy: distance to closest record ------------------------------------------------------------------------------
 
 
-def _distances(rows: Table, others: Table, schema: Schema, ranges: dict[str, float], chunk: int = 1024) -> np.ndarray:
+def row_distances(rows: Table, others: Table, schema: Schema, ranges: dict[str, float], chunk: int = 1024) -> np.ndarray:
     """Per row of `rows`, the distance to the closest row of `others`: the mean over columns of |a − b| / range
     for numbers and 0/1 mismatch for categories (the Gower-style distance SDMetrics' DCR metrics use).
     Computed `chunk` rows at a time, so memory stays at chunk × len(others) whatever the table size."""
@@ -167,6 +167,6 @@ def closer_to_train_share(synthetic: Table, real_train: Table, real_holdout: Tab
         if column.kind in NUMERIC_KINDS:
             both = np.concatenate([np.asarray(real_train[column.name], float), np.asarray(real_holdout[column.name], float)])
             ranges[column.name] = float(both.max() - both.min())
-    to_train = _distances(synthetic, real_train, schema, ranges)
-    to_holdout = _distances(synthetic, real_holdout, schema, ranges)
+    to_train = row_distances(synthetic, real_train, schema, ranges)
+    to_holdout = row_distances(synthetic, real_holdout, schema, ranges)
     return float(np.mean(to_train < to_holdout))
