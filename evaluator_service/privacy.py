@@ -42,9 +42,6 @@ def private_plan(p: Any, explicit: bool) -> Any:
     metrics that need training records (refused when the request named them). `p` is an evaluation Plan."""
     if not is_private(p.run_info):
         return dataclasses.replace(p, privacy={"private": False, "reference_split": p.run_info["dataset"].get("split", "train")})
-    if p.domains is not None:
-        raise InvalidRequestError(f"run {p.run!r} is private (run.json has privacy), and translation runs have no private evaluation; "
-                                  "evaluate a copy of the run without privacy if its data may be used for evaluation")
     if p.held_out is None:
         raise InvalidRequestError(f"run {p.run!r} is private (trained with --dp-epsilon) on split {p.run_info['dataset'].get('split')!r}, which leaves no "
                                   "held-out split; its metrics would be computed from training records, which ε does not cover — train on split 'train'")

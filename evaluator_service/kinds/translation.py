@@ -31,6 +31,7 @@ from evaluator_service.metrics import get_metric
 from evaluator_service.metrics.spec import REFERENCE_DOMAINS
 from evaluator_service.plan import (Domains, EvaluationRequest, Plan, Progress, cached_dataset, num_samples, requested_metrics, seed_and_variant,
                                     split_params)
+from evaluator_service.privacy import is_private
 from evaluator_service.reference import load_or_compute
 from evaluator_service.reports import write_report
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
@@ -72,6 +73,9 @@ def check_run_info(dataset: dict, where: str) -> None:
 
 def plan(store, request: EvaluationRequest, settings: EvaluatorSettings, datasets: BoundedCache, info: dict, step: int) -> Plan:
     """Both domains' images, the extractor, the judge, and the translation metrics."""
+    if is_private(info):  # evaluator_service/privacy.py plans image and table runs on held-out data; no such plan here
+        raise InvalidRequestError(f"run {request.run!r} is private (run.json has privacy), and translation runs have no private evaluation; "
+                                  "evaluate a copy of the run without privacy if its data may be used for evaluation")
     ds = info["dataset"]
     metrics = requested_metrics(request, "translation")
     n = num_samples(request, settings)

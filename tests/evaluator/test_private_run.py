@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from evaluator_service import evaluation
+from evaluator_service.kinds import image as image_kind
 from ganworks.api import evaluator_pb2 as pb
 from ganworks.data import load_dataset
 from ganworks.store import open_store
@@ -45,9 +46,9 @@ def test_a_private_run_is_evaluated_against_its_held_out_split_in_every_sink(sta
     monkeypatch.setenv("GANWORKS_MLFLOW_TRACKING_URI", uri)
     # Every set of real records the evaluation computes statistics or pixels of passes through these two.
     used = []
-    real_stats, real_images = evaluation.load_or_compute, evaluation.reference_images
-    monkeypatch.setattr(evaluation, "load_or_compute", lambda store, dataset, *a, **k: (used.append(dataset.id), real_stats(store, dataset, *a, **k))[1])
-    monkeypatch.setattr(evaluation, "reference_images", lambda dataset, *a, **k: (used.append(dataset.id), real_images(dataset, *a, **k))[1])
+    real_stats, real_images = image_kind.load_or_compute, image_kind.reference_images
+    monkeypatch.setattr(image_kind, "load_or_compute", lambda store, dataset, *a, **k: (used.append(dataset.id), real_stats(store, dataset, *a, **k))[1])
+    monkeypatch.setattr(image_kind, "reference_images", lambda dataset, *a, **k: (used.append(dataset.id), real_images(dataset, *a, **k))[1])
     evaluator = start_evaluator(generator=private_generator.address, default_num_samples=200, default_metrics=["fid", "prdc", "diversity", "memorization"])
 
     result = evaluator.evaluate(run=PRIVATE, version=1)  # the default set: the one that drives the gauges
