@@ -8,7 +8,6 @@ import logging
 import time
 
 import grpc
-import torch
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -16,7 +15,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from ganworks.api import generator_pb2 as pb
 from ganworks.api import inference_pb2 as oip
-from ganworks.errors import CheckpointError, ConfigError
+from ganworks.errors import ConfigError
 from ganworks.grpcauth import interceptors, listen
 from ganworks.rpc import DrainOnSignal, add_servicer
 from ganworks.telemetry import pick_device, register_secrets, set_torch_threads

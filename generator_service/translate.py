@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 
-import grpc
 import numpy as np
 import torch
 from PIL import Image
@@ -18,7 +17,7 @@ from ganworks.api import generator_pb2 as pb
 from ganworks.errors import CheckpointError
 from generator_service.encode import bytes_per_image, effective_format
 from generator_service.models import LoadedModel
-from generator_service.validation import FORMAT_LIST, KNOWN_FORMATS, RequestError, _invalid
+from generator_service.validation import FORMAT_LIST, KNOWN_FORMATS, _invalid
 
 DIRECTIONS = {pb.DIRECTION_A_TO_B: "a_to_b", pb.DIRECTION_B_TO_A: "b_to_a"}
 # The batcher's queue kinds of Translate jobs: one queue per direction, so a batch runs one generator.
