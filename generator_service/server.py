@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import socket
+import threading
 import time
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from ganworks.api import generator_pb2 as pb
 from ganworks.api import inference_pb2 as oip
@@ -52,6 +56,27 @@ def grpc_options(settings: GeneratorSettings) -> list[tuple[str, int]]:
         ("grpc.max_connection_age_grace_ms", int(settings.grace_seconds * 1000)),
         ("grpc.so_reuseport", 0),
     ]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args) -> None:  # scrapes every few seconds would flood the log
+        pass
+
+
+def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> ThreadingWSGIServer:
+    """Prometheus' exposition on /metrics only (any other path is 404), in a daemon thread; port 0 picks a free one."""
+    app = make_wsgi_app(registry)
+
+    def only_metrics(environ, start_response):
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"not found: this port serves /metrics only\n"]
+        return app(environ, start_response)
+
+    server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
+    server = make_server(host, port, only_metrics, server_class, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server
 
 
 def return_large_frees_to_the_os() -> None:
@@ -112,7 +137,7 @@ class GeneratorServer(DrainOnSignal):
         await self.server.start()
         if s.metrics_port >= 0:
             try:
-                self._http, _ = start_http_server(s.metrics_port, addr=s.host, registry=self.metrics.registry)
+                self._http = serve_metrics(s.host, s.metrics_port, self.metrics.registry)
             except OSError as exc:
                 await self.server.stop(0)
                 raise ConfigError(f"cannot serve /metrics on {s.host}:{s.metrics_port}: {exc.strerror} (--metrics-port; 0 picks a free port, -1 turns it off)") from None

@@ -148,3 +148,16 @@ def test_tritonclient_http_sees_the_refusal_message(rest):
     finally:
         client.close()
     assert "input 'seed' must be UINT64 or INT64, got FP32" in caught.value.message()
+
+
+def test_the_metrics_port_answers_metrics_only(rest):
+    import urllib.error
+    import urllib.request
+
+    base = f"http://127.0.0.1:{rest.server.metrics_port}"
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as page:
+        assert page.status == 200 and b"ganworks_generator_requests_total" in page.read()
+    for path in ("/", "/v2/health/live", "/metricsx", "/metrics/../x"):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"{base}{path}", timeout=10)
+        assert caught.value.code == 404, path
