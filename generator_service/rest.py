@@ -28,7 +28,7 @@ from aiohttp import web
 
 from ganworks import __version__
 from generator_service.inference import (
-    OFFLOAD_BYTES, OUTPUT, PARAMETERS, InputTensor, excerpt, infer, model_metadata, model_ready, pixels, wants_typed_output,
+    OFFLOAD_BYTES, OUTPUT, PARAMETERS, InputTensor, RefusedRequestReaper, excerpt, infer, model_metadata, model_ready, pixels, wants_typed_output,
 )
 from generator_service.servicer import GeneratorServicer
 from generator_service.validation import RequestError
@@ -72,8 +72,9 @@ def _invalid(message: str) -> RequestError:
 class RestEndpoint:
     """An aiohttp application over a GeneratorServicer; start() binds host:port (0 picks a free one)."""
 
-    def __init__(self, generator: GeneratorServicer, max_request_bytes: int, token: str = ""):
+    def __init__(self, generator: GeneratorServicer, max_request_bytes: int, token: str = "", reaper: RefusedRequestReaper | None = None):
         self.g, self.max_request_bytes = generator, max_request_bytes
+        self.reaper = reaper or RefusedRequestReaper()
         self._expected = f"Bearer {token}".encode() if token else None
         self.app = web.Application(client_max_size=max_request_bytes, middlewares=[self._guard])
         prefixes = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
@@ -149,6 +150,13 @@ class RestEndpoint:
     # -- inference ----------------------------------------------------------------------------------------------
 
     async def infer(self, request: web.Request):
+        try:
+            return await self._infer(request)
+        except BaseException:
+            self.reaper.refused(request.content_length or 0)
+            raise
+
+    async def _infer(self, request: web.Request):
         async with self.g.serving("ModelInfer", _Context()):
             body = await request.read()
             header_text, binary = _split(body, request.headers.get(HEADER_LENGTH))

@@ -25,7 +25,7 @@ from ganworks.rpc import DrainOnSignal, add_servicer
 from ganworks.telemetry import pick_device, register_secrets, set_torch_threads
 from generator_service.batcher import DynamicBatcher
 from generator_service.encode import PngEncoder
-from generator_service.inference import InferenceServicer
+from generator_service.inference import InferenceServicer, RefusedRequestReaper
 from generator_service.kinds import attach, serving_kind
 from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel, ModelManager
@@ -127,7 +127,8 @@ class GeneratorServer(DrainOnSignal):
         # Not the generated add_…_to_server: a request that does not parse must be INVALID_ARGUMENT, not UNKNOWN.
         add_servicer(self.server, self.servicer, pb.DESCRIPTOR.services_by_name["Generator"])
         # The Open Inference Protocol on the same port, over the same servicer's router, batcher, limits and metrics.
-        add_servicer(self.server, InferenceServicer(self.servicer), INFERENCE_SERVICE)
+        reaper = RefusedRequestReaper()
+        add_servicer(self.server, InferenceServicer(self.servicer, reaper), INFERENCE_SERVICE)
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection([SERVICE_NAME, INFERENCE_SERVICE.full_name, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
@@ -143,7 +144,7 @@ class GeneratorServer(DrainOnSignal):
                 raise ConfigError(f"cannot serve /metrics on {s.host}:{s.metrics_port}: {exc.strerror} (--metrics-port; 0 picks a free port, -1 turns it off)") from None
             self.metrics_port = int(self._http.server_port)
         if s.rest_port >= 0:
-            self.rest = RestEndpoint(self.servicer, MAX_REQUEST_BYTES, s.auth_token)
+            self.rest = RestEndpoint(self.servicer, MAX_REQUEST_BYTES, s.auth_token, reaper)
             try:
                 self.rest_port = await self.rest.start(s.host, s.rest_port, s.tls_cert, s.tls_key)
             except OSError as exc:
