@@ -168,7 +168,12 @@ def _tritonclient_pixels(address: str, seeds: list[int], per_sample_shape: list[
     for s in seeds:
         seed = tc.InferInput("seed", per_sample_shape, "UINT64")
         seed.set_data_from_numpy(np.full(per_sample_shape, s, dtype=np.uint64))
-        images = client.infer("bench", [seed], outputs=[tc.InferRequestedOutput("images")]).as_numpy("images")
+        response = client.infer("bench", [seed], outputs=[tc.InferRequestedOutput("images")])
+        raw = response.get_response().raw_output_contents
+        if not raw or not raw[0]:  # seen with PyTriton 0.7.0 on this machine: the right shape, no bytes
+            hashes[str(s)] = f"no pixels: the answer's images output holds {len(raw[0]) if raw else 0} bytes"
+            continue
+        images = response.as_numpy("images")
         hashes[str(s)] = hashlib.sha256(np.ascontiguousarray(images.reshape(-1, *images.shape[-3:])).tobytes()).hexdigest()
     return hashes
 
@@ -414,6 +419,11 @@ def main() -> None:
             print(f"(t)  Triton (PyTriton, dynamic batching, {form} form), {args.concurrency} tritonclient gRPC clients: {triton:.0f} samples/s (p50 {t_p50:.0f} ms, p99 {t_p99:.0f} ms) errors={t['errors']}", flush=True)
     identical = all(hashes == pixels["native"] for hashes in pixels.values())
     print(f"     pixels for seeds {PIXEL_SEEDS} identical across {', '.join(pixels)}: {identical}", flush=True)
+    if triton and pixels.get("triton") != pixels["native"]:
+        print(f"     Triton's answers are not the same images ({pixels['triton']}): its rate is not comparable, no ratios are given", flush=True)
+        triton_measured, triton = triton, None
+    else:
+        triton_measured = triton
 
     raw_runs.append(raw_throughput(args.max_batch_size, args.seconds / 2))
     raw1_runs.append(raw_throughput(1, args.seconds / 2))
@@ -428,10 +438,11 @@ def main() -> None:
     if triton:
         print(f"OIP/Triton {oip / triton:.2f} (target >= 1.1), native/Triton {batched / triton:.2f} (target >= 1.25); p99 native {b_p99:.0f}, OIP {o_p99:.0f}, Triton {t_p99:.0f} ms")
     print(json.dumps({
-        "triton_samples_per_s": round(triton, 1) if triton else None, "oip_samples_per_s": round(oip, 1),
+        "triton_samples_per_s": round(triton, 1) if triton else None, "triton_measured_samples_per_s": round(triton_measured, 1) if triton_measured else None,
+        "oip_samples_per_s": round(oip, 1),
         "oip_over_triton": round(oip / triton, 3) if triton else None, "native_over_triton": round(batched / triton, 3) if triton else None,
         "native_p50_p99_ms": [round(b_p50, 1), round(b_p99, 1)], "oip_p50_p99_ms": [round(o_p50, 1), round(o_p99, 1)],
-        "triton_p50_p99_ms": [round(t_p50, 1), round(t_p99, 1)] if triton else None, "pixels_identical": identical, "served_form": form,
+        "triton_p50_p99_ms": [round(t_p50, 1), round(t_p99, 1)] if t_p50 is not None else None, "pixels_identical": identical, "served_form": form,
         "fast_raw_samples_per_s": round(fast_raw, 1), "service_over_fast_raw": round(batched / fast_raw, 3),
         "rayserve_samples_per_s": round(rayserve, 1) if rayserve else None, "service_over_rayserve": round(batched / rayserve, 3) if rayserve else None,
         "raw_samples_per_s": round(raw, 1), "raw_batch1_samples_per_s": round(raw1, 1), "service_samples_per_s": round(batched, 1),
