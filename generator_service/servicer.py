@@ -196,7 +196,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                                               data=data, num_rows=job.num_samples, columns=transformer.schema.names, seed=seed)
 
     async def translated(self, request: pb.TranslateRequest, context) -> tuple[Job, int]:
-        """A Translate request checked, decoded, batched and computed (the OIP image input comes here too); the job and output format."""
+        """A Translate request checked, decoded, batched and computed; the job and output format (OIP images go through kinds/translation.py)."""
         direction = check_translate_basics(request, self.settings.max_samples_per_request)
         model, _, deadline = await self.route(request, context)
         serving_kind(model).require(model, "Translate")
