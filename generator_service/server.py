@@ -178,7 +178,9 @@ class GeneratorServer(DrainOnSignal):
         """
         kind, shapes = serving_kind(model), self.batcher.shapes
         run = lambda: kind.warm_up(model, shapes, self.settings.fast_path, self.batcher.max_batch_size)  # noqa: E731
-        await self.batcher.run_on_device(model.device, run)
+        chosen = await self.batcher.run_on_device(model.device, run)
+        if chosen:
+            log.info("snapshot %d of model %s %s", model.step, model.run, chosen)
 
     def _readiness_changed(self) -> None:
         asyncio.get_running_loop().create_task(self._readiness())

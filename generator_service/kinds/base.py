@@ -38,8 +38,9 @@ class ServingKind:
         """Runs in the device thread: one forward pass over the parts (padded to `padded` samples); outputs and labels."""
         raise NotImplementedError
 
-    def warm_up(self, model, shapes: list[int], fast_path: bool, max_batch_size: int) -> None:
-        """Every batch shape through a new snapshot before it serves; raises CheckpointError if it makes NaN/inf."""
+    def warm_up(self, model, shapes: list[int], fast_path: bool, max_batch_size: int) -> str | None:
+        """Every batch shape through a new snapshot before it serves; raises CheckpointError if it makes NaN/inf.
+        Returns what the warm-up chose, for the server's log (e.g. the fast path's form), or None."""
         raise NotImplementedError
 
     def columns_json(self, model) -> str:

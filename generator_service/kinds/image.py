@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -15,8 +14,6 @@ from generator_service.fastpath import fastest_form
 from generator_service.jobs import Job
 from generator_service.kinds.base import ServingKind
 from generator_service.validation import MAX_ABS_LATENT, _invalid
-
-log = logging.getLogger(__name__)
 
 
 class ImageKind(ServingKind):
@@ -67,11 +64,11 @@ class ImageKind(ServingKind):
         return (to_uint8(images) if output_kind == pb.OUTPUT_FORMAT_UINT8 else images), (y[:size].cpu().numpy() if y is not None else None)
 
     def warm_up(self, model, shapes, fast_path, max_batch_size):
-        m = model.manifest
+        m, chosen = model.manifest, None
         if fast_path:
             model.generator, form, timings = fastest_form(model.generator, model.family, model.family.validate(m.architecture_params), batch=max_batch_size, device=model.device)
             measured = ", ".join(f"{name} {max_batch_size / seconds:.0f}" for name, seconds in timings.items())
-            log.info("snapshot %d of model %s serves its %s form (samples/s at batch %d: %s)", m.step, m.run, form, max_batch_size, measured)
+            chosen = f"serves its {form} form (samples/s at batch {max_batch_size}: {measured})"
         for size in reversed(shapes):
             z = torch.zeros(size, m.latent_dim, device=model.device)
             labels = torch.zeros(size, dtype=torch.long, device=model.device) if m.num_classes else None
@@ -79,6 +76,7 @@ class ImageKind(ServingKind):
                 out = model.family.generate(model.generator, z, labels, torch.ones(size, device=model.device))
             if not torch.isfinite(out).all():
                 raise CheckpointError(f"snapshot {m.step} of model {m.run!r} produces NaN/inf images on zero latents; it is refused")
+        return chosen
 
     def tensor_metadata(self, model):
         self.require(model, "ModelInfer")
