@@ -25,7 +25,7 @@ from tests.s3server import free_port
 
 pytestmark = pytest.mark.slow
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 DATATYPES = ["UINT64", "INT64", "INT32", "FP32", "UINT8", "BYTES", "FP16", "", "uint64", "²"]
 TYPED = {"UINT64": "uint64_contents", "INT64": "int64_contents", "INT32": "int_contents", "FP32": "fp32_contents", "UINT8": "uint_contents"}
 VALUES = {
