@@ -268,7 +268,9 @@ class TritonPeer:
         libraries = [sysconfig.get_config_var("LIBDIR"), os.path.join(path, "nvidia_pytriton.libs"), os.environ.get("LD_LIBRARY_PATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, path]), "OMP_NUM_THREADS": str(THREADS), "LD_LIBRARY_PATH": ":".join(p for p in libraries if p)}
         self.log = tempfile.NamedTemporaryFile("w+", prefix="triton-bench-", suffix=".log")
+        stub_env = os.path.join(path, "stub-venv")  # numpy<2 for Triton's Python-backend stub (benchmarks/triton-peer.txt says how)
         self.process = subprocess.Popen([sys.executable, os.path.join(ROOT, "benchmarks", "triton_peer.py"), "--form", form, "--max-batch-size", str(max_batch_size),
+                                         *(["--stub-env", stub_env] if os.path.isdir(stub_env) else []),
                                          "--max-queue-delay-ms", str(max_queue_delay_ms)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=ROOT)
         self.address = None
         for line in self.process.stdout:  # tritonserver's own log shares stdout; our line is "port N"

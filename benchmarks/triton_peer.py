@@ -5,7 +5,8 @@
 Needs `nvidia-pytriton` (its wheel bundles `tritonserver`), installed for the benchmark only beside the venv:
 `.venv/bin/pip install --no-deps --target DIR -r benchmarks/triton-peer.txt`, then PYTHONPATH=DIR. Triton's
 Python-backend stub must load this interpreter's own libpython, so its directory goes first on LD_LIBRARY_PATH
-(benchmarks/generator.py does that). The model has the same weights as the benchmark's snapshot, in the form the
+(benchmarks/generator.py does that), and the stub needs numpy<2 (`--stub-env`, a venv: see triton-peer.txt;
+with numpy 2 every answer has the right shape and no bytes, which the benchmark's pixel check reports). The model has the same weights as the benchmark's snapshot, in the form the
 service serves (`--form`), draws each sample's latent from its seed as ganworks does, and answers UINT8
 [64, 64, 3] per sample: a request's input is `seed`, UINT64 [1] per sample (PyTriton cannot declare a scalar).
 Prints `port <grpc port>` once Triton serves, then serves until stdin closes.
@@ -40,6 +41,7 @@ def build(form: str):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--form", default="eager", help="eager or a fast-path form name (generator_service/fastpath.py)")
+    p.add_argument("--stub-env", default="", help="a venv (numpy<2, pyzmq) for Triton's Python-backend stub; without it the stub uses this interpreter's packages")
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--max-queue-delay-ms", type=float, default=5.0)
     a = p.parse_args()
@@ -54,6 +56,8 @@ def main() -> None:
     from ganworks.models import get_family
 
     _let_the_stub_import_pytritons_packages()
+    if a.stub_env:
+        _give_the_stub_its_own_python(a.stub_env)
     family, generator = get_family("dcgan"), build(a.form)
 
     @batch
@@ -94,6 +98,20 @@ def _let_the_stub_import_pytritons_packages() -> None:
         return files
 
     pytriton_model.Model.get_proxy_model_files = with_path
+
+
+def _give_the_stub_its_own_python(stub_env: str) -> None:
+    """Runs Triton's Python-backend stub on `stub_env`, a venv with numpy<2 and pyzmq (see the module docstring).
+
+    PyTriton puts `sys.exec_prefix/bin` first on the stub's PATH, and the embedded interpreter takes its packages
+    from the venv of the `python3` it finds there: ours has numpy 2, with which the stub (built against numpy 1)
+    answers every output with the right shape and no bytes. Only the stub changes; the model runs here.
+    """
+    import pathlib
+
+    from pytriton.server import triton_server
+
+    triton_server.get_triton_python_backend_python_env = lambda: pathlib.Path(stub_env)
 
 
 def _free_port() -> int:
