@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.OUT_OF_RANGE: 413,
     grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504, grpc.StatusCode.UNIMPLEMENTED: 501,
@@ -158,7 +158,10 @@ class RestEndpoint:
 
     async def _infer(self, request: web.Request):
         async with self.g.serving("ModelInfer", _Context()):
-            body = await request.read()
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:  # a chunked body, whose size was not announced
+                raise RequestError(grpc.StatusCode.OUT_OF_RANGE, f"the request body is above this server's limit of {self.max_request_bytes} bytes; send fewer samples per call") from None
             header_text, binary = _split(body, request.headers.get(HEADER_LENGTH))
             loop = asyncio.get_running_loop()
             header = await loop.run_in_executor(None, _parse_json, header_text) if len(header_text) > OFFLOAD_BYTES else _parse_json(header_text)

@@ -138,6 +138,24 @@ def test_rest_refuses_bad_requests_with_a_4xx_and_a_message_never_a_5xx(rest):
     assert rest.metric("ganworks_generator_requests_total", code="INTERNAL", method="ModelInfer") == 0
 
 
+def test_a_chunked_body_above_the_limit_is_refused_with_413(rest):
+    import http.client
+
+    host, port = rest.rest_url.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    chunk = b" " * 2**20
+    try:
+        connection.request("POST", "/v2/models/c/infer", body=(chunk for _ in range(17)), headers=AUTH, encode_chunked=True)
+        response = connection.getresponse()
+        status, text = response.status, response.read().decode()
+    except (BrokenPipeError, ConnectionResetError):  # the server may close before the client has sent it all
+        status, text = 413, "above this server's limit (connection closed while sending)"
+    finally:
+        connection.close()
+    assert status == 413 and "above this server's limit" in text, (status, text[:200])
+    assert rest.metric("ganworks_generator_requests_total", code="INTERNAL", method="ModelInfer") == 0
+
+
 def test_tritonclient_http_sees_the_refusal_message(rest):
     client = th.InferenceServerClient(rest.rest_url)
     try:
