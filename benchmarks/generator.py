@@ -295,6 +295,22 @@ class TritonPeer:
         self.log.close()
 
 
+def start_triton(args, form: str) -> "TritonPeer | None":
+    if not args.triton_path:
+        return None
+    try:
+        peer = TritonPeer(args.triton_path, form, args.max_batch_size, args.max_queue_delay_ms)
+    except RuntimeError as exc:
+        print(f"     Triton peer failed: {exc}", flush=True)
+        return None
+    run_load(peer.address, "--mode", "tritonclient", "--shape", "1,1", "--concurrency", str(args.concurrency), "--seconds", "3")  # warm-up
+    return peer
+
+
+def triton_phase(peer: "TritonPeer", args) -> dict:
+    return run_load(peer.address, "--mode", "tritonclient", "--shape", "1,1", "--concurrency", str(args.concurrency), "--seconds", str(args.seconds))
+
+
 def rayserve_throughput(args) -> float | None:
     """The Ray Serve peer's saturated samples/s (benchmarks/rayserve_peer.py in a process with ray[serve] on its path)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, args.rayserve_path]), "OMP_NUM_THREADS": str(THREADS), "RAY_AUTH_MODE": "disabled"}
@@ -373,11 +389,14 @@ def main() -> None:
         unbatched = c["calls"] / c["seconds"]
         print(f"(c)  service, max_batch_size 1: {unbatched:.0f} samples/s errors={c['errors']}", flush=True)
 
-        service = Service(store_url, args.max_batch_size, args.max_queue_delay_ms)
+        service, peer = Service(store_url, args.max_batch_size, args.max_queue_delay_ms), None
         try:
             warm = run_load(service.address, "--mode", "closed", "--concurrency", str(args.concurrency), "--seconds", "3")
             rss_warm = service.rss_mb()
             served = warm["calls"]
+            form = service.form()
+            peer = start_triton(args, form)  # beside the idle service: its phases and ours interleave (T, B, O, T)
+            t_runs = [triton_phase(peer, args)] if peer else []
             b = run_load(service.address, "--mode", "closed", "--concurrency", str(args.concurrency), "--seconds", str(args.seconds))
             served += b["calls"]
             batched = b["calls"] / b["seconds"]
@@ -389,7 +408,12 @@ def main() -> None:
             o_p50, o_p99 = percentile(o["latencies"], 0.5) * 1000, percentile(o["latencies"], 0.99) * 1000
             print(f"(o)  service's Open Inference Protocol, {args.concurrency} tritonclient gRPC clients: {oip:.0f} samples/s (p50 {o_p50:.0f} ms, p99 {o_p99:.0f} ms) errors={o['errors']}", flush=True)
             pixels = {"oip": run_load(service.address, "--mode", "pixels"), "native": native_pixels(service.address, PIXEL_SEEDS)}
-            form = service.form()
+            if peer:
+                try:
+                    t_runs.append(triton_phase(peer, args))
+                    pixels["triton"] = run_load(peer.address, "--mode", "pixels", "--shape", "1,1")
+                finally:
+                    peer.stop()
             half = run_load(service.address, "--mode", "open", "--rate", str(batched / 2), "--seconds", str(args.seconds))
             served += half["calls"]
             p50, p99 = percentile(half["latencies"], 0.5) * 1000, percentile(half["latencies"], 0.99) * 1000
@@ -402,23 +426,17 @@ def main() -> None:
             rss_end = service.rss_mb()
         finally:
             service.stop()
+            if peer:
+                peer.stop()
 
     triton = t_p50 = t_p99 = None
-    if args.triton_path:
-        try:
-            peer = TritonPeer(args.triton_path, form, args.max_batch_size, args.max_queue_delay_ms)
-        except RuntimeError as exc:
-            print(f"     Triton peer failed: {exc}", flush=True)
-        else:
-            try:
-                run_load(peer.address, "--mode", "tritonclient", "--shape", "1,1", "--concurrency", str(args.concurrency), "--seconds", "3")
-                t = run_load(peer.address, "--mode", "tritonclient", "--shape", "1,1", "--concurrency", str(args.concurrency), "--seconds", str(args.seconds))
-                triton = t["calls"] / t["seconds"]
-                t_p50, t_p99 = percentile(t["latencies"], 0.5) * 1000, percentile(t["latencies"], 0.99) * 1000
-                pixels["triton"] = run_load(peer.address, "--mode", "pixels", "--shape", "1,1")
-            finally:
-                peer.stop()
-            print(f"(t)  Triton (PyTriton, dynamic batching, {form} form), {args.concurrency} tritonclient gRPC clients: {triton:.0f} samples/s (p50 {t_p50:.0f} ms, p99 {t_p99:.0f} ms) errors={t['errors']}", flush=True)
+    if t_runs:
+        triton = sum(r["calls"] for r in t_runs) / sum(r["seconds"] for r in t_runs)
+        latencies = [x for r in t_runs for x in r["latencies"]]
+        t_p50, t_p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+        readings = ", ".join(f"{r['calls'] / r['seconds']:.0f}" for r in t_runs)
+        print(f"(t)  Triton (PyTriton, dynamic batching, {form} form), {args.concurrency} tritonclient gRPC clients: {triton:.0f} samples/s "
+              f"(readings {readings}, before and after ours; p50 {t_p50:.0f} ms, p99 {t_p99:.0f} ms) errors={[r['errors'] for r in t_runs]}", flush=True)
     identical = all(hashes == pixels["native"] for hashes in pixels.values())
     print(f"     pixels for seeds {PIXEL_SEEDS} identical across {', '.join(pixels)}: {identical}", flush=True)
     if triton and pixels.get("triton") != pixels["native"]:
