@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -34,21 +35,10 @@ class ImageKind(ServingKind):
         manifest, family, params = model.manifest, model.family, model.manifest.architecture_params
         latents, labels, psi = [], [], []
         for part in parts:
-            job, first = part.job, part.job.first_index + part.start
-            if job.latents is not None:
-                latents.append(job.latents[part.start : part.start + part.count])
-            elif job.seeds is not None:
-                latents.extend(family.seeded_latents(params, int(s), job.first_index, 1) for s in job.seeds[part.start : part.start + part.count])
-            else:
-                latents.append(family.seeded_latents(params, job.seed, first, part.count))
-            psi.append(np.full(part.count, job.truncation, dtype=np.float32))
+            latents.extend(_rows(part, part.job.latents, functools.partial(family.seeded_latents, params)))
+            psi.append(np.full(part.count, part.job.truncation, dtype=np.float32))
             if manifest.num_classes:
-                if job.labels is not None:
-                    labels.append(job.labels[part.start : part.start + part.count])
-                elif job.seeds is not None:
-                    labels.extend(family.seeded_labels(params, int(s), job.first_index, 1) for s in job.seeds[part.start : part.start + part.count])
-                else:
-                    labels.append(family.seeded_labels(params, job.seed, first, part.count))
+                labels.extend(_rows(part, part.job.labels, functools.partial(family.seeded_labels, params)))
         size = sum(p.count for p in parts)
         if padded > size:
             latents.append(np.zeros((padded - size, manifest.latent_dim), dtype=np.float32))
@@ -126,6 +116,17 @@ class ImageKind(ServingKind):
                 raise _invalid(f"class label {int(bad[0])} is out of range: model {m.run!r} has classes 0..{m.num_classes - 1}")
             job.labels = values.astype(np.int64)
         return job
+
+
+def _rows(part, given: np.ndarray | None, draw) -> list[np.ndarray]:
+    """A batch part's rows of latents or labels: the caller's, else drawn per sample from its own seed (OIP), else
+    drawn from the job's seed at the samples' indices (Generate)."""
+    job, stop = part.job, part.start + part.count
+    if given is not None:
+        return [given[part.start : stop]]
+    if job.seeds is not None:
+        return [draw(int(seed), job.first_index, 1) for seed in job.seeds[part.start : stop]]
+    return [draw(job.seed, job.first_index + part.start, part.count)]
 
 
 def _truncation(parameters: dict) -> float:
