@@ -12,10 +12,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ganworks.errors import CheckpointError
+from generator_service.jobs import Job
+from generator_service.kinds import serving_kind
 from generator_service.metrics import GeneratorMetrics
-from generator_service.models import LoadedModel
-from generator_service.translate import compute_translation
 
 
 def batch_shapes(max_batch_size: int) -> list[int]:
@@ -35,31 +34,6 @@ class QueueFullError(Exception):
 
 class DeadlineExpiredError(Exception):
     """The call's deadline passed before its samples were computed."""
-
-
-@dataclasses.dataclass(eq=False)
-class Job:
-    """The samples of one call (or one streamed chunk): indices first_index .. first_index+num_samples-1."""
-
-    model: LoadedModel
-    num_samples: int
-    seed: int
-    output_kind: int
-    first_index: int = 0
-    labels: np.ndarray | None = None  # num_samples class labels, or None (drawn from the seed)
-    latents: np.ndarray | None = None  # num_samples × latent_dim, or None (drawn from the seed)
-    truncation: float = 1.0
-    condition: tuple[int, int] | None = None  # tabular models: (column, level) every row has, or None
-    inputs: np.ndarray | None = None  # translation models: num_samples images, float32 N×C×H×W in [-1, 1]
-    direction: str = ""  # translation models: "a_to_b" or "b_to_a" (part of output_kind, so a batch has one)
-    deadline: float | None = None  # time.monotonic() after which computing is pointless
-    future: asyncio.Future = dataclasses.field(default=None)  # type: ignore[assignment]
-    images: np.ndarray | None = None
-    used_labels: np.ndarray | None = None
-    remaining: int = 0
-
-    def expired(self, now: float) -> bool:
-        return self.deadline is not None and now >= self.deadline
 
 
 @dataclasses.dataclass(eq=False)
@@ -164,10 +138,9 @@ class DynamicBatcher:
             if not parts:
                 continue
             try:
-                model = parts[0].job.model
                 size = sum(p.count for p in parts)
                 padded = next(shape for shape in self.shapes if shape >= size)
-                images, labels = await loop.run_in_executor(self._executor(device), _compute, model, parts, padded)
+                images, labels = await loop.run_in_executor(self._executor(device), _compute, parts, padded, key[2])
                 self._deliver(parts, images, labels)
             except Exception as exc:  # noqa: BLE001 - a failing batch fails its calls, never the worker
                 for part in parts:
@@ -208,12 +181,16 @@ class DynamicBatcher:
             offset += part.count
             if job.future.done():
                 continue
-            if job.images is None:
-                job.images = np.empty((job.num_samples, *images.shape[1:]), dtype=np.float32)
-                job.used_labels = np.full(job.num_samples, -1, dtype=np.int64)
-            job.images[part.start : part.start + part.count] = chunk
-            if chunk_labels is not None:
-                job.used_labels[part.start : part.start + part.count] = chunk_labels
+            if part.count == job.num_samples:  # the whole job in one batch (the common case): its slice is the answer, no copy
+                job.images = chunk
+                job.used_labels = chunk_labels if chunk_labels is not None else np.full(job.num_samples, -1, dtype=np.int64)
+            else:
+                if job.images is None:
+                    job.images = np.empty((job.num_samples, *images.shape[1:]), dtype=images.dtype)
+                    job.used_labels = np.full(job.num_samples, -1, dtype=np.int64)
+                job.images[part.start : part.start + part.count] = chunk
+                if chunk_labels is not None:
+                    job.used_labels[part.start : part.start + part.count] = chunk_labels
             job.remaining -= part.count
             self.metrics.samples.labels(job.model.run).inc(part.count)
             if job.remaining == 0:
@@ -225,71 +202,7 @@ def _fail(job: Job, exc: BaseException) -> None:
         job.future.set_exception(exc)
 
 
-def _compute(model: LoadedModel, parts: list[_Part], padded: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Runs in the device thread: the model's family draws each sample's latent from (seed, index), then one forward pass.
-
-    The batch is padded with zero latents to `padded` samples; the generator treats samples independently
-    (per-sample normalisation), so the padding changes no real sample and is cut off the result.
-    """
-    if model.tabular is not None:
-        return _compute_rows(model, parts, padded), None
-    if parts[0].job.inputs is not None:
-        inputs = [p.job.inputs[p.start : p.start + p.count] for p in parts]
-        return compute_translation(model, inputs, parts[0].job.direction, padded), None
-    manifest, family, params = model.manifest, model.family, model.manifest.architecture_params
-    latents, labels, psi = [], [], []
-    for part in parts:
-        job = part.job
-        if job.latents is not None:
-            latents.append(job.latents[part.start : part.start + part.count])
-        else:
-            latents.append(family.seeded_latents(params, job.seed, job.first_index + part.start, part.count))
-        psi.append(np.full(part.count, job.truncation, dtype=np.float32))
-        if manifest.num_classes:
-            if job.labels is not None:
-                labels.append(job.labels[part.start : part.start + part.count])
-            else:
-                labels.append(family.seeded_labels(params, job.seed, job.first_index + part.start, part.count))
-    size = sum(len(z) for z in latents)
-    if padded > size:
-        latents.append(np.zeros((padded - size, manifest.latent_dim), dtype=np.float32))
-        psi.append(np.ones(padded - size, dtype=np.float32))
-        if labels:
-            labels.append(np.zeros(padded - size, dtype=np.int64))
-    z = torch.from_numpy(np.concatenate(latents)).to(model.device)
-    y = torch.from_numpy(np.concatenate(labels)).to(model.device) if labels else None
-    with torch.inference_mode():
-        out = family.generate(model.generator, z, y, torch.from_numpy(np.concatenate(psi)).to(model.device))
-    return out[:size].float().cpu().numpy(), (y[:size].cpu().numpy() if y is not None else None)
-
-
-def _compute_rows(model: LoadedModel, parts: list[_Part], padded: int) -> np.ndarray:
-    """A tabular model's batch: each row's noise, condition and Gumbel draws from (seed, index), one forward pass,
-    then encoded rows (the service decodes them). The generator is in eval mode, so BatchNorm uses its trained
-    statistics and no row depends on its batch-mates or on the zero padding."""
-    tabular = model.tabular
-    inputs = [tabular.inputs(p.job.seed, p.job.first_index + p.start, p.count, p.job.condition) for p in parts]
-    size = sum(p.count for p in parts)
-    z = np.concatenate([i[0] for i in inputs] + [np.zeros((padded - size, tabular.params["latent_dim"]), dtype=np.float32)])
-    cond = None
-    if inputs[0][1] is not None:
-        cond = torch.from_numpy(np.concatenate([i[1] for i in inputs] + [np.zeros((padded - size, inputs[0][1].shape[1]), dtype=np.float32)])).to(model.device)
-    with torch.inference_mode():
-        raw = model.generator(torch.from_numpy(z).to(model.device), cond)[:size].float().cpu().numpy()
-    rows, offset = [], 0
-    for part, (_, _, uniform) in zip(parts, inputs):
-        rows.append(tabular.finish(raw[offset : offset + part.count], uniform, part.job.condition))
-        offset += part.count
-    return np.concatenate(rows)
-
-
-def warm_up_rows(model: LoadedModel, shapes: list[int]) -> None:
-    """Every batch shape through a tabular model before it serves; a generator that makes NaN/inf is refused."""
-    tabular, m = model.tabular, model.manifest
-    for size in reversed(shapes):
-        z = torch.zeros(size, m.latent_dim, device=model.device)
-        cond = torch.zeros(size, tabular.sampler.cond_dim, device=model.device) if tabular.sampler.cond_dim else None
-        with torch.inference_mode():
-            out = model.generator(z, cond)
-        if not torch.isfinite(out).all():
-            raise CheckpointError(f"snapshot {m.step} of model {m.run!r} produces NaN/inf rows on zero noise; it is refused")
+def _compute(parts: list[_Part], padded: int, output_kind: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Runs in the device thread: the model's kind computes the batch (see generator_service/kinds/)."""
+    model = parts[0].job.model
+    return serving_kind(model).compute(model, parts, padded, output_kind)

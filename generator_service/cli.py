@@ -20,6 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="gRPC port, 0 picks a free one (default 50051)")
     serve.add_argument("--metrics-port", type=int, help="/metrics port, 0 picks a free one, -1 turns it off (default 9311)")
+    serve.add_argument("--rest-port", type=int, help="port of the Open Inference Protocol over HTTP/REST (KServe v2), 0 picks a free one, -1 turns it off (default -1)")
     serve.add_argument("--max-batch-size", type=int, help="most samples in one model call (default 64)")
     serve.add_argument("--max-queue-delay-ms", type=float, help="longest wait for a batch to fill, from its first request (default 5)")
     serve.add_argument("--max-queue-size", type=int, help="most samples waiting; more get RESOURCE_EXHAUSTED (default 1024)")
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("say what to do: `ganworks generator serve --runs R --store URL`, `promote RUN STEP [--canary F]` or `rollback RUN` (see --help)")
     overrides = {
         "runs": [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None,
-        "host": args.host, "port": args.port, "metrics_port": args.metrics_port,
+        "host": args.host, "port": args.port, "metrics_port": args.metrics_port, "rest_port": args.rest_port,
         "max_batch_size": args.max_batch_size, "max_queue_delay_ms": args.max_queue_delay_ms, "max_queue_size": args.max_queue_size,
         "max_samples_per_request": args.max_samples_per_request, "keep_versions": args.keep_versions, "max_reloads_per_minute": args.max_reloads_per_minute, "poll_seconds": args.poll_seconds,
         "device": args.device, "torch_threads": args.torch_threads, "fast_path": args.fast_path, "grace_seconds": args.grace_seconds,

@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 
 import torch
 
-from ganworks.checkpoint import Manifest, load_snapshot, read_latest, read_manifest
+from ganworks.checkpoint import Manifest, Snapshot, load_snapshot, read_latest, read_manifest
 from ganworks.errors import (
     CheckpointError, CheckpointFormatError, CheckpointIntegrityError, GanworksError, ModelConfigError, ObjectNotFoundError, SnapshotMissingError, StoreError, shown,
 )
@@ -102,12 +102,13 @@ class ModelManager:
         poll_seconds: float,
         metrics: GeneratorMetrics,
         warm_up: Callable[[LoadedModel], Awaitable[None]],
+        attach: Callable[[Snapshot], object] = lambda snapshot: None,
         on_change: Callable[[], None] = lambda: None,
         max_reloads_per_minute: int = 6,
     ):
         self.store, self.runs, self.device = store, [check_run_id(run) for run in runs], device
         self.keep_versions, self.poll_seconds = keep_versions, poll_seconds
-        self.metrics, self._warm_up, self._on_change = metrics, warm_up, on_change
+        self.metrics, self._warm_up, self._attach, self._on_change = metrics, warm_up, attach, on_change
         self._cache: dict[str, collections.OrderedDict[int, LoadedModel]] = {run: collections.OrderedDict() for run in self.runs}
         self._current: dict[str, LoadedModel | None] = {run: None for run in self.runs}
         # LATEST's (etag, mtime) once what it names is loaded or refused: nothing to do until it changes.
@@ -308,8 +309,7 @@ class ModelManager:
             if pinned:
                 await loop.run_in_executor(self._io, self._check_published, run, step)
             snapshot = await loop.run_in_executor(self._io, lambda: load_snapshot(self.store, run, step, device=self.device))
-            tabular = TabularModel.from_snapshot(snapshot) if get_family(snapshot.manifest.architecture).tabular else None
-            model = LoadedModel(manifest=snapshot.manifest, generator=snapshot.generator, device=self.device, tabular=tabular)
+            model = LoadedModel(manifest=snapshot.manifest, generator=snapshot.generator, device=self.device, tabular=self._attach(snapshot))
             await self._warm_up(model)
         except UnknownVersionError:
             now = time.monotonic()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import time
 
 import grpc
-import torch
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -15,18 +15,18 @@ from prometheus_client import CollectorRegistry
 
 from ganworks.api import generator_pb2 as pb
 from ganworks.api import inference_pb2 as oip
-from ganworks.errors import CheckpointError, ConfigError
+from ganworks.errors import ConfigError
 from ganworks.grpcauth import HealthPort, interceptors, listen
 from ganworks.rpc import DrainOnSignal, add_servicer
 from ganworks.telemetry import pick_device, register_secrets, serve_metrics, set_torch_threads
-from generator_service.batcher import DynamicBatcher, warm_up_rows
-from generator_service.translate import warm_up_translation
+from generator_service.batcher import DynamicBatcher
 from generator_service.encode import PngEncoder
-from generator_service.fastpath import fastest_form
-from generator_service.inference import InferenceServicer
+from generator_service.inference import InferenceServicer, RefusedRequestReaper
+from generator_service.kinds import attach, serving_kind
 from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel, ModelManager
 from generator_service.rollout import RolloutRouter
+from generator_service.rest import RestEndpoint
 from generator_service.servicer import GeneratorServicer
 from generator_service.settings import GeneratorSettings
 
@@ -54,6 +54,18 @@ def grpc_options(settings: GeneratorSettings) -> list[tuple[str, int]]:
     ]
 
 
+def return_large_frees_to_the_os() -> None:
+    """Allocations of 1 MiB and more (request and answer buffers) get their own mappings, unmapped when freed.
+
+    glibc raises its mmap threshold after each large free, up to 32 MiB, so 16 MiB request buffers would come
+    from the heap and stay resident after the request is gone. A fixed threshold keeps them returning.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: its allocator decides
+        pass
+
+
 class GeneratorServer(DrainOnSignal):
     """One generator service instance: its own gRPC server, batcher, models and metrics registry."""
 
@@ -66,12 +78,15 @@ class GeneratorServer(DrainOnSignal):
         self.port = 0
         self.metrics_port: int | None = None
         self.health_port: int | None = None
+        self.rest_port: int | None = None
+        self.rest: RestEndpoint | None = None
         self._http = None
         self._ready_changed = asyncio.Event()
 
     async def start(self) -> None:
         """Binds the port and starts serving (not ready yet); snapshots load in the background."""
         s = self.settings
+        return_large_frees_to_the_os()
         if s.torch_threads:
             set_torch_threads(s.torch_threads)
         register_secrets([s.auth_token])
@@ -79,7 +94,7 @@ class GeneratorServer(DrainOnSignal):
         self.encoder = PngEncoder(s.png_threads)
         self.manager = ModelManager(
             self.store, s.runs, device=self.device, keep_versions=s.keep_versions, poll_seconds=s.poll_seconds,
-            metrics=self.metrics, warm_up=self._warm_up, on_change=self._readiness_changed, max_reloads_per_minute=s.max_reloads_per_minute,
+            metrics=self.metrics, warm_up=self._warm_up, attach=attach, on_change=self._readiness_changed, max_reloads_per_minute=s.max_reloads_per_minute,
         )
         self.router = RolloutRouter(self.store, self.manager, self.metrics, poll_seconds=s.poll_seconds)
         self.servicer = GeneratorServicer(s, self.manager, self.router, self.batcher, self.encoder, self.metrics)
@@ -88,7 +103,8 @@ class GeneratorServer(DrainOnSignal):
         # Not the generated add_…_to_server: a request that does not parse must be INVALID_ARGUMENT, not UNKNOWN.
         add_servicer(self.server, self.servicer, pb.DESCRIPTOR.services_by_name["Generator"])
         # The Open Inference Protocol on the same port, over the same servicer's router, batcher, limits and metrics.
-        add_servicer(self.server, InferenceServicer(self.servicer), INFERENCE_SERVICE)
+        reaper = RefusedRequestReaper()
+        add_servicer(self.server, InferenceServicer(self.servicer, reaper), INFERENCE_SERVICE)
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection([SERVICE_NAME, INFERENCE_SERVICE.full_name, reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
@@ -105,7 +121,15 @@ class GeneratorServer(DrainOnSignal):
                 await self.server.stop(0)
                 raise ConfigError(f"cannot serve /metrics on {s.host}:{s.metrics_port}: {exc.strerror} (--metrics-port; 0 picks a free port, -1 turns it off)") from None
             self.metrics_port = int(self._http.server_port)
-        log.info("generator serving %s on %s:%d (TLS %s, auth %s), /metrics on port %s", ",".join(s.runs), s.host, self.port, "on" if s.tls_cert else "off", "on" if s.auth_token else "off", self.metrics_port)
+        if s.rest_port >= 0:
+            self.rest = RestEndpoint(self.servicer, MAX_REQUEST_BYTES, s.auth_token, reaper)
+            try:
+                self.rest_port = await self.rest.start(s.host, s.rest_port, s.tls_cert, s.tls_key)
+            except OSError as exc:
+                await self.server.stop(0)
+                raise ConfigError(f"cannot serve the REST endpoint on {s.host}:{s.rest_port}: {exc.strerror} (--rest-port; 0 picks a free port, -1 turns it off)") from None
+        log.info("generator serving %s on %s:%d (TLS %s, auth %s), /metrics on port %s, REST on port %s", ",".join(s.runs), s.host, self.port,
+                 "on" if s.tls_cert else "off", "on" if s.auth_token else "off", self.metrics_port, self.rest_port)
         self._loader = asyncio.create_task(self._load(), name="initial-load")
 
     async def _load(self) -> None:
@@ -130,26 +154,11 @@ class GeneratorServer(DrainOnSignal):
 
         So no real call pays for first-use set-up, and memory reaches its plateau here, not under traffic.
         """
-        m = model.manifest
-
-        def run() -> None:
-            if model.tabular is not None:
-                return warm_up_rows(model, self.batcher.shapes)
-            if model.family.translation:
-                return warm_up_translation(model, self.batcher.shapes)
-            if self.settings.fast_path:
-                model.generator, form, timings = fastest_form(model.generator, model.family, model.family.validate(m.architecture_params), batch=self.batcher.max_batch_size, device=model.device)
-                measured = ", ".join(f"{name} {self.batcher.max_batch_size / seconds:.0f}" for name, seconds in timings.items())
-                log.info("snapshot %d of model %s serves its %s form (samples/s at batch %d: %s)", m.step, m.run, form, self.batcher.max_batch_size, measured)
-            for size in reversed(self.batcher.shapes):
-                z = torch.zeros(size, m.latent_dim, device=model.device)
-                labels = torch.zeros(size, dtype=torch.long, device=model.device) if m.num_classes else None
-                with torch.inference_mode():
-                    out = model.family.generate(model.generator, z, labels, torch.ones(size, device=model.device))
-                if not torch.isfinite(out).all():
-                    raise CheckpointError(f"snapshot {m.step} of model {m.run!r} produces NaN/inf images on zero latents; it is refused")
-
-        await self.batcher.run_on_device(model.device, run)
+        kind, shapes = serving_kind(model), self.batcher.shapes
+        run = lambda: kind.warm_up(model, shapes, self.settings.fast_path, self.batcher.max_batch_size)  # noqa: E731
+        chosen = await self.batcher.run_on_device(model.device, run)
+        if chosen:
+            log.info("snapshot %d of model %s %s", model.step, model.run, chosen)
 
     def _readiness_changed(self) -> None:
         asyncio.get_running_loop().create_task(self._readiness())
@@ -174,6 +183,8 @@ class GeneratorServer(DrainOnSignal):
         drain.draining = True
         await drain.stop_server(self.server, self.health, started + grace)
         await self._health_port.stop()
+        if self.rest is not None:
+            await self.rest.stop()
         self._loader.cancel()
         await self.router.stop()
         await self.manager.stop()

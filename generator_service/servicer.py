@@ -8,7 +8,6 @@ import json
 import logging
 import secrets
 import time
-from typing import Callable
 
 import grpc
 import numpy as np
@@ -18,8 +17,9 @@ from ganworks.api import generator_pb2_grpc as pb_grpc
 from ganworks.errors import CheckpointError, StoreError
 from ganworks.rpc import REFUSED_WHILE_DRAINING, Drain
 from ganworks.tabular import records
-from ganworks.tabular.transformer import DiscreteEncoding
-from generator_service.batcher import DeadlineExpiredError, DynamicBatcher, Job, QueueFullError
+from generator_service.batcher import DeadlineExpiredError, DynamicBatcher, QueueFullError
+from generator_service.jobs import Job
+from generator_service.kinds import serving_kind
 from generator_service.encode import PngEncoder, bytes_per_image, raw_images
 from generator_service.metrics import GeneratorMetrics
 from generator_service.models import LoadedModel, ModelManager, ModelNotReadyError, RefusedVersionError, ReloadLimitError, UnknownModelError, UnknownVersionError
@@ -93,25 +93,24 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             count(code)
 
     async def route(self, request, context) -> tuple[LoadedModel, int, float | None]:
-        """The model version a call goes to (routed by its seed), the seed in effect and the call's deadline."""
-        remaining = context.time_remaining()
+        """The model version a native call goes to (routed by its seed), the seed in effect and the call's deadline."""
+        # Translate has no seed: its calls are routed (under a canary policy) by a random draw.
+        seed = request.seed if "seed" in request.DESCRIPTOR.fields_by_name and request.HasField("seed") else None
+        return await self.route_to(request.model, request.version, seed, context.time_remaining())
+
+    async def route_to(self, name: str, version: int, seed: int | None, remaining: float | None) -> tuple[LoadedModel, int, float | None]:
+        """Any protocol's routing: the model version for (name, version, seed), the seed in effect (drawn when None), the deadline."""
         if remaining is not None and remaining <= 0:
             raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline had passed when it arrived; give it more time")
         deadline = time.monotonic() + remaining if remaining is not None else None
-        # Translate has no seed: its calls are routed (under a canary policy) by a random draw.
-        seed = request.seed if "seed" in request.DESCRIPTOR.fields_by_name and request.HasField("seed") else secrets.randbits(63)
-        return await self.router.resolve(request.model, request.version, seed), seed, deadline
+        seed = secrets.randbits(63) if seed is None else seed
+        return await self.router.resolve(name, version, seed), seed, deadline
 
-    async def prepare(self, request: pb.GenerateRequest, context, max_message_bytes: int | None, check_model: Callable[[LoadedModel], None] | None = None) -> tuple[LoadedModel, ParsedRequest, int, float | None]:
+    async def prepare(self, request: pb.GenerateRequest, context, max_message_bytes: int | None, call: str) -> tuple[LoadedModel, ParsedRequest, int, float | None]:
         """Validates a request, routes it to a model version (by its seed) and checks it against that model."""
         check_basics(request, self.settings.max_samples_per_request)
         model, seed, deadline = await self.route(request, context)
-        if model.tabular is not None:
-            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, f"model {model.run!r} (version {model.step}) makes table rows, not images: call GenerateRecords")
-        if model.family.translation:
-            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, f"model {model.run!r} (version {model.step}) translates images, it does not sample them: call Translate")
-        if check_model is not None:
-            check_model(model)
+        serving_kind(model).require(model, call)
         parsed = check_for_model(request, model, max_message_bytes)
         return model, parsed, seed, deadline
 
@@ -143,6 +142,8 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         model = job.model
         if parsed.output_format == pb.OUTPUT_FORMAT_PNG:
             data = await self.encoder.encode(job.images)
+        elif job.images.dtype == np.uint8:  # the batch made the pixels (kinds/image.py)
+            data = [image.tobytes() for image in job.images]
         elif job.images.size <= INLINE_PIXELS:
             data = raw_images(job.images, parsed.output_format)  # cheaper than a hop to a thread
         else:
@@ -161,13 +162,13 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
 
     async def Generate(self, request, context):
         async with self.serving("Generate", context):
-            model, parsed, seed, deadline = await self.prepare(request, context, self.max_message_bytes)
+            model, parsed, seed, deadline = await self.prepare(request, context, self.max_message_bytes, "Generate")
             (job,) = await self.compute([self.job(model, parsed, seed, deadline, 0, parsed.num_samples)])
             return await self._response(job, parsed, seed)
 
     async def GenerateStream(self, request, context):
         async with self.serving("GenerateStream", context):
-            model, parsed, seed, deadline = await self.prepare(request, context, None)
+            model, parsed, seed, deadline = await self.prepare(request, context, None, "GenerateStream")
             m = model.manifest
             fits = max(1, self.max_message_bytes // bytes_per_image(parsed.output_format, m.image_size, m.channels))
             per_message = min(request.max_images_per_message or self.settings.stream_images_per_message, fits)
@@ -184,6 +185,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         async with self.serving("GenerateRecords", context):
             fmt = check_records_basics(request, self.settings.max_samples_per_request)
             model, seed, deadline = await self.route(request, context)
+            serving_kind(model).require(model, "GenerateRecords")
             condition = check_records_for_model(request, model, self.max_message_bytes)
             job = Job(model=model, num_samples=request.num_rows, seed=seed, output_kind=TABULAR_OUTPUT, condition=condition, deadline=deadline)
             (job,) = await self.compute([job])
@@ -193,9 +195,10 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                                               data=data, num_rows=job.num_samples, columns=transformer.schema.names, seed=seed)
 
     async def translated(self, request: pb.TranslateRequest, context) -> tuple[Job, int]:
-        """A Translate request checked, decoded, batched and computed (the OIP image input comes here too); the job and output format."""
+        """A Translate request checked, decoded, batched and computed; the job and output format (OIP images go through kinds/translation.py)."""
         direction = check_translate_basics(request, self.settings.max_samples_per_request, TranslateBudget.of(self.settings))
         model, _, deadline = await self.route(request, context)
+        serving_kind(model).require(model, "Translate")
         fmt = check_translate_model(model, request, self.max_message_bytes)
         m = model.manifest
         stop = StopWhen(deadline)  # decoding ends when the call does
@@ -249,16 +252,8 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             metrics={k: float(v) for k, v in m.metrics.items()},
             loaded_versions=self.manager.loaded_versions(m.run),
             dataset_id=m.dataset_id,
-            columns_json=_columns_json(model),
+            columns_json=serving_kind(model).columns_json(model),
         )
-
-
-def _columns_json(model: LoadedModel) -> str:
-    """A tabular model's columns (name, kind, a categorical's levels) and target; "" for an image model."""
-    if model.tabular is None:
-        return ""
-    columns = [{"name": enc.name, "kind": enc.kind, **({"levels": enc.levels} if isinstance(enc, DiscreteEncoding) else {})} for enc in model.tabular.transformer.encodings]
-    return json.dumps({"columns": columns, "target": model.tabular.transformer.schema.target})
 
 
 def _forget(jobs: list[Job]) -> None:

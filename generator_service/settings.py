@@ -19,6 +19,8 @@ class GeneratorSettings:
     metrics_port: int = 9311
     # Plaintext grpc.health.v1 alone, for the kubelet's probes when TLS or a token is on; -1 serves none.
     health_port: int = -1
+    # The Open Inference Protocol over HTTP/REST (KServe v2): -1 = off (the default), 0 picks a free port; 8000 is Triton's.
+    rest_port: int = -1
     runs: list[str] = dataclasses.field(default_factory=list)
     # Batching: a batch leaves when it holds max_batch_size samples or its first request waited max_queue_delay_ms.
     max_batch_size: int = 64

@@ -132,9 +132,7 @@ def _row_bytes(model: LoadedModel) -> int:
 
 
 def check_records_for_model(request: pb.GenerateRecordsRequest, model: LoadedModel, max_message_bytes: int) -> tuple[int, int] | None:
-    """The condition as (column, level) of the model's categorical columns, or None; refusals name what is allowed."""
-    if model.tabular is None:
-        raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, f"model {model.run!r} (version {model.step}) makes images, not table rows: call Generate or GenerateStream")
+    """The condition as (column, level) of a table model's categorical columns, or None; refusals name what is allowed."""
     condition = None
     if request.conditions:
         wanted = request.conditions[0]

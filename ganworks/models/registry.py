@@ -99,15 +99,6 @@ class ModelFamily:
     # evaluated. Each service holds one module per kind (trainer/kinds/, generator_service/kinds/, evaluator_service/kinds/).
     kind: str = "image"
 
-    # Transitional views of `kind` for code not yet behind a kinds/ seam; new code reads `kind`.
-    @property
-    def tabular(self) -> bool:
-        return self.kind == "table"
-
-    @property
-    def translation(self) -> bool:
-        return self.kind == "translation"
-
     # ---- hyperparameters ------------------------------------------------------------------------------------
 
     def param(self, name: str) -> Param:

@@ -129,9 +129,6 @@ KIND_SEAMS = ("/kinds/", "ganworks/models/registry.py")
 KIND_NAMES = {"image", "table", "translation", "domains"}
 # The attributes that told the kinds apart before the seam: the family's flags, a loaded model's table part, a plan's domains.
 KIND_FLAGS = {"tabular", "translation", "domains"}
-# The generator service's branches go with the generator's kinds/ package (issue #32's generator side, branch i38-serving).
-# Lead: remove this set, and the xfail below, once that branch is merged.
-AWAITING_GENERATOR_KINDS = ("generator_service/",)
 
 
 def _names_the_kind(node: ast.AST) -> bool:
@@ -179,15 +176,8 @@ def _kind_offenders(packages) -> list[str]:
 
 
 def test_only_kinds_modules_and_the_registry_branch_on_the_kind_of_run():
-    offenders = [hit for hit in _kind_offenders(("ganworks", "trainer", "evaluator_service", ORCHESTRATION)) if not hit.startswith(AWAITING_GENERATOR_KINDS)]
+    offenders = _kind_offenders(("ganworks", "trainer", "generator_service", "evaluator_service", ORCHESTRATION))
     assert offenders == [], "a kind's behaviour belongs in its kinds/<kind>.py module (README: where to add things):\n" + "\n".join(offenders)
-
-
-def test_the_generator_service_does_not_branch_on_the_kind_of_run():
-    offenders = _kind_offenders(("generator_service",))
-    if offenders:  # Lead: remove once i38-serving's generator_service/kinds/ is merged; the assert below must then pass.
-        pytest.xfail(reason="generator_service/kinds/ lands with branch i38-serving:\n" + "\n".join(offenders))
-    assert offenders == []
 
 
 def test_the_kind_check_sees_a_branch_on_the_kind(tmp_path):
