@@ -26,6 +26,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -177,7 +178,7 @@ def main() -> None:
             "inception_shipped_images_per_cpu_second": round(speed["shipped_images_per_cpu_second"], 2),
             "inception_plain_images_per_cpu_second": round(speed["plain_images_per_cpu_second"], 2),
         })
-    print(json.dumps({**out, "dim": args.dim, "torch_threads": args.threads, "blas_threads": args.blas_threads}))
+    print(json.dumps({**out, "dim": args.dim, "torch_threads": args.threads, "blas_threads": args.blas_threads, **provenance()}))
 
 
 if __name__ == "__main__":

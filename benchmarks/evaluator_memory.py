@@ -25,6 +25,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 import grpc  # noqa: E402
 import torch  # noqa: E402
@@ -155,7 +156,7 @@ def main() -> int:
         "benchmark": "evaluator_memory", "mode": args.mode, "evaluations": args.evaluations, "failed": failed, "num_samples": args.num_samples,
         "rss_start_mb": round(start, 1), "rss_end_mb": round(end, 1), "rss_growth_mb": round(end - start, 1),
         "rss_max_mb": round(max(rss[args.warmup - 1:]), 1), "jobs_listed": jobs, "cache_entries": sizes,
-        "seconds": round(time.monotonic() - started, 1), "target_growth_mb": args.target_mb, "passed": end - start <= args.target_mb and failed == 0,
+        "seconds": round(time.monotonic() - started, 1), "target_growth_mb": args.target_mb, "passed": end - start <= args.target_mb and failed == 0, **provenance(),
     }
     print(json.dumps(result))
     return 0 if result["passed"] else 1

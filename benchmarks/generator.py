@@ -28,6 +28,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 from orchestration.processes import terminate  # noqa: E402
 
@@ -470,6 +471,7 @@ def main() -> None:
         "p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "p99_budget_ms": round(budget, 2), "rss_growth_mb": round(rss_end - rss_warm, 1),
         "requests": served, "seconds_per_phase": args.seconds, "max_batch_size": args.max_batch_size, "max_queue_delay_ms": args.max_queue_delay_ms,
         "concurrency": args.concurrency, "torch_threads": THREADS, "cpu_count": os.cpu_count(), "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "load_average_1m": round(os.getloadavg()[0], 2),
+        **provenance(),
     }))
 
 

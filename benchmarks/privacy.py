@@ -52,6 +52,7 @@ import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
+from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -327,7 +328,7 @@ def main() -> None:
         result["settings"], result["rows"] = run_images(args, budgets)
     if "tables" in args.parts:
         result["table_settings"], result["table_rows"] = run_tables(args, budgets)
-    print(json.dumps(result))
+    print(json.dumps({**result, **provenance()}))
 
 
 def run_images(args, budgets: list[float]) -> tuple[dict, list[dict]]:

@@ -54,6 +54,7 @@ import time
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -399,7 +400,7 @@ def main() -> int:
         import ray
 
         ray.shutdown()
-        print(json.dumps(result))
+        print(json.dumps({**result, **provenance()}))
         return 0
 
     judge, judge_accuracy = train_judge()
@@ -430,7 +431,7 @@ def main() -> int:
     import ray
 
     ray.shutdown()
-    print(json.dumps(result))
+    print(json.dumps({**result, **provenance()}))
     return 0
 
 
@@ -524,7 +525,7 @@ def translation(args) -> int:
     result["meets_targets"] = bool(result["translation_success_a_to_b"] >= 0.8 and result["translation_success_b_to_a"] >= 0.8 and result["total_seconds"] <= 1800)
     if evaluated is not None:
         result["evaluator"] = evaluated
-    print(json.dumps(result))
+    print(json.dumps({**result, **provenance()}))
     return 0
 
 
@@ -632,7 +633,7 @@ def fashion_mnist(args) -> int:
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     result["meets_targets"] = bool(result["utility_ratio"] >= 0.75 and result["classes_covered"] == 10 and train_seconds <= 1800)
-    print(json.dumps(result))
+    print(json.dumps({**result, **provenance()}))
     return 0
 
 

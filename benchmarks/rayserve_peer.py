@@ -23,6 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 from generator import MODEL, THREADS  # noqa: E402 - the same model and threads as the main benchmark
 
@@ -121,7 +122,7 @@ def main() -> None:
     p.add_argument("--max-queue-delay-ms", type=float, default=5.0)
     a = p.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    print(json.dumps(serve_and_measure(a.seconds, a.concurrency, a.max_batch_size, a.max_queue_delay_ms)))
+    print(json.dumps({**serve_and_measure(a.seconds, a.concurrency, a.max_batch_size, a.max_queue_delay_ms), **provenance()}))
 
 
 if __name__ == "__main__":

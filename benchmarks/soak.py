@@ -44,6 +44,7 @@ from typing import Any, Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 import grpc  # noqa: E402
 
@@ -971,6 +972,7 @@ def soak(profile: Profile, seed: int, out: pathlib.Path, command: str) -> dict[s
         "calls": steady_calls, "burst_calls": len(record.calls) - steady_calls, "unexpected_errors": unexpected,
         "invariant_violations": sum(len(i["violations"]) for i in invariants),
         "max_rss_growth_mb": max((v["rss_growth_mb"] for v in verdicts.values()), default=0.0), "leftover_processes": len(leftovers),
+        **provenance(),
     }
     # The recovery() pass annotated the faults; re-sort them after it.
     report["faults"] = sorted(record.faults, key=lambda f: f["start"])

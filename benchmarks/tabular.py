@@ -32,6 +32,7 @@ import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
+from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 import numpy as np  # noqa: E402
 
@@ -138,7 +139,7 @@ def main() -> None:
         result.update({f"quality_{name}": round(q, 4), f"efficacy_{name}": round(e, 4), f"closer_to_train_{name}": round(p, 4),
                        f"seconds_{name}": round(s_wall, 2), f"cpu_seconds_{name}": round(s_cpu, 2),
                        f"efficacy_{name}_per_seed": [round(x[1], 3) for x in scores]})
-    print(json.dumps(result))
+    print(json.dumps({**result, **provenance()}))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 THREADS = int(os.environ.get("OMP_NUM_THREADS", "1"))
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 import torch  # noqa: E402
 
@@ -207,7 +208,7 @@ def main() -> int:
         "two_over_one_workers": round(speeds["ray_2"] / speeds["ray_1"], 3),
         "images_per_second": {k: round(v, 1) for k, v in speeds.items()},
         **modconv,
-        "steps": args.steps, "batch_size": args.batch_size, "threads_per_worker": args.threads, "cpus": os.cpu_count(),
+        "steps": args.steps, "batch_size": args.batch_size, "threads_per_worker": args.threads, "cpus": os.cpu_count(), **provenance(),
     }
     print(json.dumps(result))
     return 0

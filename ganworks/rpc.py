@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import re
 import signal
 import time
 from typing import Any, Callable
@@ -150,6 +151,16 @@ class DrainOnSignal:
             self._stopping = asyncio.get_running_loop().create_task(self.stop())
         return self._stopping
 
+
+# A path or file URL left in a message after the store's own URL was taken out: a location on the server.
+_SERVER_PATH = re.compile(r"(?:file://)?(?<![\w.:/])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
+
+
+def public_message(message: str, store_url: str) -> str:
+    """An error message safe for callers: store locations become store keys, other server paths are hidden (logs keep them)."""
+    base = store_url.rstrip("/")
+    message = message.replace(base + "/", "").replace(base, "<store>")
+    return _SERVER_PATH.sub("<path on the server>", message)
 
 async def serve_until_signalled(server: Any, name: str, host: str) -> None:
     """Starts `server`, prints the line launchers wait for, drains on SIGTERM/SIGINT and returns once it has stopped."""

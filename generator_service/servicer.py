@@ -15,7 +15,7 @@ import numpy as np
 from ganworks.api import generator_pb2 as pb
 from ganworks.api import generator_pb2_grpc as pb_grpc
 from ganworks.errors import CheckpointError, StoreError
-from ganworks.rpc import REFUSED_WHILE_DRAINING, Drain
+from ganworks.rpc import REFUSED_WHILE_DRAINING, Drain, public_message
 from ganworks.tabular import records
 from generator_service.batcher import DeadlineExpiredError, DynamicBatcher, QueueFullError
 from generator_service.jobs import Job
@@ -88,7 +88,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("%s failed", method)
                 await context.abort(code, f"internal error in {method}; the server log has the details")
-            await context.abort(code, str(exc))
+            await context.abort(code, public_message(str(exc), self.manager.store.url))  # store keys, never the server's store URL or paths
         finally:
             count(code)
 

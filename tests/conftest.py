@@ -36,8 +36,30 @@ def pytest_xdist_make_scheduler(config, log):
     return SharedFixtureScheduling(config, log)
 
 
+def uses_s3(item: pytest.Item) -> bool:
+    """The test asks for the S3-protocol server: the `s3` fixture (directly or through another fixture) or the s3 form of `store`."""
+    callspec = getattr(item, "callspec", None)
+    return "s3" in getattr(item, "fixturenames", ()) or (callspec is not None and callspec.params.get("store") == "s3")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks every test that uses S3 with `s3` (so `-m "not s3"` leaves them out), and skips `gpu` tests without CUDA."""
+    cuda = None
+    for item in items:
+        if uses_s3(item) and not item.get_closest_marker("s3"):
+            item.add_marker(pytest.mark.s3)
+        if item.get_closest_marker("gpu"):
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device and none is visible here (torch.cuda.is_available() is False); on a GPU machine `make gpu-check` runs these"))
+
+
 # The credentials and tokens the tests hand to the services: none may ever appear in a log.
-TEST_SECRETS = ("testing-secret", "s3cret-token-for-tests", "evaluator-test-token", os.environ.get("GANWORKS_TEST_S3_SECRET_KEY", ""))
+TEST_SECRETS = ("testing-secret", "s3cret-token-for-tests", "evaluator-test-token", "evaluator-token-for-tests", "fuzz-token-0123456789",
+                os.environ.get("GANWORKS_TEST_S3_SECRET_KEY", ""))
 
 
 def secrets_in(text: str) -> list[str]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
+import pytest
+
 from ganworks.checkpoint import publish_snapshot
+from ganworks.cli import COMMANDS, main
 from ganworks.models import build_generator
 
 
@@ -39,3 +43,20 @@ def test_a_malformed_store_url_is_reported_without_a_traceback(tmp_path):
 
     assert result.returncode == 2
     assert "unknown scheme 'gs'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_interrupted_exits_130_saying_so(command, monkeypatch, capsys):
+    """Ctrl-C (KeyboardInterrupt, which SIGTERM becomes too) anywhere in a command's run: exit code 130, no traceback."""
+    module = importlib.import_module(COMMANDS[command][0])
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "configure", lambda parser: None)  # no flags needed to reach run()
+    monkeypatch.setattr(module, "run", interrupted)
+
+    code = main([command])
+
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and "Traceback" not in err

@@ -108,3 +108,20 @@ def test_an_unknown_run_is_an_error_that_names_the_runs_there(store_url, capsys)
     assert code == 2
     err = capsys.readouterr().err
     assert "RUN 'nobody': no snapshots" in err and "digits-wgan" in err
+
+
+def test_non_finite_numbers_are_null_in_json(tmp_path, runs):
+    store = open_store(str(tmp_path / "store"))
+    publish_snapshot(store, run="diverged", step=10, generator_state=build_generator("dcgan", **PARAMS).state_dict(), architecture="dcgan", architecture_params=PARAMS)
+    report = evaluator_report("diverged", 10, float("nan"))
+    report["metrics"].update(kid_mean=float("inf"), kid_std=float("-inf"))
+    store.put_bytes(eval_report_key("diverged", 10, METRICS_SET), json.dumps(report).encode())  # NaN, Infinity as Python writes them
+
+    def strict(constant: str):
+        raise AssertionError(f"{constant} is not JSON")
+
+    for args in (("--store", str(tmp_path / "store")), ("diverged", "--store", str(tmp_path / "store"))):
+        out = json.loads(runs(*args, "-o", "json"), parse_constant=strict)
+        metrics = out["snapshots"][0]["metrics"]
+        assert (metrics["fid"], metrics["kid_mean"], metrics["kid_std"]) == (None, None, None), metrics
+        assert metrics["precision"] == 0.712345

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import signal
@@ -12,6 +14,7 @@ import grpc
 import pytest
 
 from ganworks.generator_client import GeneratorClient
+from tests.e2e.test_local_binding import LOOPBACK_HEX, _listening_addresses
 from tests.leftovers import marked_env, processes_marked
 from tests.waiting import wait_until
 
@@ -50,6 +53,26 @@ def test_demo_trains_serves_evaluates_shows_the_result_and_leaves_no_process(tmp
     wait_until(lambda: not processes_marked(env), 60, "every process of the demo to exit", interval=0.5)
 
 
+
+@pytest.mark.timeout(1200)
+def test_demo_tabular_trains_ctgan_evaluates_it_asks_for_defaulters_and_leaves_no_process(tmp_path, store):
+    env = marked_env()
+    with open(tmp_path / "demo.out", "w") as log:
+        process = ganworks("demo", "--tabular", "--store", store, "--workdir", str(tmp_path / "demo"), "--num-workers", "1", "--steps", "40",
+                           "--snapshot-every", "20", "--batch-size", "100", "--timeout", "1000", env=env, log=log)
+        code = process.wait(1100)
+    out = (tmp_path / "demo.out").read_text(errors="replace")
+    assert code == 0, out[-3000:]
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["run"] == "credit-demo" and report["latest_step"] == 40 and sorted(report["evaluations"]) == ["20", "40"]
+    assert "table_quality" in report["evaluation"]["metrics"], report["evaluation"]
+    asked = report["conditioned"]
+    assert asked["condition"] == "default=Yes" and asked["rows"] == asked["matching"] == 1000, asked
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "demo" / "conditioned.csv").read_text())))
+    assert len(rows) == 1000 and {row["default"] for row in rows} == {"Yes"}
+    assert "quality of each snapshot" in out and "1000 synthetic rows asked with default=Yes" in out
+    wait_until(lambda: not processes_marked(env), 60, "every process of the demo to exit", interval=0.5)
+
 def test_up_serves_until_ctrl_c_then_stops_everything(tmp_path, store):
     env = marked_env()
     log_path = tmp_path / "up.out"
@@ -70,6 +93,10 @@ def test_up_serves_until_ctrl_c_then_stops_everything(tmp_path, store):
 
                 version = wait_until(served, 300, "the generator serving a snapshot", interval=1)
             assert version >= 10
+            # The trainer (rank 0 in its Ray worker, a snapshot published: so its /metrics is up) listens on loopback only.
+            trainer_metrics = int(re.search(r"trainer /metrics\W+http://127\.0\.0\.1:(\d+)", log_path.read_text(errors="replace")).group(1))
+            listening = wait_until(lambda: _listening_addresses(trainer_metrics), 60, "the trainer's /metrics listening", interval=0.5)
+            assert listening <= LOOPBACK_HEX, f"the trainer's /metrics listens on {listening}"
             process.send_signal(signal.SIGINT)  # Ctrl-C
             code = process.wait(120)
         finally:

@@ -86,12 +86,19 @@ def test_the_token_never_reaches_the_log(start_evaluator, caplog):
 
 
 @pytest.mark.slow
-def test_sigterm_drains_the_evaluator_refusing_new_calls_and_exits_cleanly(store_url, tmp_path):
+def test_sigterm_drains_the_evaluator_refusing_new_calls_finishing_the_watched_job_and_exits_cleanly(store_url, generator, tmp_path):
+    from orchestration.faultproxy import FaultProxy
+    from orchestration.processes import free_port
+
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    # The generator's address answers only after the SIGTERM: the job is surely in flight when the drain begins.
+    generator_port = free_port()
     cmd = [sys.executable, "-m", "ganworks.cli", "--log-level", "WARNING", "evaluator", "serve", "--store", store_url, "--host", "127.0.0.1", "--port", "0",
-           "--metrics-port", "-1", "--generator", "127.0.0.1:9", "--auth-token-file", str(token_file), "--grace-seconds", "3"]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+           "--metrics-port", "-1", "--generator", f"127.0.0.1:{generator_port}", "--auth-token-file", str(token_file), "--grace-seconds", "120"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GANWORKS_EVALUATOR_GENERATOR_RETRY_SECONDS": "120"}
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proxy = None
     try:
         match = re.search(r"listening on 127\.0\.0\.1:(\d+)", process.stdout.readline())
         assert match, "`ganworks evaluator serve` did not start"
@@ -99,7 +106,7 @@ def test_sigterm_drains_the_evaluator_refusing_new_calls_and_exits_cleanly(store
             stub = evaluator_pb2_grpc.EvaluatorStub(channel)
             authorized = [("authorization", f"Bearer {TOKEN}")]
             job = stub.Evaluate(pb.EvaluateRequest(run=RUN, num_samples=50, metrics=["fid"]), timeout=60, metadata=authorized)
-            watch = stub.WatchEvaluation(pb.GetEvaluationRequest(id=job.id), timeout=60, metadata=authorized)
+            watch = stub.WatchEvaluation(pb.GetEvaluationRequest(id=job.id), timeout=120, metadata=authorized)
             assert next(watch).id == job.id  # a watch is in flight when the signal comes
             process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 10
@@ -107,8 +114,13 @@ def test_sigterm_drains_the_evaluator_refusing_new_calls_and_exits_cleanly(store
                 assert time.monotonic() < deadline, "health still SERVING after SIGTERM"
                 time.sleep(0.1)
             assert _code(lambda: stub.ListEvaluations(pb.ListEvaluationsRequest(), timeout=5, metadata=authorized)) == grpc.StatusCode.UNAVAILABLE
-        assert process.wait(30) == 0
+            proxy = FaultProxy("127.0.0.1", int(generator.address.rsplit(":", 1)[1]), port=generator_port)
+            rest = list(watch)  # the watch goes on through the drain, to the job's end
+        assert rest and rest[-1].state == pb.EVALUATION_STATE_SUCCEEDED and "fid" in rest[-1].metrics, rest[-1:]
+        assert process.wait(60) == 0
     finally:
+        if proxy is not None:
+            proxy.close()
         if process.poll() is None:
             process.kill()
         process.wait()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from ganworks.api import evaluator_pb2 as pb
 from tests.evaluator.conftest import WATCHED, publish
 
@@ -14,7 +12,7 @@ def _report_key(step: int) -> str:
     return f"runs/{WATCHED}/evals/{step:09d}/digits-classifier-legacy-pytorch-n150-default.json"
 
 
-def test_every_new_snapshot_is_evaluated_once_in_order_and_not_again_after_a_restart(start_evaluator, generator, shared_store):
+def test_every_new_snapshot_is_evaluated_once_in_order_and_not_again_after_a_restart(start_evaluator, generator, shared_store, monkeypatch):
     first = start_evaluator(generator=generator.address, **SETTINGS)
     publish(shared_store, WATCHED, 10)
     first.wait_for(lambda: shared_store.exists(_report_key(10)), what="the report of step 10")
@@ -27,8 +25,11 @@ def test_every_new_snapshot_is_evaluated_once_in_order_and_not_again_after_a_res
     assert first.metric("ganworks_evaluator_evaluations_total", result="succeeded") == 2
     first.stop()
 
+    # Each poll asks whether step 20's report exists: three asks are three polls that found nothing to do.
+    asks, real_exists = [], shared_store.exists
+    monkeypatch.setattr(shared_store, "exists", lambda key: (key == _report_key(20) and asks.append(key), real_exists(key))[1])
     restarted = start_evaluator(generator=generator.address, **SETTINGS)
-    time.sleep(3)  # several polls
+    restarted.wait_for(lambda: len(asks) >= 3, timeout=60, what="three polls of the restarted evaluator")
 
     assert restarted.stub.ListEvaluations(pb.ListEvaluationsRequest(run=WATCHED), timeout=10).evaluations == []
     assert restarted.metric("ganworks_evaluator_evaluations_total", result="succeeded") == 0

@@ -8,7 +8,7 @@ import pytest
 
 from ganworks.generator_client import GeneratorClient
 from ganworks.checkpoint import load_snapshot
-from ganworks.layout import WEIGHTS, latest_key, snapshot_key
+from ganworks.layout import WEIGHTS, evals_prefix, latest_key, snapshot_key
 from ganworks.errors import CheckpointIntegrityError
 from ganworks.store import open_store
 from orchestration.status import scrape
@@ -84,7 +84,9 @@ def test_corrupted_snapshot_fails_its_evaluation_with_the_reason_instead_of_a_nu
         generator.stop()
 
     assert final.state == epb.EVALUATION_STATE_FAILED
-    assert "sha256" in final.error or "integrity" in final.error.lower(), final.error
+    # The generator's integrity refusal, passed on: the snapshot's weights do not match their manifest.
+    assert "FAILED_PRECONDITION" in final.error and "sha256" in final.error, final.error
     assert not final.metrics, "no number is reported for a refused snapshot"
-    assert list(store.list("runs/r/evals/000000200/")) == [], "no report is written for it"
-    assert any(k.startswith("ganworks_evaluator_failures_total") and v >= 1 for k, v in failures.items())
+    assert list(store.list(evals_prefix("corrupt", 200))) == [], "no report is written for it"
+    counted = {k: v for k, v in failures.items() if k.startswith("ganworks_evaluator_failures_total")}
+    assert counted == {'ganworks_evaluator_failures_total{reason="generator_error"}': 1.0}, counted

@@ -50,6 +50,7 @@ def test_chaos_soak_injects_every_kind_of_fault_under_load_and_breaks_no_invaria
     assert summary["invariant_violations"] == 0 and summary["unexpected_errors"] == 0 and done.returncode == 0
     assert summary["fault_kinds"] == sorted(["store_outage", "slow_store", "ray_worker_kill", "generator_kill", "evaluator_kill", "corrupted_upload", "burst"]), report["notes"]
     assert summary["calls"] > 100 and summary["leftover_processes"] == 0
+    assert all(summary.get(field) for field in ("date", "commit", "cpu_model", "torch", "python", "device")), summary  # benchmarks/provenance.py
     # The faults were real: the corrupt upload was refused, the burst was shed, the killed Ray worker's group resumed.
     assert report["injected_corrupt_steps"] and set(report["injected_corrupt_steps"]) <= set(map(int, report["refused_steps"]))
     assert report["calls_by_kind"]["burst"].get("RESOURCE_EXHAUSTED", 0) > 0

@@ -122,13 +122,19 @@ def serve():
         server.stop()
 
 
-def start_server_process(store_url: str, runs: str, *flags: str) -> tuple[subprocess.Popen, int, int | None]:
-    """Runs `ganworks generator serve` as a subprocess on free ports; returns it, its gRPC and its /metrics port."""
+def start_server_process(store_url: str, runs: str, *flags: str, hold_file: str | None = None, stderr=subprocess.DEVNULL) -> tuple[subprocess.Popen, int, int | None]:
+    """Runs `ganworks generator serve` as a subprocess on free ports; returns it, its gRPC and its /metrics port.
+
+    With `hold_file`, every model call waits while that file exists (tests/generator/held_model.py)."""
     exe = os.path.join(os.path.dirname(sys.executable), "ganworks")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "ganworks.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    if hold_file:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        cmd, env["GANWORKS_TEST_HOLD_FILE"], env["PYTHONPATH"] = [sys.executable, "-m", "tests.generator.held_model"], hold_file, root
     process = subprocess.Popen(
         [*cmd, "generator", "serve", "--runs", runs, "--store", store_url, "--host", "127.0.0.1", "--port", "0", *flags],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"},
+        stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
     )
     line = process.stdout.readline()
     match = re.search(r"listening on [\d.]+:(\d+) metrics_port=(\S+)", line)

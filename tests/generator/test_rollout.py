@@ -138,6 +138,22 @@ def test_promoting_an_unpublished_step_or_a_bad_fraction_is_refused_with_the_rea
     assert read_policy(local_store, "r") == RolloutPolicy()
 
 
+def test_promoting_a_step_whose_weights_fail_verification_is_refused_naming_the_sha256(local_store, capsys):
+    publish(local_store, "r", 1)
+    publish(local_store, "r", 2)
+    key = snapshot_key("r", 2, WEIGHTS)
+    data = bytearray(local_store.get_bytes(key))
+    data[len(data) // 2] ^= 0x01  # modified after publishing: its manifest's sha256 no longer matches
+    local_store.put_bytes(key, bytes(data))
+
+    code = ganworks(["generator", "promote", "r", "2", "--store", local_store.url])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot promote step 2 of run 'r'" in err and "sha256" in err, err
+    assert read_policy(local_store, "r") == RolloutPolicy(), "the policy is left as it was"
+
+
 def test_inference_protocol_calls_follow_the_same_routing(local_store, serve):
     from tests.generator.test_inference_protocol import _infer, _seed_request
 

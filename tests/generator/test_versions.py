@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
-from ganworks.layout import WEIGHTS, latest_key, snapshot_key
+from ganworks.layout import MANIFEST, WEIGHTS, latest_key, snapshot_key
 from tests.storefaults import WriterKilled, killed_before
 from tests.generator.conftest import publish
 
@@ -140,3 +140,28 @@ def test_latest_rewritten_with_the_same_size_within_one_timestamp_tick_is_still_
         # ... and the same modification time, as when both writes fall into one tick of the file system's clock.
         os.utime(latest, ns=(before.st_atime_ns, before.st_mtime_ns))
         _wait_for(lambda: client.describe("r").version == 20, what="step 20 to be served")
+
+
+def test_errors_name_store_keys_but_never_the_servers_store_url_or_a_path(local_store, serve, tmp_path):
+    publish(local_store, "r", 1)
+    for step in (2, 3, 4):
+        with pytest.raises(WriterKilled):
+            publish(killed_before(local_store, latest_key("r")), "r", step)
+    weights = snapshot_key("r", 2, WEIGHTS)
+    local_store.put_bytes(weights, local_store.get_bytes(weights)[:-10])  # modified: its sha256 no longer matches
+    local_store.put_bytes(snapshot_key("r", 3, MANIFEST), b"{not json")  # unreadable manifest
+    local_store.delete(snapshot_key("r", 4, WEIGHTS))  # a manifest whose weights are gone
+    server = serve(local_store, ["r"])
+
+    details = {}
+    with server.client(retries=0) as client:
+        for name, call in {"unknown run": lambda: client.generate("nope", 1), "unpublished step": lambda: client.generate("r", 1, version=9),
+                           "modified weights": lambda: client.generate("r", 1, version=2), "unreadable manifest": lambda: client.generate("r", 1, version=3),
+                           "missing weights": lambda: client.generate("r", 1, version=4)}.items():
+            with pytest.raises(grpc.RpcError) as err:
+                call()
+            details[name] = f"{err.value.code().name}: {err.value.details()}"
+
+    leaks = {name: text for name, text in details.items() if local_store.url in text or str(tmp_path) in text or "file:" in text}
+    assert leaks == {}, leaks
+    assert "runs/r/checkpoints/000000002/generator.safetensors" in details["modified weights"] or "sha256" in details["modified weights"], details

@@ -11,6 +11,7 @@ import pytest
 
 from ganworks.layout import MANIFEST, latest_key, snapshot_key
 from tests.generator.conftest import publish
+from tests.waiting import wait_until
 
 
 def _wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> float:
@@ -21,6 +22,29 @@ def _wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> floa
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
     return time.monotonic() - started
+
+
+class LatestChecks:
+    """Counts the watcher's checks of a run's LATEST (its stat calls from the model-load threads).
+
+    "Nothing happened" is only proved once the watcher has looked: tests wait for a few more checks than they had
+    seen, rather than for a fixed time that a slow machine may not fill with polls.
+    """
+
+    def __init__(self, store, monkeypatch, run: str = "r"):
+        self.count, real_stat, key = 0, store.stat, latest_key(run)
+
+        def counting_stat(k):
+            if k == key and threading.current_thread().name.startswith("model-load"):
+                self.count += 1
+            return real_stat(k)
+
+        monkeypatch.setattr(store, "stat", counting_stat)
+
+    def wait_for_more(self, polls: int = 3) -> None:
+        # A check starts a poll: the poll that saw the change has finished once `polls` >= 2 more checks began.
+        target = self.count + polls
+        _wait_for(lambda: self.count >= target, what=f"{polls} more polls of LATEST")
 
 
 def _refusals(server) -> float:
@@ -34,11 +58,12 @@ def _served_version(server) -> int:
 
 
 @pytest.mark.parametrize("garbage", [b"\xff\xfe\x00", "²".encode(), "٣".encode(), b"-1", b"12abc"], ids=["invalid-utf8", "superscript-two", "arabic-three", "negative", "not-a-number"])
-def test_a_corrupt_latest_before_anything_loaded_leaves_the_server_live_and_it_recovers_when_latest_is_fixed(local_store, serve, garbage):
+def test_a_corrupt_latest_before_anything_loaded_leaves_the_server_live_and_it_recovers_when_latest_is_fixed(local_store, serve, garbage, monkeypatch):
     publish(local_store, "r", 1)
     local_store.put_bytes(latest_key("r"), garbage)
+    checks = LatestChecks(local_store, monkeypatch)
     server = serve(local_store, ["r"], wait_ready=False)
-    time.sleep(0.5)  # a few polls over the bad LATEST
+    checks.wait_for_more()  # a few polls over the bad LATEST
 
     assert server.health() == "NOT_SERVING" and server.health("liveness") == "SERVING"
     local_store.put_bytes(latest_key("r"), b"1")
@@ -47,22 +72,24 @@ def test_a_corrupt_latest_before_anything_loaded_leaves_the_server_live_and_it_r
     assert _served_version(server) == 1
 
 
-def test_a_corrupt_latest_keeps_the_current_version_serving(local_store, serve):
+def test_a_corrupt_latest_keeps_the_current_version_serving(local_store, serve, monkeypatch):
     publish(local_store, "r", 1)
     server = serve(local_store, ["r"])
+    checks = LatestChecks(local_store, monkeypatch)
     local_store.put_bytes(latest_key("r"), b"\xff\xff")
-    time.sleep(0.5)
+    checks.wait_for_more()
 
     assert server.health() == "SERVING" and _served_version(server) == 1
     publish(local_store, "r", 2)  # writes a good LATEST
     _wait_for(lambda: _served_version(server) == 2, what="step 2 after LATEST was rewritten")
 
 
-def test_a_latest_that_names_a_step_not_yet_in_the_store_is_served_once_the_step_appears(local_store, serve):
+def test_a_latest_that_names_a_step_not_yet_in_the_store_is_served_once_the_step_appears(local_store, serve, monkeypatch):
     publish(local_store, "r", 1)
     server = serve(local_store, ["r"])
+    checks = LatestChecks(local_store, monkeypatch)
     local_store.put_bytes(latest_key("r"), b"3")  # LATEST ahead of its snapshot: a copy out of order, a restore
-    time.sleep(0.5)
+    checks.wait_for_more()
     assert _served_version(server) == 1
 
     publish(local_store, "r", 3)
@@ -72,15 +99,16 @@ def test_a_latest_that_names_a_step_not_yet_in_the_store_is_served_once_the_step
     assert server.metric("ganworks_generator_model_loads_total", model="r", result="missing") >= 1
 
 
-def test_a_snapshot_whose_manifest_fails_validation_is_fetched_once_and_tried_again_when_republished(local_store, serve):
+def test_a_snapshot_whose_manifest_fails_validation_is_fetched_once_and_tried_again_when_republished(local_store, serve, monkeypatch):
     publish(local_store, "r", 1)
     server = serve(local_store, ["r"])
+    checks = LatestChecks(local_store, monkeypatch)
     publish(local_store, "r", 2)
     good = local_store.get_json(snapshot_key("r", 2, MANIFEST))
     bad = {**good, "architecture_params": {**good["architecture_params"], "width": -3}}
     local_store.put_json(snapshot_key("r", 2, MANIFEST), bad)
     _wait_for(lambda: _refusals(server) == 1, what="the refusal of step 2")
-    time.sleep(1.0)  # five more polls
+    checks.wait_for_more(5)
 
     assert _refusals(server) == 1
     assert _served_version(server) == 1
@@ -140,3 +168,17 @@ def test_pinned_calls_cycling_through_evicted_versions_hit_the_reload_limit(loca
     assert codes == ["OK", "OK", "RESOURCE_EXHAUSTED"]
     assert "limit 2" in message and "--keep-versions" in message
     assert server.health() == "SERVING"
+
+
+def test_a_dead_watcher_turns_liveness_not_serving_so_the_replica_is_restarted(local_store, serve, monkeypatch):
+    publish(local_store, "r", 1)
+    server = serve(local_store, ["r"])
+    assert server.health("liveness") == "SERVING"
+
+    async def broken_poll():
+        raise SystemError("a bug outside every poll's own error handling")
+
+    monkeypatch.setattr(server.server.manager, "_poll_all", broken_poll)  # the watcher's next poll ends its task
+
+    wait_until(lambda: server.health("liveness") == "NOT_SERVING", 30, "liveness NOT_SERVING after the watcher died")
+    assert _served_version(server) == 1, "calls are still answered from the loaded snapshot until the restart"

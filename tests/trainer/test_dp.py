@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 from opacus.accountants import RDPAccountant
+from mlflow.tracking import MlflowClient
 
 from ganworks.checkpoint import list_snapshots, load_snapshot, read_latest, read_manifest
 from ganworks.errors import ConfigError
+from ganworks.mlflow_tracking import RUN_TAG
 from ganworks.models import get_family
 from ganworks.settings import StoreSettings
 from ganworks.store import open_store
@@ -24,6 +26,7 @@ from ganworks.tabular.synthesizer import TabularModel
 from generator_service.settings import GeneratorSettings
 from orchestration.runs import snapshot_rows
 from tests.generator.conftest import RunningServer
+from tests.tbreader import read_tensorboard
 from tests.trainer.helpers import train
 from trainer import driver
 from trainer.config import TrainOptions
@@ -100,11 +103,30 @@ def plan_private(tmp_path, **options):
     ({"model": "ctgan", **TABLE, "model_params": {"gp_weight": "10"}}, "--model-param gp_weight=0"),
     ({"model": "ctgan", **TABLE, "loss": "wgan-gp"}, "--loss hinge"),
     ({"model": "cyclegan", "dataset": "digits:0", "dataset_b": "digits:1", "conditional": False}, "translation family cyclegan is not available yet"),
-], ids=["spectral-norm", "stylegan2", "r1", "wgan-gp", "ctgan-pac", "ctgan-gradient-penalty", "ctgan-wgan", "translation"])
+    ({"model_params": PRIVATE_DCGAN, "augment": "ada"}, "--augment none"),  # ADA reads D's outputs on real images
+], ids=["spectral-norm", "stylegan2", "r1", "wgan-gp", "ctgan-pac", "ctgan-gradient-penalty", "ctgan-wgan", "translation", "ada"])
 def test_a_private_run_refuses_what_dp_sgd_cannot_train_and_names_the_option_to_use(tmp_path, options, named):
     with pytest.raises(ConfigError) as refused:
         plan_private(tmp_path, dp_epsilon=3.0, **options)
     assert "--dp-epsilon" in str(refused.value) and named in str(refused.value)
+
+
+def test_a_family_whose_discriminator_has_a_layer_opacus_cannot_train_is_refused_naming_the_layer():
+    from ganworks.models.dcgan import DCGAN
+    from trainer.privacy import check_private_trainable
+
+    class BatchNormedD(DCGAN):
+        """A new family whose D normalises over the batch: one sample's gradient would depend on the others."""
+
+        def build_discriminator(self, p):
+            return torch.nn.Sequential(super().build_discriminator(p), torch.nn.BatchNorm1d(1))
+
+    family = BatchNormedD()
+    params = family.validate({"image_size": 16, "channels": 1, "num_classes": 10, "width": 8, "spectral_norm": False})
+    with pytest.raises(ConfigError) as refused:
+        check_private_trainable(TrainOptions(run="private", dataset="digits", dp_epsilon=3.0), family, params)
+    assert "layers Opacus cannot train privately" in str(refused.value) and "BatchNorm" in str(refused.value), str(refused.value)
+    assert "--model dcgan --model-param spectral_norm=false" in str(refused.value)
 
 
 def test_a_private_ctgan_run_is_planned_with_one_record_per_discriminator_sample_no_gradient_penalty_and_q_over_the_training_rows(tmp_path):
@@ -122,6 +144,23 @@ def test_a_private_ctgan_run_resumed_without_its_budget_is_refused_naming_the_fl
 
     with pytest.raises(ConfigError, match=r"run 'private-table' was trained privately \(ε budget 3.0\); resume it with --dp-epsilon 3.0"):
         driver.plan(TrainOptions(run="private-table", model="ctgan", **TABLE, model_params=dict(TINY_CTGAN), steps=4), StoreSettings(store=str(tmp_path / "store")))
+
+
+@pytest.mark.parametrize("changed, named", [
+    ({"dp_epsilon": 5.0}, "epsilon=3.0"),
+    ({"dp_delta": 1e-6}, "delta="),
+    ({"dp_max_grad_norm": 2.0}, "max_grad_norm=1.0"),
+    ({"dp_noise_multiplier": 9.0}, "noise_multiplier="),
+    ({"batch_size": 32}, "sample_rate="),
+], ids=["epsilon", "delta", "clip-norm", "noise-multiplier", "batch-size"])
+def test_a_private_run_resumed_with_another_epsilon_delta_clip_noise_or_batch_size_is_refused(tmp_path, changed, named):
+    first = plan_private(tmp_path, dp_epsilon=3.0, model_params=PRIVATE_DCGAN)
+    first.store.put_json("runs/private/run.json", first.run_json())  # what driver.train writes first
+
+    with pytest.raises(ConfigError) as refused:
+        plan_private(tmp_path, **{"dp_epsilon": 3.0, "model_params": PRIVATE_DCGAN, **changed})
+    assert "run 'private' was trained privately with" in str(refused.value) and named in str(refused.value), str(refused.value)
+    assert "resume it with the same" in str(refused.value)
 
 
 def test_the_planned_noise_spends_at_most_the_budget_over_the_planned_steps_at_the_default_delta(tmp_path):
@@ -142,8 +181,11 @@ def _state_json(store_root: pathlib.Path, run: str) -> dict:
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop_at_the_last_step_within_the_budget(ray_cluster, tmp_path):
+def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop_at_the_last_step_within_the_budget(ray_cluster, tmp_path, monkeypatch):
     store, settings = open_store(str(tmp_path / "store")), StoreSettings(store=str(tmp_path / "store"))
+    # Tracked in MLflow too, so that the real-data statistics D withholds can be looked for there.
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("GANWORKS_MLFLOW_TRACKING_URI", f"file://{tmp_path / 'mlruns'}")
     q = 16 / len(plan_private(tmp_path, dp_epsilon=1.0, model_params=PRIVATE_DCGAN).dataset)
     delta = 1e-5
     # With the noise fixed at σ = 1, a budget halfway between ε(10 steps) and ε(11 steps) allows exactly 10 steps.
@@ -177,6 +219,11 @@ def test_two_private_workers_account_once_per_step_resume_their_epsilon_and_stop
     lines = [json.loads(line) for line in store.get_bytes("runs/dp-run/stats.jsonl").decode().splitlines()]
     assert lines and not any({"loss_d", "d_real"} & set(line) for line in lines) and all("d_fake" in line for line in lines)
     assert not {"loss_d", "d_real"} & set(read_manifest(store, "dp-run", 10).metrics)
+    scalars = set(read_tensorboard(store, "dp-run", tmp_path / "tb").Tags()["scalars"])
+    assert "train/d_fake" in scalars and not {"train/loss_d", "train/d_real"} & scalars, sorted(scalars)
+    client = MlflowClient(tracking_uri=f"file://{tmp_path / 'mlruns'}")
+    [tracked] = client.search_runs([client.get_experiment_by_name("ganworks").experiment_id], filter_string=f"tags.`{RUN_TAG}` = 'dp-run'")
+    assert "d_fake" in tracked.data.metrics and not {"loss_d", "d_real"} & set(tracked.data.metrics), sorted(tracked.data.metrics)
     assert _state_json(tmp_path / "store", "dp-run")["privacy"]["history"] == [[1.0, q, 10]]
     # `ganworks runs` shows each snapshot's ε beside its quality metrics.
     shown = {row["step"]: row["metrics"]["dp_epsilon"] for row in snapshot_rows(store, "dp-run")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import threading
 
 import pytest
 import torch
@@ -145,6 +146,38 @@ def test_a_refused_credential_is_not_retried_and_training_goes_on(local_store):
 
     assert publisher.failed == [10] and flaky.failures == 99
     assert read_latest(local_store, "r") is None
+
+
+class SlowStore:
+    """The real local store, but the first snapshot's weights upload waits until the test lets it go: a store slower than --snapshot-every."""
+
+    def __init__(self, store):
+        self.store, self.uploading, self.go = store, threading.Event(), threading.Event()
+
+    def put_bytes(self, key, data, *args, **kwargs):
+        if key.endswith("generator.safetensors") and not self.go.is_set():
+            self.uploading.set()
+            assert self.go.wait(60), "the slow upload was never let go"
+        return self.store.put_bytes(key, data, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_a_slow_store_replaces_a_waiting_snapshot_with_the_newer_one(local_store, caplog):
+    slow = SlowStore(local_store)
+    publisher = _publisher(slow, TrainerMetrics("r"))
+
+    publisher.submit(_job(10))
+    assert slow.uploading.wait(60), "step 10's upload did not start"
+    publisher.submit(_job(20))  # waits behind step 10's upload…
+    publisher.submit(_job(30))  # …and is replaced by step 30 before its turn comes
+    slow.go.set()
+    assert publisher.close(timeout=60)
+
+    assert publisher.published == [10, 30]
+    assert list_snapshots(local_store, "r") == [10, 30] and read_latest(local_store, "r") == 30
+    assert "snapshot of step 20 dropped: the store is slower than --snapshot-every; step 30 replaces it" in caplog.text
 
 
 def _stats_line(step: int) -> dict:

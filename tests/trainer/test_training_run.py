@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import signal
+import socket
+import threading
 
 import pytest
 import torch
@@ -11,7 +16,9 @@ from ganworks.checkpoint import list_snapshots, load_snapshot, read_latest
 from ganworks.models import get_family
 from ganworks.settings import StoreSettings
 from ganworks.store import open_store
+from trainer.driver import TrainingFailedError
 from tests.trainer.helpers import train
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -105,3 +112,48 @@ def test_steps_with_non_finite_gradients_are_skipped_and_counted_and_never_reach
     assert 3 <= skipped <= 4, f"{skipped} of 4 steps counted as non-finite"
     snapshot = load_snapshot(store, "diverged")
     assert all(torch.isfinite(p).all() for p in snapshot.generator.state_dict().values()), "a skipped update reached the weights"
+
+
+def _train_workers_of_this_process() -> list[int]:
+    """PIDs of the Ray Train workers descending from this test process (the shared cluster's raylet is its child)."""
+    me, found = os.getpid(), []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = pathlib.Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+            pid = int(entry)
+            while pid > 1 and pid != me:
+                pid = int(pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if pid == me and cmdline.startswith("ray::RayTrainWorker"):
+            found.append(int(entry))
+    return found
+
+
+def test_a_run_whose_worker_dies_more_often_than_max_failures_fails_saying_to_run_it_again(ray_cluster, tmp_path):
+    store = open_store(str(tmp_path / "store"))
+
+    def kill_the_worker() -> None:
+        # Once it trains (a snapshot published): a worker lost while its group starts is Ray's start-up retry, not a failure.
+        wait_until(lambda: read_latest(store, "dies"), 180, "the first snapshot", interval=0.2)
+        os.kill(_train_workers_of_this_process()[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_worker, daemon=True)
+    killer.start()
+    with pytest.raises(TrainingFailedError) as failed:
+        train(StoreSettings(store=str(tmp_path / "store")), "dies", steps=100_000, snapshot_every=2, num_workers=1, max_failures=0)
+    killer.join(10)
+
+    assert "run 'dies' failed after 0 restarts" in str(failed.value)
+    assert "run the same command again to resume from the last checkpoint" in str(failed.value)
+
+
+def test_a_taken_metrics_port_does_not_stop_the_run(ray_cluster, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        outcome = train(StoreSettings(store=str(tmp_path / "store")), "port-taken", steps=2, snapshot_every=2, num_workers=1, metrics_port=port)
+
+    assert outcome.step == 2 and outcome.metrics_port is None
+    assert list_snapshots(open_store(str(tmp_path / "store")), "port-taken") == [2]
