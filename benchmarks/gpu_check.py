@@ -34,12 +34,14 @@ import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 SECTIONS = ("modconv", "generator", "evaluator", "trainer", "tests")
 SERVE_MODEL = {"image_size": 64, "channels": 3, "latent_dim": 100, "width": 64}
 NO_CUDA = ("no CUDA device: torch.cuda.is_available() is False (a CPU build of torch, no NVIDIA driver, or CUDA_VISIBLE_DEVICES "
            "hides the cards); nothing was measured. On a GPU machine install a CUDA build of torch, e.g. "
-           "make venv TORCH_SPEC='torch==2.13.0+cu128', then run make gpu-check")
+           "`make clean venv` where PyPI gives the CUDA build (Linux x86_64), then run make gpu-check")
 
 
 def _now() -> datetime.datetime:
@@ -405,8 +407,7 @@ def main(argv: list[str] | None = None) -> int:
 
     now = _now()
     path = os.path.join(args.out, f"gpu-check-{now.strftime('%Y%m%dT%H%M%SZ')}.json")
-    result: dict = {"benchmark": "gpu-check", "date": now.isoformat(timespec="seconds"), "host": platform.node(), "torch": torch.__version__,
-                    "load_average": [round(x, 2) for x in os.getloadavg()]}
+    result: dict = {"benchmark": "gpu-check", **provenance(), "host": platform.node(), "load_average": [round(x, 2) for x in os.getloadavg()]}
     if not torch.cuda.is_available() and not args.smoke_on_cpu:
         result.update(device="cpu", skipped=True, reason=NO_CUDA)
         _write(result, path)
@@ -416,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(device="cpu", skipped=False, smoke=True, card="CPU smoke run (numbers mean nothing)", gpu_memory_gib=0, cuda=None)
     else:
         props = torch.cuda.get_device_properties(0)
-        result.update(device="cuda", skipped=False, card=torch.cuda.get_device_name(0), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+        result.update(skipped=False, card=torch.cuda.get_device_name(0), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
                       gpu_memory_gib=round(props.total_memory / 2**30, 1), gpus=torch.cuda.device_count(), cpus=os.cpu_count())
     print(f"gpu-check on {result['card']} ({result['gpu_memory_gib']} GiB), torch {result['torch']}, CUDA {result['cuda']}", flush=True)
     started, failed = time.monotonic(), []

@@ -31,8 +31,8 @@ def test_every_benchmark_puts_provenance_into_the_json_it_prints():
     """Each script of benchmarks/ (but this helper) calls provenance() for the JSON line it ends with."""
     lacking = []
     for script in sorted(BENCHMARKS.glob("*.py")):
-        if script.name == "provenance.py":
-            continue
+        if script.name == "provenance.py" or script.name.endswith("_peer.py") and "print(json.dumps" not in script.read_text():
+            continue  # a peer server the generator benchmark starts; its numbers go into that benchmark's line
         tree = ast.parse(script.read_text())
         calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "provenance"]
         if not calls:
