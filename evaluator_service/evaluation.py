@@ -17,7 +17,7 @@ from evaluator_service.errors import EvaluationError, InvalidRequestError, NotFo
 from evaluator_service.fanout import fan_out
 from evaluator_service.features import Extractor, ExtractorCache, check_extractor_id, check_resize_mode, default_extractor, has_logits
 from evaluator_service.features import classifier as classifier_extractor
-from evaluator_service.metrics import METRICS, Metric, get_metric
+from evaluator_service.metrics import METRICS, Metric, get_metric, metric_sources
 from evaluator_service.metrics.spec import GENERATED_IMAGES, GENERATED_LABELS, HELD_OUT_LABELS, REFERENCE_IMAGES, REFERENCE_LABELS
 from evaluator_service.reference import ReferenceStats, load_or_compute, reference_images, reference_subset
 from evaluator_service.sampler import GeneratorSampler, GeneratorTarget
@@ -436,6 +436,7 @@ def _compute_metrics(metrics: list[Metric], sides: dict[str, Any], p: Plan) -> t
 
 
 def _write_report(store, p: Plan, report: dict, progress: Progress) -> dict:
+    report.setdefault("metric_sources", metric_sources(report["metric_names"]))
     store.put_json(p.report_key, report)
     # The same numbers for TensorBoard, in the run's tb/ folder beside the trainer's curves.
     values, created_at = report["metrics"], report["created_at"]

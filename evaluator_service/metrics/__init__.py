@@ -25,6 +25,7 @@ REGISTERED = (
     "table_quality",
     "ml_efficacy",
     "dcr",
+    "augmentation",
     "translation_fid",
     "translation_kid",
     "cycle_consistency",
@@ -41,6 +42,11 @@ def get_metric(name: str) -> Metric:
         raise InvalidRequestError(f"unknown metric {name!r}; known: {', '.join(METRICS)}") from None
 
 
+def metric_sources(names) -> dict[str, str]:
+    """For the report: what computed each named metric, where a metric says (its `source`)."""
+    return {name: METRICS[name].source() for name in names if name in METRICS and METRICS[name].source is not None}
+
+
 def compute(name: str, real: Any, fake: Any, **kwargs: Any) -> dict[str, float]:
     """Computes metric `name` on arrays; kwargs are its declared parameters (checked) and extra inputs (e.g. train_features)."""
     metric = get_metric(name)
@@ -49,4 +55,4 @@ def compute(name: str, real: Any, fake: Any, **kwargs: Any) -> dict[str, float]:
     return metric.fn(real, fake, **extra, **params)
 
 
-__all__ = ["METRICS", "Metric", "Param", "compute", "get_metric"]
+__all__ = ["METRICS", "Metric", "Param", "compute", "get_metric", "metric_sources"]
