@@ -102,3 +102,25 @@ def test_the_filters_drop_planted_copies_of_training_rows_and_rows_the_classifie
     assert by_class >= 20 and by_class + by_guard == 40
     keep_fresh, _, _ = drawer.filter(fresh, "Yes")
     assert keep_fresh.sum() > 0
+
+
+def test_augment_images_adds_generated_images_of_a_class_to_an_npz_and_rebuilds_it(local_store, serve, tmp_path, capsys):
+    from tests.generator.conftest import CONDITIONAL, publish
+
+    publish(local_store, "c", 1, params=CONDITIONAL)
+    server = serve(local_store, ["c"], max_samples_per_request=32, max_queue_size=64)
+    rng = np.random.default_rng(0)
+    real = tmp_path / "real.npz"
+    np.savez(real, images=rng.integers(0, 256, (100, 16, 16, 1), dtype=np.uint8), labels=np.arange(100) % 10)
+    out = tmp_path / "aug.npz"
+
+    assert main(["augment", "--address", server.address, "--run", "c", "--data", str(real), "--split", "all", "--classes", "3", "--add", "70",
+                 "--out", str(out)]) == 0
+    assert "wrote 170 examples" in capsys.readouterr().out
+    with np.load(out) as saved:
+        images, labels, synthetic = saved["images"], saved["labels"], saved["synthetic"]
+    sidecar = json.loads((tmp_path / "aug.npz.augment.json").read_text())
+    assert images.shape == (170, 16, 16, 1) and synthetic.sum() == 70 and set(labels[synthetic].tolist()) == {3}
+    assert sidecar["added"] == {"3": 70} and sidecar["kind"] == "image" and sidecar["per_call"] == 32
+    assert main(["augment", "--address", server.address, "--from-sidecar", str(tmp_path / "aug.npz.augment.json"), "--out", str(tmp_path / "again.npz")]) == 0
+    assert (tmp_path / "again.npz").read_bytes() == out.read_bytes()
