@@ -26,6 +26,7 @@ REGISTERED = (
     "ml_efficacy",
     "dcr",
     "augmentation",
+    "augmentation_images",
     "translation_fid",
     "translation_kid",
     "cycle_consistency",
