@@ -1,5 +1,6 @@
 """`ganworks augment`: a training set for a downstream model — the real data plus generated examples of its rare
 classes, drawn from a served conditional run (table or image) — with a sidecar JSON that rebuilds it exactly.
+Tables go to CSV or Parquet; images to an .npz (images, labels, synthetic) or a folder of PNGs per class.
 
     ganworks augment --run credit --data credit-default --split train --classes Yes --share 0.2 --out aug.csv
     ganworks augment --run fm-cgan --data fashion-mnist:shirt=1% --split train --classes shirt --add 3000 --out aug.npz
@@ -51,7 +52,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-class", action="store_true", help="drop examples an independent classifier fitted on the real data does not assign to their class")
     parser.add_argument("--privacy-guard", type=float, metavar="Q", help="drop examples closer to a training record than the Q-quantile (e.g. 0.01) "
                                                                            "of the training records' distances to each other")
-    parser.add_argument("--out", help="output: .csv or .parquet for a table, .npz (images, labels, synthetic) for images")
+    parser.add_argument("--out", help="output: .csv or .parquet for a table; for images .npz (images, labels, synthetic) or a new folder "
+                                      "(no suffix: a subfolder of PNGs per class)")
     parser.add_argument("--sidecar", help="where to write the sidecar JSON (default: OUT.augment.json)")
     parser.add_argument("--from-sidecar", help="rebuild the set a sidecar describes (the same run, step, data, draws and filters)")
     parser.add_argument("--token-file", help="file with the bearer token (or env GANWORKS_GENERATOR_AUTH_TOKEN)")
@@ -317,13 +319,36 @@ def write_images(out: pathlib.Path, data: ImageData, kept: dict[str, list]) -> i
     images = np.concatenate([data.dataset.images, *[c for c, _ in chunks]])
     labels = np.concatenate([data.dataset.labels.astype(np.int64), *[np.full(len(c), label, np.int64) for c, label in chunks]])
     synthetic = np.concatenate([np.zeros(len(data.dataset), bool), np.ones(len(images) - len(data.dataset), bool)])
+    if out.suffix == "":
+        return _write_folder(out, data, images, labels, synthetic)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as fh:  # np.savez to a file object: no zip timestamps from the file name's mtime
         np.savez(fh, images=images, labels=labels, synthetic=synthetic, class_names=np.array(data.dataset.class_names, dtype=str))
     return len(images)
 
 
+def _write_folder(out: pathlib.Path, data: ImageData, images: np.ndarray, labels: np.ndarray, synthetic: np.ndarray) -> int:
+    """An image folder as `ganworks train --dataset DIR` reads it: one subfolder per class, real-NNNNNN.png and
+    generated-NNNNNN.png files."""
+    from ganworks.images import encode_png
+
+    if out.exists() and any(out.iterdir()):
+        raise CommandError(f"--out {out}: the folder exists and is not empty; name a new folder")
+    names = data.dataset.class_names or tuple(str(i) for i in range(data.dataset.num_classes))
+    for i, (image, label, made) in enumerate(zip(images, labels, synthetic)):
+        folder = out / names[int(label)]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{'generated' if made else 'real'}-{i:06d}.png").write_bytes(encode_png(image))
+    return len(images)
+
+
 def _sha256(path: pathlib.Path) -> str:
+    """A file's sha256, or a folder's: of every file's relative path and bytes, in sorted order."""
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(path)).encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+        return digest.hexdigest()
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -382,8 +407,8 @@ def run(args: argparse.Namespace) -> int:
             is_table = bool(info.columns_json)
             if is_table and out.suffix.lower() not in TABLE_SUFFIXES:
                 raise CommandError(f"--out {out}: run {args.run} makes table rows; write a .csv or .parquet file")
-            if not is_table and out.suffix.lower() not in IMAGE_SUFFIXES:
-                raise CommandError(f"--out {out}: run {args.run} makes images; write an .npz file (images, labels, synthetic)")
+            if not is_table and out.suffix.lower() not in IMAGE_SUFFIXES and out.suffix != "":
+                raise CommandError(f"--out {out}: run {args.run} makes images; write an .npz file (images, labels, synthetic) or a folder (no suffix)")
             if not is_table and info.num_classes < 2:
                 raise CommandError(f"run {args.run} is unconditional: augment needs a conditional run (one trained with class labels)")
             data = _load_table(args.data, args.schema_file, args.split, info) if is_table else _load_images(args.data, args.split, info)

@@ -104,7 +104,7 @@ def test_the_filters_drop_planted_copies_of_training_rows_and_rows_the_classifie
     assert keep_fresh.sum() > 0
 
 
-def test_augment_images_adds_generated_images_of_a_class_to_an_npz_and_rebuilds_it(local_store, serve, tmp_path, capsys):
+def test_augment_images_adds_generated_images_of_a_class_to_an_npz_or_a_folder_and_rebuilds_them(local_store, serve, tmp_path, capsys):
     from tests.generator.conftest import CONDITIONAL, publish
 
     publish(local_store, "c", 1, params=CONDITIONAL)
@@ -124,3 +124,11 @@ def test_augment_images_adds_generated_images_of_a_class_to_an_npz_and_rebuilds_
     assert sidecar["added"] == {"3": 70} and sidecar["kind"] == "image" and sidecar["per_call"] == 32
     assert main(["augment", "--address", server.address, "--from-sidecar", str(tmp_path / "aug.npz.augment.json"), "--out", str(tmp_path / "again.npz")]) == 0
     assert (tmp_path / "again.npz").read_bytes() == out.read_bytes()
+    folder = tmp_path / "aug-folder"
+    assert main(["augment", "--address", server.address, "--run", "c", "--data", str(real), "--split", "all", "--classes", "3", "--add", "70",
+                 "--out", str(folder)]) == 0
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    assert len(files) == 170 and sum(f.startswith("3/generated-") for f in files) == 70 and sum("/real-" in f for f in files) == 100
+    capsys.readouterr()
+    assert main(["augment", "--address", server.address, "--from-sidecar", str(tmp_path / "aug-folder.augment.json"), "--out", str(tmp_path / "again-folder")]) == 0
+    assert "rebuilt identical" in capsys.readouterr().out
