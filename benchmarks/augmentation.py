@@ -11,6 +11,8 @@ logistic regression and histogram gradient boosting (the `augmentation` metric's
   ganworks    the training split plus rows of the minority class drawn from a ganworks ctgan model trained on that
               split (conditioned on the minority level: TabularModel.sample, the code the generator service serves)
               to 1:1
+  ganworks_checked  the same with `ganworks augment --check-class`: of 3x as many drawn rows, the first that a
+              classifier fitted on the real training rows assigns to the minority class (up to 1:1)
 Scores: minority PR-AUC (average precision) and F1 at 0.5 on the test split; mean and std over --seeds (each seed
 trains its own ctgan model and seeds every sampler and downstream model).
 
@@ -40,7 +42,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-METHODS = ("real", "weights", "ros", "smote", "adasyn", "ganworks")
+METHODS = ("real", "weights", "ros", "smote", "adasyn", "ganworks", "ganworks_checked")
 MODELS = ("logreg", "hgb")
 
 
@@ -90,6 +92,7 @@ def table_benchmark(name: str, train, test, seeds: list[int], epochs: int, batch
 
     from evaluator_service.metrics.augmentation import fit_and_score
     from ganworks.tabular.synthesizer import fit
+    from orchestration.augment_filters import ClassCheck, table_features
 
     target = train.schema.target
     labels = np.asarray(train.columns[target]).astype(str)
@@ -104,7 +107,7 @@ def table_benchmark(name: str, train, test, seeds: list[int], epochs: int, batch
     print(f"{name}: {len(y)} training rows, {y.sum()} of class {target}={minority} ({y.mean():.1%}); test {len(y_test)} rows, {y_test.sum()} minority; "
           f"each oversampler adds {need}", flush=True)
     scores = {(m, model): {"pr_auc": [], "f1": []} for m in METHODS for model in MODELS}
-    gan_seconds = []
+    gan_seconds, checked_counts = [], []
     for seed in seeds:
         sets = {"real": (x, y, None)}
         weight = np.where(y == 1, len(y) / (2 * y.sum()), len(y) / (2 * (len(y) - y.sum())))
@@ -128,6 +131,15 @@ def table_benchmark(name: str, train, test, seeds: list[int], epochs: int, batch
         rows = model.sample(need, seed=seed, condition=(target, minority))
         xg = _features(*_design(rows, train.schema, train.columns)[:2], levels)
         sets["ganworks"] = (np.concatenate([x, xg]), np.concatenate([y, np.ones(len(xg), int)]), None)
+        # `ganworks augment --check-class`: draw 3x as many, keep the first `need` rows that a classifier fitted on the
+        # real training rows (HGB, balanced class weights) assigns to the minority class.
+        more = model.sample(3 * need, seed=seed, start=need, condition=(target, minority))
+        check = ClassCheck(table_features(train.columns, train.schema, train.columns, (target,)), labels, seed=seed)
+        passed = np.flatnonzero(check.keep(table_features(more, train.schema, train.columns, (target,)), np.full(3 * need, minority)))[:need]
+        kept_rows = {k: np.asarray(v)[passed] for k, v in more.items()}
+        xc = _features(*_design(kept_rows, train.schema, train.columns)[:2], levels)
+        sets["ganworks_checked"] = (np.concatenate([x, xc]), np.concatenate([y, np.ones(len(xc), int)]), None)
+        checked_counts.append(len(passed))
         for method, (xs, ys, w) in sets.items():
             for m in MODELS:
                 s = fit_and_score(m, xs, ys, x_test, y_test, seed, sample_weight=w)
@@ -148,6 +160,8 @@ def table_benchmark(name: str, train, test, seeds: list[int], epochs: int, batch
                 cells.append(f"{v.mean():.3f} ± {v.std():.3f}")
         print(f"  {method:9s} " + " ".join(f"{c:>16s}" for c in cells))
     out[f"{name}_ctgan_seconds"] = round(float(np.mean(gan_seconds)), 1)
+    out[f"{name}_ganworks_checked_rows"] = round(float(np.mean(checked_counts)), 1)
+    print(f"  ganworks_checked: {np.mean(checked_counts):.0f} of {need} rows passed the class check (of {3 * need} drawn)")
     for m in MODELS:
         best = max(out[f"{name}_pr_auc_{k}_{m}"] for k in ("ros", "smote", "adasyn"))
         out[f"{name}_ganworks_minus_best_imblearn_pr_auc_{m}"] = round(out[f"{name}_pr_auc_ganworks_{m}"] - best, 4)
