@@ -1,9 +1,10 @@
 """ganworks' ctgan family vs the `ctgan` package (SDV's CTGAN): quality, ML efficacy and training time, in one run.
 
 Both train on the table's "train" split with the same epochs, batch size, pac and seed, on CPU; each then samples
-as many rows as the train split has. Scores use evaluator_service/metrics/table_scores.py (SDMetrics' definitions): the quality
-score against the train split, ML efficacy (F1 of the rarer target level, train-on-synthetic vs train-on-real,
-tested on the held-out "test" split) and the share of synthetic rows closer to train than to the test split.
+as many rows as the train split has. The quality score is SDMetrics' QualityReport against the train split (by
+sdmetrics when installed, else ganworks' port that equals it: evaluator_service/metrics/sdmetrics_quality.py);
+then ML efficacy (F1 of the rarer target level, train-on-synthetic vs train-on-real, tested on the held-out
+"test" split) and the share of synthetic rows closer to train than to the test split.
 
 The `ctgan` package is for this benchmark only and pins pandas 2.x, which the shared venv does not have: install
 it into a folder of its own and name it (it runs in a subprocess with that folder first on sys.path):
@@ -37,7 +38,8 @@ from provenance import provenance  # noqa: E402 - beside this script: the date, 
 import numpy as np  # noqa: E402
 
 from ganworks.tabular.data import load_table  # noqa: E402
-from evaluator_service.metrics.table_scores import closer_to_train_share, ml_efficacy, quality_report  # noqa: E402
+from evaluator_service.metrics.sdmetrics_quality import quality_score as quality_report  # noqa: E402  (SDMetrics' QualityReport)
+from evaluator_service.metrics.table_scores import closer_to_train_share, ml_efficacy  # noqa: E402
 
 
 def _baseline_worker(dataset: str, epochs: int, batch_size: int, pac: int, seeds: list[int], threads: int, out: str) -> None:

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+from evaluator_service.metrics import metric_sources
 from evaluator_service.plan import Plan, Progress
 from evaluator_service.privacy import report_fields
 from ganworks.layout import evaluator_events_key
@@ -40,6 +41,7 @@ def close_mlflow_runs(timeout: float) -> bool:
 def write_report(store, p: Plan, report: dict, progress: Progress) -> dict:
     """Stores the report at the plan's key and its numbers as TensorBoard events (and in MLflow when configured); returns it."""
     report = {**report, **report_fields(p, report)}  # which split each number used; a private run's left-out metrics
+    report.setdefault("metric_sources", metric_sources(report["metric_names"]))  # what computed each number, with versions
     store.put_json(p.report_key, report)
     values, created_at = report["metrics"], report["created_at"]
     store.put_bytes(evaluator_events_key(p.run, p.step, p.metrics_set), evaluation_events(p.step, values, p.metrics_set, walltime=created_at), "application/octet-stream")

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("orchestration.up", "run the whole system locally: Ray trainer, generator, evaluator, one store"),
     "demo": ("orchestration.demo", "train, serve, evaluate for a few minutes on the CPU and show the results"),
     "runs": ("orchestration.runs", "list runs, their snapshots and metrics in a store; one run in detail"),
+    "augment": ("orchestration.augment", "write a training set: real data plus generated examples of its rare classes, with a sidecar that rebuilds it"),
     "report": ("orchestration.report", "write a run's report: an HTML page of metric and training curves and every snapshot's grid"),
 }
 

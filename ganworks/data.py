@@ -2,7 +2,7 @@
 
 Every dataset becomes uint8 N×H×W×C pixels with optional integer labels and class names, and carries a stable id
 (a hash of its pixels, labels and preprocessing) that keys cached reference statistics. Any spec may end in a
-restriction, `NAME:class1,class2@COUNT` (see ganworks/subset.py).
+restriction, `NAME:class1,class2@COUNT`, or cut a class to make it rare, `NAME:shirt=1%` or `NAME:shirt=60` (see ganworks/subset.py).
 """
 
 from __future__ import annotations
@@ -225,6 +225,10 @@ def load_dataset(spec: str, image_size: int | None = None, channels: int | None 
         raise DatasetError(f"{source}: the dataset is empty")
     index = _split(len(images), split, test_start)
     kept = subset.class_indices(restriction, class_names, source)
+    if restriction.cuts:
+        if labels is None:
+            raise DatasetError(f"{source}: has no class labels, so no class can be cut")
+        index = subset.apply_cuts(index, labels, subset.cut_indices(restriction, class_names, source))
     if restriction:
         index = index[subset.select(labels[index] if labels is not None else None, len(index), kept, restriction.count)]
     images = _set_channels(images[index], channels, source)

@@ -70,6 +70,26 @@ class GeneratedImages:
     model: str
     version: int
     seed: int
+    parts: tuple = ()  # (seed, count) of each call when the request was asked for in parts
+
+
+# A server's default max_samples_per_request; a server older than ModelInfo.max_samples_per_request says 0.
+DEFAULT_MAX_PER_CALL = 1024
+
+
+def part_seed(seed: int, part: int) -> int:
+    """The seed of call `part` of a request asked for in parts: part 0 keeps the request's seed (so a request that fits
+    one call gives what it always gave), later parts a seed hashed from (seed, part), so parts never repeat each other."""
+    if part == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(part)]).generate_state(1, np.uint64)[0])
+
+
+def split_count(count: int, per_call: int) -> list[int]:
+    """How many samples each call asks for: full parts of `per_call`, then the rest."""
+    if count < 1 or per_call < 1:
+        raise ValueError(f"count and per_call must be at least 1, got {count} and {per_call}")
+    return [per_call] * (count // per_call) + ([count % per_call] if count % per_call else [])
 
 
 def build_request(model: str, num_samples: int, *, seed: int | None = None, version: int = 0, labels: Sequence[int] = (), truncation: float | None = None, latents: np.ndarray | None = None, output: str = "uint8") -> pb.GenerateRequest:
@@ -115,6 +135,8 @@ class GeneratedRecords:
     model: str
     version: int
     seed: int
+    num_rows: int = 0
+    parts: tuple = ()  # (seed, count) of each call when the request was asked for in parts
 
     @property
     def table(self):
@@ -143,7 +165,25 @@ def build_records_request(model: str, num_rows: int, *, seed: int | None = None,
 
 def decode_records(response: pb.GenerateRecordsResponse) -> GeneratedRecords:
     fmt = "csv" if response.format == pb.RECORD_FORMAT_CSV else "arrow"
-    return GeneratedRecords(response.data, fmt, list(response.columns), response.model, response.version, response.seed)
+    return GeneratedRecords(response.data, fmt, list(response.columns), response.model, response.version, response.seed, response.num_rows)
+
+
+def join_records(parts: Sequence[GeneratedRecords]) -> bytes:
+    """The rows of several answers as one Arrow IPC stream or one CSV file (one header)."""
+    if len(parts) == 1:
+        return parts[0].data
+    if parts[0].format == "csv":
+        return parts[0].data + b"".join(p.data.split(b"\n", 1)[1] for p in parts[1:])
+    import io
+
+    import pyarrow as pa
+    import pyarrow.ipc as pa_ipc
+
+    table = pa.concat_tables([p.table for p in parts])
+    sink = io.BytesIO()
+    with pa_ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
 
 
 DIRECTIONS = {"a_to_b": pb.DIRECTION_A_TO_B, "b_to_a": pb.DIRECTION_B_TO_A}
@@ -233,6 +273,50 @@ class GeneratorClient(_ClientBase):
     def translate(self, model: str, images: Sequence[bytes] | np.ndarray, direction: str, **kwargs) -> TranslatedImages:
         """Images of one domain as the other (a translation model, e.g. cyclegan); see build_translate_request."""
         return decode_translation(self.call("Translate", build_translate_request(model, images, direction, **kwargs)))
+
+    def max_per_call(self, model: str, version: int = 0) -> int:
+        """The most samples the server takes in one call (DescribeModel says; older servers: their default)."""
+        return self.describe(model, version).max_samples_per_request or DEFAULT_MAX_PER_CALL
+
+    def generate_in_parts(self, model: str, num_samples: int, *, seed: int | None = None, version: int = 0, labels: Sequence[int] = (),
+                          per_call: int | None = None, on_part=None, **kwargs) -> GeneratedImages:
+        """Any number of images, asked for in calls of at most the server's limit (streamed, so no message-size ceiling).
+
+        Every part comes from the snapshot that answered the first, and part k's seed is part_seed(seed, k): the same
+        seed gives the same images. labels: one for all, or one per image. on_part(done, total) after each call.
+        """
+        if len(labels) > 1 and len(labels) != num_samples:
+            raise ValueError(f"give one label for all images or one per image ({num_samples}), got {len(labels)}")
+        sizes = split_count(num_samples, per_call or self.max_per_call(model, version))
+        batches, start = [], 0
+        for k, n in enumerate(sizes):
+            part_labels = list(labels) if len(labels) <= 1 else list(labels[start:start + n])
+            batch = decode_response(self.call("GenerateStream", build_request(model, n, seed=None if seed is None else part_seed(seed, k), version=version, labels=part_labels, **kwargs)))
+            if k == 0:
+                seed, version = batch.seed, batch.version
+            batches.append(batch)
+            start += n
+            if on_part is not None:
+                on_part(start, num_samples)
+        return GeneratedImages(np.concatenate([b.images for b in batches]), np.concatenate([b.labels for b in batches]), batches[0].model, version, seed,
+                               tuple((b.seed, len(b.images)) for b in batches))
+
+    def generate_records_in_parts(self, model: str, num_rows: int, *, seed: int | None = None, version: int = 0, per_call: int | None = None,
+                                  on_part=None, **kwargs) -> GeneratedRecords:
+        """Any number of rows, asked for in calls of at most the server's limit and joined into one Arrow stream or CSV;
+        seeds and the snapshot as in generate_in_parts."""
+        sizes = split_count(num_rows, per_call or self.max_per_call(model, version))
+        parts, done = [], 0
+        for k, n in enumerate(sizes):
+            part = decode_records(self.call("GenerateRecords", build_records_request(model, n, seed=None if seed is None else part_seed(seed, k), version=version, **kwargs)))
+            if k == 0:
+                seed, version = part.seed, part.version
+            parts.append(part)
+            done += n
+            if on_part is not None:
+                on_part(done, num_rows)
+        first = parts[0]
+        return GeneratedRecords(join_records(parts), first.format, first.columns, first.model, version, seed, num_rows, tuple((p.seed, p.num_rows) for p in parts))
 
     def list_models(self) -> list[pb.ModelInfo]:
         return list(self.call("ListModels", pb.ListModelsRequest()).models)

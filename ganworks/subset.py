@@ -1,9 +1,12 @@
-"""Dataset restriction specs: `NAME:class1,class2@COUNT` keeps some classes and at most COUNT images of any dataset.
+"""Dataset restriction specs: `NAME:class1,class2@COUNT` keeps some classes and at most COUNT images of any dataset;
+`NAME:class=60` or `NAME:class=1%` keeps every class but cuts one to 60 images or 1 % of its images (a rare class).
 
-Examples: `fashion-mnist:bag,ankle-boot@1000`, `digits:3,5`, `digits@500`, `/data/faces.npz:0,2`. Classes are
-given by name or index; the kept classes are renumbered 0..k-1 in their original order (so `digits:5,3` and
-`digits:3,5` are one dataset). The cap applies to each split and takes the same number of images from every kept
-class in turn (a fixed, seed-independent order), so the selection never changes between runs.
+Examples: `fashion-mnist:bag,ankle-boot@1000`, `digits:3,5`, `digits@500`, `/data/faces.npz:0,2`,
+`fashion-mnist:shirt=1%` (60 of the 6,000 training shirts, every other class whole), `fashion-mnist:shirt=60,coat=5%`.
+Classes are given by name or index; the kept classes are renumbered 0..k-1 in their original order (so `digits:5,3`
+and `digits:3,5` are one dataset). A cut alone keeps every class; beside plain names it keeps those and the cut ones.
+A cut applies to each split (a share of that split's images of the class, at least one) and the cap after it; both
+take images in a fixed, seed-independent order, so the selection never changes between runs.
 """
 
 from __future__ import annotations
@@ -21,12 +24,27 @@ _SUFFIX = re.compile(r"^(?P<base>.+?)(?::(?P<classes>[^:/@]*))?(?:@(?P<count>[^:
 
 
 @dataclasses.dataclass(frozen=True)
+class Cut:
+    """One class cut to `amount` images, or to `amount` percent of its images when `share`."""
+
+    name: str
+    amount: float
+    share: bool
+
+    def keep(self, available: int) -> int:
+        if self.share:
+            return min(available, max(1, int(round(available * self.amount / 100.0)))) if available else 0
+        return min(available, int(self.amount))
+
+
+@dataclasses.dataclass(frozen=True)
 class Restriction:
     classes: tuple[str, ...] = ()
     count: int | None = None
+    cuts: tuple[Cut, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.classes) or self.count is not None
+        return bool(self.classes) or self.count is not None or bool(self.cuts)
 
 
 def parse(spec: str) -> tuple[str, Restriction]:
@@ -38,12 +56,26 @@ def parse(spec: str) -> tuple[str, Restriction]:
     names = tuple(c.strip() for c in classes.split(",")) if classes is not None else ()
     if classes is not None and (not classes.strip() or any(not c for c in names)):
         raise DatasetError(f"dataset spec {spec!r}: the class list after ':' is empty or has an empty entry; write e.g. {match['base']}:3,5")
+    cuts = tuple(_cut(spec, entry) for entry in names if "=" in entry)
+    names = tuple(entry for entry in names if "=" not in entry)
     count = None
     if match["count"] is not None:
         if not match["count"].isdigit() or int(match["count"]) < 1:
             raise DatasetError(f"dataset spec {spec!r}: the count after '@' must be a positive integer, got {match['count']!r}")
         count = int(match["count"])
-    return match["base"], Restriction(names, count)
+    return match["base"], Restriction(names, count, cuts)
+
+
+_CUT = re.compile(r"^(?P<name>[^=]+)=(?P<amount>\d+(?:\.\d+)?)(?P<share>%?)$")
+
+
+def _cut(spec: str, entry: str) -> Cut:
+    match = _CUT.match(entry)
+    amount = float(match["amount"]) if match else -1.0
+    if not match or (match["share"] and not 0 < amount <= 100) or (not match["share"] and (not amount.is_integer() or amount < 1)):
+        raise DatasetError(f"dataset spec {spec!r}: {entry!r} is not a cut; write CLASS=COUNT (a whole number of images, at least 1) "
+                           "or CLASS=PERCENT% (more than 0, at most 100), e.g. shirt=60 or shirt=1%")
+    return Cut(match["name"].strip(), amount, bool(match["share"]))
 
 
 def _normal(name: str) -> str:
@@ -52,21 +84,42 @@ def _normal(name: str) -> str:
 
 def class_indices(restriction: Restriction, class_names: tuple[str, ...], source: str) -> list[int]:
     """The kept classes' indices, sorted; unknown names are an error that lists the allowed ones."""
-    if not restriction.classes:
+    given_names = restriction.classes + tuple(cut.name for cut in restriction.cuts)
+    if not given_names:
         return list(range(len(class_names)))
     if not class_names:
-        raise DatasetError(f"{source}: has no class labels, so it cannot be restricted to classes {', '.join(restriction.classes)}")
+        raise DatasetError(f"{source}: has no class labels, so it cannot be restricted to classes {', '.join(given_names)}")
+    kept = set(_indices(given_names, class_names, source))
+    return sorted(kept) if restriction.classes else list(range(len(class_names)))
+
+
+def cut_indices(restriction: Restriction, class_names: tuple[str, ...], source: str) -> list[tuple[int, Cut]]:
+    """(class index, cut) of each cut of the restriction."""
+    return list(zip(_indices(tuple(c.name for c in restriction.cuts), class_names, source), restriction.cuts))
+
+
+def _indices(names: tuple[str, ...], class_names: tuple[str, ...], source: str) -> list[int]:
     by_name = {_normal(n): i for i, n in enumerate(class_names)}
-    kept = set()
-    for given in restriction.classes:
+    kept = []
+    for given in names:
         if _normal(given) in by_name:
-            kept.add(by_name[_normal(given)])
+            kept.append(by_name[_normal(given)])
         elif given.isdigit() and int(given) < len(class_names):
-            kept.add(int(given))
+            kept.append(int(given))
         else:
             allowed = ", ".join(f"{i}={n}" for i, n in enumerate(class_names))
             raise DatasetError(f"{source}: unknown class {given!r}; use a name or index of: {allowed}")
-    return sorted(kept)
+    return kept
+
+
+def apply_cuts(index: np.ndarray, labels: np.ndarray, cuts: list[tuple[int, Cut]]) -> np.ndarray:
+    """index without the images a cut leaves out: each cut class keeps its first images in a fixed shuffled order."""
+    drop = np.zeros(len(index), dtype=bool)
+    for c, cut in cuts:
+        members = np.flatnonzero(labels[index] == c)
+        order = members[np.random.RandomState(1000 + c).permutation(len(members))]
+        drop[order[cut.keep(len(members)):]] = True
+    return index[~drop]
 
 
 def select(labels: np.ndarray | None, n: int, kept: list[int], count: int | None) -> np.ndarray:
@@ -92,6 +145,8 @@ def id_suffix(restriction: Restriction, kept: list[int], num_classes: int) -> st
     tag = ""
     if restriction.classes and kept != list(range(num_classes)):
         tag += ".c" + "-".join(map(str, kept))
+    for cut in restriction.cuts:
+        tag += f".cut-{_normal(cut.name)}-" + (f"{cut.amount:g}pct" if cut.share else f"{int(cut.amount)}")
     if restriction.count is not None:
         tag += f".n{restriction.count}"
     return tag

@@ -4,6 +4,7 @@ model, for table rows (a .csv or an Arrow IPC stream .arrow)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
 
@@ -20,7 +21,8 @@ RECORD_SUFFIXES = {".csv": "csv", ".arrow": "arrow"}
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default="localhost:50051", help="generator host:port (default localhost:50051)")
     parser.add_argument("--run", required=True, help="model (run id) to sample from")
-    parser.add_argument("-n", "--num-samples", type=int, default=16, help="how many images (default 16)")
+    parser.add_argument("-n", "--num-samples", type=int, default=16, help="how many images or rows (default 16); more than the server's limit "
+                                                                              "per call are asked for in parts")
     parser.add_argument("--seed", type=int, help="seed; the same seed gives the same images (default: the server draws one)")
     parser.add_argument("--version", type=int, default=0, help="snapshot step to pin (default 0: the newest)")
     parser.add_argument("--labels", help="class labels for a conditional model: one for all, or one per image, comma-separated")
@@ -61,10 +63,13 @@ def run(args: argparse.Namespace) -> int:
     ca = read_flag_file("--tls-ca", args.tls_ca)
     if out.suffix.lower() in RECORD_SUFFIXES:
         return _write_records(args, out, token, ca)
-    with GeneratorClient(args.address, token=token, root_certificates=ca, timeout=args.timeout) as client:
+    if len(labels) > 1 and len(labels) != args.num_samples:
+        raise CommandError(f"--labels: give one label for all images or one per image ({args.num_samples}), got {len(labels)}")
+    with GeneratorClient(args.address, token=token, root_certificates=ca, timeout=args.timeout) as client, _progress(args, "images") as on_part:
         try:
-            # The stream has no message-size ceiling, so any -n the server allows works.
-            result = client.generate_stream(args.run, args.num_samples, seed=args.seed, version=args.version, labels=labels, truncation=args.truncation, output="uint8")
+            # Any -n: asked for in parts of the server's per-call limit, each part streamed (no message-size ceiling).
+            result = client.generate_in_parts(args.run, args.num_samples, seed=args.seed, version=args.version, labels=labels, truncation=args.truncation,
+                                              output="uint8", on_part=on_part)
         except grpc.RpcError as exc:
             raise CommandError(f"generator at {args.address} answered {exc.code().name}: {exc.details()}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,9 +95,10 @@ def _write_records(args: argparse.Namespace, out: pathlib.Path, token: str | Non
     fmt = RECORD_SUFFIXES[out.suffix.lower()]
     if args.condition is not None and "=" not in args.condition:
         raise CommandError(f"--condition {args.condition!r}: give COLUMN=VALUE, e.g. --condition default=Yes")
-    with GeneratorClient(args.address, token=token, root_certificates=ca, timeout=args.timeout) as client:
+    with GeneratorClient(args.address, token=token, root_certificates=ca, timeout=args.timeout) as client, _progress(args, "rows") as on_part:
         try:
-            rows = client.generate_records(args.run, args.num_samples, seed=args.seed, version=args.version, condition=args.condition, format=fmt)
+            rows = client.generate_records_in_parts(args.run, args.num_samples, seed=args.seed, version=args.version, condition=args.condition, format=fmt,
+                                                    on_part=on_part)
         except grpc.RpcError as exc:
             raise CommandError(f"generator at {args.address} answered {exc.code().name}: {exc.details()}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -105,3 +111,18 @@ def _write_records(args: argparse.Namespace, out: pathlib.Path, token: str | Non
     else:
         print(f"wrote {args.num_samples} rows ({', '.join(rows.columns)}) of model {rows.model} version {rows.version} (seed {rows.seed}) to {out}")
     return 0
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, what: str):
+    """A progress bar on stderr (a terminal only, table output only) as the parts arrive; yields the on_part callback."""
+    import sys
+
+    if args.output != "table" or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"{what} from {args.run}", total=args.num_samples)
+        yield lambda done, total: progress.update(task, completed=done)

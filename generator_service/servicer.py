@@ -253,6 +253,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             loaded_versions=self.manager.loaded_versions(m.run),
             dataset_id=m.dataset_id,
             columns_json=serving_kind(model).columns_json(model),
+            max_samples_per_request=self.settings.max_samples_per_request,
         )
 
 

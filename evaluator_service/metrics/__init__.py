@@ -25,6 +25,8 @@ REGISTERED = (
     "table_quality",
     "ml_efficacy",
     "dcr",
+    "augmentation",
+    "augmentation_images",
     "translation_fid",
     "translation_kid",
     "cycle_consistency",
@@ -41,6 +43,11 @@ def get_metric(name: str) -> Metric:
         raise InvalidRequestError(f"unknown metric {name!r}; known: {', '.join(METRICS)}") from None
 
 
+def metric_sources(names) -> dict[str, str]:
+    """For the report: what computed each named metric, where a metric says (its `source`)."""
+    return {name: METRICS[name].source() for name in names if name in METRICS and METRICS[name].source is not None}
+
+
 def compute(name: str, real: Any, fake: Any, **kwargs: Any) -> dict[str, float]:
     """Computes metric `name` on arrays; kwargs are its declared parameters (checked) and extra inputs (e.g. train_features)."""
     metric = get_metric(name)
@@ -49,4 +56,4 @@ def compute(name: str, real: Any, fake: Any, **kwargs: Any) -> dict[str, float]:
     return metric.fn(real, fake, **extra, **params)
 
 
-__all__ = ["METRICS", "Metric", "Param", "compute", "get_metric"]
+__all__ = ["METRICS", "Metric", "Param", "compute", "get_metric", "metric_sources"]

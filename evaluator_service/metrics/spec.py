@@ -121,6 +121,8 @@ class Metric:
     warnings: Callable[[Any, Any], list[str]] | None = None
     gauges: dict[str, str] = dataclasses.field(default_factory=dict)
     default: bool = True
+    # What computed the numbers when that varies (e.g. "sdmetrics 0.32.0 QualityReport"); the report records it.
+    source: Callable[[], str] | None = None
 
     def __post_init__(self) -> None:
         unknown = [i for i in self.inputs if i not in INPUTS]

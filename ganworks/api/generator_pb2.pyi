@@ -182,7 +182,7 @@ class DescribeModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model", "version", "architecture", "architecture_params_json", "image_size", "channels", "num_classes", "latent_dim", "images_seen", "sha256", "created_at", "metrics", "loaded_versions", "dataset_id", "columns_json")
+    __slots__ = ("model", "version", "architecture", "architecture_params_json", "image_size", "channels", "num_classes", "latent_dim", "images_seen", "sha256", "created_at", "metrics", "loaded_versions", "dataset_id", "columns_json", "max_samples_per_request")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +205,7 @@ class ModelInfo(_message.Message):
     LOADED_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_JSON_FIELD_NUMBER: _ClassVar[int]
+    MAX_SAMPLES_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     architecture: str
@@ -220,4 +221,5 @@ class ModelInfo(_message.Message):
     loaded_versions: _containers.RepeatedScalarFieldContainer[int]
     dataset_id: str
     columns_json: str
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., architecture: _Optional[str] = ..., architecture_params_json: _Optional[str] = ..., image_size: _Optional[int] = ..., channels: _Optional[int] = ..., num_classes: _Optional[int] = ..., latent_dim: _Optional[int] = ..., images_seen: _Optional[int] = ..., sha256: _Optional[str] = ..., created_at: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., loaded_versions: _Optional[_Iterable[int]] = ..., dataset_id: _Optional[str] = ..., columns_json: _Optional[str] = ...) -> None: ...
+    max_samples_per_request: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., architecture: _Optional[str] = ..., architecture_params_json: _Optional[str] = ..., image_size: _Optional[int] = ..., channels: _Optional[int] = ..., num_classes: _Optional[int] = ..., latent_dim: _Optional[int] = ..., images_seen: _Optional[int] = ..., sha256: _Optional[str] = ..., created_at: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., loaded_versions: _Optional[_Iterable[int]] = ..., dataset_id: _Optional[str] = ..., columns_json: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ...) -> None: ...

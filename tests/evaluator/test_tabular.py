@@ -49,22 +49,23 @@ def test_a_table_run_gets_quality_efficacy_and_privacy_in_its_report_and_on_the_
     result = table_evaluator.evaluate(run=RUN)
 
     assert result.state == SUCCEEDED, result.error
-    assert result.extractor == "table" and result.version == 3 and list(result.metric_names) == ["table_quality", "ml_efficacy", "dcr"]
+    assert result.extractor == "table" and result.version == 3 and list(result.metric_names) == ["table_quality", "ml_efficacy", "dcr", "augmentation"]
     report = open_store(table_store).get_json(f"runs/{RUN}/evals/000000003/table-none-n1000-default.json")
     metrics = report["metrics"]
     assert 0 <= metrics["table_quality"] <= 1 and metrics["table_quality"] == pytest.approx((metrics["column_shapes"] + metrics["column_pair_trends"]) / 2)
+    assert report["metric_sources"] == {"table_quality": "sdmetrics 0.32.0 QualityReport"}  # the test extra installs sdmetrics
     assert metrics["f1_real"] > 0.8 and 0 <= metrics["ml_efficacy"] <= 2
     assert 0 <= metrics["closer_to_train_share"] <= 1
     assert metrics["closer_to_train_excess"] == pytest.approx(metrics["closer_to_train_share"] - 455 / 569)
     assert report["dataset_id"].startswith("breast-cancer-455x31-train-") and report["held_out_dataset_id"].startswith("breast-cancer-114x31-test-")
     labels = {"run": RUN, "extractor": "table"}
     for gauge, key in (("table_quality", "table_quality"), ("ml_efficacy", "ml_efficacy"), ("closer_to_train_share", "closer_to_train_share"),
-                       ("closer_to_train_excess", "closer_to_train_excess")):
+                       ("closer_to_train_excess", "closer_to_train_excess"), ("augmentation_gain_pr_auc_hgb", "augmentation_gain_pr_auc_hgb")):
         assert table_evaluator.metric(f"ganworks_evaluator_{gauge}", **labels) == pytest.approx(metrics[key])
 
 
 def test_image_metrics_and_extractors_are_refused_for_a_table_run_naming_the_table_metrics(table_evaluator):
-    for request, message in ((dict(metrics=["fid"]), "fid is a metric of image runs; run 'bc-table' makes table rows (table metrics: table_quality, ml_efficacy, dcr)"),
+    for request, message in ((dict(metrics=["fid"]), "fid is a metric of image runs; run 'bc-table' makes table rows (table metrics: table_quality, ml_efficacy, dcr, augmentation)"),
                              (dict(extractor="inception-v3-fid"), "leave extractor and resize_mode empty")):
         with pytest.raises(grpc.RpcError) as caught:
             table_evaluator.stub.Evaluate(pb.EvaluateRequest(run=RUN, **request), timeout=60)
