@@ -22,9 +22,11 @@ class PrometheusError(RuntimeError):
 class PrometheusServer:
     """`prometheus` scraping `targets` ({job: ["127.0.0.1:port", ...]}) every `scrape_interval`."""
 
-    def __init__(self, binary: str, workdir: pathlib.Path, targets: dict[str, list[str]], rule_files: list[pathlib.Path] = (), scrape_interval: str = "1s"):
+    def __init__(self, binary: str, workdir: pathlib.Path, targets: dict[str, list[str]], rule_files: list[pathlib.Path] = (), scrape_interval: str = "1s",
+                 labels: dict[str, str] | None = None):
         self.binary, self.workdir = binary, pathlib.Path(workdir)
         self.targets, self.rule_files, self.scrape_interval = targets, [str(p) for p in rule_files], scrape_interval
+        self.labels = dict(labels or {})  # put on every target, as Kubernetes service discovery puts `namespace`
         self.port = 0
         self.process: subprocess.Popen | None = None
 
@@ -36,7 +38,7 @@ class PrometheusServer:
         return {
             "global": {"scrape_interval": self.scrape_interval, "scrape_timeout": self.scrape_interval, "evaluation_interval": self.scrape_interval},
             "rule_files": self.rule_files,
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(addresses)}]} for job, addresses in self.targets.items()],
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(addresses), "labels": self.labels}]} for job, addresses in self.targets.items()],
         }
 
     def start(self, timeout: float = 30.0) -> "PrometheusServer":

@@ -17,7 +17,7 @@ from ganworks.layout import eval_report_key, latest_key, reference_stats_key, ro
 from ganworks.rollout import PINNED, RolloutPolicy, write_policy
 from ganworks.store.s3 import S3Store
 from orchestration.processes import free_port
-from orchestration.s3local import spawn_moto, wait_moto_ready
+from ganworks.testing.s3local import spawn_moto, wait_moto_ready
 from tests.deploy.tools import DEPLOY
 
 ROLES = ("trainer", "generator", "evaluator", "rollout")

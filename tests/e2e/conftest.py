@@ -25,6 +25,8 @@ from tests.deploy.prometheus import PrometheusServer
 from tests.deploy.tools import tool
 
 RUN = "live"
+# Prometheus labels the targets with it, as Kubernetes service discovery labels them with theirs.
+NAMESPACE = "e2e"
 COMPONENTS = ("trainer", "generator", "evaluator")
 
 
@@ -75,8 +77,9 @@ def _dashboard_variables(prometheus: PrometheusServer) -> dict[str, list]:
     for board in artifacts.dashboards().values():
         for variable in board["templating"]["list"]:
             if variable["type"] == "query":
-                metric, label = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", variable["definition"]).groups()
-                variables[variable["definition"]] = [r["metric"].get(label) for r in prometheus.query(f"count by ({label}) ({metric})") if r["metric"].get(label)]
+                metric, label = re.fullmatch(r"label_values\((\w+(?:\{[^}]*\})?),\s*(\w+)\)", variable["definition"]).groups()
+                found = prometheus.query(f"count by ({label}) ({artifacts.concrete(metric)})")
+                variables[variable["definition"]] = [r["metric"].get(label) for r in found if r["metric"].get(label)]
     return variables
 
 
@@ -92,7 +95,7 @@ def live(s3, tmp_path_factory) -> Live:
     prometheus = PrometheusServer(
         tool("prometheus"), work / "prometheus",
         targets={name: [f"127.0.0.1:{system.ports[name + '_metrics_port']}"] for name in COMPONENTS},
-        rule_files=[artifacts.RULES], scrape_interval="1s",
+        rule_files=[artifacts.RULES], scrape_interval="1s", labels={"namespace": NAMESPACE},
     )
     # The evaluator's classifier is fitted (briefly) while Ray starts: both are independent of the run.
     fit = ServiceProcess("fit-extractor", ganworks_command("evaluator", "fit-extractor", "--dataset", "digits", "--image-size", "16", "--epochs", "2", "--store", url), work / "logs" / "fit-extractor.log", env=env)

@@ -87,7 +87,7 @@ def test_the_token_never_reaches_the_log(start_evaluator, caplog):
 
 @pytest.mark.slow
 def test_sigterm_drains_the_evaluator_refusing_new_calls_finishing_the_watched_job_and_exits_cleanly(store_url, generator, tmp_path):
-    from orchestration.faultproxy import FaultProxy
+    from ganworks.testing.faultproxy import FaultProxy
     from orchestration.processes import free_port
 
     token_file = tmp_path / "token"

@@ -12,9 +12,9 @@ from tools.docgen.common import ROOT, banner, cell, code, table
 
 # (module, class, component, endpoint): each class builds its metrics in a registry it is given.
 EXPORTERS = (
-    ("trainer.metrics", "TrainerMetrics", "trainer", "rank 0's `--metrics-port` (default 9310)"),
+    ("trainer.exporter", "TrainerMetrics", "trainer", "rank 0's `--metrics-port` (default 9310)"),
     ("generator_service.metrics", "GeneratorMetrics", "generator", "`--metrics-port` (default 9311)"),
-    ("evaluator_service.metrics_export", "EvaluatorMetrics", "evaluator", "`--metrics-port` (default 9312)"),
+    ("evaluator_service.exporter", "EvaluatorMetrics", "evaluator", "`--metrics-port` (default 9312)"),
 )
 RULES = ROOT / "deploy" / "monitoring" / "rules"
 RUNBOOKS = "deploy/README.md"
