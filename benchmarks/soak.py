@@ -725,6 +725,9 @@ class Injector:
         self.verified.injected.add(step)
         store.put_bytes(snapshot_key(RUN, step, WEIGHTS), bytes(weights))
         store.put_json(snapshot_key(RUN, step, MANIFEST), manifest)
+        # Checked here, not only when the watcher happens to read LATEST naming it: under load the trainer's next
+        # publish can replace LATEST before a poll sees it, and the check that the upload is refused must not depend on that.
+        self.verified.verify(step)
         if read_latest(store, RUN) != latest:
             return {"detail": f"step {step} uploaded, but the trainer published meanwhile: LATEST not pointed at it", "step": step}
         store.put_bytes(latest_key(RUN), f"{step}\n".encode())
