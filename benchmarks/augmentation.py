@@ -31,7 +31,6 @@ Last line: a dated JSON object of the means (credit_default_pr_auc_{method}_{mod
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -39,6 +38,8 @@ import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 import numpy as np  # noqa: E402
 
@@ -322,7 +323,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     load = os.getloadavg()
-    result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "seeds": args.seeds, "ctgan_epochs": args.epochs}
+    result = {**provenance(), "seeds": args.seeds, "ctgan_epochs": args.epochs}
     tables = args.tables.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     if "credit_default" in tables:
