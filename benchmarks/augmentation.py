@@ -92,7 +92,7 @@ def table_benchmark(name: str, train, test, seeds: list[int], epochs: int, batch
     from imblearn.over_sampling import ADASYN, SMOTE, SMOTENC, RandomOverSampler
 
     from evaluator_service.metrics.augmentation import fit_and_score
-    from ganworks.tabular.synthesizer import fit
+    from trainer.ctgan import fit
     from orchestration.augment_filters import ClassCheck, table_features
 
     target = train.schema.target

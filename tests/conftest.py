@@ -54,7 +54,7 @@ def pytest_collection_modifyitems(config, items):
 
                 cuda = torch.cuda.is_available()
             if not cuda:
-                item.add_marker(pytest.mark.skip(reason="needs a CUDA device and none is visible here (torch.cuda.is_available() is False); on a GPU machine `make gpu-check` runs these"))
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False); on a GPU machine `make gpu-check` runs these"))
 
 
 # The credentials and tokens the tests hand to the services: none may ever appear in a log.

@@ -158,7 +158,9 @@ def serving() -> dict:
             ("sum by (model, track) (rate(ganworks_generator_routed_requests_total[$__rate_interval]))", "{{model}} {{track}}"),
         ], "reqps", description="Calls by the rollout track that answered them: stable and candidate under a canary, latest or pinned otherwise."),
         _panel("Rollout: server-error share by track", [
-            (f"sum by (model, track) (rate(ganworks_generator_routed_requests_total{{{SERVER_ERRORS}}}[$__rate_interval])) "
+            # `or … * 0`: a track without server errors shows 0, not a gap (no error series exists until the first error).
+            (f"(sum by (model, track) (rate(ganworks_generator_routed_requests_total{{{SERVER_ERRORS}}}[$__rate_interval])) "
+             "or sum by (model, track) (rate(ganworks_generator_routed_requests_total[$__rate_interval])) * 0) "
              "/ sum by (model, track) (rate(ganworks_generator_routed_requests_total[$__rate_interval]))", "{{model}} {{track}}"),
         ], "percentunit", description="GanworksCanaryErrorRate fires when the candidate's share is twice the stable's and 2 points above it."),
         _panel("Rollout: p99 latency by track", [

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 
 import pytest
@@ -43,7 +44,10 @@ def _locked(name: str) -> dict[str, Version]:
 
 
 def _installed() -> dict[str, Version]:
-    return {canonicalize_name(d.metadata["Name"]): Version(d.version) for d in importlib.metadata.distributions()}
+    """What pip installed into this environment: its site-packages only (Ray, once imported, puts its bundled
+    thirdparty_files, psutil among them, on sys.path; those are Ray's, not the venv's)."""
+    where = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    return {canonicalize_name(d.metadata["Name"]): Version(d.version) for d in importlib.metadata.distributions(path=where)}
 
 
 def test_the_venv_holds_exactly_the_locked_versions():

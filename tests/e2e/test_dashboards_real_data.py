@@ -86,7 +86,9 @@ def test_every_label_deploy_matches_on_is_exported_with_its_metric(live):
     for text in live.metrics.values():
         for name, labels in _exported_labels(text).items():
             exported.setdefault(name, set()).update(labels)
-    target_labels = {"job", "instance"}  # added by Prometheus at scrape time, not by the services
+    # Added by Prometheus at scrape time, not by the services: job and instance, and namespace from Kubernetes' service
+    # discovery (here, the test's scrape config).
+    target_labels = {"job", "instance", "namespace"}
     missing = {name: sorted(labels - target_labels - exported.get(name, set()))
                for name, labels in artifacts.label_matchers_used().items() if name not in OTHER_RUN_GAUGES and labels - target_labels - exported.get(name, set())}
     assert not missing, f"labels deploy/ selects on that the services do not export: {missing}"

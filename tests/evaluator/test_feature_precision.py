@@ -66,5 +66,6 @@ def test_an_evaluation_report_records_the_feature_precision_used(start_evaluator
     evaluator = start_evaluator(generator=generator.address, feature_precision="tf32")
     result = evaluator.evaluate(run=RUN, num_samples=200, metrics=["fid"])
     assert result.state == pb.EVALUATION_STATE_SUCCEEDED, result.error
-    [key] = [o.key for o in shared_store.list(f"runs/{RUN}/evals/") if "-n200-" in o.key and o.key.endswith(".json")]
+    # This evaluation's own report (the package's store holds other tests' reports of the same run).
+    [key] = [o.key for o in shared_store.list(f"runs/{RUN}/evals/") if result.report_url.endswith(o.key)]
     assert shared_store.get_json(key)["feature_precision"] == {"used": "fp32"}  # asked tf32; this CPU computed fp32 and says so

@@ -17,7 +17,7 @@ from tests.generator.test_records import SMALL, _table, publish_table
 
 @pytest.fixture(scope="module")
 def model():
-    from ganworks.tabular.synthesizer import fit
+    from trainer.ctgan import fit
 
     return fit(_table(), epochs=2, batch_size=40, seed=0, **SMALL)
 
