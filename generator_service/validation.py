@@ -125,10 +125,8 @@ def check_records_basics(request: pb.GenerateRecordsRequest, max_rows: int) -> s
 
 def _row_bytes(model: LoadedModel) -> int:
     """An upper estimate of one row's size as CSV text (the larger of the two formats)."""
-    size = 0
-    for enc in model.tabular.transformer.encodings:
-        size += 2 + (max(len(level) for level in enc.levels) * 2 if isinstance(enc, DiscreteEncoding) else 24)
-    return size
+    encodings = model.tabular.transformer.encodings
+    return sum(2 + (max(len(level) for level in enc.levels) * 2 if isinstance(enc, DiscreteEncoding) else 24) for enc in encodings)
 
 
 def check_records_for_model(request: pb.GenerateRecordsRequest, model: LoadedModel, max_message_bytes: int) -> tuple[int, int] | None:
