@@ -64,7 +64,7 @@ def raw_throughput(batch: int, seconds: float, fast: bool = False) -> float:
 
 # -- the load generator (runs in its own process) ------------------------------------------------------------
 
-async def _closed_loop(address: str, concurrency: int, seconds: float, max_calls: int) -> dict:
+async def _closed_loop(address: str, concurrency: int, seconds: float, max_calls: int, model: str = "bench") -> dict:
     """`concurrency` clients, each asking for one sample, the next as soon as the last is answered."""
     import grpc
 
@@ -82,7 +82,7 @@ async def _closed_loop(address: str, concurrency: int, seconds: float, max_calls
             while time.monotonic() < stop_at and len(latencies) < max_calls:
                 start = time.monotonic()
                 try:
-                    await stub.Generate(pb.GenerateRequest(model="bench", num_samples=1, seed=k * 1_000_000 + i, output_format=pb.OUTPUT_FORMAT_UINT8), timeout=60)
+                    await stub.Generate(pb.GenerateRequest(model=model, num_samples=1, seed=k * 1_000_000 + i, output_format=pb.OUTPUT_FORMAT_UINT8), timeout=60)
                     latencies.append(time.monotonic() - start)
                 except grpc.aio.AioRpcError as exc:
                     errors[exc.code().name] = errors.get(exc.code().name, 0) + 1

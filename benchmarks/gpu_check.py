@@ -115,33 +115,10 @@ def modconv_section(args) -> dict:
 # -- generator -----------------------------------------------------------------------------------------------
 
 async def _closed_loop(address: str, concurrency: int, seconds: float) -> dict:
-    """`concurrency` clients, each asking for one sample, the next as soon as the last is answered."""
-    import grpc
+    """The generator benchmark's closed loop of single-sample clients, against the check's model."""
+    from generator import _closed_loop as closed_loop  # benchmarks/generator.py, beside this script
 
-    from ganworks.api import generator_pb2 as pb
-    from ganworks.api import generator_pb2_grpc as pb_grpc
-
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.GeneratorStub(channel)
-        stop_at = time.monotonic() + seconds
-
-        async def client(k: int) -> None:
-            i = 0
-            while time.monotonic() < stop_at:
-                start = time.monotonic()
-                try:
-                    await stub.Generate(pb.GenerateRequest(model="gpu", num_samples=1, seed=k * 1_000_000 + i, output_format=pb.OUTPUT_FORMAT_UINT8), timeout=60)
-                    latencies.append(time.monotonic() - start)
-                except grpc.aio.AioRpcError as exc:
-                    errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
-                i += 1
-
-        began = time.monotonic()
-        await asyncio.gather(*(client(k) for k in range(concurrency)))
-        elapsed = time.monotonic() - began
-    return {"calls": len(latencies), "seconds": elapsed, "errors": errors, "latencies": latencies}
+    return await closed_loop(address, concurrency, seconds, max_calls=10**9, model="gpu")
 
 
 def _percentile(values: list[float], q: float) -> float:
