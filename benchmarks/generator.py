@@ -64,6 +64,22 @@ def raw_throughput(batch: int, seconds: float, fast: bool = False) -> float:
 
 # -- the load generator (runs in its own process) ------------------------------------------------------------
 
+def wait_serving(address: str, deadline: float) -> bool:
+    """Polls the service's gRPC health until it says SERVING (its warm-up is done) or the deadline passes."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        while time.monotonic() < deadline:
+            try:
+                if health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.3)
+    return False
+
+
 async def _closed_loop(address: str, concurrency: int, seconds: float, max_calls: int, model: str = "bench") -> dict:
     """`concurrency` clients, each asking for one sample, the next as soon as the last is answered."""
     import grpc
@@ -229,19 +245,8 @@ class Service:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        deadline = time.monotonic() + 120
-        with grpc.insecure_channel(self.address) as channel:
-            while time.monotonic() < deadline:
-                try:
-                    if health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.3)
-        raise SystemExit("the generator service never became ready")
+        if not wait_serving(self.address, time.monotonic() + 120):
+            raise SystemExit("the generator service never became ready")
 
     def form(self) -> str:
         """The form the fast path chose for the snapshot (from the service's log), "eager" when none was logged."""

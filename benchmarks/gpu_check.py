@@ -145,18 +145,10 @@ def _bare_samples_per_s(module, family, params, batch: int, seconds: float, devi
 
 def _wait_serving(address: str, deadline: float) -> None:
     """Until the service's health says SERVING (its warm-up ran every batch shape through the picked form)."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from generator import wait_serving  # benchmarks/generator.py, beside this script
 
-    with grpc.insecure_channel(address) as channel:
-        while time.monotonic() < deadline:
-            try:
-                if health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.3)
-    raise RuntimeError("the generator service never became ready")
+    if not wait_serving(address, deadline):
+        raise RuntimeError("the generator service never became ready")
 
 
 def generator_section(args) -> dict:
