@@ -30,12 +30,13 @@ def build(form: str):
     import torch
 
     from ganworks.models import build_generator
-    from generator_service.fastpath import FORMS
+    from generator_service.fastpath import FORMS, FormPlan, graph_buckets
 
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     generator = build_generator("dcgan", **MODEL).eval()
-    return FORMS[form](generator, ()) if form != "eager" else generator
+    plan = FormPlan(entries=("",), device=torch.device("cpu"), buckets=graph_buckets(64))
+    return FORMS[form](generator, plan) if form != "eager" else generator
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ def _settings(args: argparse.Namespace):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from evaluator_service.heap import limit_heap_growth
+    from ganworks.heap import limit_heap_growth
 
     settings = _settings(args)
     check_installed()  # GANWORKS_MLFLOW_TRACKING_URI without MLflow: said now, not at the first evaluation

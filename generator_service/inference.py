@@ -27,6 +27,7 @@ import numpy as np
 from ganworks import __version__
 from ganworks.api import inference_pb2 as oip
 from ganworks.api import inference_pb2_grpc as oip_grpc
+from ganworks.heap import trim_heap
 from ganworks.images import to_uint8
 from generator_service.jobs import Job
 from generator_service.kinds import OIP_INPUTS, OIP_INPUTS_HELP, serving_kind
@@ -169,7 +170,8 @@ class RefusedRequestReaper:
 
     A refused call leaves a reference cycle (gRPC's handler frames, the abort's traceback, our error) that holds
     the request until the cyclic collector runs, which may be many calls later: twenty refused 16 MB requests
-    kept 250 MB resident. Collecting shortly after such a refusal returns that memory at once.
+    kept 250 MB resident. Collecting shortly after such a refusal, then trimming the heap (a 16 MB buffer may
+    have come from it), returns that memory at once.
     """
 
     def __init__(self, interval: float = 1.0):
@@ -185,6 +187,7 @@ class RefusedRequestReaper:
     def _collect(self) -> None:
         self._pending, self._last = False, time.monotonic()
         gc.collect()
+        trim_heap()
 
 
 def check_model_name(g: GeneratorServicer, name: str) -> None:

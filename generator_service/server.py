@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import time
 
@@ -54,18 +53,6 @@ def grpc_options(settings: GeneratorSettings) -> list[tuple[str, int]]:
     ]
 
 
-def return_large_frees_to_the_os() -> None:
-    """Allocations of 1 MiB and more (request and answer buffers) get their own mappings, unmapped when freed.
-
-    glibc raises its mmap threshold after each large free, up to 32 MiB, so 16 MiB request buffers would come
-    from the heap and stay resident after the request is gone. A fixed threshold keeps them returning.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: its allocator decides
-        pass
-
-
 class GeneratorServer(DrainOnSignal):
     """One generator service instance: its own gRPC server, batcher, models and metrics registry."""
 
@@ -86,7 +73,6 @@ class GeneratorServer(DrainOnSignal):
     async def start(self) -> None:
         """Binds the port and starts serving (not ready yet); snapshots load in the background."""
         s = self.settings
-        return_large_frees_to_the_os()
         if s.torch_threads:
             set_torch_threads(s.torch_threads)
         register_secrets([s.auth_token])

@@ -22,7 +22,7 @@ def test_a_bounded_cache_keeps_its_capacity_and_drops_the_least_recently_used_en
 
 
 def test_the_heap_limits_the_server_sets_at_start_are_accepted_by_this_glibc():
-    from evaluator_service.heap import limit_heap_growth
+    from ganworks.heap import limit_heap_growth
     from evaluator_service.settings import EvaluatorSettings
 
     settings = EvaluatorSettings()
