@@ -37,8 +37,7 @@ import sys
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # before this script's folder, whose trainer.py would hide the trainer package
 from provenance import provenance  # noqa: E402 - beside this script: the date, commit and machine of the final JSON line
 
 import numpy as np  # noqa: E402
@@ -187,7 +186,12 @@ def _flip_shift(images: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: int, seed: int, batch: int = 64):
     """A class-conditional DCGAN (ganworks' dcgan family, hinge loss, EMA of G) on the cut data, labels for G drawn
-    uniformly over the classes (class-balanced) and real batches drawn class-balanced too, so the rare class is seen."""
+    uniformly over the classes (class-balanced) and real batches drawn class-balanced too, so the rare class is seen.
+
+    Everything D sees goes through ganworks' adaptive augmentation (trainer/augment.py: flips and shifts), its
+    strength steered by D's confidence on the rarest class's real images: with 60 of them, D learns those by heart
+    long before the rest, and an unaugmented D then teaches G to copy them.
+    """
     import copy
 
     import torch
@@ -195,6 +199,7 @@ def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: 
 
     from ganworks.images import from_uint8
     from ganworks.models import build_discriminator, build_generator
+    from trainer.augment import AdaptiveAugment
 
     torch.manual_seed(seed)
     params = {"image_size": 32, "channels": 1, "latent_dim": 64, "width": 32, "num_classes": num_classes}
@@ -204,6 +209,8 @@ def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: 
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.99))
     x_all = F.interpolate(from_uint8(images), size=32, mode="bilinear", align_corners=False)
     by_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
+    rare = int(np.argmin([len(members) for members in by_class]))
+    ada, draws = AdaptiveAugment(1, target=0.6, speed_images=20_000), torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     for step in range(steps):
         yc = rng.integers(0, num_classes, batch)
@@ -211,11 +218,14 @@ def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: 
         real, y_real = x_all[idx], torch.from_numpy(yc)
         z, y_fake = torch.randn(batch, 64), torch.randint(0, num_classes, (batch,))
         fake = G(z, y_fake)
-        loss_d = F.relu(1 - D(real, y_real)).mean() + F.relu(1 + D(fake.detach(), y_fake)).mean()
+        real_logits = D(ada(real, draws), y_real)
+        loss_d = F.relu(1 - real_logits).mean() + F.relu(1 + D(ada(fake.detach(), draws), y_fake)).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
-        loss_g = -D(G(z, y_fake), y_fake).mean()
+        ada.observe(real_logits[y_real == rare])
+        ada.adjust(step, batch)
+        loss_g = -D(ada(G(z, y_fake), draws), y_fake).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -225,7 +235,7 @@ def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: 
             for be, b in zip(G_ema.buffers(), G.buffers()):
                 be.copy_(b)
         if step % 500 == 0:
-            print(f"    cgan step {step}: loss_d {loss_d.item():.3f} loss_g {loss_g.item():.3f}", flush=True)
+            print(f"    cgan step {step}: loss_d {loss_d.item():.3f} loss_g {loss_g.item():.3f} augment p {ada.p:.2f}", flush=True)
     return G_ema
 
 
