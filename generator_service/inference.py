@@ -29,6 +29,7 @@ from ganworks.api import inference_pb2 as oip
 from ganworks.api import inference_pb2_grpc as oip_grpc
 from ganworks.heap import trim_heap
 from ganworks.images import to_uint8
+from generator_service.batcher import DeadlineExpiredError
 from generator_service.jobs import Job
 from generator_service.kinds import OIP_INPUTS, OIP_INPUTS_HELP, serving_kind
 from generator_service.servicer import INLINE_PIXELS, GeneratorServicer
@@ -44,7 +45,8 @@ OFFLOAD_BYTES = 256 * 1024
 # A refused request above this many bytes is freed by a garbage collection soon after (see release_refused).
 LARGE_REQUEST_BYTES = 1 << 20
 # The request parameters any kind reads (others are ignored, as Triton ignores unknown parameters).
-PARAMETERS = ("truncation", "direction")
+PARAMETERS = ("truncation", "direction", "timeout")
+MAX_TIMEOUT_MICROSECONDS = 3_600_000_000  # an hour
 
 
 def _invalid(message: str) -> RequestError:
@@ -146,14 +148,32 @@ async def infer(g: GeneratorServicer, name: str, version: str, tensors: list[Inp
     """Any protocol's inference call: checked, routed (by the first seed), turned into one Job by the model's kind, computed."""
     step = parse_version(version)
     check_model_name(g, name)
+    timeout = request_timeout(parameters.pop("timeout", None))
+    if timeout is not None:
+        remaining = timeout if remaining is None else min(remaining, timeout)
     checked = check_inputs(tensors, g.settings.max_samples_per_request)
     seed = checked["seed"].first() if "seed" in checked else None
     model, _, deadline = await g.route_to(name, step, seed, remaining)
     build = functools.partial(serving_kind(model).infer_job, model, checked, parameters, max_samples=g.settings.max_samples_per_request,
                               max_message_bytes=g.max_message_bytes, deadline=deadline)
     job = build() if sum(t.nbytes for t in checked.values()) <= OFFLOAD_BYTES else await asyncio.get_running_loop().run_in_executor(None, build)
-    (job,) = await g.compute([job])
+    if timeout is None:  # a gRPC deadline ends the call through the transport; the timeout parameter needs a timer
+        (job,) = await g.compute([job])
+        return job
+    try:
+        (job,) = await asyncio.wait_for(g.compute([job]), max(0.0, deadline - time.monotonic()))
+    except asyncio.TimeoutError:
+        raise DeadlineExpiredError(f"the call's timeout of {timeout * 1e6:.0f} microseconds passed before its samples were ready; give it more time or ask for fewer") from None
     return job
+
+
+def request_timeout(value) -> float | None:
+    """The request parameter timeout (Triton's: microseconds, a positive integer) in seconds; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_TIMEOUT_MICROSECONDS:
+        raise _invalid(f"parameter timeout must be a whole number of microseconds from 1 to {MAX_TIMEOUT_MICROSECONDS}, got {excerpt(value)}")
+    return value / 1e6
 
 
 async def pixels(job: Job) -> np.ndarray:

@@ -127,6 +127,10 @@ REFUSED = [
     ("a binary size beyond the body", dict(body=b'{"inputs": [{"name": "seed", "datatype": "UINT64", "shape": [1], "parameters": {"binary_data_size": 8}}]}',
                                             headers={"Inference-Header-Content-Length": "200"}), 400, "Inference-Header-Content-Length must be"),
     ("a body above 16 MiB", dict(body=b" " * (16 * 2**20 + 1)), 413, "above this server's limit of 16777216"),
+    ("a timeout of 0", dict(body=json.dumps({"inputs": json.loads(_seed_json([1], [1]))["inputs"], "parameters": {"timeout": 0}}).encode()), 400,
+     "parameter timeout must be a whole number of microseconds"),
+    ("a timeout as text", dict(body=json.dumps({"inputs": json.loads(_seed_json([1], [1]))["inputs"], "parameters": {"timeout": "1s"}}).encode()), 400,
+     "parameter timeout must be a whole number of microseconds"),
 ]
 
 
@@ -136,6 +140,15 @@ def test_rest_refuses_bad_requests_with_a_4xx_and_a_message_never_a_5xx(rest):
         assert got == status and message in text, (what, got, text[:300])
         assert len(text) < 600, (what, len(text))
     assert rest.metric("ganworks_generator_requests_total", code="INTERNAL", method="ModelInfer") == 0
+
+
+def test_a_call_whose_timeout_passes_gets_504_and_one_with_time_enough_its_images(rest):
+    """Triton's request parameter timeout (microseconds) bounds a REST call, which has no transport deadline."""
+    body = lambda timeout: json.dumps({"inputs": json.loads(_seed_json([2], [1, 2]))["inputs"], "parameters": {"timeout": timeout}}).encode()  # noqa: E731
+    status, text = _post(rest, body(1))
+    assert status == 504 and "timeout of 1 microseconds passed before its samples were ready" in text, (status, text[:300])
+    status, text = _post(rest, body(60_000_000))
+    assert status == 200 and json.loads(text)["outputs"][0]["shape"][0] == 2, (status, text[:300])
 
 
 def test_a_chunked_body_above_the_limit_is_refused_with_413(rest):
