@@ -19,11 +19,18 @@ METADATA = ("date", "commit", "cpu_model", "cpus", "torch", "python", "device", 
 
 # result file stem -> (what is compared, [(key, meaning, target)]) for the README and the top of the page.
 HEADLINES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
-    "generator": ("`benchmarks/generator.py`: the gRPC service at saturation (64 single-sample clients) vs the bare model", [
+    "generator": ("`benchmarks/generator.py`: the gRPC service at saturation (64 single-sample clients) vs the bare model, Triton and Ray Serve", [
+        ("fast_raw_samples_per_s", "bare model, fastest form, batch 64, samples/s", "—"),
+        ("service_samples_per_s", "ganworks `Generate`, 64 closed-loop clients, samples/s", "—"),
+        ("oip_samples_per_s", "ganworks Open Inference Protocol (tritonclient gRPC), samples/s", "—"),
+        ("triton_samples_per_s", "NVIDIA Triton 2.51 (PyTriton, dynamic batching), same model, form and client, samples/s", "—"),
+        ("rayserve_samples_per_s", "Ray Serve `@serve.batch`, same model, 64 HTTP clients, samples/s", "—"),
         ("service_over_fast_raw", "service ÷ fastest bare form of the model", "≥ 0.85"),
         ("service_over_rayserve", "service ÷ Ray Serve `@serve.batch`, same model and clients", "≥ 2"),
         ("oip_over_triton", "Open Inference Protocol endpoint ÷ NVIDIA Triton", "≥ 1.1"),
+        ("native_over_triton", "`Generate` ÷ NVIDIA Triton", "≥ 1.25"),
         ("p99_ms", "p99 latency at half of saturation, ms", "≤ queue delay + 2 batches"),
+        ("rss_growth_mb", "service RSS growth over the run's calls, MB", "≤ 50"),
     ]),
     "evaluator": ("`benchmarks/evaluator.py`: evaluator numerics and feature extraction", [
         ("frechet_speedup", "Fréchet distance at d = 2048 vs `scipy.linalg.sqrtm` (CPU time)", "≥ 5"),
@@ -40,8 +47,12 @@ HEADLINES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "augmentation": ("`benchmarks/augmentation.py`: rare-class augmentation vs imbalanced-learn", [
         ("credit_default_pr_auc_ganworks_hgb", "credit-default minority PR-AUC, ganworks-augmented (gradient boosting)", "≥ best imbalanced-learn"),
         ("credit_default_pr_auc_smote_hgb", "the same with SMOTENC", "—"),
-        ("fashion_minority_recall_ganworks", "Fashion-MNIST minority recall, ganworks-augmented", "> every baseline"),
-        ("fashion_minority_recall_oversample", "the same with oversampling", "—"),
+    ]),
+    "augmentation-images": ("`benchmarks/augmentation.py --images`: a rare Fashion-MNIST class (60 shirts) rebalanced", [
+        ("fashion_minority_recall_ganworks", "Fashion-MNIST shirt recall, ganworks-augmented", "> every baseline"),
+        ("fashion_minority_recall_weights", "the same with a class-weighted loss", "—"),
+        ("fashion_minority_recall_oversample", "the same with flipped/shifted copies", "—"),
+        ("fashion_minority_recall_real", "the same, real data only", "—"),
     ]),
     "soak": ("`benchmarks/soak.py --minutes 30`: every fault kind at once under load", [
         ("summary.calls", "calls made under load", "—"),
