@@ -192,22 +192,23 @@ def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: 
     strength steered by D's confidence on the rarest class's real images: with 60 of them, D learns those by heart
     long before the rest, and an unaugmented D then teaches G to copy them.
     """
-    import copy
-
     import torch
     import torch.nn.functional as F
 
     from ganworks.images import from_uint8
     from ganworks.models import build_discriminator, build_generator
     from trainer.augment import AdaptiveAugment
+    from trainer.ema import ema_beta, make_ema, update_ema
 
     torch.manual_seed(seed)
     params = {"image_size": 32, "channels": 1, "latent_dim": 64, "width": 32, "num_classes": num_classes}
     G, D = build_generator("dcgan", **params), build_discriminator("dcgan", **params)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    G_ema = make_ema(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.99))
-    x_all = F.interpolate(from_uint8(images), size=32, mode="bilinear", align_corners=False)
+    # 28×28 → 32×32 by a 2-pixel border of background, not by resizing: resized (and resized back) samples are
+    # smoother than real images, and a classifier then learns smoothness as the rare class's sign.
+    x_all = F.pad(from_uint8(images), (2, 2, 2, 2), value=-1.0)
     by_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
     rare = int(np.argmin([len(members) for members in by_class]))
     ada, draws = AdaptiveAugment(1, target=0.6, speed_images=20_000), torch.Generator().manual_seed(seed)
@@ -229,23 +230,20 @@ def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: 
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        with torch.no_grad():
-            for pe, p in zip(G_ema.parameters(), G.parameters()):
-                pe.lerp_(p, 1 - 0.999)
-            for be, b in zip(G_ema.buffers(), G.buffers()):
-                be.copy_(b)
+        # ganworks' G_ema: a 10k-image half-life, ramped up so the average does not keep the noisy young generator
+        update_ema(G_ema, G, ema_beta(batch, (step + 1) * batch, 10_000, 0.05))
         if step % 500 == 0:
             print(f"    cgan step {step}: loss_d {loss_d.item():.3f} loss_g {loss_g.item():.3f} augment p {ada.p:.2f}", flush=True)
     return G_ema
 
 
-def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs: int, add: int) -> dict:
+def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs: int, add: int, samples_png: str = "") -> dict:
     import torch
     import torch.nn.functional as F
 
     from evaluator_service.metrics.utility import BATCH_SIZE, UtilityClassifier, as_input, predict
     from ganworks.data import load_dataset
-    from ganworks.images import to_uint8
+    from ganworks.images import grid_png, to_uint8
 
     train = load_dataset("fashion-mnist:shirt=1%", split="train")
     test = load_dataset("fashion-mnist", split="test")
@@ -287,7 +285,11 @@ def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs
         gan_seconds.append(time.perf_counter() - start)
         with torch.no_grad():
             fake = G(torch.randn(add, 64, generator=torch.Generator().manual_seed(seed)), torch.full((add,), shirt))
-            fake = to_uint8(F.interpolate(fake, size=28, mode="bilinear", align_corners=False, antialias=True))
+            fake = to_uint8(fake[:, :, 2:30, 2:30])
+        if samples_png and seed == seeds[0]:
+            with open(samples_png, "wb") as out:
+                out.write(grid_png(np.concatenate([fake[:50], xs[ys == shirt][:50]]), columns=10, scale=2))
+            print(f"  {samples_png}: 50 generated shirts (top), then 50 real training shirts", flush=True)
         sets = {
             "real": (xs, ys, None),
             "weights": (xs, ys, (counts.sum() / (10 * np.maximum(counts, 1))).tolist()),
@@ -322,6 +324,7 @@ def main() -> None:
     parser.add_argument("--cnn-per-class", type=int, default=1000, help="images of each other class the CNN trains on")
     parser.add_argument("--cnn-epochs", type=int, default=5)
     parser.add_argument("--add", type=int, default=940, help="images of the rare class each oversampling method adds (to 1,000 with the 60)")
+    parser.add_argument("--samples-png", default="", help="write the first image seed's generated rare-class images (and real ones) to this PNG")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: two spin against each other on a shared CPU)")
     args = parser.parse_args()
     if args.imblearn_path:
@@ -344,7 +347,7 @@ def main() -> None:
                                       seeds, args.epochs * 6, 50, 5))
     if args.images:
         result.update({"image_seeds": args.image_seeds, "gan_steps": args.gan_steps, "cnn_per_class": args.cnn_per_class, "cnn_epochs": args.cnn_epochs})
-        result.update(image_benchmark([int(s) for s in args.image_seeds.split(",")], args.gan_steps, args.cnn_per_class, args.cnn_epochs, args.add))
+        result.update(image_benchmark([int(s) for s in args.image_seeds.split(",")], args.gan_steps, args.cnn_per_class, args.cnn_epochs, args.add, args.samples_png))
     result["train_seconds"] = round(time.perf_counter() - started, 1)
     result["load_average_1m_start"], result["load_average_1m_end"] = round(load[0], 2), round(os.getloadavg()[0], 2)
     print(json.dumps(result))
