@@ -46,6 +46,7 @@ def limit_heap_growth(arena_max: int, mmap_threshold: int) -> bool:
 
 
 def trim_heap() -> bool:
-    """Returns the free memory of every glibc arena to the OS now (free pages inside the heap too); False without glibc."""
+    """Returns the free memory of every glibc arena to the OS now (free pages inside the heap too); True when some was
+    released, False when none was or there is no glibc."""
     trim = getattr(_libc(), "malloc_trim", None)
     return bool(trim(0)) if trim is not None else False
