@@ -327,6 +327,8 @@ def main() -> None:
     parser.add_argument("--samples-png", default="", help="write the first image seed's generated rare-class images (and real ones) to this PNG")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: two spin against each other on a shared CPU)")
     args = parser.parse_args()
+    if args.samples_png and not os.path.isdir(os.path.dirname(os.path.abspath(args.samples_png))):
+        parser.error(f"--samples-png {args.samples_png}: its folder does not exist (checked now, not after the training)")
     if args.imblearn_path:
         sys.path.insert(0, args.imblearn_path)
     import torch

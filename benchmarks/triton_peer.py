@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generator import MODEL, THREADS  # noqa: E402 - the same model and threads as the main benchmark
 
 
-def build(form: str):
+def build(form: str, max_batch_size: int):
     """The benchmark's model (torch.manual_seed(0), as benchmarks/generator.py publishes it), in the service's form."""
     import torch
 
@@ -35,7 +35,7 @@ def build(form: str):
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     generator = build_generator("dcgan", **MODEL).eval()
-    plan = FormPlan(entries=("",), device=torch.device("cpu"), buckets=graph_buckets(64))
+    plan = FormPlan(entries=("",), device=torch.device("cpu"), buckets=graph_buckets(max_batch_size))
     return FORMS[form](generator, plan) if form != "eager" else generator
 
 
@@ -59,7 +59,7 @@ def main() -> None:
     _let_the_stub_import_pytritons_packages()
     if a.stub_env:
         _give_the_stub_its_own_python(a.stub_env)
-    family, generator = get_family("dcgan"), build(a.form)
+    family, generator = get_family("dcgan"), build(a.form, a.max_batch_size)
 
     @batch
     def infer(seed: np.ndarray) -> dict[str, np.ndarray]:
