@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pathlib
@@ -21,6 +22,16 @@ if os.path.isdir(_FASHION):
 # Test files that share a package fixture too costly to start twice: tests/e2e's `live` system (two minutes on
 # two cores). Under xdist's loadfile (tests/run_tests.py) one worker runs each of these groups whole.
 SHARED_WORKER = {"tests/e2e/test_system.py": "tests/e2e live system", "tests/e2e/test_dashboards_real_data.py": "tests/e2e live system"}
+
+
+# Each long test file's measured seconds (tests/tools/durations.py writes it from a run's JUnit XML): the longest
+# start first, so the run does not end with one worker on a long file while the other idles.
+DURATIONS = json.loads((pathlib.Path(__file__).parent / "durations.json").read_text())
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False  # xdist's own order (most tests first) would undo the one below
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -43,7 +54,10 @@ def uses_s3(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Marks every test that uses S3 with `s3` (so `-m "not s3"` leaves them out), and skips `gpu` tests without CUDA."""
+    """Marks every test that uses S3 with `s3` (so `-m "not s3"` leaves them out), skips `gpu` tests without CUDA,
+    and puts the longest files first (DURATIONS; a file's tests keep their order)."""
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-DURATIONS.get(item.nodeid.split("::", 1)[0], 0.0), order[id(item)]))
     cuda = None
     for item in items:
         if uses_s3(item) and not item.get_closest_marker("s3"):
