@@ -21,6 +21,15 @@ CNN is trained on real only, with a class-weighted loss, with the 60 shirts over
 ganworks shirts from a class-conditional DCGAN trained on the cut data (class-balanced labels for the generator);
 minority recall and balanced accuracy on the 10,000 test images, mean and std over --image-seeds. On the shared
 2-core CPU the CNN trains on --cnn-per-class images of each other class (all 60 shirts, plus what each method adds).
+Every method that adds shirts adds --add of them:
+  oversample        flipped/shifted copies of the 60 real shirts
+  ganworks          generated shirts
+  ganworks_checked  generated shirts that `augment --check-class`'s classifier (fitted on the CNN's real training
+                    images) takes for shirts, the first --add of 3x as many drawn
+  ganworks_flips    half ganworks_checked's shirts, half oversample's copies: ganworks on top of the usual trick
+--generators DIR keeps each seed's trained cGAN (G_ema, safetensors, every --save-every steps), so a later run with
+the same seed and --gan-steps scores it again without training it again; the JSON's fashion_cgan_seconds is then
+the training time recorded in the file.
 
 imbalanced-learn is for this benchmark only:
     .venv/bin/pip install --no-deps --target /tmp/imblearn -r benchmarks/imbalanced-learn.txt
@@ -44,6 +53,7 @@ import numpy as np  # noqa: E402
 
 METHODS = ("real", "weights", "ros", "smote", "adasyn", "ganworks", "ganworks_checked")
 MODELS = ("logreg", "hgb")
+IMAGE_METHODS = ("real", "weights", "oversample", "ganworks", "ganworks_checked", "ganworks_flips")
 
 
 # ---- tables ---------------------------------------------------------------------------------------------------------
@@ -184,13 +194,51 @@ def _flip_shift(images: np.ndarray, count: int, seed: int) -> np.ndarray:
     return out
 
 
-def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: int, seed: int, batch: int = 64):
+CGAN = {"image_size": 32, "channels": 1, "latent_dim": 64, "width": 32}
+
+
+def _generator_file(folder: str, seed: int, step: int) -> str:
+    return os.path.join(folder, f"cgan-seed{seed}-step{step}.safetensors")
+
+
+def save_generator(folder: str, G, seed: int, step: int, seconds: float) -> None:
+    """G_ema's weights at `step` (safetensors; metadata: seed, step, training seconds, the commit that trained it)."""
+    from safetensors.torch import save_file
+
+    path = _generator_file(folder, seed, step)
+    meta = {"seed": str(seed), "step": str(step), "seconds": f"{seconds:.1f}", "commit": provenance().get("commit", "")}
+    save_file({k: v.detach().contiguous() for k, v in G.state_dict().items()}, path + ".part", metadata=meta)
+    os.replace(path + ".part", path)
+    print(f"    cgan step {step}: G_ema written to {path}", flush=True)
+
+
+def load_generator(folder: str, seed: int, step: int, num_classes: int):
+    """(G, training seconds) from save_generator's file, or None when there is none for this seed and step."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from ganworks.models import build_generator
+
+    path = _generator_file(folder, seed, step)
+    if not os.path.exists(path):
+        return None
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+    G = build_generator("dcgan", **CGAN, num_classes=num_classes)
+    G.load_state_dict(load_file(path))
+    print(f"  seed {seed}: G_ema of step {step} from {path} (trained in {meta['seconds']} s at {meta['commit'][:7]})", flush=True)
+    return G.eval(), float(meta["seconds"])
+
+
+def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: int, seed: int, batch: int = 64, save=None, save_every: int = 0):
     """A class-conditional DCGAN (ganworks' dcgan family, hinge loss, EMA of G) on the cut data, labels for G drawn
     uniformly over the classes (class-balanced) and real batches drawn class-balanced too, so the rare class is seen.
 
     Everything D sees goes through ganworks' adaptive augmentation (trainer/augment.py: flips and shifts), its
     strength steered by D's confidence on the rarest class's real images: with 60 of them, D learns those by heart
     long before the rest, and an unaugmented D then teaches G to copy them.
+
+    save(step, G_ema) is called every save_every steps and at the last.
     """
     import torch
     import torch.nn.functional as F
@@ -201,7 +249,7 @@ def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: 
     from trainer.ema import ema_beta, make_ema, update_ema
 
     torch.manual_seed(seed)
-    params = {"image_size": 32, "channels": 1, "latent_dim": 64, "width": 32, "num_classes": num_classes}
+    params = {**CGAN, "num_classes": num_classes}
     G, D = build_generator("dcgan", **params), build_discriminator("dcgan", **params)
     G_ema = make_ema(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.0, 0.99))
@@ -234,10 +282,13 @@ def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: 
         update_ema(G_ema, G, ema_beta(batch, (step + 1) * batch, 10_000, 0.05))
         if step % 500 == 0:
             print(f"    cgan step {step}: loss_d {loss_d.item():.3f} loss_g {loss_g.item():.3f} augment p {ada.p:.2f}", flush=True)
-    return G_ema
+        if save is not None and (step + 1 == steps or (save_every and (step + 1) % save_every == 0)):
+            save(step + 1, G_ema)
+    return G_ema.eval()
 
 
-def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs: int, add: int, samples_png: str = "") -> dict:
+def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs: int, add: int, samples_png: str = "",
+                    generators: str = "", save_every: int = 0) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -273,19 +324,34 @@ def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs
         recalls = [(predicted[test.labels == c] == c).mean() for c in range(10)]
         return float(recalls[shirt]), float(np.mean(recalls))
 
-    results = {k: {"recall": [], "balanced_accuracy": []} for k in ("real", "weights", "oversample", "ganworks")}
+    from orchestration.augment_filters import ClassCheck, pooled_image_features
+
+    results = {k: {"recall": [], "balanced_accuracy": []} for k in IMAGE_METHODS}
     gan_seconds = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
         pick = np.concatenate([rng.permutation(np.flatnonzero(train.labels == c))[: per_class if c != shirt else None] for c in range(10)])
         xs, ys = train.images[pick], train.labels[pick]
         counts = np.bincount(ys, minlength=10)
-        start = time.perf_counter()
-        G = train_cgan(train.images, train.labels, 10, gan_steps, seed)
-        gan_seconds.append(time.perf_counter() - start)
-        with torch.no_grad():
-            fake = G(torch.randn(add, 64, generator=torch.Generator().manual_seed(seed)), torch.full((add,), shirt))
-            fake = to_uint8(fake[:, :, 2:30, 2:30])
+        loaded = load_generator(generators, seed, gan_steps, 10) if generators else None
+        if loaded is None:
+            start = time.perf_counter()
+            save = (lambda step, G: save_generator(generators, G, seed, step, time.perf_counter() - start)) if generators else None
+            G = train_cgan(train.images, train.labels, 10, gan_steps, seed, save=save, save_every=save_every)
+            gan_seconds.append(time.perf_counter() - start)
+        else:
+            G, seconds = loaded
+            gan_seconds.append(seconds)
+        with torch.no_grad():  # 3x as many as added, for the class check to choose from; the first `add` are "ganworks"
+            fake = G(torch.randn(3 * add, 64, generator=torch.Generator().manual_seed(seed)), torch.full((3 * add,), shirt))
+            drawn = to_uint8(fake[:, :, 2:30, 2:30])
+        fake = drawn[:add]
+        # `ganworks augment --check-class`: an independent classifier fitted on the CNN's real training images keeps
+        # the drawn shirts it takes for shirts (the first `add` of them; short, topped up with the rest in order)
+        passed = ClassCheck(pooled_image_features(xs), ys, seed=seed).keep(pooled_image_features(drawn), np.full(len(drawn), shirt))
+        checked = np.concatenate([drawn[passed], drawn[~passed]])[:add]
+        print(f"  seed {seed}: the class check passes {int(passed.sum())} of {len(drawn)} drawn shirts", flush=True)
+        half = add // 2
         if samples_png and seed == seeds[0]:
             with open(samples_png, "wb") as out:
                 out.write(grid_png(np.concatenate([fake[:50], xs[ys == shirt][:50]]), columns=10, scale=2))
@@ -295,6 +361,9 @@ def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs
             "weights": (xs, ys, (counts.sum() / (10 * np.maximum(counts, 1))).tolist()),
             "oversample": (np.concatenate([xs, _flip_shift(xs[ys == shirt], add, seed)]), np.concatenate([ys, np.full(add, shirt)]), None),
             "ganworks": (np.concatenate([xs, fake]), np.concatenate([ys, np.full(add, shirt)]), None),
+            "ganworks_checked": (np.concatenate([xs, checked]), np.concatenate([ys, np.full(add, shirt)]), None),
+            # the same number added, half checked ganworks shirts and half flipped/shifted copies of the real ones
+            "ganworks_flips": (np.concatenate([xs, checked[:half], _flip_shift(xs[ys == shirt], add - half, seed)]), np.concatenate([ys, np.full(add, shirt)]), None),
         }
         for method, (images, labels, weight) in sets.items():
             recall, balanced = score(fit(images, labels, seed, weight))
@@ -325,10 +394,15 @@ def main() -> None:
     parser.add_argument("--cnn-epochs", type=int, default=5)
     parser.add_argument("--add", type=int, default=940, help="images of the rare class each oversampling method adds (to 1,000 with the 60)")
     parser.add_argument("--samples-png", default="", help="write the first image seed's generated rare-class images (and real ones) to this PNG")
+    parser.add_argument("--generators", default="", help="folder of trained cGANs: one for this seed and --gan-steps is loaded from it, "
+                        "else it is trained and written there (with --save-every)")
+    parser.add_argument("--save-every", type=int, default=0, help="with --generators: also write G_ema every this many steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: two spin against each other on a shared CPU)")
     args = parser.parse_args()
     if args.samples_png and not os.path.isdir(os.path.dirname(os.path.abspath(args.samples_png))):
         parser.error(f"--samples-png {args.samples_png}: its folder does not exist (checked now, not after the training)")
+    if args.generators:
+        os.makedirs(args.generators, exist_ok=True)
     if args.imblearn_path:
         sys.path.insert(0, args.imblearn_path)
     import torch
@@ -349,7 +423,8 @@ def main() -> None:
                                       seeds, args.epochs * 6, 50, 5))
     if args.images:
         result.update({"image_seeds": args.image_seeds, "gan_steps": args.gan_steps, "cnn_per_class": args.cnn_per_class, "cnn_epochs": args.cnn_epochs})
-        result.update(image_benchmark([int(s) for s in args.image_seeds.split(",")], args.gan_steps, args.cnn_per_class, args.cnn_epochs, args.add, args.samples_png))
+        result.update(image_benchmark([int(s) for s in args.image_seeds.split(",")], args.gan_steps, args.cnn_per_class, args.cnn_epochs, args.add, args.samples_png,
+                                      args.generators, args.save_every))
     result["train_seconds"] = round(time.perf_counter() - started, 1)
     result["load_average_1m_start"], result["load_average_1m_end"] = round(load[0], 2), round(os.getloadavg()[0], 2)
     print(json.dumps(result))
