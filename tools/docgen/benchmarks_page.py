@@ -47,10 +47,8 @@ HEADLINES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "augmentation": ("`benchmarks/augmentation.py`: rare-class augmentation vs imbalanced-learn", [
         ("credit_default_pr_auc_ganworks_checked_hgb", "credit-default minority PR-AUC, ganworks rows with `--check-class` (gradient boosting)", "≥ best imbalanced-learn"),
         ("credit_default_pr_auc_ros_hgb", "the same with RandomOverSampler", "—"),
-        ("credit_default_pr_auc_smote_hgb", "the same with SMOTENC", "—"),
         ("credit_default_pr_auc_real_hgb", "the same, real rows only", "—"),
         ("fashion_minority_recall_ganworks_flips", "Fashion-MNIST shirt recall, ganworks shirts and flipped copies, half each", "> every baseline"),
-        ("fashion_minority_recall_ganworks", "the same, ganworks shirts only", "—"),
         ("fashion_minority_recall_oversample", "the same, flipped/shifted copies only", "—"),
         ("fashion_minority_recall_weights", "the same with a class-weighted loss", "—"),
     ]),
