@@ -29,7 +29,9 @@ Each method's CNN is trained --cnn-seeds times per image seed (its recall of a 6
 seed), each with its own draw of copies and generated shirts.
 --generators DIR keeps each seed's trained cGAN (G_ema, safetensors, every --save-every steps), so a later run with
 the same seed and --gan-steps scores it again without training it again; the JSON's fashion_cgan_seconds is then
-the training time recorded in the file.
+the training time recorded in the file. fashion_generated_spread is each seed's spread of 500 generated shirts (RMS
+distance to their mean image, pixels in [0, 1]) beside fashion_real_spread, the 60 real ones': a generator that
+collapsed on the class draws one image again and again, and its spread falls towards 0.
 
 imbalanced-learn is for this benchmark only:
     .venv/bin/pip install --no-deps --target /tmp/imblearn -r benchmarks/imbalanced-learn.txt
@@ -181,6 +183,12 @@ def table_benchmark(name: str, train, test, seeds: list[int], epochs: int, batch
 # ---- images ---------------------------------------------------------------------------------------------------------
 
 
+def pixel_spread(images: np.ndarray) -> float:
+    """RMS distance of images to their mean image, pixels in [0, 1]: how varied a set is (0: every image the same)."""
+    x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+    return float(np.sqrt(((x - x.mean(axis=0)) ** 2).sum(axis=1).mean() / x.shape[1]))
+
+
 def _flip_shift(images: np.ndarray, count: int, seed: int) -> np.ndarray:
     """count copies of random images, each flipped left-right at random and shifted by up to 2 pixels."""
     rng = np.random.default_rng(seed)
@@ -326,6 +334,7 @@ def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs
 
     results = {k: {"recall": [], "balanced_accuracy": []} for k in IMAGE_METHODS}
     pairs = []  # ganworks_flips − oversample shirt recall, per (seed, CNN seed)
+    spread, real_spread = [], pixel_spread(train.images[train.labels == shirt])
     gan_seconds = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
@@ -341,6 +350,9 @@ def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs
         else:
             G, seconds = loaded
             gan_seconds.append(seconds)
+        with torch.no_grad():  # a collapsed generator draws one image again and again: its spread falls towards 0
+            spread.append(pixel_spread(to_uint8(G(torch.randn(500, 64, generator=torch.Generator().manual_seed(seed)), torch.full((500,), shirt))[:, :, 2:30, 2:30])))
+        print(f"  seed {seed}: spread of 500 generated shirts {spread[-1]:.3f} (the 60 real ones: {real_spread:.3f})", flush=True)
         if samples_png and seed == seeds[0]:
             with torch.no_grad():
                 fake = to_uint8(G(torch.randn(50, 64, generator=torch.Generator().manual_seed(seed)), torch.full((50,), shirt))[:, :, 2:30, 2:30])
@@ -382,6 +394,8 @@ def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs
             out[(f"fashion_minority_{k}_{method}" if k == "recall" else f"fashion_balanced_accuracy_{method}") + "_std"] = round(float(np.std(v)), 4)
         print(f"  {method:10s} recall {np.mean(r['recall']):.3f} ± {np.std(r['recall']):.3f}   balanced accuracy {np.mean(r['balanced_accuracy']):.3f} ± {np.std(r['balanced_accuracy']):.3f}")
     out["fashion_cgan_seconds"] = round(float(np.mean(gan_seconds)), 1)
+    out["fashion_generated_spread"] = [round(v, 3) for v in spread]
+    out["fashion_real_spread"] = round(real_spread, 3)
     out["fashion_flips_over_oversample_recall_gain"] = round(float(np.mean(pairs)), 4)
     out["fashion_flips_over_oversample_wins"] = f"{sum(d > 0 for d in pairs)} of {len(pairs)}"
     print(f"  ganworks_flips − oversample, shirt recall on the same CNN seed: mean {np.mean(pairs):+.3f}, ahead in {out['fashion_flips_over_oversample_wins']}")
