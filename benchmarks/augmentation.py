@@ -205,29 +205,31 @@ def _flip_shift(images: np.ndarray, count: int, seed: int) -> np.ndarray:
 CGAN = {"image_size": 32, "channels": 1, "latent_dim": 64, "width": 32}
 
 
-def _generator_file(folder: str, seed: int, step: int) -> str:
-    return os.path.join(folder, f"cgan-seed{seed}-step{step}.safetensors")
+def _generator_file(folder: str, seed: int, step: int, g_lr: float = 2e-4, d_lr: float = 2e-4) -> str:
+    """The file of one seed's G_ema at one step; learning rates other than the defaults are part of its name."""
+    rates = "" if (g_lr, d_lr) == (2e-4, 2e-4) else f"-g{g_lr:g}-d{d_lr:g}"
+    return os.path.join(folder, f"cgan-seed{seed}-step{step}{rates}.safetensors")
 
 
-def save_generator(folder: str, G, seed: int, step: int, seconds: float) -> None:
+def save_generator(folder: str, G, seed: int, step: int, seconds: float, g_lr: float = 2e-4, d_lr: float = 2e-4) -> None:
     """G_ema's weights at `step` (safetensors; metadata: seed, step, training seconds, the commit that trained it)."""
     from safetensors.torch import save_file
 
-    path = _generator_file(folder, seed, step)
+    path = _generator_file(folder, seed, step, g_lr, d_lr)
     meta = {"seed": str(seed), "step": str(step), "seconds": f"{seconds:.1f}", "commit": provenance().get("commit", "")}
     save_file({k: v.detach().contiguous() for k, v in G.state_dict().items()}, path + ".part", metadata=meta)
     os.replace(path + ".part", path)
     print(f"    cgan step {step}: G_ema written to {path}", flush=True)
 
 
-def load_generator(folder: str, seed: int, step: int, num_classes: int):
+def load_generator(folder: str, seed: int, step: int, num_classes: int, g_lr: float = 2e-4, d_lr: float = 2e-4):
     """(G, training seconds) from save_generator's file, or None when there is none for this seed and step."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     from ganworks.models import build_generator
 
-    path = _generator_file(folder, seed, step)
+    path = _generator_file(folder, seed, step, g_lr, d_lr)
     if not os.path.exists(path):
         return None
     with safe_open(path, "pt") as f:
@@ -238,7 +240,8 @@ def load_generator(folder: str, seed: int, step: int, num_classes: int):
     return G.eval(), float(meta["seconds"])
 
 
-def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: int, seed: int, batch: int = 64, save=None, save_every: int = 0):
+def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: int, seed: int, batch: int = 64, save=None, save_every: int = 0,
+               g_lr: float = 2e-4, d_lr: float = 2e-4):
     """A class-conditional DCGAN (ganworks' dcgan family, hinge loss, EMA of G) on the cut data, labels for G drawn
     uniformly over the classes (class-balanced) and real batches drawn class-balanced too, so the rare class is seen.
 
@@ -260,8 +263,8 @@ def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: 
     params = {**CGAN, "num_classes": num_classes}
     G, D = build_generator("dcgan", **params), build_discriminator("dcgan", **params)
     G_ema = make_ema(G)
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.0, 0.99))
-    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.99))
+    opt_g = torch.optim.Adam(G.parameters(), lr=g_lr, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=d_lr, betas=(0.0, 0.99))
     # 28×28 → 32×32 by a 2-pixel border of background, not by resizing: resized (and resized back) samples are
     # smoother than real images, and a classifier then learns smoothness as the rare class's sign.
     x_all = F.pad(from_uint8(images), (2, 2, 2, 2), value=-1.0)
@@ -296,7 +299,7 @@ def train_cgan(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: 
 
 
 def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs: int, add: int, samples_png: str = "",
-                    generators: str = "", save_every: int = 0, cnn_seeds: int = 3) -> dict:
+                    generators: str = "", save_every: int = 0, cnn_seeds: int = 3, g_lr: float = 2e-4, d_lr: float = 2e-4) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -341,11 +344,11 @@ def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs
         pick = np.concatenate([rng.permutation(np.flatnonzero(train.labels == c))[: per_class if c != shirt else None] for c in range(10)])
         xs, ys = train.images[pick], train.labels[pick]
         counts = np.bincount(ys, minlength=10)
-        loaded = load_generator(generators, seed, gan_steps, 10) if generators else None
+        loaded = load_generator(generators, seed, gan_steps, 10, g_lr, d_lr) if generators else None
         if loaded is None:
             start = time.perf_counter()
-            save = (lambda step, G: save_generator(generators, G, seed, step, time.perf_counter() - start)) if generators else None
-            G = train_cgan(train.images, train.labels, 10, gan_steps, seed, save=save, save_every=save_every)
+            save = (lambda step, G: save_generator(generators, G, seed, step, time.perf_counter() - start, g_lr, d_lr)) if generators else None
+            G = train_cgan(train.images, train.labels, 10, gan_steps, seed, save=save, save_every=save_every, g_lr=g_lr, d_lr=d_lr)
             gan_seconds.append(time.perf_counter() - start)
         else:
             G, seconds = loaded
@@ -413,6 +416,8 @@ def main() -> None:
     parser.add_argument("--gan-steps", type=int, default=3000, help="conditional DCGAN steps (batch 64) per image seed")
     parser.add_argument("--cnn-per-class", type=int, default=1000, help="images of each other class the CNN trains on")
     parser.add_argument("--cnn-epochs", type=int, default=5)
+    parser.add_argument("--g-lr", type=float, default=2e-4, help="the cGAN's generator learning rate")
+    parser.add_argument("--d-lr", type=float, default=2e-4, help="the cGAN's discriminator learning rate")
     parser.add_argument("--cnn-seeds", type=int, default=3, help="CNNs trained per method and image seed (seeds seed, seed+100, ...); their mean is the seed's figure")
     parser.add_argument("--add", type=int, default=940, help="images of the rare class each oversampling method adds (to 1,000 with the 60)")
     parser.add_argument("--samples-png", default="", help="write the first image seed's generated rare-class images (and real ones) to this PNG")
@@ -444,9 +449,10 @@ def main() -> None:
         result.update(table_benchmark("breast_cancer", cut_minority(load_table("breast-cancer", split="train"), 0.10), load_table("breast-cancer", split="test"),
                                       seeds, args.epochs * 6, 50, 5))
     if args.images:
-        result.update({"image_seeds": args.image_seeds, "gan_steps": args.gan_steps, "cnn_per_class": args.cnn_per_class, "cnn_epochs": args.cnn_epochs})
+        result.update({"image_seeds": args.image_seeds, "gan_steps": args.gan_steps, "cnn_per_class": args.cnn_per_class, "cnn_epochs": args.cnn_epochs,
+                       "cnn_seeds": args.cnn_seeds, "g_lr": args.g_lr, "d_lr": args.d_lr})
         result.update(image_benchmark([int(s) for s in args.image_seeds.split(",")], args.gan_steps, args.cnn_per_class, args.cnn_epochs, args.add, args.samples_png,
-                                      args.generators, args.save_every, args.cnn_seeds))
+                                      args.generators, args.save_every, args.cnn_seeds, args.g_lr, args.d_lr))
     result["train_seconds"] = round(time.perf_counter() - started, 1)
     result["load_average_1m_start"], result["load_average_1m_end"] = round(load[0], 2), round(os.getloadavg()[0], 2)
     print(json.dumps(result))
