@@ -56,8 +56,7 @@ def uses_s3(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config, items):
     """Marks every test that uses S3 with `s3` (so `-m "not s3"` leaves them out), skips `gpu` tests without CUDA,
     and puts the longest files first (DURATIONS; a file's tests keep their order)."""
-    order = {id(item): i for i, item in enumerate(items)}
-    items.sort(key=lambda item: (-DURATIONS.get(item.nodeid.split("::", 1)[0], 0.0), order[id(item)]))
+    items.sort(key=lambda item: -DURATIONS.get(item.nodeid.split("::", 1)[0], 0.0))  # stable: ties keep their order
     cuda = None
     for item in items:
         if uses_s3(item) and not item.get_closest_marker("s3"):
