@@ -55,3 +55,17 @@ def grid(pixels: np.ndarray, columns: int | None = None, padding: int = 2, scale
 
 def grid_png(pixels: np.ndarray, columns: int | None = None, scale: int = 1) -> bytes:
     return encode_png(grid(pixels, columns, scale=scale))
+
+
+def flipped_shifted_copies(images: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """count copies of images drawn at random (N×H×W or N×H×W×C uint8), each flipped left-right with probability
+    1/2 and rolled by up to 2 pixels each way: the usual oversampling of a rare image class."""
+    rng = np.random.default_rng(seed)
+    picks = images[rng.integers(0, len(images), count)]
+    out = np.empty_like(picks)
+    for i, image in enumerate(picks):
+        if rng.random() < 0.5:
+            image = image[:, ::-1]
+        dy, dx = rng.integers(-2, 3, 2)
+        out[i] = np.roll(np.roll(image, dy, axis=0), dx, axis=1)
+    return out

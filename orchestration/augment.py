@@ -3,15 +3,17 @@ classes, drawn from a served conditional run (table or image) — with a sidecar
 Tables go to CSV or Parquet; images to an .npz (images, labels, synthetic) or a folder of PNGs per class.
 
     ganworks augment --run credit --data credit-default --split train --classes Yes --share 0.2 --out aug.csv
-    ganworks augment --run fm-cgan --data fashion-mnist:shirt=1% --split train --classes shirt --add 3000 --out aug.npz
+    ganworks augment --run fm-cgan --data fashion-mnist:shirt=1% --split train --classes shirt --add 940 --copies 0.5 --out aug.npz
     ganworks augment --from-sidecar aug.csv.augment.json --out again.csv      # the same set, byte for byte
 
 Examples are asked from the generator service over gRPC in parts of its per-call limit, every part from the snapshot
 that answered the first. How many: `--add N` of each named class, or `--share S` (each named class, or every class
 below S when none is named, brought up to a share S of the whole set). Filters: `--check-class` drops an example that
 an independent classifier fitted on the real data does not assign to its class; `--privacy-guard Q` drops an example
-closer to a training record than the Q-quantile of the training records' distances to each other. The sidecar records
-run, step, seeds and counts of every call, the filters and what each dropped.
+closer to a training record than the Q-quantile of the training records' distances to each other. For images,
+`--copies S` makes a share S of what each class gets flipped/shifted copies of its real images (the filters apply to
+the generated ones). The sidecar records run, step, seeds and counts of every call, the copies, the filters and what
+each dropped.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--add", type=int, help="add this many generated examples of each named class")
     how.add_argument("--share", type=float, help="bring each named class (or, without --classes, every class below this share) up to this share of the set")
+    parser.add_argument("--copies", type=float, default=0.0, metavar="SHARE",
+                        help="images: of what each class gets, this share are flipped/shifted copies of its real images instead of generated ones "
+                             "(default 0; 0.5 caught the most rare shirts in benchmarks/augmentation.py)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0); the same seed, run and data give the same set")
     parser.add_argument("--check-class", action="store_true", help="drop examples an independent classifier fitted on the real data does not assign to their class")
     parser.add_argument("--privacy-guard", type=float, metavar="Q", help="drop examples closer to a training record than the Q-quantile (e.g. 0.01) "
@@ -95,6 +100,20 @@ def draw_seed(seed: int, class_index: int, draw: int) -> int:
     from ganworks.generator_client import part_seed
 
     return part_seed(part_seed(seed, class_index + 1), draw)
+
+
+def split_copies(plan: dict[str, int], share: float) -> tuple[dict[str, int], dict[str, int]]:
+    """(generated, copies) per class: a share of each class's count becomes flipped/shifted copies of its real images."""
+    copies = {c: round(n * share) for c, n in plan.items()}
+    return {c: n - copies[c] for c, n in plan.items() if n - copies[c]}, {c: k for c, k in copies.items() if k}
+
+
+def make_copies(data: "ImageData", copies: dict[str, int], class_order: list[str], seed: int) -> dict[str, np.ndarray]:
+    """The flipped/shifted copies of each class's real images, from a seed of their own (a draw number no call uses)."""
+    from ganworks.images import flipped_shifted_copies
+
+    labels = data.labels
+    return {c: flipped_shifted_copies(data.dataset.images[labels == c], k, draw_seed(seed, class_order.index(c), MAX_DRAWS)) for c, k in copies.items()}
 
 
 # ---- the data kinds ---------------------------------------------------------------------------------------------------
@@ -314,31 +333,36 @@ def write_table(out: pathlib.Path, data: TableData, kept: dict[str, list]) -> in
     return table.num_rows
 
 
-def write_images(out: pathlib.Path, data: ImageData, kept: dict[str, list]) -> int:
+def write_images(out: pathlib.Path, data: ImageData, kept: dict[str, list], copies: dict[str, np.ndarray] | None = None) -> int:
+    """The real images, then the generated ones, then the copies; `synthetic` marks the generated, `copied` the copies."""
     chunks = [(np.concatenate(c), int(label)) for label, c in kept.items() if c and sum(len(x) for x in c)]
-    images = np.concatenate([data.dataset.images, *[c for c, _ in chunks]])
-    labels = np.concatenate([data.dataset.labels.astype(np.int64), *[np.full(len(c), label, np.int64) for c, label in chunks]])
-    synthetic = np.concatenate([np.zeros(len(data.dataset), bool), np.ones(len(images) - len(data.dataset), bool)])
+    copied = [(c, int(label)) for label, c in (copies or {}).items() if len(c)]
+    n_real, n_made = len(data.dataset), sum(len(c) for c, _ in chunks)
+    images = np.concatenate([data.dataset.images, *[c for c, _ in chunks], *[c for c, _ in copied]])
+    labels = np.concatenate([data.dataset.labels.astype(np.int64), *[np.full(len(c), label, np.int64) for c, label in chunks + copied]])
+    synthetic, is_copy = np.zeros(len(images), bool), np.zeros(len(images), bool)
+    synthetic[n_real : n_real + n_made] = True
+    is_copy[n_real + n_made :] = True
     if out.suffix == "":
-        return _write_folder(out, data, images, labels, synthetic)
+        return _write_folder(out, data, images, labels, synthetic, is_copy)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as fh:  # np.savez to a file object: no zip timestamps from the file name's mtime
-        np.savez(fh, images=images, labels=labels, synthetic=synthetic, class_names=np.array(data.dataset.class_names, dtype=str))
+        np.savez(fh, images=images, labels=labels, synthetic=synthetic, copied=is_copy, class_names=np.array(data.dataset.class_names, dtype=str))
     return len(images)
 
 
-def _write_folder(out: pathlib.Path, data: ImageData, images: np.ndarray, labels: np.ndarray, synthetic: np.ndarray) -> int:
-    """An image folder as `ganworks train --dataset DIR` reads it: one subfolder per class, real-NNNNNN.png and
-    generated-NNNNNN.png files."""
+def _write_folder(out: pathlib.Path, data: ImageData, images: np.ndarray, labels: np.ndarray, synthetic: np.ndarray, is_copy: np.ndarray) -> int:
+    """An image folder as `ganworks train --dataset DIR` reads it: one subfolder per class, real-NNNNNN.png,
+    generated-NNNNNN.png and copy-NNNNNN.png files."""
     from ganworks.images import encode_png
 
     if out.exists() and any(out.iterdir()):
         raise CommandError(f"--out {out}: the folder exists and is not empty; name a new folder")
     names = data.dataset.class_names or tuple(str(i) for i in range(data.dataset.num_classes))
-    for i, (image, label, made) in enumerate(zip(images, labels, synthetic)):
+    for i, (image, label, made, copy) in enumerate(zip(images, labels, synthetic, is_copy)):
         folder = out / names[int(label)]
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{'generated' if made else 'real'}-{i:06d}.png").write_bytes(encode_png(image))
+        (folder / f"{'generated' if made else 'copy' if copy else 'real'}-{i:06d}.png").write_bytes(encode_png(image))
     return len(images)
 
 
@@ -385,16 +409,20 @@ def run(args: argparse.Namespace) -> int:
         if sidecar_in.get("format") != SIDECAR_FORMAT:
             raise CommandError(f"--from-sidecar {args.from_sidecar}: not a ganworks augment sidecar (format {sidecar_in.get('format')!r}, expected {SIDECAR_FORMAT})")
         given = [flag for flag, value in (("--run", args.run), ("--data", args.data), ("--classes", args.classes), ("--add", args.add), ("--share", args.share),
-                                          ("--check-class", args.check_class or None), ("--privacy-guard", args.privacy_guard)) if value is not None]
+                                          ("--check-class", args.check_class or None), ("--privacy-guard", args.privacy_guard),
+                                          ("--copies", args.copies or None)) if value is not None]
         if given:
             raise CommandError(f"--from-sidecar rebuilds what the sidecar says; leave out {', '.join(given)}")
         args.run, args.version, args.data, args.split = sidecar_in["run"], int(sidecar_in["version"]), sidecar_in["data"]["spec"], sidecar_in["data"]["split"]
         args.schema_file = args.schema_file or sidecar_in["data"].get("schema_file")
         args.seed, args.check_class, args.privacy_guard = int(sidecar_in["seed"]), bool(sidecar_in["filters"]["class_check"]), sidecar_in["filters"]["privacy_guard_quantile"]
         args.out = args.out or sidecar_in["out"]
+        args.copies = float(sidecar_in.get("copies", {}).get("share", 0.0))
     for flag, value in (("--run", args.run), ("--data", args.data), ("--out", args.out)):
         if not value:
             raise CommandError(f"{flag} is required (or rebuild with --from-sidecar)")
+    if not 0 <= args.copies < 1:
+        raise CommandError(f"--copies must be a share in [0, 1), got {args.copies}")
     out = pathlib.Path(args.out)
     token = read_token_file("--token-file", args.token_file) or os.environ.get("GANWORKS_GENERATOR_AUTH_TOKEN") or None
     ca = read_flag_file("--tls-ca", args.tls_ca)
@@ -409,6 +437,8 @@ def run(args: argparse.Namespace) -> int:
                 raise CommandError(f"--out {out}: run {args.run} makes table rows; write a .csv or .parquet file")
             if not is_table and out.suffix.lower() not in IMAGE_SUFFIXES and out.suffix != "":
                 raise CommandError(f"--out {out}: run {args.run} makes images; write an .npz file (images, labels, synthetic) or a folder (no suffix)")
+            if is_table and args.copies:
+                raise CommandError("--copies is for images (flipped/shifted copies); for a table, leave it out")
             if not is_table and info.num_classes < 2:
                 raise CommandError(f"run {args.run} is unconditional: augment needs a conditional run (one trained with class labels)")
             data = _load_table(args.data, args.schema_file, args.split, info) if is_table else _load_images(args.data, args.split, info)
@@ -419,6 +449,7 @@ def run(args: argparse.Namespace) -> int:
             counts = {c: int((labels == c).sum()) for c in order}
             if sidecar_in is not None:
                 plan = {k: int(v) for k, v in sidecar_in["added"].items()}
+                copy_plan = {k: int(v) for k, v in sidecar_in.get("copies", {}).get("added", {}).items()}
             else:
                 named = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
                 if named and not is_table:
@@ -427,13 +458,14 @@ def run(args: argparse.Namespace) -> int:
                 if unknown:
                     raise CommandError(f"--classes: {', '.join(unknown)} not found in {'the target column ' + data.target if is_table else 'the data'}; "
                                        f"classes: {', '.join(order)}")
-                plan = plan_counts(counts, named, args.add, args.share)
+                plan, copy_plan = split_copies(plan_counts(counts, named, args.add, args.share), args.copies)
             with _progress_bar(args.output == "table" and sys.stderr.isatty()) as progress:
                 drawer = Drawer(client, args.run, info.version, data, args.check_class, args.privacy_guard, args.seed, progress)
                 kept, draws, dropped = build(drawer, plan, order, args.seed, replay=sidecar_in["draws"] if sidecar_in is not None else None)
         except grpc.RpcError as exc:
             raise CommandError(f"generator at {args.address} answered {exc.code().name}: {exc.details()}") from None
-    total = write_table(out, data, kept) if is_table else write_images(out, data, kept)
+    copies = {} if is_table else make_copies(data, copy_plan, order, args.seed)
+    total = write_table(out, data, kept) if is_table else write_images(out, data, kept, copies)
     added = {c: int(sum(len(next(iter(x.values()))) if isinstance(x, dict) else len(x) for x in kept[c])) for c in plan}
     sidecar = {
         "format": SIDECAR_FORMAT, "kind": "table" if is_table else "image", "run": args.run, "version": int(info.version), "model_sha256": info.sha256,
@@ -441,6 +473,7 @@ def run(args: argparse.Namespace) -> int:
         **({"target": data.target} if is_table else {"class_names": list(data.dataset.class_names)}),
         "seed": args.seed, "per_call": drawer.per_call, "real_counts": counts, "added": added,
         "filters": {"class_check": bool(args.check_class), "privacy_guard_quantile": args.privacy_guard, "privacy_guard_threshold": drawer.guard_threshold},
+        **({"copies": {"share": args.copies, "added": copy_plan}} if copy_plan else {}),
         "dropped": dropped, "draws": draws, "out": str(out), "rows": total, "sha256": _sha256(out),
     }
     rebuilt_same = None
@@ -449,15 +482,18 @@ def run(args: argparse.Namespace) -> int:
     sidecar_path = pathlib.Path(args.sidecar) if args.sidecar else (pathlib.Path(args.from_sidecar) if sidecar_in is not None and args.out == sidecar_in["out"] else out.with_name(out.name + ".augment.json"))
     if sidecar_in is None or sidecar_path != pathlib.Path(args.from_sidecar):
         sidecar_path.write_text(json.dumps(sidecar, indent=2) + "\n")
-    summary = {"out": str(out), "sidecar": str(sidecar_path), "rows": total, "real": len(data.dataset), "added": added, "dropped": dropped,
-               "run": args.run, "version": int(info.version), "seconds": round(time.monotonic() - started, 2)}
+    summary = {"out": str(out), "sidecar": str(sidecar_path), "rows": total, "real": len(data.dataset), "added": added, **({"copies": copy_plan} if copy_plan else {}),
+               "dropped": dropped, "run": args.run, "version": int(info.version), "seconds": round(time.monotonic() - started, 2)}
     if rebuilt_same is not None:
         summary["identical_to_sidecar"] = rebuilt_same
     if args.output == "json":
         print_json(summary)
     else:
         adds = ", ".join(f"{n} of {c}" for c, n in added.items())
-        print(f"wrote {total} examples to {out}: {len(data.dataset)} real and {adds} generated by {args.run} step {info.version}")
+        made = f"{adds} generated by {args.run} step {info.version}"
+        if copy_plan:
+            made += ", and " + ", ".join(f"{n} flipped/shifted copies of {c}" for c, n in copy_plan.items())
+        print(f"wrote {total} examples to {out}: {len(data.dataset)} real, {made}")
         if args.check_class or args.privacy_guard is not None:
             print(f"dropped {dropped['class_check']} by the class check and {dropped['privacy_guard']} by the privacy guard")
         print(f"sidecar: {sidecar_path}" + ("" if rebuilt_same is None else f" (rebuilt {'identical' if rebuilt_same else 'DIFFERENT: sha256 ' + sidecar['sha256'][:12]})"))
