@@ -189,19 +189,6 @@ def pixel_spread(images: np.ndarray) -> float:
     return float(np.sqrt(((x - x.mean(axis=0)) ** 2).sum(axis=1).mean() / x.shape[1]))
 
 
-def _flip_shift(images: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """count copies of random images, each flipped left-right at random and shifted by up to 2 pixels."""
-    rng = np.random.default_rng(seed)
-    picks = images[rng.integers(0, len(images), count)].copy()
-    out = np.empty_like(picks)
-    for i, image in enumerate(picks):
-        if rng.random() < 0.5:
-            image = image[:, ::-1]
-        dy, dx = rng.integers(-2, 3, 2)
-        out[i] = np.roll(np.roll(image, dy, axis=0), dx, axis=1)
-    return out
-
-
 CGAN = {"image_size": 32, "channels": 1, "latent_dim": 64, "width": 32}
 # Two timescales: D learns 4x as fast as G. At equal rates (2e-4 or 1e-4) G collapses on the rare class within
 # 3,000 steps on some seeds (the spread of its shirts falls from about 0.2 to 0.03); at these it stays near the
@@ -308,7 +295,7 @@ def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs
 
     from evaluator_service.metrics.utility import BATCH_SIZE, UtilityClassifier, as_input, predict
     from ganworks.data import load_dataset
-    from ganworks.images import grid_png, to_uint8
+    from ganworks.images import flipped_shifted_copies, grid_png, to_uint8
 
     train = load_dataset("fashion-mnist:shirt=1%", split="train")
     test = load_dataset("fashion-mnist", split="test")
@@ -372,7 +359,7 @@ def image_benchmark(seeds: list[int], gan_steps: int, per_class: int, cnn_epochs
         for cnn_seed in (seed + 100 * k for k in range(cnn_seeds)):
             with torch.no_grad():
                 fake = to_uint8(G(torch.randn(add, 64, generator=torch.Generator().manual_seed(cnn_seed)), torch.full((add,), shirt))[:, :, 2:30, 2:30])
-            copies, half = _flip_shift(xs[ys == shirt], add, cnn_seed), add // 2
+            copies, half = flipped_shifted_copies(xs[ys == shirt], add, cnn_seed), add // 2
             sets = {
                 "real": (xs, ys, None),
                 "weights": (xs, ys, (counts.sum() / (10 * np.maximum(counts, 1))).tolist()),
