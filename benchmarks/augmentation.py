@@ -24,7 +24,8 @@ minority recall and balanced accuracy on the 10,000 test images, mean and std ov
 Every method that adds shirts adds --add of them:
   oversample        flipped/shifted copies of the 60 real shirts
   ganworks          generated shirts
-  ganworks_flips    half generated shirts, half oversample's copies: ganworks on top of the usual trick
+  ganworks_flips    half generated shirts, half oversample's copies: ganworks on top of the usual trick (what
+                    `ganworks augment --copies 0.5` writes)
 Each method's CNN is trained --cnn-seeds times per image seed (its recall of a 60-image class swings with its own
 seed), each with its own draw of copies and generated shirts.
 --generators DIR keeps each seed's trained cGAN (G_ema, safetensors, every --save-every steps), so a later run with
