@@ -113,6 +113,9 @@ def make_copies(data: "ImageData", copies: dict[str, int], class_order: list[str
     from ganworks.images import flipped_shifted_copies
 
     labels = data.labels
+    empty = [c for c in copies if not (labels == c).any()]
+    if empty:
+        raise CommandError(f"--copies: class {', '.join(empty)} has no real images to copy; leave out --copies or name classes that have some")
     return {c: flipped_shifted_copies(data.dataset.images[labels == c], k, draw_seed(seed, class_order.index(c), MAX_DRAWS)) for c, k in copies.items()}
 
 

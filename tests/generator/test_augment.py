@@ -174,6 +174,11 @@ def test_copies_replace_a_share_of_the_generated_images_with_flipped_shifted_cop
         assert main(["augment", "--address", server.address, "--run", "c", "--data", str(real), "--split", "all", "--classes", "3", "--add", "70",
                      "--copies", bad, "--out", str(tmp_path / "x.npz")]) == 2
         assert message in capsys.readouterr().err
+    no_threes = tmp_path / "no-threes.npz"
+    np.savez(no_threes, images=real_images[real_labels != 3], labels=real_labels[real_labels != 3])
+    assert main(["augment", "--address", server.address, "--run", "c", "--data", str(no_threes), "--split", "all", "--classes", "3", "--add", "70",
+                 "--copies", "0.5", "--out", str(tmp_path / "y.npz")]) == 2
+    assert "--copies: class 3 has no real images to copy" in capsys.readouterr().err
 
 
 def test_copies_are_refused_for_a_table_run(local_store, serve, model, tmp_path, capsys):
