@@ -405,7 +405,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=50, help="ctgan epochs on credit-default (breast-cancer: 6x as many; it is 25x smaller)")
     parser.add_argument("--images", action="store_true", help="also run the Fashion-MNIST part (slow on a CPU)")
     parser.add_argument("--image-seeds", default="0,1,2")
-    parser.add_argument("--gan-steps", type=int, default=3000, help="conditional DCGAN steps (batch 64) per image seed")
+    parser.add_argument("--gan-steps", type=int, default=6000, help="conditional DCGAN steps (batch 64) per image seed")
     parser.add_argument("--cnn-per-class", type=int, default=1000, help="images of each other class the CNN trains on")
     parser.add_argument("--cnn-epochs", type=int, default=5)
     parser.add_argument("--g-lr", type=float, default=G_LR, help="the cGAN's generator learning rate")
