@@ -420,8 +420,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.samples_png and not os.path.isdir(os.path.dirname(os.path.abspath(args.samples_png))):
         parser.error(f"--samples-png {args.samples_png}: its folder does not exist (checked now, not after the training)")
-    if args.cnn_seeds < 1 or args.save_every < 0 or args.g_lr <= 0 or args.d_lr <= 0:
-        parser.error("--cnn-seeds must be at least 1, --save-every at least 0, and --g-lr and --d-lr above 0")
+    if min(args.cnn_seeds, args.gan_steps, args.add, args.threads) < 1 or args.save_every < 0 or args.g_lr <= 0 or args.d_lr <= 0:
+        parser.error("--cnn-seeds, --gan-steps, --add and --threads must be at least 1, --save-every at least 0, and --g-lr and --d-lr above 0")
     if args.generators:
         os.makedirs(args.generators, exist_ok=True)
     if args.imblearn_path:

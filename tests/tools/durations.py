@@ -37,4 +37,6 @@ def main(junit: str) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2 or not pathlib.Path(sys.argv[1]).is_file():
+        sys.exit(f"usage: {sys.argv[0]} JUNIT.xml (a run's --junitxml file; got {sys.argv[1:]})")
     main(sys.argv[1])
